@@ -1,0 +1,18 @@
+"""User-facing errors.
+
+Anything raised as :class:`UnlearnbenchError` is a problem with what the user asked for (an unknown
+plugin, a bad option, a missing file, an unreachable hub). The CLI prints its message as one line
+and exits with code 2; it never shows a traceback for these.
+"""
+
+
+class UnlearnbenchError(Exception):
+    """A clear, one-line problem with the user's input or environment."""
+
+
+class SpecError(UnlearnbenchError):
+    """A spec string or option that does not fit the plugin's config."""
+
+
+class UnknownPluginError(UnlearnbenchError):
+    """A plugin name that is not registered (the message carries 'did you mean')."""
