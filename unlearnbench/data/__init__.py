@@ -1,0 +1,1 @@
+"""Data: reading benchmark records from local files or the Hugging Face hub."""

@@ -1,0 +1,87 @@
+"""Metric definitions (what every number in a report means).
+
+Per probe item (ORT, shared/reference/algorithms.md "Forms"):
+
+- ``prob``: for generative forms exp(-mean token NLL of " " + answer | prompt); for choice forms
+  (MCQ, true/false) the probability of the right choice, normalised over the choices.
+- ``token_acc``: teacher-forced argmax accuracy over the answer tokens (generative forms).
+- ``em``: the greedy generation, normalised (lower case, punctuation and articles dropped), starts
+  with the normalised answer.
+- ``rougeL_recall``: ROUGE-L recall of the answer in the greedy generation (rouge-score, no
+  stemming).
+- ``correct``: the item's headline: ``em`` for generative forms, argmax-is-right for choice forms.
+  "Recall" in tables is the mean of ``correct``.
+
+Per (split, form) over a model: the mean of each. Then, with b, o, u the recall of the base model,
+the retrain oracle and the evaluated model on the *forget* split of one form:
+
+    forget_quality = clip(1 - |u - o| / |b - o|, 0, 1)
+
+1 means indistinguishable from the oracle (which never saw the forget people), 0 means as far from
+the oracle as the base model is (nothing forgotten) or further (over-forgetting is penalised like
+under-forgetting: an MCQ accuracy far below chance also gives the forgotten facts away). A form on
+which the base model and the oracle differ by less than ``MIN_GAP`` says nothing and gets NaN.
+The overall ``forget_quality`` is the mean over the informative forms.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from typing import Mapping
+
+MIN_GAP = 0.05
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation)
+_scorer = None
+
+
+def normalize_answer(text: str) -> str:
+    text = text.lower().translate(_PUNCT)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def exact_match(generation: str, answer: str) -> float:
+    g, a = normalize_answer(generation), normalize_answer(answer)
+    return float(bool(a) and (g == a or g.startswith(a + " ")))
+
+
+def rouge_l(generation: str, answer: str) -> tuple[float, float]:
+    """(recall, F1) of ROUGE-L of ``answer`` in ``generation``."""
+    global _scorer
+    if _scorer is None:
+        from rouge_score import rouge_scorer
+        _scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+    s = _scorer.score(answer, generation)["rougeL"]
+    return float(s.recall), float(s.fmeasure)
+
+
+def forget_quality(unlearned: float, base: float, oracle: float) -> float:
+    gap = abs(base - oracle)
+    if any(map(math.isnan, (unlearned, base, oracle))) or gap < MIN_GAP:
+        return float("nan")
+    return min(1.0, max(0.0, 1.0 - abs(unlearned - oracle) / gap))
+
+
+def mean_forget_quality(unlearned: Mapping[str, float], base: Mapping[str, float],
+                        oracle: Mapping[str, float]) -> float:
+    """Mean forget quality over the forms all three models were measured on (NaN forms skipped)."""
+    vals = [forget_quality(unlearned[f], base[f], oracle[f]) for f in unlearned if f in base and f in oracle]
+    vals = [v for v in vals if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def final_number(text: str) -> str | None:
+    """GSM8K scoring: the number after the last '####', else the last number in the text."""
+    if "####" in text:
+        text = text.rsplit("####", 1)[1]
+        m = _NUMBER.search(text.replace(",", ""))
+        return m.group(0) if m else None
+    nums = _NUMBER.findall(text.replace(",", ""))
+    return nums[-1] if nums else None

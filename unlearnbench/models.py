@@ -1,0 +1,417 @@
+"""Loading and saving models: the one door every model comes in through.
+
+Why one function: an unlearning benchmark compares a model before and after an edit, so every
+run has to load weights the same way (same dtype rules, same device rules, same tokenizer padding
+rules) and record which bytes it loaded (``weights_sha256``). Scattering ``from_pretrained`` calls
+around the harness would make results depend on whichever call site happened to run.
+
+Safety rules kept here:
+
+* safetensors only. A pickled checkpoint (``pytorch_model.bin``, ``*.pt``, ...) runs arbitrary code
+  when unpickled, and benchmark users load models they downloaded from strangers; we refuse them
+  and never call ``torch.load`` or ``pickle`` on a user-supplied file.
+* ``trust_remote_code=False`` unless the caller asks for it, for the same reason.
+* GGUF files are plain tensors plus metadata (no pickle); transformers dequantises them.
+
+torch and transformers are imported inside the functions so that ``import unlearnbench.models``
+stays cheap (the CLI imports it just to build its help text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from unlearnbench.errors import UnlearnbenchError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only, keeps torch out of module import
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+__all__ = ["LoadedModel", "load_model", "save_model", "weights_sha256", "resolve_device", "resolve_dtype"]
+
+# Files whose loading means unpickling: we refuse directories that hold only these.
+_PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# Suffixes that make a string mean "a file on disk", never a hub id.
+_MODEL_FILE_SUFFIXES = (".gguf", ".safetensors", ".json") + _PICKLED_SUFFIXES
+# 'name' or 'org/name', as the hub spells repository ids.
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+_DTYPES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}  # fmt: skip
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the rest of the harness passes around: the model, its tokenizer and where they came from.
+
+    ``weights_sha256`` identifies the exact weights a result was computed on, so a report can tell
+    two runs on "the same model" apart when the files differ. It is '' when the files could not be
+    located (e.g. a hub model whose cache layout we cannot resolve).
+
+    Tokenizer note: when the tokenizer had no pad token, ``load_model`` sets it to the EOS token.
+    Callers must therefore build attention masks from sequence lengths (or take the mask the
+    tokenizer returns), never from ``input_ids != pad_token_id``: that would also mask every real
+    EOS token in the text.
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    source: str
+    weights_sha256: str
+
+
+def resolve_device(device: str) -> torch.device:
+    """Turn 'cpu', 'cuda', 'cuda:N' or 'auto' into a torch.device, failing early if it is not there.
+
+    Checked up front so that a typo or a missing GPU gives one clear line instead of a CUDA error
+    deep inside the first forward pass.
+    """
+    import torch
+
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if match is None:
+        raise UnlearnbenchError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
+    if not torch.cuda.is_available():
+        raise UnlearnbenchError(f"device {device!r} requested but CUDA is not available on this machine")
+    if match.group(1) is not None:
+        index = int(match.group(1))
+        if index >= torch.cuda.device_count():
+            raise UnlearnbenchError(
+                f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
+        return torch.device("cuda", index)
+    return torch.device("cuda")
+
+
+def resolve_dtype(dtype: str, device) -> torch.dtype:
+    """Pick the weight dtype: 'auto' is float32 on CPU and the fastest safe half type on CUDA.
+
+    float32 on CPU because CPU half-precision matmuls are slow and lossy; bfloat16 on GPUs that
+    support it (same range as float32, so no overflow in logits), float16 otherwise.
+    """
+    import torch
+
+    name = str(dtype).strip().lower()
+    if name == "auto":
+        if torch.device(device).type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if name not in _DTYPES:
+        raise UnlearnbenchError(f"unknown dtype {dtype!r}; expected auto, float32, bfloat16 or float16")
+    return getattr(torch, _DTYPES[name])
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    """sha256 (hex) over the weight bytes: a directory's *.safetensors sorted by name, or one file.
+
+    Hashing bytes rather than tensors is cheap, needs no torch, and matches what a user can check
+    with ``cat *.safetensors | sha256sum`` (files taken in name order).
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        files = sorted(p.glob("*.safetensors"), key=lambda f: f.name)
+        if not files:
+            raise UnlearnbenchError(f"no *.safetensors files in '{p}' to hash")
+        return _sha256_files(files)
+    if p.is_file():
+        return _sha256_files([p])
+    raise UnlearnbenchError(f"no such file or directory: '{p}'")
+
+
+def save_model(model, tokenizer, path: str | os.PathLike) -> str:
+    """Save model and tokenizer to ``path`` as safetensors; return the weights' sha256.
+
+    Returning the hash lets the caller record exactly which weights an unlearned checkpoint holds.
+    ``safe_serialization=True`` is explicit for older transformers (4.x), where it was a choice;
+    transformers 5 always writes safetensors. Tokenizers have no weights, so theirs is a plain save.
+    """
+    out = Path(path).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    pickled = [f.name for f in out.iterdir() if f.suffix in _PICKLED_SUFFIXES]
+    if pickled:  # would only happen with a transformers that ignored safe_serialization
+        raise UnlearnbenchError(f"saving to '{out}' wrote pickled weights ({', '.join(sorted(pickled))})")
+    return weights_sha256(out)
+
+
+def load_model(
+    source: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    gguf_file: str | None = None,
+    revision: str | None = None,
+    attn_implementation: str | None = "eager",
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer from a local directory, a .gguf file or a hub id.
+
+    ``source`` may be:
+
+    * a local directory with ``config.json`` and ``*.safetensors`` (pickled-only directories are
+      refused), or a directory plus ``gguf_file=`` naming a GGUF file inside it;
+    * a path to a ``.gguf`` file (weights are dequantised by transformers; needs ``gguf``);
+    * a hub id ``org/name``, loaded from the local cache or the hub, safetensors only
+      (``revision`` applies to hub ids only; a local directory is what it is).
+
+    ``attn_implementation`` defaults to 'eager' because probes read attention weights and need
+    results that do not depend on which fused kernel happens to be installed.
+
+    The model is returned in eval mode on the resolved device. See :class:`LoadedModel` for the
+    pad-token rule callers must respect.
+    """
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    text = os.fspath(source)
+    path = Path(text).expanduser()
+
+    if path.is_file():
+        if path.suffix != ".gguf":
+            _refuse_file(path)
+        if gguf_file is not None and Path(gguf_file).name != path.name:
+            raise UnlearnbenchError(f"source '{path}' is a GGUF file but gguf_file={gguf_file!r} names another one")
+        location, gguf_name, weight_files, label = str(path.parent), path.name, [path], str(path)
+    elif path.is_dir():
+        location, gguf_name, weight_files = _inspect_directory(path, gguf_file)
+        label = str(path / gguf_name) if gguf_name else str(path)
+    elif _looks_like_path(text):
+        raise UnlearnbenchError(f"no such file or directory: '{text}'")
+    elif _HUB_ID.fullmatch(text) and ".." not in text and "--" not in text:
+        location, gguf_name, weight_files, label = text, gguf_file, None, text
+    else:
+        raise UnlearnbenchError(f"'{text}' is neither a local path nor a hub model id like 'org/name'")
+
+    is_hub = weight_files is None
+    common: dict = {"trust_remote_code": trust_remote_code}
+    if is_hub and revision is not None:
+        common["revision"] = revision
+    if gguf_name is not None:
+        _require_gguf_support()
+        # An absolute path for local files: transformers first tries gguf_file relative to the
+        # current directory, and a stray file of the same name there must not win.
+        common["gguf_file"] = gguf_name if is_hub else str(Path(location) / gguf_name)
+        model_kwargs = dict(common)
+    else:
+        model_kwargs = dict(common, use_safetensors=True)
+    model_kwargs["dtype"] = torch_dtype
+    if attn_implementation is not None:
+        model_kwargs["attn_implementation"] = attn_implementation
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _hub_errors(text, revision, is_hub):
+        model = AutoModelForCausalLM.from_pretrained(location, **model_kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(location, **common)
+
+    _ensure_pad_token(model, tokenizer)
+    model.eval()
+    model.to(torch_device)
+
+    if is_hub:
+        sha = _hub_weights_sha256(text, revision, gguf_name)
+    else:
+        sha = _sha256_files(weight_files)
+    return LoadedModel(model=model, tokenizer=tokenizer, source=label, weights_sha256=sha)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def _sha256_files(files) -> str:
+    """One sha256 over the concatenated bytes of ``files``, read in chunks (weights can be GBs)."""
+    digest = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _looks_like_path(text: str) -> bool:
+    """True when a non-existent ``source`` was clearly meant as a path, so we say 'no such file'
+    instead of sending a typo'd path to the hub as a model id."""
+    return (
+        text.startswith(("/", ".", "~"))
+        or "\\" in text
+        or text.count("/") >= 2
+        or text.lower().endswith(_MODEL_FILE_SUFFIXES)
+    )
+
+
+def _refuse_file(path: Path) -> None:
+    """Explain why a single non-GGUF file cannot be loaded."""
+    if path.suffix in _PICKLED_SUFFIXES:
+        raise UnlearnbenchError(f"refusing to load '{path}': it is pickled weights; {_CONVERT_HINT}")
+    raise UnlearnbenchError(
+        f"cannot load '{path}' as a model: pass the directory that holds config.json and *.safetensors, or a .gguf file"
+    )
+
+
+_CONVERT_HINT = (
+    "unlearnbench loads safetensors only — convert with https://huggingface.co/spaces/safetensors/convert "
+    "or save_pretrained() on a trusted machine"
+)
+
+
+def _inspect_directory(directory: Path, gguf_file: str | None) -> tuple[str, str | None, list[Path]]:
+    """Check a local model directory before transformers sees it; return (dir, gguf name, weight files).
+
+    Done by us rather than left to transformers because with only pickled weights transformers
+    would either unpickle them or fail with a message about ``use_safetensors``; users need to know
+    *why* we refuse and what to do.
+    """
+    names = sorted(f.name for f in directory.iterdir() if f.is_file())
+    if gguf_file is not None:
+        candidate = Path(gguf_file)
+        target = candidate if candidate.is_absolute() else directory / candidate
+        if not target.is_file():
+            found = [n for n in names if n.endswith(".gguf")]
+            raise UnlearnbenchError(
+                f"no GGUF file '{gguf_file}' in '{directory}' (found: {', '.join(found) or 'no .gguf files'})"
+            )
+        return str(target.parent), target.name, [target]
+
+    safetensors = [directory / n for n in names if n.endswith(".safetensors")]
+    if not safetensors:
+        pickled = [n for n in names if n.endswith(_PICKLED_SUFFIXES)]
+        ggufs = [n for n in names if n.endswith(".gguf")]
+        if pickled:
+            raise UnlearnbenchError(
+                f"refusing to load '{directory}': only pickled weights ({', '.join(pickled[:3])}) found; {_CONVERT_HINT}"
+            )
+        if ggufs:
+            raise UnlearnbenchError(
+                f"'{directory}' holds GGUF weights ({', '.join(ggufs[:3])}); pass gguf_file='{ggufs[0]}' or the .gguf path"
+            )
+        raise UnlearnbenchError(f"no *.safetensors weights in '{directory}'")
+    if "config.json" not in names:
+        raise UnlearnbenchError(f"'{directory}' has *.safetensors but no config.json; is it a transformers model directory?")
+    return str(directory), None, safetensors
+
+
+def _require_gguf_support() -> None:
+    """Fail with an install hint rather than transformers' generic ImportError."""
+    if importlib.util.find_spec("gguf") is None:
+        raise UnlearnbenchError("loading GGUF files needs the gguf package: pip install gguf")
+    if importlib.util.find_spec("accelerate") is None:
+        raise UnlearnbenchError("loading GGUF files needs the accelerate package: pip install accelerate")
+
+
+class _hub_errors:
+    """Context manager turning hub/cache failures into one-line UnlearnbenchErrors.
+
+    It recognises the failure by the exception types huggingface_hub raises (found anywhere in the
+    ``__cause__``/``__context__`` chain, since transformers wraps them in OSError) plus the one
+    message transformers uses for 'this repo has no safetensors'. Anything else propagates as is.
+    """
+
+    def __init__(self, source: str, revision: str | None, is_hub: bool):
+        self.source, self.revision, self.is_hub = source, revision, is_hub
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or not self.is_hub or not isinstance(exc, (OSError, ValueError)):
+            return False
+        message = _hub_error_message(exc, self.source, self.revision)
+        if message is None:
+            return False
+        raise UnlearnbenchError(message) from exc
+
+
+def _exception_chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _hub_error_message(exc: BaseException, source: str, revision: str | None) -> str | None:
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    chain = list(_exception_chain(exc))
+    at = f" at revision '{revision}'" if revision else ""
+    if any(isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain) or any(
+        "couldn't connect to" in str(e).lower() for e in chain
+    ):
+        return (
+            f"model '{source}'{at} is not in the local cache and the hub is unreachable — download it on a "
+            f"connected machine (huggingface-cli download {source}) or pass a local directory"
+        )
+    if any(isinstance(e, GatedRepoError) for e in chain):
+        return f"model '{source}' is gated on the hub — accept its licence and run huggingface-cli login"
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain):
+        return f"model '{source}' was not found on the hub (a private repo needs huggingface-cli login)"
+    if any(isinstance(e, RevisionNotFoundError) for e in chain):
+        return f"model '{source}' has no revision '{revision}' on the hub"
+    if any("cannot be loaded with `safetensors`" in str(e) for e in chain):
+        return f"refusing to load '{source}'{at}: it has no safetensors weights; {_CONVERT_HINT}"
+    return None
+
+
+def _hub_weights_sha256(repo_id: str, revision: str | None, gguf_file: str | None) -> str:
+    """Hash the cached weight files of a hub model, or '' when they cannot be located offline.
+
+    Uses only the local cache (no network): the files were just loaded, so they are there unless
+    the cache layout is unusual, in which case '' is an honest 'unknown'.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    def cached(filename: str) -> str | None:
+        found = try_to_load_from_cache(repo_id, filename, revision=revision)
+        return found if isinstance(found, str) else None
+
+    if gguf_file is not None:
+        found = cached(gguf_file)
+        return _sha256_files([found]) if found else ""
+    index = cached("model.safetensors.index.json")
+    if index:
+        try:
+            shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError):
+            return ""
+    else:
+        shards = ["model.safetensors"]
+    paths = [cached(name) for name in shards]
+    if not all(paths):
+        return ""
+    return _sha256_files(paths)
+
+
+def _ensure_pad_token(model, tokenizer) -> None:
+    """Give the tokenizer a pad token (EOS) if it has none; never touch ``padding_side``.
+
+    Batched scoring needs padding. padding_side is left exactly as the tokenizer says: whoever
+    batches decides left (generation) or right (scoring) padding explicitly. We also tell the
+    generation config, so ``generate`` does not warn on every call.
+    """
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    generation_config = getattr(model, "generation_config", None)
+    if generation_config is not None and generation_config.pad_token_id is None and tokenizer.pad_token_id is not None:
+        generation_config.pad_token_id = tokenizer.pad_token_id

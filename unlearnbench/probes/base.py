@@ -1,0 +1,57 @@
+"""What a probe is: a form of asking, and how its items are scored.
+
+A probe draws its items from the benchmark (``benchmark.probe_items(form, split)``) and scores them
+with a model. Generative forms (the answer is text) get ``prob``, ``token_acc``, ``em``,
+``rougeL_recall`` and ``correct`` (= ``em``); choice forms (MCQ letters, True/False) get ``prob``
+(normalised over the choices) and ``correct`` (argmax is right). See :mod:`unlearnbench.metrics`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    max_new_tokens: int = field(default=12, metadata={"help": "greedy tokens generated per item"})
+    batch_size: int = field(default=64, metadata={"help": "items per forward pass"})
+
+
+class FormProbe:
+    """Base class of the form probes; a subclass sets ``name``, ``form`` and ``scoring``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    form: ClassVar[str]
+    scoring: ClassVar[str]  # 'generate' | 'choice'
+    description: ClassVar[str] = ""
+    Config = ProbeConfig
+
+    def __init__(self, config: ProbeConfig | None = None):
+        self.config = config or ProbeConfig()
+
+    def items(self, benchmark, split: str):
+        return benchmark.probe_items(self.form, split)
+
+    def score(self, model, tokenizer, items) -> list[dict[str, float]]:
+        from .. import metrics, scoring
+
+        cfg = self.config
+        if self.scoring == "choice":
+            all_scores = scoring.score_choices(model, tokenizer, [it.prompt for it in items],
+                                               [it.choices for it in items], cfg.batch_size)
+            return [{"prob": scoring.softmax_prob(s, it.label),
+                     "correct": float(max(range(len(s)), key=s.__getitem__) == it.label)}
+                    for s, it in zip(all_scores, items)]
+        targets = scoring.score_targets(model, tokenizer, [(it.prompt, " " + it.answer) for it in items],
+                                        cfg.batch_size)
+        gens = scoring.greedy_generate(model, tokenizer, [it.prompt for it in items],
+                                       cfg.max_new_tokens, cfg.batch_size)
+        rows = []
+        for it, t, g in zip(items, targets, gens):
+            em = metrics.exact_match(g, it.answer)
+            recall, _f1 = metrics.rouge_l(g, it.answer)
+            rows.append({"prob": t.prob, "token_acc": t.token_acc, "em": em,
+                         "rougeL_recall": recall, "correct": em})
+        return rows

@@ -1,0 +1,102 @@
+"""Batched model queries: teacher-forced target likelihood, choice scoring, greedy generation.
+
+Everything runs under ``torch.inference_mode`` in the model's own device and dtype; logits are
+converted to float32 before any log-softmax (bf16 log-probs are too coarse, and numpy cannot take
+bf16 tensors).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .batching import collate, encode_example, length_batches, pad_id_of
+
+
+@dataclass
+class TargetScore:
+    mean_nll: float       # mean token NLL of the target given the prompt
+    sum_nll: float
+    n_tokens: int
+    token_acc: float      # teacher-forced argmax accuracy over target tokens
+
+    @property
+    def prob(self) -> float:
+        """ORT's answer probability: exp(-mean token NLL)."""
+        return math.exp(-self.mean_nll)
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def score_targets(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 64,
+                  max_length: int = 512) -> list[TargetScore]:
+    enc = [encode_example(tokenizer, p, t, max_length=max_length) for p, t in pairs]
+    out: list[TargetScore | None] = [None] * len(enc)
+    device = _device(model)
+    pad = pad_id_of(tokenizer)
+    for idx in length_batches([len(e.ids) for e in enc], batch_size, None):
+        batch = collate([enc[i] for i in idx], pad)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = logits[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        mask = labels != -100
+        nll = F.cross_entropy(logits.transpose(1, 2), labels.clamp_min(0), reduction="none") * mask
+        hit = (logits.argmax(-1) == labels) & mask
+        n = mask.sum(1)
+        for row, i in enumerate(idx):
+            k = int(n[row])
+            s = float(nll[row].sum())
+            out[i] = TargetScore(s / max(k, 1), s, k, float(hit[row].sum()) / max(k, 1))
+    return out  # type: ignore[return-value]
+
+
+@torch.inference_mode()
+def score_choices(model, tokenizer, prompts: Sequence[str], choices: Sequence[Sequence[str]],
+                  batch_size: int = 64) -> list[list[float]]:
+    """Sum log-prob of " choice" after each prompt, for every choice (lm-eval's multiple choice)."""
+    pairs = [(p, " " + c) for p, cs in zip(prompts, choices) for c in cs]
+    scores = score_targets(model, tokenizer, pairs, batch_size)
+    out, k = [], 0
+    for cs in choices:
+        out.append([-scores[k + j].sum_nll for j in range(len(cs))])
+        k += len(cs)
+    return out
+
+
+@torch.inference_mode()
+def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16,
+                    batch_size: int = 64, stop: Sequence[str] = ("\n",)) -> list[str]:
+    """Greedy continuations (KV-cached, left-padded batches), cut at the first stop string."""
+    enc = [encode_example(tokenizer, p, "") for p in prompts]
+    device = _device(model)
+    pad = pad_id_of(tokenizer)
+    out: list[str] = [""] * len(enc)
+    for idx in length_batches([len(e.ids) for e in enc], batch_size, None):
+        batch = collate([enc[i] for i in idx], pad, left_pad=True)
+        gen = model.generate(input_ids=batch["input_ids"].to(device),
+                             attention_mask=batch["attention_mask"].to(device),
+                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                             eos_token_id=tokenizer.eos_token_id)
+        width = batch["input_ids"].shape[1]
+        for row, i in enumerate(idx):
+            text = tokenizer.decode(gen[row, width:].tolist(), skip_special_tokens=True)
+            for s in stop:
+                cut = text.find(s)
+                if cut >= 0:
+                    text = text[:cut]
+            out[i] = text
+    return out
+
+
+def softmax_prob(scores: Sequence[float], label: int) -> float:
+    """Probability of the right choice, normalised over the choices."""
+    t = torch.tensor(scores, dtype=torch.float64)
+    return float(torch.softmax(t, 0)[label])
