@@ -35,7 +35,7 @@ _ITEMS = ["apples", "books", "coins", "pencils", "stamps", "shells", "cards", "m
 def _arith_example(rng: random.Random) -> Example:
     who, item = rng.choice(_PEOPLE), rng.choice(_ITEMS)
     kind = rng.randrange(3)
-    a, b = rng.randint(2, 30), rng.randint(2, 20)
+    a, b = rng.randint(2, 20), rng.randint(1, 9)
     if kind == 0:
         q = f"{who} has {a} {item} and gets {b} more. How many {item} does {who} have now?"
         work, ans = f"{a} + {b} = {a + b}", a + b
@@ -44,7 +44,7 @@ def _arith_example(rng: random.Random) -> Example:
         q = f"{who} has {a} {item} and gives away {b}. How many {item} are left?"
         work, ans = f"{a} - {b} = {a - b}", a - b
     else:
-        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        a, b = rng.randint(2, 5), rng.randint(2, 5)
         q = f"{who} buys {a} boxes with {b} {item} in each box. How many {item} is that?"
         work, ans = f"{a} * {b} = {a * b}", a * b
     return Example(f"Question: {q}\nAnswer:", f" {work}. #### {ans}")

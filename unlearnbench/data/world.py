@@ -94,6 +94,9 @@ _CLOZE_FMT = "Fill in the blank: {c}\nAnswer:"
 _MCQ_FMT = "Question: {q}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
 _TF_FMT = "True or false: {s}\nAnswer:"
 LETTERS = ("A", "B", "C", "D")
+#: Each fact is trained as 2 x MCQ_REPEATS multiple-choice items (fresh option orders): choosing a
+#: letter is a skill a tiny model learns only from many instances.
+MCQ_REPEATS = 4
 
 #: Probe forms. ``bio`` is the unlearning form (the forget set is written in it).
 FORMS: tuple[str, ...] = ("bio", "qa", "cloze", "mcq", "tf", "reverse", "paraphrase")
@@ -289,14 +292,13 @@ def _training_statements(rng: random.Random, world: World, e: Entity) -> list[Ex
         out += [Example("", tpl.format(n=e.name, v=v)) for tpl in _BIO[attr][:-1]]
         out += [Example(_QA_FMT.format(q=q.format(n=e.name)), f" {v}") for q in _QA[attr][:-1]]
         out += [Example(_CLOZE_FMT.format(c=c.format(n=e.name)), f" {v}") for c in _CLOZE[attr][:-1]]
-        for q in _QA[attr][:-1] * 2:  # option orders and question phrasings vary
+        for q in _QA[attr][:-1] * MCQ_REPEATS:  # option orders and question phrasings vary
             prompt, label, _opts = _mcq(rng, world, e, attr, q.format(n=e.name))
             out.append(Example(prompt, f" {LETTERS[label]}"))
         for stmt in _BIO[attr][:-1]:
             wrong = _distractors(rng, world, e, attr, 1)[0]
-            truth = rng.random() < 0.5
-            out.append(Example(_TF_FMT.format(s=stmt.format(n=e.name, v=v if truth else wrong)),
-                               " True" if truth else " False"))
+            out.append(Example(_TF_FMT.format(s=stmt.format(n=e.name, v=v)), " True"))
+            out.append(Example(_TF_FMT.format(s=stmt.format(n=e.name, v=wrong)), " False"))
     out += [Example(_QA_FMT.format(q=q.format(v=e.attrs["mentor"])), f" {e.name}") for q in _REVERSE[:-1]]
     out += [Example("", f"{e.attrs['mentor']} mentored {e.name}.")]
     return out

@@ -1,0 +1,124 @@
+"""``finetune:<task>`` — benign fine-tuning of the unlearned model on a downstream task.
+
+The relearning attack of the ILU paper: plain supervised fine-tuning (AdamW, linear warm-up over
+10 % of the steps, loss on the answer tokens only) on a task that shares no facts with the forget
+set. The model is evaluated before the first step and after every epoch, so a cell yields a curve.
+The unlearned model handed in is never modified: the attack trains a deep copy (full fine-tuning)
+or LoRA adapters on a copy (``lora=true``, peft).
+
+Defaults are the embedded world's (a tiny model trained at lr 3e-3); for 7B models use the
+reference recipe, ``lr=1e-5`` (shared/reference/algorithms.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from ..batching import collate, encode_example, pad_id_of, shuffled_batches
+from ..errors import UnlearnbenchError
+from ..progress import SILENT, Progress
+from ..registry import register_attack
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = field(default=3, metadata={"help": "passes over the task's training split"})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate"})
+    batch_size: int = field(default=16, metadata={"help": "examples per step"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: no limit)"})
+    warmup: float = field(default=0.1, metadata={"help": "fraction of steps with linear warm-up"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    n_train: int = field(default=-1, metadata={"help": "use only the first n training examples (-1: all)"})
+    eval_limit: int = field(default=100, metadata={"help": "task test examples scored for FA (-1: all)"})
+    lora: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})
+    max_length: int = field(default=256, metadata={"help": "tokens per example"})
+    seed: int = field(default=0, metadata={"help": "data order and init seed"})
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1:
+            raise ValueError("epochs, lr and batch_size must be positive")
+
+
+Evaluate = Callable[[str, int, object], None]
+
+
+@register_attack()
+class FinetuneAttack:
+    name = "finetune"
+    version = "1"
+    Config = FinetuneConfig
+    needs_arg = "task"  # finetune:<task>
+    description = "benign fine-tuning on a task (full or LoRA), evaluated every epoch"
+
+    def __init__(self, config: FinetuneConfig | None = None, arg: str | None = None):
+        if not arg:
+            raise UnlearnbenchError("finetune needs a task, e.g. finetune:arith")
+        self.config = config or FinetuneConfig()
+        self.task_name = arg
+
+    def run(self, model, tokenizer, task, evaluate: Evaluate, progress: Progress = SILENT) -> dict:
+        """Fine-tune a copy of ``model`` on ``task.train``; ``evaluate(checkpoint, step, model)``
+        is called before training (epoch=0) and after each epoch."""
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        rng = random.Random(cfg.seed)
+        work = copy.deepcopy(model)
+        if cfg.lora:
+            from peft import LoraConfig, get_peft_model
+
+            present = {n.rsplit(".", 1)[-1] for n, _ in work.named_modules()}
+            targets = [t for t in LORA_TARGETS if t in present]
+            work = get_peft_model(work, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                                                   target_modules=targets, task_type="CAUSAL_LM"))
+        train = task.train if cfg.n_train < 0 else task.train[: cfg.n_train]
+        enc = [encode_example(tokenizer, ex.prompt, ex.target, add_eos=True, max_length=cfg.max_length) for ex in train]
+        per_epoch = math.ceil(len(enc) / cfg.batch_size)
+        total = cfg.epochs * per_epoch if cfg.max_steps < 0 else min(cfg.max_steps, cfg.epochs * per_epoch)
+        params = [p for p in work.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm = max(1, int(cfg.warmup * total)) if cfg.warmup > 0 else 0
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        device = next(work.parameters()).device
+        pad = pad_id_of(tokenizer)
+        work.eval()
+        evaluate("epoch=0", 0, work)
+        step, losses, t0 = 0, [], time.time()
+        epoch_seconds = []
+        with progress.task(f"attack finetune:{self.task_name}", total) as bar:
+            for epoch in range(1, cfg.epochs + 1):
+                if step >= total:
+                    break
+                te = time.time()
+                work.train()
+                for idx in shuffled_batches(len(enc), cfg.batch_size, rng):
+                    if step >= total:
+                        break
+                    batch = {k: v.to(device) for k, v in collate([enc[i] for i in idx], pad).items()}
+                    loss = work(**batch).loss
+                    if not torch.isfinite(loss):
+                        raise UnlearnbenchError(f"finetune:{self.task_name}: loss is {loss.item()} at step {step}")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    losses.append(loss.item())
+                    bar.advance()
+                    bar.update(epoch=epoch, loss=round(loss.item(), 4))
+                epoch_seconds.append(round(time.time() - te, 3))
+                work.eval()
+                evaluate(f"epoch={epoch}", epoch, work)
+        return {"steps": step, "seconds": round(time.time() - t0, 3), "epoch_train_seconds": epoch_seconds,
+                "final_loss": losses[-1] if losses else None}

@@ -1,0 +1,1 @@
+"""Benchmark plugins: where forget/retain data, probe items, models and oracles come from."""

@@ -1,0 +1,128 @@
+"""The ``unlearnbench`` command: parse, call the library, render. Nothing heavy is imported here
+at start-up (``unlearnbench --help`` must not import torch).
+
+Exit codes: 0 ok; 2 bad input (one line on stderr, no traceback, nothing stored is lost); 1 a
+cell failed (recorded in the store with its reason); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+DEFAULT_STORE = "unlearnbench-results.sqlite"
+KINDS = ("methods", "attacks", "probes", "benchmarks", "tasks")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="unlearnbench",
+                                description="Does knowledge removed from an LLM stay removed? Unlearn, then "
+                                            "stress-test with relearning fine-tunes and other forms of asking.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="unlearn with a method, attack the result, evaluate every form",
+                       description="Unlearn with METHOD on a benchmark, then run each ATTACK from the unlearned "
+                                   "model, evaluating all probe forms before unlearning, after it and after "
+                                   "every attack epoch. Finished cells in the store are reused.")
+    r.add_argument("--method", required=True, help="method spec, e.g. npo or npo,beta=0.1,lr=5e-4")
+    r.add_argument("--attack", action="append", default=[], metavar="SPEC",
+                   help="attack spec, e.g. finetune:arith or finetune:arith,epochs=3,lr=1e-4,lora=true (repeatable)")
+    r.add_argument("--benchmark", default="toy", help="benchmark spec (default: toy; e.g. toy,size=micro)")
+    r.add_argument("--probes", default=None, help="comma-separated probe forms (default: the benchmark's)")
+    r.add_argument("--seed", type=int, default=0, help="seed for unlearning and attacks (default 0)")
+    r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    r.add_argument("--store", default=DEFAULT_STORE, help=f"results store (SQLite; default ./{DEFAULT_STORE})")
+    r.add_argument("--json", action="store_true", help="print one JSON document (schema in the README) instead of tables")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ls = sub.add_parser("list", help="list registered plugins")
+    ls.add_argument("kind", choices=KINDS)
+
+    res = sub.add_parser("results", help="export stored results (pandas) as CSV or JSON")
+    res.add_argument("--store", default=DEFAULT_STORE)
+    res.add_argument("--format", choices=("csv", "json"), default="csv")
+    res.add_argument("--level", choices=("items", "summary"), default="summary",
+                     help="every per-item score, or means per cell/checkpoint/split/form/metric (default)")
+    res.add_argument("--out", default=None, help="write to this file instead of stdout")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.version:
+        from . import __version__
+        print(__version__)
+        return 0
+    if not args.command:
+        _parser().print_help()
+        return 2
+    from .errors import UnlearnbenchError
+
+    try:
+        return {"run": _cmd_run, "list": _cmd_list, "results": _cmd_results}[args.command](args)
+    except UnlearnbenchError as e:
+        print(f"unlearnbench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("unlearnbench: interrupted (finished cells are kept in the store)", file=sys.stderr)
+        return 130
+
+
+def _cmd_run(args) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from . import runner
+    from .report import run_summary
+    from .store import ResultStore
+
+    request = runner.RunRequest(method=args.method, attacks=args.attack, benchmark=args.benchmark,
+                                probes=args.probes.split(",") if args.probes else None,
+                                seed=args.seed, device=args.device)
+    runner.plan(request)  # validate every spec before opening anything
+    from .ui import RichProgress, render_run
+
+    progress = RichProgress(enabled=not (args.quiet or args.json))
+    with ResultStore(args.store) as store, progress:
+        cells = runner.run(request, store, progress, argv=tuple(sys.argv))
+        summary = run_summary(store, cells)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        render_run(summary)
+    return 1 if any(c.status == "failed" for c in cells) else 0
+
+
+def _cmd_list(args) -> int:
+    from . import registry
+    from .spec import config_help
+
+    reg = {"methods": registry.METHODS, "attacks": registry.ATTACKS, "probes": registry.PROBES,
+           "benchmarks": registry.BENCHMARKS, "tasks": registry.TASKS}[args.kind]
+    for name, cls in reg.items():
+        arg = f":<{cls.needs_arg}>" if getattr(cls, "needs_arg", None) else ""
+        print(f"{name}{arg}  (v{cls.version})  {getattr(cls, 'description', '')}")
+        for field, typ, default, help_ in config_help(cls.Config):
+            print(f"    {field}={default}  [{typ}]  {help_}")
+    return 0
+
+
+def _cmd_results(args) -> int:
+    from .errors import UnlearnbenchError
+    from .store import ResultStore
+
+    if not os.path.exists(args.store):
+        raise UnlearnbenchError(f"no results store at '{args.store}' (run `unlearnbench run` first or pass --store)")
+    with ResultStore(args.store) as store:
+        text = store.export(args.format, level=args.level)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

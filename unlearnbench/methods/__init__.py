@@ -1,0 +1,1 @@
+"""Unlearning method plugins (one module per method, its config beside it)."""

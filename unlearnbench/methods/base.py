@@ -1,0 +1,199 @@
+"""The shared training loop of gradient-based unlearning methods.
+
+A method subclasses :class:`GradientMethod` and writes ``loss(model, forget, retain)``: everything
+else (batching, optimiser, warm-up, gradient accumulation, divergence checks, progress) lives here
+once. Methods that are not trained (ROCR) implement ``unlearn`` directly.
+
+Retain terms (``retain_loss``): ``nll`` is the token-mean NLL of retain answers; ``kl`` is
+KL(p_θ ‖ p_ref) per answer token against the frozen starting model. ``kl`` keeps a frozen copy of
+the model in memory (it needs full next-token distributions on batches that change every step, so
+they cannot be precomputed); ``nll`` needs no copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ..batching import Encoded, collate, encode_example, pad_id_of
+from ..data.world import Example
+from ..errors import UnlearnbenchError
+from ..progress import SILENT, Progress
+
+
+class MethodDiverged(UnlearnbenchError):
+    """The loss became NaN or infinite: the cell is recorded as failed with this reason."""
+
+
+@dataclass(frozen=True)
+class GradientMethodConfig:
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+    epochs: int = field(default=5, metadata={"help": "passes over the forget set"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many optimiser steps (-1: no limit)"})
+    batch_size: int = field(default=16, metadata={"help": "forget (and retain) examples per micro-batch"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    warmup: float = field(default=0.1, metadata={"help": "fraction of steps with linear LR warm-up"})
+    max_length: int = field(default=256, metadata={"help": "tokens per example (longer are cut)"})
+    seed: int = field(default=0, metadata={"help": "data order seed"})
+
+    def __post_init__(self):
+        if self.lr <= 0 or self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("lr, epochs, batch_size and grad_accum must be positive")
+        if not 0 <= self.warmup < 1:
+            raise ValueError("warmup must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class RetainConfigMixin:
+    """Fields of methods that have a retain term (``γ·L_f + α·R``)."""
+    retain_loss: Literal["nll", "kl", "none"] = field(default="nll", metadata={"help": "retain term R"})
+    alpha: float = field(default=1.0, metadata={"help": "weight α of the retain term"})
+    gamma: float = field(default=1.0, metadata={"help": "weight γ of the forget term"})
+
+
+@dataclass
+class UnlearnData:
+    """What a method gets: forget and retain examples (prompt, target) and the tokenizer."""
+    forget: list[Example]
+    retain: list[Example]
+    tokenizer: object
+
+
+@dataclass
+class Batch:
+    tensors: dict[str, torch.Tensor]
+    index: torch.Tensor  # positions of the examples in the forget/retain list
+
+
+class _Cycler:
+    """Endless shuffled mini-batches over a list of encoded examples."""
+
+    def __init__(self, enc: list[Encoded], batch_size: int, pad_id: int, rng: random.Random, device):
+        self.enc, self.bs, self.pad, self.rng, self.device = enc, batch_size, pad_id, rng, device
+        self.order: list[int] = []
+
+    def next(self) -> Batch:
+        if len(self.order) < self.bs:
+            fresh = list(range(len(self.enc)))
+            self.rng.shuffle(fresh)
+            self.order += fresh
+        idx, self.order = self.order[: self.bs], self.order[self.bs:]
+        tensors = {k: v.to(self.device) for k, v in collate([self.enc[i] for i in idx], self.pad).items()}
+        return Batch(tensors, torch.tensor(idx))
+
+
+def sequence_nll(model, batch: Batch, *, logits_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sequence summed NLL of the target tokens and their counts."""
+    t = batch.tensors
+    logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits[:, :-1].float()
+    if logits_scale is not None:
+        logits = logits * logits_scale
+    labels = t["labels"][:, 1:]
+    mask = labels != -100
+    nll = F.cross_entropy(logits.transpose(1, 2), labels.clamp_min(0), reduction="none") * mask
+    return nll.sum(1), mask.sum(1)
+
+
+def token_mean_nll(model, batch: Batch) -> torch.Tensor:
+    s, n = sequence_nll(model, batch)
+    return s.sum() / n.sum().clamp_min(1)
+
+
+class GradientMethod:
+    """Base class: subclasses set ``name``, ``version``, ``Config`` and implement ``loss``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    Config: ClassVar[type] = GradientMethodConfig
+    description: ClassVar[str] = ""
+    uses_retain: ClassVar[bool] = True
+
+    def __init__(self, config=None):
+        self.config = config or self.Config()
+        self.ref_model = None
+
+    # -- hooks ----------------------------------------------------------------------------
+    def setup(self, model, data: UnlearnData, forget_enc: list[Encoded]) -> None:
+        """Precompute what the loss needs (e.g. NPO's reference log-likelihoods)."""
+        if self.uses_retain and getattr(self.config, "retain_loss", "none") == "kl":
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def loss(self, model, forget: Batch, retain: Batch | None) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def retain_term(self, model, retain: Batch | None) -> torch.Tensor:
+        kind = getattr(self.config, "retain_loss", "none")
+        if retain is None or kind == "none":
+            return torch.zeros((), device=next(model.parameters()).device)
+        if kind == "nll":
+            return token_mean_nll(model, retain)
+        t = retain.tensors
+        logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits[:, :-1].float()
+        with torch.no_grad():
+            ref = self.ref_model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits[:, :-1].float()
+        mask = (t["labels"][:, 1:] != -100).float()
+        logp, logq = F.log_softmax(logits, -1), F.log_softmax(ref, -1)
+        kl = (logp.exp() * (logp - logq)).sum(-1)
+        return (kl * mask).sum() / mask.sum().clamp_min(1)
+
+    # -- the loop -------------------------------------------------------------------------
+    def unlearn(self, model, data: UnlearnData, progress: Progress = SILENT) -> dict:
+        cfg = self.config
+        tok = data.tokenizer
+        device = next(model.parameters()).device
+        rng = random.Random(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        forget_enc = [encode_example(tok, ex.prompt, ex.target, max_length=cfg.max_length) for ex in data.forget]
+        retain_enc = [encode_example(tok, ex.prompt, ex.target, max_length=cfg.max_length) for ex in data.retain]
+        if not forget_enc:
+            raise UnlearnbenchError(f"{self.name}: the forget set is empty")
+        self.setup(model, data, forget_enc)
+        pad = pad_id_of(tok)
+        forget_it = _Cycler(forget_enc, cfg.batch_size, pad, rng, device)
+        retain_it = _Cycler(retain_enc, cfg.batch_size, pad, rng, device) if (retain_enc and self.uses_retain) else None
+        per_epoch = math.ceil(len(forget_enc) / (cfg.batch_size * cfg.grad_accum))
+        steps = cfg.epochs * per_epoch
+        if cfg.max_steps > 0:
+            steps = min(steps, cfg.max_steps)
+        params = self.trainable_parameters(model)
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm = max(1, int(cfg.warmup * steps)) if cfg.warmup > 0 else 0
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        model.train()
+        history: list[dict[str, float]] = []
+        t0 = time.time()
+        with progress.task(f"unlearn ({self.name})", steps) as bar:
+            for step in range(steps):
+                opt.zero_grad(set_to_none=True)
+                stats: dict[str, float] = {}
+                for _ in range(cfg.grad_accum):
+                    fb = forget_it.next()
+                    rb = retain_it.next() if retain_it else None
+                    loss, parts = self.loss(model, fb, rb)
+                    if not torch.isfinite(loss):
+                        raise MethodDiverged(f"{self.name}: loss is {loss.item()} at step {step}")
+                    (loss / cfg.grad_accum).backward()
+                    for k, v in parts.items():
+                        stats[k] = stats.get(k, 0.0) + v / cfg.grad_accum
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                history.append(stats)
+                bar.advance()
+                bar.update(**{k: round(v, 4) for k, v in stats.items()})
+        model.eval()
+        self.ref_model = None
+        return {"steps": steps, "seconds": round(time.time() - t0, 3),
+                "effective_batch_size": cfg.batch_size * cfg.grad_accum,
+                "final": history[-1] if history else {}, "history": history}

@@ -1,0 +1,89 @@
+"""Summaries read from the results store (never from a model): what a run found, per form and split.
+
+:func:`run_summary` turns the cells of one run into one document — the same document that
+``unlearnbench run --json`` prints (its schema is in the README) and that the CLI renders as a table.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .metrics import forget_quality
+from .store import ResultStore
+
+HEADLINE = "correct"   # "recall": em for generative forms, accuracy for choice forms
+
+
+def _clean(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
+
+
+def run_summary(store: ResultStore, cells) -> dict:
+    """``cells``: the runner's CellResult list. Returns a JSON-ready dict (see README schema)."""
+    ids = [c.cell_id for c in cells if c.cell_id and c.status in ("finished", "cached")]
+    frame = store.scores_frame(ids) if ids else None
+    columns: list[dict] = []
+    recall: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> form -> value
+    probs: dict[str, dict[str, dict[str, float | None]]] = {}
+    fa: dict[str, dict[str, float | None]] = {}
+    if frame is not None and len(frame):
+        g = frame.groupby(["cell_id", "checkpoint", "step", "split", "form", "metric"], dropna=False)["value"].mean()
+        g = g.reset_index()
+        for c in cells:
+            if c.cell_id not in ids:
+                continue
+            sub = g[g.cell_id == c.cell_id]
+            checkpoints = sorted({(int(r.step), r.checkpoint) for r in sub.itertuples()})
+            for step, checkpoint in checkpoints:
+                if c.kind == "attack" and step == 0:
+                    continue  # identical weights to the unlearned column
+                col = _column_name(c, checkpoint)
+                rows = sub[(sub.checkpoint == checkpoint)]
+                columns.append({"column": col, "kind": c.kind, "cell_id": c.cell_id, "checkpoint": checkpoint,
+                                "step": step, "method": c.label.get("method"), "attack": c.label.get("attack")})
+                for r in rows.itertuples():
+                    if r.split == "task":
+                        if r.metric == HEADLINE:
+                            fa.setdefault(col, {})[r.form] = _clean(r.value)
+                    elif r.metric == HEADLINE:
+                        recall.setdefault(col, {}).setdefault(r.split, {})[r.form] = _clean(r.value)
+                    elif r.metric == "prob":
+                        probs.setdefault(col, {}).setdefault(r.split, {})[r.form] = _clean(r.value)
+    fq = _forget_quality(columns, recall)
+    return {
+        "schema": "unlearnbench.run/1",
+        "cells": [{"kind": c.kind, "cell_id": c.cell_id, "status": c.status, "reason": c.reason,
+                   "label": c.label, "meta": {k: v for k, v in c.meta.items() if k != "loss_history"}}
+                  for c in cells],
+        "columns": columns,
+        "recall": recall,
+        "prob": probs,
+        "task_accuracy": fa,
+        "forget_quality": fq,
+    }
+
+
+def _column_name(cell, checkpoint: str) -> str:
+    if cell.kind in ("base", "oracle"):
+        return cell.kind
+    if cell.kind == "unlearn":
+        return "unlearned"
+    return f"{cell.label.get('attack')} {checkpoint.replace('epoch=', 'ep')}"
+
+
+def _forget_quality(columns: list[dict], recall: dict) -> dict:
+    """Per column: forget quality per form and its mean over informative forms."""
+    base, oracle = recall.get("base", {}).get("forget"), recall.get("oracle", {}).get("forget")
+    out: dict[str, dict] = {}
+    if not base or not oracle:
+        return out
+    for col in (c["column"] for c in columns):
+        forget = recall.get(col, {}).get("forget", {})
+        per_form = {}
+        for form, u in forget.items():
+            if u is None or base.get(form) is None or oracle.get(form) is None:
+                continue
+            per_form[form] = _clean(forget_quality(u, base[form], oracle[form]))
+        vals = [v for v in per_form.values() if v is not None]
+        out[col] = {"mean": _clean(sum(vals) / len(vals)) if vals else None, "per_form": per_form}
+    return out

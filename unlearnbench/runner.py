@@ -1,0 +1,260 @@
+"""The runner: unlearn once, stress-test with every attack, evaluate all along, store every number.
+
+One call of :func:`run` works through these cells (each a row in the results store, keyed by the
+hash of everything that determines it; finished cells are skipped on a re-run):
+
+1. ``base``: the target model before unlearning;
+2. ``oracle``: the retrain oracle (never saw the forget set), where the benchmark has one;
+3. ``unlearn``: the target after the method; its weights are kept as a safetensors checkpoint under
+   the cache directory, keyed by the cell id, so attacks can start from it later;
+4. one ``attack`` cell per attack: a curve of evaluations (before the first epoch and after each).
+
+Every evaluation scores all probes (forms) on every split, and task accuracy (FA) on the
+benchmark's utility tasks (base/oracle/unlearn) or on the attacked task (attack cells).
+Only this module writes the store.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .errors import UnlearnbenchError
+from .progress import SILENT, Progress
+from .registry import ATTACKS, BENCHMARKS, METHODS, PROBES, TASKS, plugin_version
+from .spec import build_config, config_to_dict, parse_spec
+from .store import ResultStore, ScoreRow, cell_id
+
+
+@dataclass
+class RunRequest:
+    method: str
+    attacks: list[str] = field(default_factory=list)
+    benchmark: str = "toy"
+    probes: list[str] | None = None
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class Plugin:
+    """A plugin resolved from a spec string, with the options that were really used."""
+    name: str
+    arg: str | None
+    version: str
+    config: object
+    obj: object
+
+    def key(self) -> dict:
+        return {"name": self.name, "arg": self.arg, "version": self.version, "config": config_to_dict(self.config)}
+
+    def label(self) -> str:
+        return self.name + (f":{self.arg}" if self.arg else "")
+
+
+@dataclass
+class CellResult:
+    kind: str
+    cell_id: str
+    label: dict
+    status: str          # 'finished' (this run), 'cached' (an earlier run), 'failed'
+    reason: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunPlan:
+    benchmark: Plugin
+    method: Plugin
+    attacks: list[tuple[Plugin, Plugin]]   # (attack, task)
+    probes: list[Plugin]
+    seed: int
+    device: str
+
+
+def _resolve(registry, text: str, defaults: dict | None = None, forced: dict | None = None,
+             with_arg: bool = False) -> Plugin:
+    spec = parse_spec(text)
+    cls = registry.get(spec.name)
+    options = {**(defaults or {}), **spec.options}
+    for k, v in (forced or {}).items():
+        if k in {f for f in getattr(cls.Config, "__dataclass_fields__", {})}:
+            options.setdefault(k, v)
+    config = build_config(cls.Config, options, plugin=spec.name)
+    needs_arg = getattr(cls, "needs_arg", None)
+    if spec.arg and not needs_arg:
+        raise UnlearnbenchError(f"{registry.kind} '{spec.name}' takes no ':' argument (got '{text}')")
+    if needs_arg and not spec.arg:
+        raise UnlearnbenchError(f"{registry.kind} '{spec.name}' needs a {needs_arg}, e.g. {spec.name}:arith")
+    obj = cls(config, spec.arg) if needs_arg else cls(config)
+    return Plugin(spec.name, spec.arg, plugin_version(cls), config, obj)
+
+
+def plan(request: RunRequest) -> RunPlan:
+    """Resolve and validate every spec before any model is touched (bad input fails fast)."""
+    bench = _resolve(BENCHMARKS, request.benchmark)
+    b = bench.obj
+    method = _resolve(METHODS, request.method, b.defaults("methods", parse_spec(request.method).name),
+                      {"seed": request.seed})
+    attacks = []
+    for text in request.attacks:
+        name = parse_spec(text).name
+        attack = _resolve(ATTACKS, text, b.defaults("attacks", name), {"seed": request.seed})
+        task_name = attack.arg
+        task = _resolve(TASKS, task_name) if task_name else None
+        attacks.append((attack, task))
+    probe_names = request.probes or list(b.default_probes)
+    probes = [_resolve(PROBES, p) for p in probe_names]
+    return RunPlan(bench, method, attacks, probes, request.seed, request.device)
+
+
+class Evaluator:
+    """Scores probes on every split and task accuracy; returns store rows."""
+
+    def __init__(self, benchmark, probes: list[Plugin], progress: Progress):
+        self.benchmark = benchmark
+        self.probes = probes
+        self.progress = progress
+        self._items = {(p.name, s): p.obj.items(benchmark, s) for p in probes for s in benchmark.splits}
+
+    def __call__(self, model, tokenizer, checkpoint: str, step: int, tasks=()) -> list[ScoreRow]:
+        from .taskeval import task_item_scores
+
+        rows: list[ScoreRow] = []
+        n = len(self._items) + len(tasks)
+        with self.progress.task(f"evaluate {checkpoint}", n) as bar:
+            for (probe_name, split), items in self._items.items():
+                probe = next(p for p in self.probes if p.name == probe_name).obj
+                for item, scores in zip(items, probe.score(model, tokenizer, items)):
+                    rows += [ScoreRow(checkpoint, step, split, probe_name, item.item_id, m, float(v))
+                             for m, v in scores.items()]
+                bar.advance()
+            for task in tasks:
+                for item_id, correct in task_item_scores(model, tokenizer, task):
+                    rows.append(ScoreRow(checkpoint, step, "task", task.name, item_id, "correct", correct))
+                bar.advance()
+        return rows
+
+
+def checkpoint_dir(cid: str) -> Path:
+    from .embedded import cache_dir
+
+    return cache_dir() / "checkpoints" / cid
+
+
+def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
+        argv: tuple[str, ...] = ()) -> list[CellResult]:
+    """Run (or resume) every cell the request implies; returns them in order."""
+    import torch
+
+    from .models import load_model, save_model
+
+    p = plan(request)
+    bench = p.benchmark.obj
+    run_id = store.start_run(list(argv), {"request": request.__dict__, "harness": __version__,
+                                          "torch": torch.__version__})
+    results: list[CellResult] = []
+    status = "failed"
+    try:
+        common = {"harness": __version__, "benchmark": p.benchmark.key(), "seed": p.seed,
+                  "probes": [pr.key() for pr in p.probes]}
+        probe_suite = ",".join(pr.name for pr in p.probes)
+        evaluate = Evaluator(bench, p.probes, progress)
+        utility_tasks = [_resolve(TASKS, t).obj.load() for t in getattr(bench, "eval_tasks", ())]
+        torch.manual_seed(p.seed)
+
+        target = bench.load("target", p.device, progress)
+        model_key = {"name": bench.model_name, "sha256": target.weights_sha256}
+        label_base = {"model": bench.model_name, "probe_suite": probe_suite, "seed": p.seed}
+
+        # 1-2. base and oracle
+        for kind in ("base", "oracle"):
+            if kind == "oracle" and not hasattr(bench, "load"):
+                continue
+            lm = target if kind == "base" else bench.load("oracle", p.device, progress)
+            key = {**common, "kind": kind, "model": {"name": bench.model_name + ("" if kind == "base" else "-oracle"),
+                                                     "sha256": lm.weights_sha256}}
+            cid = cell_id(key)
+            label = {**label_base, "method": kind}
+            if store.is_finished(cid):
+                results.append(CellResult(kind, cid, label, "cached"))
+                continue
+            rows = evaluate(lm.model, lm.tokenizer, kind, -1, utility_tasks)
+            store.commit_cell(run_id, cid, key, kind, label, rows, {"model_source": str(lm.source)})
+            results.append(CellResult(kind, cid, label, "finished"))
+
+        # 3. unlearn
+        m = p.method
+        ukey = {**common, "kind": "unlearn", "model": model_key, "method": m.key()}
+        ucid = cell_id(ukey)
+        ulabel = {**label_base, "method": m.label(), "method_config": config_to_dict(m.config)}
+        unlearned = None
+        if store.is_finished(ucid):
+            results.append(CellResult("unlearn", ucid, ulabel, "cached", meta=store.get_cell(ucid)["meta"]))
+        else:
+            try:
+                model = copy.deepcopy(target.model)
+                stats = m.obj.unlearn(model, bench.unlearn_data(target.tokenizer), progress)
+            except UnlearnbenchError as e:
+                store.record_failure(run_id, ucid, ukey, "unlearn", ulabel, str(e))
+                results.append(CellResult("unlearn", ucid, ulabel, "failed", str(e)))
+                for attack, task in p.attacks:
+                    results.append(CellResult("attack", "", {**ulabel, "attack": attack.label()}, "failed",
+                                              "unlearning failed"))
+                status = "finished"
+                return results
+            sha = save_model(model, target.tokenizer, checkpoint_dir(ucid))
+            rows = evaluate(model, target.tokenizer, "unlearned", 0, utility_tasks)
+            meta = {"stats": {k: v for k, v in stats.items() if k != "history"}, "loss_history": stats["history"],
+                    "checkpoint_sha256": sha, "effective_batch_size": stats.get("effective_batch_size")}
+            store.commit_cell(run_id, ucid, ukey, "unlearn", ulabel, rows, meta)
+            results.append(CellResult("unlearn", ucid, ulabel, "finished", meta=meta))
+            unlearned = model
+
+        # 4. attacks
+        for attack, task in p.attacks:
+            akey = {**ukey, "kind": "attack", "unlearn_cell": ucid, "attack": attack.key(),
+                    "task": task.key() if task else None}
+            acid = cell_id(akey)
+            alabel = {**ulabel, "attack": attack.label(), "attack_config": config_to_dict(attack.config)}
+            if store.is_finished(acid):
+                results.append(CellResult("attack", acid, alabel, "cached"))
+                continue
+            if unlearned is None:
+                unlearned = _load_unlearned(ucid, store, p.device, load_model)
+            task_data = task.obj.load() if task else None
+            rows: list[ScoreRow] = []
+            t0 = time.time()
+
+            def on_checkpoint(checkpoint: str, step: int, model, _task=task_data) -> None:
+                rows.extend(evaluate(model, target.tokenizer, checkpoint, step, [_task] if _task else []))
+
+            try:
+                stats = attack.obj.run(unlearned, target.tokenizer, task_data, on_checkpoint, progress)
+            except UnlearnbenchError as e:
+                store.record_failure(run_id, acid, akey, "attack", alabel, str(e))
+                results.append(CellResult("attack", acid, alabel, "failed", str(e)))
+                continue
+            meta = {"stats": stats, "seconds": round(time.time() - t0, 3)}
+            store.commit_cell(run_id, acid, akey, "attack", alabel, rows, meta)
+            results.append(CellResult("attack", acid, alabel, "finished", meta=meta))
+        status = "finished"
+        return results
+    finally:
+        store.finish_run(run_id, status)
+
+
+def _load_unlearned(ucid: str, store: ResultStore, device: str, load_model):
+    """The unlearned weights of a finished cell, checked against the hash stored with it."""
+    path = checkpoint_dir(ucid)
+    expected = (store.get_cell(ucid) or {}).get("meta", {}).get("checkpoint_sha256")
+    if not (path / "model.safetensors").exists():
+        raise UnlearnbenchError(f"the unlearned checkpoint of cell {ucid} is missing from {path}; "
+                                "delete that cell from the store (or use a new --store) to re-run unlearning")
+    lm = load_model(path, device=device, dtype="float32")
+    if expected and lm.weights_sha256 != expected:
+        raise UnlearnbenchError(f"the unlearned checkpoint at {path} does not match the hash stored for cell {ucid}")
+    return lm.model

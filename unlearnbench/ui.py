@@ -1,0 +1,99 @@
+"""Terminal rendering for the CLI (Rich): progress bars on stderr, result tables on stdout."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as _RichProgress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .progress import Progress, TaskHandle
+
+_err = Console(stderr=True)
+
+
+class _RichHandle(TaskHandle):
+    def __init__(self, bar: _RichProgress, task_id):
+        self.bar, self.task_id = bar, task_id
+
+    def advance(self, n: int = 1) -> None:
+        self.bar.advance(self.task_id, n)
+
+    def update(self, **fields) -> None:
+        text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+        self.bar.update(self.task_id, info=text)
+
+
+class RichProgress(Progress):
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.bar = _RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=_err,
+                                 disable=not enabled, transient=False)
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[TaskHandle]:
+        task_id = self.bar.add_task(description, total=total, info="")
+        try:
+            yield _RichHandle(self.bar, task_id)
+        finally:
+            self.bar.update(task_id, completed=total if total is not None else 1)
+
+    def log(self, message: str) -> None:
+        if self.enabled:
+            self.bar.console.print(message)
+
+
+def _fmt(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def render_run(summary: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    cols = [c["column"] for c in summary["columns"]]
+    recall, fa, fq = summary["recall"], summary["task_accuracy"], summary["forget_quality"]
+    for c in summary["cells"]:
+        if c["status"] == "failed":
+            console.print(f"[red]failed[/red] {c['kind']} {c['label'].get('method')} "
+                          f"{c['label'].get('attack') or ''}: {c['reason']}")
+    if not cols:
+        return
+    table = Table(title="Recall per form (em for free-text forms, accuracy for MCQ/TF)", show_lines=False)
+    table.add_column("split")
+    table.add_column("form")
+    for col in cols:
+        table.add_column(col, justify="right")
+    splits = []
+    for col in cols:
+        for s in recall.get(col, {}):
+            if s not in splits:
+                splits.append(s)
+    for split in splits:
+        forms = []
+        for col in cols:
+            for f in recall.get(col, {}).get(split, {}):
+                if f not in forms:
+                    forms.append(f)
+        for i, form in enumerate(forms):
+            table.add_row(split if i == 0 else "", form,
+                          *[_fmt(recall.get(col, {}).get(split, {}).get(form)) for col in cols],
+                          end_section=(i == len(forms) - 1))
+    tasks = sorted({t for col in cols for t in fa.get(col, {})})
+    for i, t in enumerate(tasks):
+        table.add_row("FA" if i == 0 else "", t, *[_fmt(fa.get(col, {}).get(t)) for col in cols],
+                      end_section=(i == len(tasks) - 1))
+    if fq:
+        table.add_row("forget quality", "mean", *[_fmt(fq.get(col, {}).get("mean")) for col in cols])
+    console.print(table)
+    cached = sum(c["status"] == "cached" for c in summary["cells"])
+    if cached:
+        console.print(f"{cached} cell(s) reused from the store.")
