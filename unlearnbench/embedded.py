@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data.synthetic import SYNTHETIC_TASKS, build_task
-from .data.world import World
+from .data.world import FORMS, World
 from .errors import UnlearnbenchError
 from .progress import SILENT, Progress
 
@@ -126,7 +126,7 @@ def get_model_dir(world: World, recipe: ModelRecipe, role: str, name: str,
     t0 = time.time()
     model = train_model(world, recipe, tokenizer, exclude, progress, f"train {role} model ({name})")
     seconds = time.time() - t0
-    recall = measure_recall(model, tokenizer, world, recipe.gated_forms, progress)
+    recall = measure_recall(model, tokenizer, world, FORMS, progress)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     try:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -162,8 +162,10 @@ def check_quality(path: Path, role: str = "target", gate: float = QUALITY_GATE) 
     """The recall of a cached model per form and split; an error below the gate. The oracle never
     saw the forget people, so its forget split is not gated (it is the floor, not a failure)."""
     quality = json.loads((path / "quality.json").read_text())
+    gated = set(quality["recipe"]["gated_forms"])
     low = [f"{split}/{form}={v:.2f}" for split, forms in quality["recall"].items()
-           for form, v in forms.items() if v < gate and not (role == "oracle" and split == "forget")]
+           for form, v in forms.items()
+           if form in gated and v < gate and not (role == "oracle" and split == "forget")]
     if low:
         raise UnlearnbenchError(
             f"the embedded model at {path} failed its quality gate (recall < {gate:.0%} in a trained form: "
