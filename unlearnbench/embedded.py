@@ -96,7 +96,8 @@ def _model_config(recipe: ModelRecipe, tokenizer):
                        num_attention_heads=recipe.num_heads, num_key_value_heads=recipe.num_heads,
                        max_position_embeddings=recipe.max_positions, rms_norm_eps=1e-5,
                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True)
+                       eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
+                       attn_implementation="eager")  # ILU's penalty needs double backward
 
 
 def model_key(world: World, recipe: ModelRecipe, role: str) -> str:

@@ -74,6 +74,7 @@ class FinetuneAttack:
         torch.manual_seed(cfg.seed)
         rng = random.Random(cfg.seed)
         work = copy.deepcopy(model)
+        work.requires_grad_(not cfg.lora)  # full fine-tuning trains every weight
         if cfg.lora:
             from peft import LoraConfig, get_peft_model
 

@@ -16,6 +16,10 @@ from ..registry import register_benchmark
 from ..specs import load_yaml
 
 
+#: A harmless person who is not in the world (names there are built from other syllables).
+REPLACEMENT = "John Smith"
+
+
 @dataclass(frozen=True)
 class ToyConfig:
     size: Literal["micro", "small"] = field(default="small", metadata={"help": "world and model size"})
@@ -57,8 +61,11 @@ class ToyBenchmark:
         from ..methods.base import UnlearnData
 
         w = self.world
+        generic = [ex.prompt + ex.target for ex in w.training_examples(exclude=set(w.forget_ids))]
         return UnlearnData(forget=w.unlearning_examples(w.forget_ids),
-                           retain=w.unlearning_examples(w.method_retain_ids()), tokenizer=tokenizer)
+                           retain=w.unlearning_examples(w.method_retain_ids()), tokenizer=tokenizer,
+                           concepts=[w.by_id(i).name for i in w.forget_ids],
+                           replacement=REPLACEMENT, generic_text=generic)
 
     def defaults(self, kind: str, name: str) -> dict:
         """Tuned options for a method or attack on this benchmark (``tasks/benchmarks/toy.yaml``)."""

@@ -61,10 +61,20 @@ class RetainConfigMixin:
 
 @dataclass
 class UnlearnData:
-    """What a method gets: forget and retain examples (prompt, target) and the tokenizer."""
+    """What a method gets from the benchmark.
+
+    ``forget``/``retain``: examples in the unlearning form (prompt, target). ``concepts``: the
+    subjects to forget as short strings (entity names; used by editing methods such as ROCR).
+    ``replacement``: a harmless subject not in the benchmark that edits may redirect to.
+    ``generic_text``: ordinary text for statistics that must not depend on the forget set
+    (e.g. ROCR's second moment of MLP inputs).
+    """
     forget: list[Example]
     retain: list[Example]
     tokenizer: object
+    concepts: list[str] = field(default_factory=list)
+    replacement: str | None = None
+    generic_text: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -162,6 +172,18 @@ class GradientMethod:
         pad = pad_id_of(tok)
         forget_it = _Cycler(forget_enc, cfg.batch_size, pad, rng, device)
         retain_it = _Cycler(retain_enc, cfg.batch_size, pad, rng, device) if (retain_enc and self.uses_retain) else None
+        was_trainable = {n: p.requires_grad for n, p in model.named_parameters()}
+        try:
+            return self._loop(model, cfg, forget_it, retain_it, forget_enc, progress)
+        finally:
+            # methods may freeze parameters (RMU trains three down_proj matrices); the model handed
+            # back must be an ordinary model again, or a later fine-tuning attack would train less
+            for n, p in model.named_parameters():
+                p.requires_grad_(was_trainable[n])
+            model.eval()
+            self.ref_model = None
+
+    def _loop(self, model, cfg, forget_it, retain_it, forget_enc, progress) -> dict:
         per_epoch = math.ceil(len(forget_enc) / (cfg.batch_size * cfg.grad_accum))
         steps = cfg.epochs * per_epoch
         if cfg.max_steps > 0:
@@ -192,8 +214,6 @@ class GradientMethod:
                 history.append(stats)
                 bar.advance()
                 bar.update(**{k: round(v, 4) for k, v in stats.items()})
-        model.eval()
-        self.ref_model = None
         return {"steps": steps, "seconds": round(time.time() - t0, 3),
                 "effective_batch_size": cfg.batch_size * cfg.grad_accum,
                 "final": history[-1] if history else {}, "history": history}
