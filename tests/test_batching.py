@@ -58,9 +58,13 @@ def test_max_length_truncates_and_keeps_a_target_token():
     cut = encode_example(tok, prompt, target, max_length=full.n_prompt + 2)
     assert cut.ids == full.ids[: full.n_prompt + 2]
     assert cut.n_prompt == full.n_prompt
-    # prompt longer than max_length: at least one labelled position remains
-    short = encode_example(tok, prompt, target, max_length=5)
-    assert len(short.ids) == 5 and short.n_prompt == 4
+    # prompt longer than max_length: BOS + the prompt's end + the target's start (never a prompt
+    # token labelled as target)
+    short = encode_example(tok, prompt, target, max_length=9)
+    tail = full.ids[full.n_prompt:]
+    assert len(short.ids) == 9 and short.ids[0] == full.ids[0]
+    assert short.ids[short.n_prompt:] == tail[: len(short.ids) - short.n_prompt]
+    assert short.ids[1:short.n_prompt] == full.ids[full.n_prompt - (short.n_prompt - 1):full.n_prompt]
 
 
 def test_collate_labels_and_mask_right_padding():

@@ -99,3 +99,14 @@ def test_attack_needs_a_task_and_valid_config():
     for bad in ({"epochs": 0}, {"lr": 0.0}, {"batch_size": 0}):
         with pytest.raises(ValueError):
             FinetuneConfig(**bad)
+
+
+def test_full_finetune_trains_weights_frozen_in_the_input(task):
+    model, tok = tiny_model(), tiny_tokenizer()
+    model.model.embed_tokens.weight.requires_grad_(False)     # e.g. left frozen by an unlearning method
+    rec = Recorder()
+    FinetuneAttack(FinetuneConfig(epochs=1, batch_size=8, lr=1e-2), arg="topic").run(model, tok, task, rec)
+    assert not model.model.embed_tokens.weight.requires_grad  # the input's flags are untouched
+    key = "model.embed_tokens.weight"
+    assert not torch.equal(rec.states[0][key], rec.states[-1][key])
+    assert all(p.requires_grad for p in rec.models[-1].parameters())

@@ -290,3 +290,22 @@ def test_config_validation(cls, kwargs):
     with pytest.raises(ValueError):
         cls(**kwargs)
     cls()  # defaults are valid
+
+
+def test_unlearn_restores_trainability_and_drops_reference_even_on_divergence(monkeypatch):
+    model = tiny_model()
+    model.model.embed_tokens.weight.requires_grad_(False)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    m = GradDiff(GradDiffConfig(retain_loss="kl", max_steps=2, batch_size=4))
+
+    def loss(self, model, forget, retain):
+        for p in model.parameters():   # a method that freezes weights while training
+            p.requires_grad_(False)
+        return torch.tensor(float("nan")), {}
+
+    monkeypatch.setattr(GradDiff, "loss", loss)
+    with pytest.raises(MethodDiverged):
+        m.unlearn(model, _data())
+    assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
+    assert m.ref_model is None
+    assert not model.training

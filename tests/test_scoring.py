@@ -75,7 +75,7 @@ def test_greedy_generate_batched_equals_unbatched(tm):
     assert any(g for g in one)  # something was generated at all
 
 
-def test_greedy_generate_cuts_at_stop(tm, monkeypatch):
+def test_greedy_generate_cuts_at_stop(tm):
     model, tok = tm
     full = scoring.greedy_generate(model, tok, ["Q:"], max_new_tokens=8, stop=())[0]
     assert len(full) >= 2

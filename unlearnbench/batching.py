@@ -41,8 +41,14 @@ def encode_example(tokenizer, prompt: str, target: str, *, add_eos: bool = False
     if add_eos and tokenizer.eos_token_id is not None and (not full or full[-1] != tokenizer.eos_token_id):
         full = full + [tokenizer.eos_token_id]
     if max_length is not None and len(full) > max_length:
-        full = full[:max_length]
-        n_prompt = min(n_prompt, max_length - 1)
+        if n_prompt < max_length:  # the prompt fits: cut the target's tail
+            full = full[:max_length]
+        else:  # the prompt alone is too long: keep its end (after a BOS) and the target's start
+            keep_bos = 1 if full and full[0] == tokenizer.bos_token_id else 0
+            target = full[n_prompt:][: max(1, (max_length - keep_bos) // 2)]
+            room = max_length - keep_bos - len(target)
+            full = full[:keep_bos] + full[n_prompt - room:n_prompt] + target
+            n_prompt = keep_bos + room
     return Encoded(full, n_prompt)
 
 

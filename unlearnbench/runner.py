@@ -49,7 +49,10 @@ class Plugin:
     obj: object
 
     def key(self) -> dict:
-        return {"name": self.name, "arg": self.arg, "version": self.version, "config": config_to_dict(self.config)}
+        # key_extra: what else decides the result (ILU: its resolved base method and config)
+        extra = getattr(self.obj, "key_extra", None)
+        return {"name": self.name, "arg": self.arg, "version": self.version, "config": config_to_dict(self.config),
+                **(extra() if extra else {})}
 
     def label(self) -> str:
         return self.name + (f":{self.arg}" if self.arg else "")
@@ -99,6 +102,8 @@ def plan(request: RunRequest) -> RunPlan:
     b = bench.obj
     method = _resolve(METHODS, request.method, b.defaults("methods", parse_spec(request.method).name),
                       {"seed": request.seed})
+    if hasattr(method.obj, "bind_base"):  # ILU: its base method gets the benchmark's tuned defaults
+        method.obj.bind_base(lambda n: b.defaults("methods", n))
     attacks = []
     for text in request.attacks:
         name = parse_spec(text).name
@@ -171,9 +176,7 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
         label_base = {"model": bench.model_name, "probe_suite": probe_suite, "seed": p.seed}
 
         # 1-2. base and oracle
-        for kind in ("base", "oracle"):
-            if kind == "oracle" and not hasattr(bench, "load"):
-                continue
+        for kind in ("base", "oracle") if getattr(bench, "has_oracle", True) else ("base",):
             lm = target if kind == "base" else bench.load("oracle", p.device, progress)
             key = {**common, "kind": kind, "model": {"name": bench.model_name + ("" if kind == "base" else "-oracle"),
                                                      "sha256": lm.weights_sha256}}

@@ -7,6 +7,10 @@ from .metrics import final_number
 from .scoring import greedy_generate, score_choices
 
 
+def _same_number(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and float(a) == float(b)
+
+
 def task_item_scores(model, tokenizer, task: TaskData, limit: int | None = None,
                      batch_size: int = 64) -> list[tuple[str, float]]:
     """(item id, correct) for each test example."""
@@ -14,7 +18,7 @@ def task_item_scores(model, tokenizer, task: TaskData, limit: int | None = None,
     prompts = [ex.prompt for ex in test]
     if task.scoring == "number":
         gens = greedy_generate(model, tokenizer, prompts, max_new_tokens=32, batch_size=batch_size)
-        return [(f"{task.name}/{i}", float(final_number(g) is not None and final_number(g) == final_number(ex.target)))
+        return [(f"{task.name}/{i}", float(_same_number(final_number(g), final_number(ex.target))))
                 for i, (g, ex) in enumerate(zip(gens, test))]
     if task.scoring == "choice":
         scores = score_choices(model, tokenizer, prompts, [task.choices] * len(test), batch_size)

@@ -168,12 +168,12 @@ class GradientMethod:
         retain_enc = [encode_example(tok, ex.prompt, ex.target, max_length=cfg.max_length) for ex in data.retain]
         if not forget_enc:
             raise UnlearnbenchError(f"{self.name}: the forget set is empty")
-        self.setup(model, data, forget_enc)
         pad = pad_id_of(tok)
         forget_it = _Cycler(forget_enc, cfg.batch_size, pad, rng, device)
         retain_it = _Cycler(retain_enc, cfg.batch_size, pad, rng, device) if (retain_enc and self.uses_retain) else None
-        was_trainable = {n: p.requires_grad for n, p in model.named_parameters()}
+        was_trainable = {n: p.requires_grad for n, p in model.named_parameters()}  # before setup: it may freeze
         try:
+            self.setup(model, data, forget_enc)
             return self._loop(model, cfg, forget_it, retain_it, forget_enc, progress)
         finally:
             # methods may freeze parameters (RMU trains three down_proj matrices); the model handed
