@@ -131,6 +131,21 @@ def test_lambda_zero_reproduces_base_and_lambda_positive_differs(base, make):
     assert not states_equal(plain, penalised)
 
 
+def test_rmu_base_trains_only_rmus_parameters():
+    if "rmu" not in METHODS:
+        pytest.skip("methods/rmu.py is not there")
+    model = tiny_model()
+    before = state_copy(model)
+    m = ILU(ILUConfig(base="rmu", lam=1.0))
+    m.bind_base(lambda name: {"lr": 1e-2, "max_steps": 2, "batch_size": 4, "alpha": 1.0})
+    stats = m.unlearn(model, _data())
+    after = state_copy(model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in stats["trainable_layers"]}
+    assert stats["history"][0]["irm_penalty"] > 0
+    assert all(p.requires_grad for p in model.parameters())   # the base loop restored the flags
+
+
 def test_multiple_environments_sum_their_penalties(monkeypatch):
     seen = []
     real = ilu.irm_penalty

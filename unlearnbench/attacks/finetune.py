@@ -38,7 +38,6 @@ class FinetuneConfig:
     warmup: float = field(default=0.1, metadata={"help": "fraction of steps with linear warm-up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     n_train: int = field(default=-1, metadata={"help": "use only the first n training examples (-1: all)"})
-    eval_limit: int = field(default=100, metadata={"help": "task test examples scored for FA (-1: all)"})
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters instead of all weights"})
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha"})

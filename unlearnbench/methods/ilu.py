@@ -159,5 +159,5 @@ class ILU:
             stats = base.unlearn(model, data, progress)
         finally:
             del base.loss
-            pass
+            restore_attention()
         return {**stats, "base": c.base, "envs": list(c.envs), "lam": c.lam}

@@ -68,6 +68,8 @@ class RMUConfig(RetainConfigMixin, GradientMethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        if self.retain_loss not in ("activation", "none"):  # the mixin's nll/kl do not apply
+            raise ValueError(f"retain_loss must be 'activation' or 'none', got {self.retain_loss!r}")
         if self.layer < -1:
             raise ValueError("layer must be a block index >= 0, or -1 for the default")
         if any(i < 0 for i in self.trainable_layers):
