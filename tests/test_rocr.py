@@ -66,7 +66,8 @@ def _changed(before, model):
 
 def test_default_layers_rule():
     assert default_layers(32) == (4, 5, 6)  # the paper's Llama-3-8B layers
-    assert default_layers(4) == (1, 2, 3)
+    assert default_layers(4) == (0, 1, 2)
+    assert default_layers(40) == (5, 6, 7)
     assert default_layers(2) == (0, 1)
     assert default_layers(1) == (0,)
 
@@ -231,7 +232,8 @@ def test_sequential_memory_protects_the_first_edit():
             method.unlearn(model, _data([a]))
             method.unlearn(model, _data([b]))
         miss[how] = float((_out(model, a, 1)[0] - z).norm() / (start - z).norm())
-    print("XX", miss);     assert miss["one call"] < miss["two calls"], miss
+    # measured: one call 0.065, two calls 0.44 (with C = 0 inside one call: 0.38)
+    assert miss["one call"] < 0.5 * miss["two calls"], miss
 
 
 # -- cache ----------------------------------------------------------------------------------------

@@ -29,8 +29,10 @@ steps so that the model emits a refusal token) is NOT implemented.
 
 Defaults and deviations:
 
-- ``layers`` empty: three consecutive layers starting at round(n/8) of an n-layer model, shifted
-  down to fit (32 layers → 4,5,6 as in the paper; 4 → 1,2,3; 2 → 0,1; 1 → 0).
+- ``layers`` empty: three consecutive layers starting at floor(n/8) of an n-layer model, shifted
+  down to fit (32 layers → 4,5,6 as in the paper; 4 → 0,1,2; 2 → 0,1; 1 → 0). Early layers on
+  purpose: the last layers of a small model use every input direction (toy-small's layer 3 has no
+  eigenvalue below 2e-2), so a null space exists only early on.
 - ``l2`` (λ₂) defaults to 1e-2, not AlphaEdit's 10 for Llama-3-8B: the edit reaches
   ``‖Pk‖²/(‖Pk‖² + λ₂)`` of the residual for one key, and the small models this harness runs have
   squared key norms of order 1, where λ₂ = 10 would leave the concept almost untouched. Raise it
@@ -76,7 +78,7 @@ CACHE_FORMAT = "1"
 
 @dataclass(frozen=True)
 class ROCRConfig:
-    layers: tuple[int, ...] = field(default=(), metadata={"help": "down_proj layers to edit, ascending (empty: 3 from round(n/8))"})
+    layers: tuple[int, ...] = field(default=(), metadata={"help": "down_proj layers to edit, ascending (empty: 3 from floor(n/8))"})
     mode: Literal["unrelated", "noise"] = field(default="unrelated", metadata={"help": "value z: the replacement subject's state, or a random vector of the target's norm"})
     replacement: str | None = field(default=None, metadata={"help": "replacement subject (default: the benchmark's)"})
     templates: tuple[str, ...] = field(default=DEFAULT_TEMPLATES, metadata={"help": "context templates, each with one {} for the subject"})
@@ -99,9 +101,9 @@ class ROCRConfig:
 
 
 def default_layers(n_layers: int) -> tuple[int, ...]:
-    """Three consecutive layers from round(n/8), shifted down to fit (32 → 4,5,6)."""
+    """Three consecutive layers from floor(n/8), shifted down to fit (32 → 4,5,6; 4 → 0,1,2)."""
     count = min(3, n_layers)
-    start = min(int(n_layers / 8 + 0.5), n_layers - count)
+    start = min(n_layers // 8, n_layers - count)
     return tuple(range(start, start + count))
 
 
@@ -405,12 +407,13 @@ class ROCR:
                 for layer in layers:
                     p, rank, w0 = null_projector(moments[layer].to(dev), cfg.nullspace_threshold)
                     projectors[layer], ranks[str(layer)], smallest[str(layer)] = p.to(dt), rank, w0
-                if any(r == 0 for r in ranks.values()):
+                empty = {l: f"{smallest[l]:.3g}" for l, r in ranks.items() if r == 0}
+                if empty:
                     raise UnlearnbenchError(
-                        f"rocr: the null space of generic down_proj inputs is empty at layer(s) "
-                        f"{[int(l) for l, r in ranks.items() if r == 0]} (smallest eigenvalue "
-                        f"{min(smallest.values()):.3g} >= nullspace_threshold {cfg.nullspace_threshold}); "
-                        f"the edit would change nothing — use projector=none or a larger nullspace_threshold")
+                        f"rocr: the null space of generic down_proj inputs is empty at layer(s) {', '.join(empty)} "
+                        f"(smallest eigenvalue {', '.join(empty.values())} >= nullspace_threshold "
+                        f"{cfg.nullspace_threshold}); the edit would change nothing there — use projector=none, "
+                        f"a larger nullspace_threshold or earlier layers")
                 stats["smallest_eigenvalue"] = smallest
             else:
                 projectors = {layer: torch.eye(d_ff, dtype=dt, device=dev) for layer in layers}
@@ -438,18 +441,19 @@ class ROCR:
             # 3. edits: one request group at a time (each concept, or all of them at once)
             groups = [concepts] if cfg.batch else [[c] for c in concepts]
             cov = {layer: torch.zeros(d_ff, d_ff, dtype=dt, device=dev) for layer in layers}
-            update_norm = {str(layer): 0.0 for layer in layers}
+            update_norm = {str(layer): 0.0 for layer in layers}  # Σ over edits of ‖ΔW‖_F
             per_target = []
             with progress.task(f"unlearn ({self.name})", len(groups)) as bar:
                 for group in groups:
                     t0 = time.time()
                     z = torch.stack([targets[c] for c in group], 1)
-                    before = torch.stack([read(c)[1] for c in group], 1)
                     ranks_g, norms_g = {}, {}
                     for i, layer in enumerate(layers):
-                        reads = [read(c) for c in group]
+                        reads = [read(c) for c in group]  # keys and z_cur under the weights edited so far
                         k = torch.stack([r[0][layer] for r in reads], 1)
-                        resid = (z - torch.stack([r[1] for r in reads], 1)) / (len(layers) - i)
+                        z_cur = torch.stack([r[1] for r in reads], 1)
+                        before = z_cur if i == 0 else before
+                        resid = (z - z_cur) / (len(layers) - i)
                         delta = rocr_update(k, resid, projectors[layer], cov[layer], cfg.l2)
                         with torch.no_grad():
                             blocks[layer].mlp.down_proj.weight.add_(delta.to(weight.dtype))
