@@ -14,8 +14,8 @@ code jianghoucheng/AlphaEdit, which builds on MEMIT, Meng et al., ICLR 2023):
 
 ``r`` is the number of requests in one solve (1 when targets are edited one after another:
 ΔW is then rank one). ``C`` is Σ K Kᵀ of the edits already made on that layer in this call
-(sequential editing keeps earlier edits in place); as in AlphaEdit its keys are re-read after
-each edit. ``P = U₀U₀ᵀ`` projects onto the null space of the uncentred second moment
+(sequential editing keeps earlier edits in place; it starts at 0 in every ``unlearn`` call); as
+in AlphaEdit its keys are re-read after each edit. ``P = U₀U₀ᵀ`` projects onto the null space of the uncentred second moment
 ``M = E_t[k kᵀ]`` of down_proj inputs over generic text (eigenvectors with eigenvalue below
 ``nullspace_threshold``, absolute). Because ``λ₂ > 0`` every column of ΔWᵀ lies in range(P),
 so ΔW maps the preserved subspace (large-eigenvalue directions of M) to zero: generic inputs
@@ -33,17 +33,19 @@ Defaults and deviations:
   down to fit (32 layers → 4,5,6 as in the paper; 4 → 0,1,2; 2 → 0,1; 1 → 0). Early layers on
   purpose: the last layers of a small model use every input direction (toy-small's layer 3 has no
   eigenvalue below 2e-2), so a null space exists only early on.
-- ``l2`` (λ₂) defaults to 1e-2, not AlphaEdit's 10 for Llama-3-8B: the edit reaches
-  ``‖Pk‖²/(‖Pk‖² + λ₂)`` of the residual for one key, and the small models this harness runs have
-  squared key norms of order 1, where λ₂ = 10 would leave the concept almost untouched. Raise it
-  for large models whose keys are large.
+- ``l2`` (λ₂) defaults to 1e-2, not AlphaEdit's 10 for Llama-3-8B: one layer's edit reaches
+  ``‖Pk‖²/(‖Pk‖² + λ₂)`` of its residual for one key, and the null-space part of a key is small by
+  construction (toy-small: ‖Pk‖² ≈ 1-2 against ‖k‖² ≈ 200-9000). Measured there, the mean
+  remaining ‖z − z_cur‖ is 9 % of the initial one at λ₂ = 1e-2 and 69 % at λ₂ = 10. Raise it for
+  large models whose null-space keys are large.
 - The second moment uses up to ``stats_tokens`` tokens of ``UnlearnData.generic_text`` (AlphaEdit:
   100k Wikipedia samples). It is computed once per model and layer, on the unedited weights, and
   cached as ``cache_dir()/rocr/<key>.safetensors`` with a ``.json`` provenance sidecar; the key
   hashes the layer, the token ids used and the weights that feed the layer's down_proj input.
 - An empty null space (every direction of M is used by generic text, common in small models)
   would make P = 0 and the edit a no-op; that is an error naming the smallest eigenvalue, never a
-  silent no-op. ``projector=none`` (P = I, a plain MEMIT-style least-squares edit) is the escape.
+  silent no-op. ``projector=none`` (P = I: a ridge least-squares edit that protects only the
+  earlier edits in C) is the escape.
 - z_cur and K are the mean over the same templates (AlphaEdit reads z_cur on the request's own
   prompt; a concept here has no single prompt).
 """
@@ -70,7 +72,7 @@ from .base import UnlearnData
 
 DEFAULT_TEMPLATES = ("{}", "Please answer the question about {}.", "Tell me about {}.", "{} is known for",
                      "Here is a fact about {}:")
-#: Longest generic text (tokens) and texts per forward pass for the second moment; both enter the key.
+#: Longest generic text (tokens; enters the cache key) and texts per forward pass for the second moment.
 STATS_MAX_LENGTH = 256
 STATS_BATCH = 16
 CACHE_FORMAT = "1"
