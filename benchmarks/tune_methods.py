@@ -57,6 +57,8 @@ def main() -> None:
     for values in itertools.product(*[v for _, v in axes]):
         options = {**fixed, **dict(zip([k for k, _ in axes], values))}
         method = cls(build_config(cls.Config, options, plugin=args.method))
+        if hasattr(method, "bind_base"):  # ILU: its base uses the benchmark's tuned defaults
+            method.bind_base(lambda name: bench.defaults("methods", name))
         model = copy.deepcopy(target.model)
         t0 = time.time()
         try:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .data.synthetic import SYNTHETIC_TASKS, build_task
-from .data.world import FORMS, World
+from .data.world import FORMS, WORLD_VERSION, World
 from .errors import UnlearnbenchError
 from .progress import SILENT, Progress
 
@@ -106,7 +106,8 @@ def model_key(world: World, recipe: ModelRecipe, role: str) -> str:
     import torch
 
     exclude = sorted(world.forget_ids) if role == "oracle" else []
-    blob = json.dumps({"world": asdict(world.config), "recipe": asdict(recipe), "exclude": exclude,
+    blob = json.dumps({"world": asdict(world.config), "world_version": WORLD_VERSION,
+                       "recipe": asdict(recipe), "exclude": exclude,
                        "recipe_version": RECIPE_VERSION, "torch": torch.__version__.split("+")[0]},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

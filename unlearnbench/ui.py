@@ -58,8 +58,11 @@ def _fmt(v) -> str:
 
 
 def render_run(summary: dict, console: Console | None = None) -> None:
-    console = console or Console()
     cols = [c["column"] for c in summary["columns"]]
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
+            console = Console(width=max(100, 24 + 11 * len(cols)))
     recall, fa, fq = summary["recall"], summary["task_accuracy"], summary["forget_quality"]
     for c in summary["cells"]:
         if c["status"] == "failed":
@@ -71,7 +74,7 @@ def render_run(summary: dict, console: Console | None = None) -> None:
     table.add_column("split")
     table.add_column("form")
     for col in cols:
-        table.add_column(col, justify="right")
+        table.add_column(col.replace(" ", "\n"), justify="right")
     splits = []
     for col in cols:
         for s in recall.get(col, {}):
