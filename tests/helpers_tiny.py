@@ -81,3 +81,36 @@ def state_copy(model) -> dict[str, torch.Tensor]:
 
 def states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def encode_all(examples):
+    """Encode examples with the tiny tokenizer (max length 256)."""
+    from unlearnbench.batching import encode_example
+
+    tok = tiny_tokenizer()
+    return [encode_example(tok, e.prompt, e.target, max_length=256) for e in examples]
+
+
+def make_batch(enc, idx):
+    """A method Batch of the encoded examples at ``idx``."""
+    from unlearnbench.batching import collate, pad_id_of
+    from unlearnbench.methods.base import Batch
+
+    return Batch(collate([enc[i] for i in idx], pad_id_of(tiny_tokenizer())), torch.tensor(idx))
+
+
+def unlearn_data():
+    from unlearnbench.methods.base import UnlearnData
+
+    return UnlearnData(forget_examples(), retain_examples(), tiny_tokenizer())
+
+
+@torch.no_grad()
+def seq_nll(model, e):
+    """Summed target NLL and token count of one encoded example, one unbatched forward pass."""
+    import torch.nn.functional as F
+
+    ids = torch.tensor([e.ids])
+    logits = model(input_ids=ids).logits[0].float()
+    nll = F.cross_entropy(logits[e.n_prompt - 1:-1], ids[0, e.n_prompt:], reduction="sum")
+    return nll.item(), len(e.ids) - e.n_prompt

@@ -21,6 +21,7 @@ from helpers_tiny import (  # noqa: E402
     tiny_model,
     tiny_tokenizer,
 )
+from helpers_tiny import encode_all as _enc, make_batch as _batch, unlearn_data as _data, seq_nll as _seq_nll  # noqa: E402
 
 from unlearnbench import scoring  # noqa: E402
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
@@ -33,26 +34,12 @@ from unlearnbench.methods.npo import NPO, NPOConfig, npo_forget_loss  # noqa: E4
 
 # -- helpers ------------------------------------------------------------------------------
 
-def _enc(examples):
-    tok = tiny_tokenizer()
-    return [encode_example(tok, e.prompt, e.target, max_length=256) for e in examples]
 
 
-def _batch(enc, idx):
-    return Batch(collate([enc[i] for i in idx], pad_id_of(tiny_tokenizer())), torch.tensor(idx))
 
 
-def _data():
-    return UnlearnData(forget_examples(), retain_examples(), tiny_tokenizer())
 
 
-@torch.no_grad()
-def _seq_nll(model, e):
-    """Summed target NLL and token count of one example, one unbatched forward pass."""
-    ids = torch.tensor([e.ids])
-    logits = model(input_ids=ids).logits[0].float()
-    nll = F.cross_entropy(logits[e.n_prompt - 1:-1], ids[0, e.n_prompt:], reduction="sum")
-    return nll.item(), len(e.ids) - e.n_prompt
 
 
 def _token_mean(model, enc, idx):

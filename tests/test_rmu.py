@@ -9,6 +9,7 @@ import torch.nn.functional as F
 torch.set_num_threads(1)
 
 from helpers_tiny import forget_examples, retain_examples, state_copy, tiny_model, tiny_tokenizer  # noqa: E402
+from helpers_tiny import encode_all as _enc, make_batch as _batch, unlearn_data as _data, seq_nll as _seq_nll  # noqa: E402
 
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
@@ -25,21 +26,23 @@ from unlearnbench.methods.rmu import (  # noqa: E402
 from unlearnbench.registry import METHODS  # noqa: E402
 from unlearnbench.spec import build_config  # noqa: E402
 
-IDX = [0, 5, 11, 20]        # lengths 25, 39, 39, 38: padded
-SAME_LEN = [2, 4, 7, 16]    # all 35 tokens: no padding
+IDX = [0, 5, 11, 20]        # forget examples of different lengths: padded
 
 
-def _enc(examples):
-    tok = tiny_tokenizer()
-    return [encode_example(tok, e.prompt, e.target, max_length=256) for e in examples]
+def _same_length(enc, k=4):
+    """k forget examples with the same token count (a batch without padding)."""
+    by_len = {}
+    for i, e in enumerate(enc):
+        by_len.setdefault(len(e.ids), []).append(i)
+    group = max(by_len.values(), key=len)
+    assert len(group) >= k
+    return group[:k]
 
 
-def _batch(enc, idx):
-    return Batch(collate([enc[i] for i in idx], pad_id_of(tiny_tokenizer())), torch.tensor(idx))
 
 
-def _data():
-    return UnlearnData(forget_examples(), retain_examples(), tiny_tokenizer())
+
+
 
 
 def _ready(config=None, model=None):
@@ -194,7 +197,7 @@ def test_forget_loss_by_hand_masked_and_unmasked():
     assert lu.item() == pytest.approx(want_unmasked, rel=1e-5)
     assert abs(lm.item() - lu.item()) > 1e-3 * lm.item()       # padding present: they differ
     # no padding: the same number
-    nb = _batch(enc, SAME_LEN)
+    nb = _batch(enc, _same_length(enc))
     assert nb.tensors["attention_mask"].all()
     with torch.no_grad():
         assert masked.loss(model, nb, None)[0].item() == pytest.approx(unmasked.loss(model, nb, None)[0].item(), rel=1e-6)

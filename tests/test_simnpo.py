@@ -12,6 +12,7 @@ import torch.nn.functional as F
 torch.set_num_threads(1)
 
 from helpers_tiny import forget_examples, perturb_, retain_examples, tiny_model, tiny_tokenizer  # noqa: E402
+from helpers_tiny import encode_all as _enc, make_batch as _batch, unlearn_data as _data, seq_nll as _seq_nll  # noqa: E402
 
 from unlearnbench import scoring  # noqa: E402
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
@@ -22,25 +23,12 @@ from unlearnbench.registry import METHODS  # noqa: E402
 IDX = [0, 5, 11, 20]  # different lengths: the batch is padded
 
 
-def _enc(examples):
-    tok = tiny_tokenizer()
-    return [encode_example(tok, e.prompt, e.target, max_length=256) for e in examples]
 
 
-def _batch(enc, idx):
-    return Batch(collate([enc[i] for i in idx], pad_id_of(tiny_tokenizer())), torch.tensor(idx))
 
 
-def _data():
-    return UnlearnData(forget_examples(), retain_examples(), tiny_tokenizer())
 
 
-@torch.no_grad()
-def _seq_nll(model, e):
-    """Summed answer NLL and answer-token count of one example, unbatched."""
-    ids = torch.tensor([e.ids])
-    logits = model(input_ids=ids).logits[0].float()
-    return F.cross_entropy(logits[e.n_prompt - 1:-1], ids[0, e.n_prompt:], reduction="sum").item(), len(e.ids) - e.n_prompt
 
 
 def _by_hand(model, enc, idx, beta, delta):
