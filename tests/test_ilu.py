@@ -218,7 +218,7 @@ def test_runner_binds_base_to_benchmark_defaults_and_keys_it():
     base = p.method.obj.base
     assert isinstance(base, NPO)
     tuned = p.benchmark.obj.defaults("methods", "npo")                            # toy.yaml npo defaults
-    assert tuned and tuned["lr"] != NPO.Config().lr                               # so the check below can fail
+    assert tuned and tuned["epochs"] != NPO.Config().epochs                       # so the check below can fail
     assert (base.config.lr, base.config.epochs, base.config.seed) == (tuned["lr"], tuned["epochs"], 4)
     key = p.method.key()
     assert key["config"]["lam"] == 0.5 and key["base"]["config"]["lr"] == tuned["lr"]
