@@ -29,7 +29,7 @@ class ToyConfig:
 @register_benchmark()
 class ToyBenchmark:
     name = "toy"
-    version = "2"   # 2: shared first names (world version 2)
+    version = "1"
     Config = ToyConfig
     description = "embedded synthetic world of fictitious people (no downloads)"
     splits = ("forget", "neighbour", "retain")

@@ -99,7 +99,7 @@ LETTERS = ("A", "B", "C", "D")
 MCQ_REPEATS = 4
 
 #: Bump when the generated text changes for an unchanged WorldConfig (it keys the model cache).
-WORLD_VERSION = "2"
+WORLD_VERSION = "1"
 
 #: Probe forms. ``bio`` is the unlearning form (the forget set is written in it).
 FORMS: tuple[str, ...] = ("bio", "qa", "cloze", "mcq", "tf", "reverse", "paraphrase")
@@ -227,24 +227,17 @@ def build_world(config: WorldConfig) -> World:
 
 
 def _make_names(rng: random.Random, n: int) -> list[str]:
-    """Unique full names whose first names are shared by about three people each (as in a real
-    population): only the whole name identifies a person, so a model must read past the first
-    name, and the subject's last token is where identity is complete (what ROCR's keys assume).
-    Surnames are unique."""
-    n_first = max(2, n // 3)
-    firsts: list[str] = []
-    while len(firsts) < n_first:
-        first = rng.choice(_FIRST_SYLLABLES) + rng.choice(_FIRST_ENDINGS)
-        if first not in firsts:
-            firsts.append(first)
-    lasts: list[str] = []
-    while len(lasts) < n:
-        last = rng.choice(_LAST_SYLLABLES) + rng.choice(_LAST_ENDINGS)
-        if last not in lasts:
-            lasts.append(last)
-    order = [firsts[i % n_first] for i in range(n)]
-    rng.shuffle(order)
-    return [f"{first} {last}" for first, last in zip(order, lasts)]
+    seen: set[str] = set()
+    names: list[str] = []
+    while len(names) < n:
+        name = (rng.choice(_FIRST_SYLLABLES) + rng.choice(_FIRST_ENDINGS) + " "
+                + rng.choice(_LAST_SYLLABLES) + rng.choice(_LAST_ENDINGS))
+        first = name.split()[0]
+        # unique full names and unique first names, so no two people share a prefix of a prompt
+        if name not in seen and first not in {x.split()[0] for x in names}:
+            seen.add(name)
+            names.append(name)
+    return names
 
 
 def _derangement(rng: random.Random, n: int) -> list[int]:
