@@ -62,7 +62,7 @@ def render_run(summary: dict, console: Console | None = None) -> None:
     if console is None:
         console = Console()
         if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
-            console = Console(width=max(100, 24 + 11 * len(cols)))
+            console = Console(width=max(100, 30 + 16 * len(cols)))
     recall, fa, fq = summary["recall"], summary["task_accuracy"], summary["forget_quality"]
     for c in summary["cells"]:
         if c["status"] == "failed":
