@@ -257,7 +257,7 @@ def _load_unlearned(ucid: str, store: ResultStore, device: str, load_model):
     if not (path / "model.safetensors").exists():
         raise UnlearnbenchError(f"the unlearned checkpoint of cell {ucid} is missing from {path}; "
                                 "delete that cell from the store (or use a new --store) to re-run unlearning")
-    lm = load_model(path, device=device, dtype="float32")
+    lm = load_model(path, device=device, dtype="auto")  # float32 on CPU, bf16 on GPUs that support it
     if expected and lm.weights_sha256 != expected:
         raise UnlearnbenchError(f"the unlearned checkpoint at {path} does not match the hash stored for cell {ucid}")
     return lm.model

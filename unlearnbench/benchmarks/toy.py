@@ -78,7 +78,7 @@ class ToyBenchmark:
 
         path = get_model_dir(self.world, self.recipe, role, self.model_name, progress)
         check_quality(path, role=role)
-        return load_model(path, device=device, dtype="float32")
+        return load_model(path, device=device, dtype="auto")  # float32 on CPU, bf16 where supported
 
     def describe(self) -> dict:
         w = self.world
