@@ -154,9 +154,11 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
         argv: tuple[str, ...] = ()) -> list[CellResult]:
     """Run (or resume) every cell the request implies; returns them in order."""
     import torch
+    from transformers.utils import logging as hf_logging
 
     from .models import load_model, save_model
 
+    hf_logging.disable_progress_bar()  # the runner reports its own progress
     p = plan(request)
     bench = p.benchmark.obj
     run_id = store.start_run(list(argv), {"request": request.__dict__, "harness": __version__,

@@ -153,3 +153,27 @@ def test_kill_9_mid_run_then_resume(micro_cache, tmp_path):
     doc = json.loads(out.stdout)
     assert [c["status"] for c in doc["cells"]] == ["cached", "cached", "cached", "finished"]
     assert Path(micro_cache, "checkpoints").is_dir()
+
+
+def test_golden_numbers_within_tolerance(first_run):
+    """The micro run reproduces tests/integration/golden/micro_npo_arith.json within its tolerances."""
+    _, doc, _ = first_run
+    golden = json.loads((Path(__file__).parent / "golden" / "micro_npo_arith.json").read_text())
+    tol = golden["tolerance"]
+    off = []
+    for col, splits in golden["recall"].items():
+        for split, forms in splits.items():
+            for form, want in forms.items():
+                got = doc["recall"][col][split][form]
+                if abs(got - want) > tol["recall"]:
+                    off.append(f"recall {col}/{split}/{form}: {got} vs golden {want}")
+    for col, tasks in golden["task_accuracy"].items():
+        for task, want in tasks.items():
+            got = doc["task_accuracy"][col][task]
+            if abs(got - want) > tol["task_accuracy"]:
+                off.append(f"FA {col}/{task}: {got} vs golden {want}")
+    for col, want in golden["forget_quality"].items():
+        got = doc["forget_quality"][col]["mean"]
+        if abs(got - want) > tol["forget_quality"]:
+            off.append(f"forget quality {col}: {got} vs golden {want}")
+    assert not off, "\n".join(off)
