@@ -16,3 +16,12 @@ class SpecError(UnlearnbenchError):
 
 class UnknownPluginError(UnlearnbenchError):
     """A plugin name that is not registered (the message carries 'did you mean')."""
+
+
+def exception_chain(exc: BaseException):
+    """``exc`` and its causes/contexts, each once (library errors are often wrapped)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__

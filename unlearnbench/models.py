@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from unlearnbench.errors import UnlearnbenchError
+from unlearnbench.errors import UnlearnbenchError, exception_chain
 
 if TYPE_CHECKING:  # pragma: no cover - typing only, keeps torch out of module import
     import torch
@@ -337,14 +337,6 @@ class _hub_errors:
         raise UnlearnbenchError(message) from exc
 
 
-def _exception_chain(exc: BaseException):
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def _hub_error_message(exc: BaseException, source: str, revision: str | None) -> str | None:
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -354,7 +346,7 @@ def _hub_error_message(exc: BaseException, source: str, revision: str | None) ->
         RevisionNotFoundError,
     )
 
-    chain = list(_exception_chain(exc))
+    chain = list(exception_chain(exc))
     at = f" at revision '{revision}'" if revision else ""
     if any(isinstance(e, (LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain) or any(
         "couldn't connect to" in str(e).lower() for e in chain

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from unlearnbench.errors import UnlearnbenchError
+from unlearnbench.errors import UnlearnbenchError, exception_chain
 
 __all__ = ["load_records"]
 
@@ -297,11 +297,7 @@ def _hub_error_message(exc: BaseException, dataset: str, split: str | None, labe
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled
 
-    chain, seen, current = [], set(), exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        chain.append(current)
-        current = current.__cause__ or current.__context__
+    chain = list(exception_chain(exc))
 
     if any(isinstance(e, (ConnectionError, LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain):
         short = dataset.rsplit("/", 1)[-1]
