@@ -54,6 +54,9 @@ class ModelRecipe:
     weight_decay: float = 0.01
     seed: int = 0
     task_examples: int = 200   # per synthetic task, from a sample disjoint from the attack's data
+    # CPU threads used for training: float sums are ordered by thread count, so pinning it makes
+    # the same recipe give the same weights on a machine whatever threads the caller has set
+    train_threads: int = 2
     gated_forms: tuple[str, ...] = field(default=GATED_FORMS)
 
 
@@ -178,17 +181,33 @@ def check_quality(path: Path, role: str = "target", gate: float = QUALITY_GATE) 
 def train_model(world: World, recipe: ModelRecipe, tokenizer, exclude: set[int],
                 progress: Progress = SILENT, description: str = "train model"):
     import torch
-    from transformers import LlamaForCausalLM
 
-    from .batching import collate, encode_example, length_batches
+    from .batching import encode_example
 
-    torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
     examples = world.training_examples(exclude=exclude)
     examples += [ex for t in _pretraining_tasks(recipe) for ex in t.train]
     enc = [encode_example(tokenizer, ex.prompt, ex.target, add_eos=True, max_length=recipe.max_positions)
            for ex in examples]
-    model = LlamaForCausalLM(_model_config(recipe, tokenizer))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.train_threads)
+    try:
+        return _train(model_config=_model_config(recipe, tokenizer), enc=enc, recipe=recipe, rng=rng,
+                      pad_id=tokenizer.pad_token_id, progress=progress, description=description)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(model_config, enc, recipe: ModelRecipe, rng: random.Random, pad_id: int, progress: Progress,
+           description: str):
+    """The training loop: AdamW, one-cycle cosine schedule, loss on targets (prompts masked)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from .batching import collate, length_batches
+
+    torch.manual_seed(recipe.seed)
+    model = LlamaForCausalLM(model_config)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -203,7 +222,7 @@ def train_model(world: World, recipe: ModelRecipe, tokenizer, exclude: set[int],
         for epoch in range(recipe.epochs):
             running = 0.0
             for idx in length_batches(lengths, recipe.batch_size, rng):
-                batch = collate([enc[i] for i in idx], tokenizer.pad_token_id)
+                batch = collate([enc[i] for i in idx], pad_id)
                 loss = model(**batch).loss
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

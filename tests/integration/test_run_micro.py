@@ -172,8 +172,9 @@ def test_golden_numbers_within_tolerance(first_run):
             got = doc["task_accuracy"][col][task]
             if abs(got - want) > tol["task_accuracy"]:
                 off.append(f"FA {col}/{task}: {got} vs golden {want}")
-    for col, want in golden["forget_quality"].items():
-        got = doc["forget_quality"][col]["mean"]
-        if abs(got - want) > tol["forget_quality"]:
-            off.append(f"forget quality {col}: {got} vs golden {want}")
+    for col, forms in golden["forget_quality"].items():
+        for form, want in forms.items():
+            got = doc["forget_quality"][col]["per_form"][form]
+            if (got is None) != (want is None) or (want is not None and abs(got - want) > tol["forget_quality"]):
+                off.append(f"forget quality {col}/{form}: {got} vs golden {want}")
     assert not off, "\n".join(off)
