@@ -108,8 +108,9 @@ def plan(request: RunRequest) -> RunPlan:
     for text in request.attacks:
         name = parse_spec(text).name
         attack = _resolve(ATTACKS, text, b.defaults("attacks", name), {"seed": request.seed})
-        task_name = attack.arg
-        task = _resolve(TASKS, task_name) if task_name else None
+        # finetune:<task> names a task plugin; other attacks read their argument themselves
+        # (relearn:forget, quantize:4) and may use the benchmark passed to run()
+        task = _resolve(TASKS, attack.arg) if getattr(type(attack.obj), "needs_arg", None) == "task" else None
         attacks.append((attack, task))
     probe_names = request.probes or list(b.default_probes)
     probes = [_resolve(PROBES, p) for p in probe_names]
@@ -238,7 +239,8 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
                 rows.extend(evaluate(model, target.tokenizer, checkpoint, step, [_task] if _task else []))
 
             try:
-                stats = attack.obj.run(unlearned, target.tokenizer, task_data, on_checkpoint, progress)
+                stats = attack.obj.run(unlearned, target.tokenizer, task_data, on_checkpoint, progress,
+                                       benchmark=bench)
             except UnlearnbenchError as e:
                 store.record_failure(run_id, acid, akey, "attack", alabel, str(e))
                 results.append(CellResult("attack", acid, alabel, "failed", str(e)))

@@ -66,7 +66,7 @@ class FinetuneAttack:
         self.config = config or FinetuneConfig()
         self.task_name = arg
 
-    def run(self, model, tokenizer, task, evaluate: Evaluate, progress: Progress = SILENT) -> dict:
+    def run(self, model, tokenizer, task, evaluate: Evaluate, progress: Progress = SILENT, benchmark=None) -> dict:
         """Fine-tune a copy of ``model`` on ``task.train``; ``evaluate(checkpoint, step, model)``
         is called before training (epoch=0) and after each epoch."""
         cfg = self.config
