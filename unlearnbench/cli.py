@@ -41,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list registered plugins")
     ls.add_argument("kind", choices=KINDS)
 
+    rg = sub.add_parser("regress", help="re-run a baseline's matrix and fail on numbers outside tolerance",
+                        description="Re-run the small deterministic matrix a baseline file declares and compare "
+                                    "every number with it (absolute tolerance per metric). Exit 1 on a regression.")
+    rg.add_argument("--baseline", required=True, help="baseline JSON, e.g. leaderboard/baselines/micro.json")
+    rg.add_argument("--store", default=None, help="results store to run into (default: a temporary one)")
+    rg.add_argument("--update", action="store_true", help="write the measured numbers into the baseline")
+    rg.add_argument("--reason", default="", help="why the numbers changed (required with --update; recorded)")
+    rg.add_argument("--quiet", action="store_true", help="no progress bars")
+
     res = sub.add_parser("results", help="export stored results (pandas) as CSV or JSON")
     res.add_argument("--store", default=DEFAULT_STORE)
     res.add_argument("--format", choices=("csv", "json"), default="csv")
@@ -62,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import UnlearnbenchError
 
     try:
-        return {"run": _cmd_run, "list": _cmd_list, "results": _cmd_results}[args.command](args)
+        return {"run": _cmd_run, "list": _cmd_list, "results": _cmd_results,
+                "regress": _cmd_regress}[args.command](args)
     except UnlearnbenchError as e:
         print(f"unlearnbench: error: {e}", file=sys.stderr)
         return 2
@@ -106,6 +116,30 @@ def _cmd_list(args) -> int:
         for field, typ, default, help_ in config_help(cls.Config):
             print(f"    {field}={default}  [{typ}]  {help_}")
     return 0
+
+
+def _cmd_regress(args) -> int:
+    import tempfile
+
+    from .errors import UnlearnbenchError
+    from .regress import compare, load_baseline, run_matrix, update_baseline
+    from .store import ResultStore
+    from .ui import RichProgress, render_regress
+
+    baseline = load_baseline(args.baseline)
+    if args.update and not args.reason.strip():
+        raise UnlearnbenchError('--update needs --reason "why the numbers changed" (it is recorded in the baseline)')
+    with tempfile.TemporaryDirectory() as tmp:
+        with ResultStore(args.store or os.path.join(tmp, "regress.sqlite")) as store, \
+                RichProgress(enabled=not args.quiet) as progress:
+            measured = run_matrix(baseline, store, progress)
+    diffs = compare(baseline, measured)
+    if args.update:
+        update_baseline(args.baseline, baseline, measured, args.reason)
+        print(f"updated {args.baseline}: {len(diffs)} number(s) changed; reason recorded")
+        return 0
+    render_regress(diffs, baseline)
+    return 1 if diffs else 0
 
 
 def _cmd_results(args) -> int:

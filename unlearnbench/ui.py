@@ -57,12 +57,15 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
+def _stdout_console(width: int) -> Console:
+    """A console for tables; when piped, wide enough not to squeeze them into 80 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(100, width))
+
+
 def render_run(summary: dict, console: Console | None = None) -> None:
     cols = [c["column"] for c in summary["columns"]]
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # piped: do not squeeze the table into 80 columns
-            console = Console(width=max(100, 30 + 16 * len(cols)))
+    console = console or _stdout_console(30 + 16 * len(cols))
     recall, fa, fq = summary["recall"], summary["task_accuracy"], summary["forget_quality"]
     for c in summary["cells"]:
         if c["status"] == "failed":
@@ -100,3 +103,21 @@ def render_run(summary: dict, console: Console | None = None) -> None:
     cached = sum(c["status"] == "cached" for c in summary["cells"])
     if cached:
         console.print(f"{cached} cell(s) reused from the store.")
+
+
+def render_regress(diffs, baseline: dict, console: Console | None = None) -> None:
+    """The regression verdict: one row per number outside tolerance (or missing on one side)."""
+    console = console or _stdout_console(130)
+    n = sum(len(where) for cols in baseline.get("numbers", {}).values() for col in cols.values()
+            for where in col.values())
+    if not diffs:
+        console.print(f"[green]no regression[/green]: {n} numbers within tolerance {baseline['tolerance']}")
+        return
+    table = Table(title=f"{len(diffs)} of {n} numbers outside tolerance")
+    for name in ("method", "column", "metric", "where", "baseline", "measured", "delta", "tolerance"):
+        table.add_column(name, justify="right" if name in ("baseline", "measured", "delta", "tolerance") else "left")
+    for d in diffs:
+        delta = "new/missing" if d.delta is None else f"{d.delta:+.3f}"
+        table.add_row(d.method, d.column, d.metric, d.where, _fmt(d.baseline), _fmt(d.measured), delta,
+                      f"{d.tolerance:g}")
+    console.print(table)
