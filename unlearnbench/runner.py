@@ -47,6 +47,7 @@ class Plugin:
     version: str
     config: object
     obj: object
+    spec: str = ""
 
     def key(self) -> dict:
         # key_extra: what else decides the result (ILU: its resolved base method and config)
@@ -55,7 +56,9 @@ class Plugin:
                 **(extra() if extra else {})}
 
     def label(self) -> str:
-        return self.name + (f":{self.arg}" if self.arg else "")
+        """The spec as the user wrote it, canonicalised (options sorted): two configs of one
+        plugin in a run get different labels and so different report columns."""
+        return self.spec or (self.name + (f":{self.arg}" if self.arg else ""))
 
 
 @dataclass
@@ -93,7 +96,7 @@ def _resolve(registry, text: str, defaults: dict | None = None, forced: dict | N
     if needs_arg and not spec.arg:
         raise UnlearnbenchError(f"{registry.kind} '{spec.name}' needs a {needs_arg}, e.g. {spec.name}:arith")
     obj = cls(config, spec.arg) if needs_arg else cls(config)
-    return Plugin(spec.name, spec.arg, plugin_version(cls), config, obj)
+    return Plugin(spec.name, spec.arg, plugin_version(cls), config, obj, str(spec))
 
 
 def plan(request: RunRequest) -> RunPlan:
