@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-COLUMNS = ("base", "oracle", "unlearned", "finetune:arith ep2")
+COLUMNS = ("base", "oracle", "unlearned", "finetune:arith,epochs=2 ep2")
 # Forms with enough items to be stable under floating-point noise, and above chance on this model.
 # MCQ and TF sit at chance (a flip of near-tied letters moves them by 0.2), reverse has 2 forget items.
 FORMS = ("bio", "qa", "cloze", "paraphrase")
