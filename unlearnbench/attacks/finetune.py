@@ -52,6 +52,21 @@ class FinetuneConfig:
 Evaluate = Callable[[str, int, object], None]
 
 
+def trainable_copy(model, lora: bool, lora_r: int = 8, lora_alpha: int = 16):
+    """A deep copy to attack (the model handed in is never modified): every weight trainable for
+    full fine-tuning, or LoRA adapters (peft) on the attention and MLP projections."""
+    work = copy.deepcopy(model)
+    work.requires_grad_(not lora)  # full fine-tuning trains every weight, frozen ones included
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        present = {n.rsplit(".", 1)[-1] for n, _ in work.named_modules()}
+        targets = [t for t in LORA_TARGETS if t in present]
+        work = get_peft_model(work, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
+                                               target_modules=targets, task_type="CAUSAL_LM"))
+    return work
+
+
 @register_attack()
 class FinetuneAttack:
     name = "finetune"
@@ -72,15 +87,7 @@ class FinetuneAttack:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         rng = random.Random(cfg.seed)
-        work = copy.deepcopy(model)
-        work.requires_grad_(not cfg.lora)  # full fine-tuning trains every weight
-        if cfg.lora:
-            from peft import LoraConfig, get_peft_model
-
-            present = {n.rsplit(".", 1)[-1] for n, _ in work.named_modules()}
-            targets = [t for t in LORA_TARGETS if t in present]
-            work = get_peft_model(work, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                                   target_modules=targets, task_type="CAUSAL_LM"))
+        work = trainable_copy(model, cfg.lora, cfg.lora_r, cfg.lora_alpha)
         train = task.train if cfg.n_train < 0 else task.train[: cfg.n_train]
         enc = [encode_example(tokenizer, ex.prompt, ex.target, add_eos=True, max_length=cfg.max_length) for ex in train]
         per_epoch = math.ceil(len(enc) / cfg.batch_size)

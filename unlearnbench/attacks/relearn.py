@@ -21,7 +21,6 @@ lr 1e-3, 30 steps of 8. Hu et al.'s recipe on 7B models is ``lora=true,lr=2e-4``
 
 from __future__ import annotations
 
-import copy
 import difflib
 import random
 import time
@@ -34,7 +33,7 @@ from ..batching import collate, encode_example, pad_id_of, shuffled_batches
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import TASKS, plugin_version, register_attack
-from .finetune import LORA_TARGETS
+from .finetune import trainable_copy
 
 FORGET = "forget"
 
@@ -142,15 +141,7 @@ class RelearnAttack:
         samples, draw = self._draw(tokenizer, benchmark)
         torch.manual_seed(cfg.seed)
         rng = random.Random(cfg.seed)
-        work = copy.deepcopy(model)
-        work.requires_grad_(not cfg.lora)  # full fine-tuning trains every weight, frozen ones included
-        if cfg.lora:
-            from peft import LoraConfig, get_peft_model
-
-            present = {n.rsplit(".", 1)[-1] for n, _ in work.named_modules()}
-            targets = [t for t in LORA_TARGETS if t in present]
-            work = get_peft_model(work, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                                                   target_modules=targets, task_type="CAUSAL_LM"))
+        work = trainable_copy(model, cfg.lora, cfg.lora_r, cfg.lora_alpha)
         enc = [encode_example(tokenizer, ex.prompt, ex.target, add_eos=True, max_length=cfg.max_length)
                for ex in samples]
         params = [p for p in work.parameters() if p.requires_grad]
