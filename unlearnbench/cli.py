@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     rg.add_argument("--reason", default="", help="why the numbers changed (required with --update; recorded)")
     rg.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    rp = sub.add_parser("report", help="figures and tables from the store (no model is run)",
+                        description="Write a forget-quality heatmap (methods x attacks), robustness curves, an "
+                                    "ORT-style form table, a MUSE-style table and one self-contained report.html.")
+    rp.add_argument("--store", default=DEFAULT_STORE)
+    rp.add_argument("--out", default="unlearnbench-report", help="output folder (default ./unlearnbench-report)")
+
     res = sub.add_parser("results", help="export stored results (pandas) as CSV or JSON")
     res.add_argument("--store", default=DEFAULT_STORE)
     res.add_argument("--format", choices=("csv", "json"), default="csv")
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return {"run": _cmd_run, "list": _cmd_list, "results": _cmd_results,
-                "regress": _cmd_regress}[args.command](args)
+                "regress": _cmd_regress, "report": _cmd_report}[args.command](args)
     except UnlearnbenchError as e:
         print(f"unlearnbench: error: {e}", file=sys.stderr)
         return 2
@@ -140,6 +146,17 @@ def _cmd_regress(args) -> int:
         return 0
     render_regress(diffs, baseline)
     return 1 if diffs else 0
+
+
+def _cmd_report(args) -> int:
+    from .errors import UnlearnbenchError
+    from .reports import write_report
+
+    if not os.path.exists(args.store):
+        raise UnlearnbenchError(f"no results store at '{args.store}' (run `unlearnbench run` first or pass --store)")
+    files = write_report(args.store, args.out)
+    print(f"wrote {len(files)} files to {args.out}/ (open {os.path.join(args.out, 'report.html')})")
+    return 0
 
 
 def _cmd_results(args) -> int:

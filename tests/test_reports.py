@@ -1,0 +1,171 @@
+"""Report rendering from a synthetic store whose forget qualities are known by hand.
+
+Forget split: base recall 1.0 and oracle 0.0 on bio and qa, so per form fq = 1 - u; mcq has
+base = oracle = 0.25 (uninformative: must be ignored although the models score 0.9 on it).
+
+method ilu [envs=x] (two seeds), ilu [envs=y] (seed 0); attack finetune:arith, epochs 0..2:
+  x seed 0: unlearned bio 0, qa .5 -> .75 | e1 bio .25, qa .5 -> .625 | e2 .5, .5 -> .5
+  x seed 1: unlearned 0, 0 -> 1.0        | e1 0, .25 -> .875         | e2 .25, .25 -> .75
+  y seed 0: unlearned .5, .5 -> .5       | e1 .75, .5 -> .375        | e2 1, 1 -> 0
+"""
+
+import math
+
+import pytest
+
+from unlearnbench.reports import collect, curves_frame, form_table, heatmap_frame, muse_table, write_report
+from unlearnbench.store import ResultStore, ScoreRow, cell_id
+
+MODEL, SUITE = "tiny", "bio,qa,mcq"
+STD2 = math.sqrt(2 * 0.125 ** 2)  # sample std of two values 0.25 apart
+
+
+def _rows(checkpoint, step, values):
+    rows = []
+    for (split, form), v in values.items():
+        rows.append(ScoreRow(checkpoint, step, split, form, "i0", "correct", v))
+        rows.append(ScoreRow(checkpoint, step, split, form, "i0", "prob", 0.123))  # other metric: ignored
+    return rows
+
+
+def _forget(bio, qa, mcq=0.9):
+    return {("forget", "bio"): bio, ("forget", "qa"): qa, ("forget", "mcq"): mcq}
+
+
+def _commit(store, run, kind, label, rows):
+    key = {"kind": kind, **label}
+    store.commit_cell(run, cell_id(key), key, kind, label, rows)
+
+
+def _references(store, run, seed):
+    base = {**_forget(1.0, 1.0, 0.25), ("neighbour", "bio"): 1.0, ("neighbour", "qa"): 1.0,
+            ("retain", "qa"): 1.0, ("task", "arith"): 0.1}
+    oracle = {**_forget(0.0, 0.0, 0.25), ("neighbour", "bio"): 1.0, ("neighbour", "qa"): 0.9,
+              ("retain", "qa"): 1.0, ("task", "arith"): 0.2}
+    for kind, vals in (("base", base), ("oracle", oracle)):
+        _commit(store, run, kind, {"model": MODEL, "method": kind, "probe_suite": SUITE, "seed": seed},
+                _rows(kind, -1, vals))
+
+
+def _method(store, run, envs, seed, unlearned, epochs, neighbour, retain_qa, fa):
+    label = {"model": MODEL, "method": "ilu", "method_config": {"envs": envs, "lr": 1, "seed": seed},
+             "probe_suite": SUITE, "seed": seed}
+    extra = {("neighbour", "bio"): neighbour[0], ("neighbour", "qa"): neighbour[1], ("retain", "qa"): retain_qa}
+    _commit(store, run, "unlearn", label, _rows("unlearned", 0, {**_forget(*unlearned), **extra,
+                                                                ("task", "arith"): 0.1}))
+    rows = _rows("epoch=0", 0, {**_forget(*unlearned), **extra, ("task", "arith"): 0.1})
+    for e, (bio, qa) in enumerate(epochs, start=1):
+        rows += _rows(f"epoch={e}", e, {**_forget(bio, qa), **extra, ("task", "arith"): fa})
+    attack = {**label, "attack": "finetune:arith", "attack_config": {"epochs": 2, "seed": seed}}
+    _commit(store, run, "attack", attack, rows)
+
+
+def _build(path, with_oracle=True):
+    with ResultStore(path) as store:
+        run = store.start_run(["test"], {})
+        for seed in (0, 1):
+            _references(store, run, seed)
+        _method(store, run, "x", 0, (0.0, 0.5), [(0.25, 0.5), (0.5, 0.5)], (0.8, 0.5), 0.9, 0.6)
+        _method(store, run, "x", 1, (0.0, 0.0), [(0.0, 0.25), (0.25, 0.25)], (0.6, 0.5), 0.9, 0.6)
+        _method(store, run, "y", 0, (0.5, 0.5), [(0.75, 0.5), (1.0, 1.0)], (0.9, 0.4), 0.8, 0.4)
+        if not with_oracle:
+            store.conn.execute("DELETE FROM scores WHERE cell_id IN (SELECT cell_id FROM cells WHERE kind='oracle')")
+            store.conn.execute("DELETE FROM cells WHERE kind = 'oracle'")
+    return path
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    return _build(tmp_path / "store.sqlite")
+
+
+def _data(path):
+    with ResultStore(path) as store:
+        return collect(store)
+
+
+def test_heatmap_values_and_spread(store_path):
+    hm = heatmap_frame(_data(store_path)).set_index(["method", "attack"])
+    x, y = "ilu [envs=x]", "ilu [envs=y]"
+    assert set(hm.index) == {(x, "no attack"), (x, "finetune:arith"), (y, "no attack"), (y, "finetune:arith")}
+    assert hm.loc[(x, "finetune:arith"), "mean"] == pytest.approx(0.625)
+    assert hm.loc[(x, "finetune:arith"), "std"] == pytest.approx(STD2)
+    assert (hm.loc[(x, "finetune:arith"), "min"], hm.loc[(x, "finetune:arith"), "max"]) == (0.5, 0.75)
+    assert hm.loc[(x, "finetune:arith"), "n"] == 2
+    assert hm.loc[(x, "no attack"), "mean"] == pytest.approx(0.875)
+    assert hm.loc[(y, "finetune:arith"), "mean"] == pytest.approx(0.0)
+    assert math.isnan(hm.loc[(y, "finetune:arith"), "std"]) and hm.loc[(y, "finetune:arith"), "n"] == 1
+    assert hm.loc[(y, "no attack"), "mean"] == pytest.approx(0.5)
+
+
+def test_per_form_values_skip_uninformative_form(store_path):
+    fq = _data(store_path).fq
+    row = fq[(fq.method == "ilu [envs=x]") & (fq.seed == "0") & (fq.checkpoint == "epoch=1")].iloc[0]
+    assert row.per_form == pytest.approx({"bio": 0.75, "qa": 0.5})  # no mcq
+    assert row.fq == pytest.approx(0.625)
+
+
+def test_curves_points(store_path):
+    cv = curves_frame(_data(store_path))
+    x = cv[cv.method == "ilu [envs=x]"].sort_values("epoch")
+    assert list(x.epoch) == [0, 1, 2]
+    assert list(x["mean"]) == pytest.approx([0.875, 0.75, 0.625])
+    assert list(x["min"]) == pytest.approx([0.75, 0.625, 0.5])
+    assert list(x["max"]) == pytest.approx([1.0, 0.875, 0.75])
+    y = cv[cv.method == "ilu [envs=y]"].sort_values("epoch")
+    assert list(y["mean"]) == pytest.approx([0.5, 0.375, 0.0])
+
+
+def test_form_table_marks_best(store_path):
+    table, best = form_table(_data(store_path))
+    assert table.header == ["split / form", "base", "oracle", "ilu [envs=x]", "ilu [envs=y]"]
+    rows = {r[0]: i for i, r in enumerate(table.rows)}
+    # forget: closest to the oracle (0.0) wins -> x on bio (0.0 vs .5) and on qa (.25 vs .5)
+    assert (rows["forget / bio"], 3) in table.bold and (rows["forget / bio"], 4) not in table.bold
+    assert table.rows[rows["forget / qa"]][3:] == pytest.approx([0.25, 0.5])
+    # neighbour: highest wins -> y on bio (.9 vs .7), x on qa (.5 vs .4)
+    assert (rows["neighbour / bio"], 4) in table.bold and (rows["neighbour / bio"], 3) not in table.bold
+    assert (rows["neighbour / qa"], 3) in table.bold
+    assert best[rows["neighbour / bio"]] == "ilu [envs=y]"
+    assert "**0.900**" in table.markdown() and r"\textbf{0.900}" in table.latex()
+
+
+def test_muse_table(store_path):
+    table = muse_table(_data(store_path))
+    rows = {r[0]: r[1:] for r in table.rows}
+    assert rows["Original (base)"] == pytest.approx([1.0, 1.0, 1.0, 0.1])
+    assert rows["Pre-finetune: ilu [envs=x]"] == pytest.approx([0.0, 0.25, 0.9, 0.1])
+    assert rows["Post-finetune on finetune:arith: ilu [envs=x]"] == pytest.approx([0.375, 0.375, 0.9, 0.6])
+    assert rows["Post-finetune on finetune:arith: ilu [envs=y]"] == pytest.approx([1.0, 1.0, 0.8, 0.4])
+
+
+def test_write_report_files(store_path, tmp_path):
+    from matplotlib.image import imread
+
+    out = tmp_path / "report"
+    written = write_report(store_path, out)
+    for stem in ("form_table", "muse_table"):
+        for ext in ("md", "csv", "html", "tex"):
+            assert f"{stem}.{ext}" in written
+    for name in ("fq_heatmap.png", "fq_heatmap.svg", "fq_curves.png", "fq_curves.svg", "report.html"):
+        assert name in written
+    for path in written.values():
+        assert (out / path.rsplit("/", 1)[1]).stat().st_size > 0
+    for name in ("fq_heatmap.png", "fq_curves.png"):
+        img = imread(written[name])
+        assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 100
+    svg = (out / "fq_heatmap.svg").read_text()
+    assert "0.62 ± 0.18" in svg  # mean ± sample std written in the cell
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2
+    assert "<table" in page and "Post-finetune on finetune:arith" in page and "<b>0.900</b>" in page
+
+
+def test_no_oracle_gives_note_not_heatmap(tmp_path):
+    path = _build(tmp_path / "s.sqlite", with_oracle=False)
+    written = write_report(path, tmp_path / "out")
+    assert "fq_heatmap.png" not in written and "fq_curves.png" not in written
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "Forget quality unavailable" in page and "no finished oracle cell" in page
+    assert "No forget-quality heatmap" in page
+    assert "form_table.md" in written  # tables still written
