@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--attack", action="append", default=[], metavar="SPEC",
                    help="attack spec, e.g. finetune:arith or finetune:arith,epochs=3,lr=1e-4,lora=true (repeatable)")
     r.add_argument("--benchmark", default="toy", help="benchmark spec (default: toy; e.g. toy,size=micro)")
+    r.add_argument("--data", action="append", default=[], metavar="NAME[:test]=PATH",
+                   help="local file for a dataset task instead of the hub, e.g. gsm8k=train.jsonl or "
+                        "gsm8k:test=test.jsonl (repeatable; datasets: gsm8k, agnews, sst2, winogrande, mnli, qqp)")
     r.add_argument("--probes", default=None, help="comma-separated probe forms (default: the benchmark's)")
     r.add_argument("--seed", type=int, default=0, help="seed for unlearning and attacks (default 0)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -95,7 +98,7 @@ def _cmd_run(args) -> int:
 
     request = runner.RunRequest(method=args.method, attacks=args.attack, benchmark=args.benchmark,
                                 probes=args.probes.split(",") if args.probes else None,
-                                seed=args.seed, device=args.device)
+                                seed=args.seed, device=args.device, data=_data_args(args.data))
     runner.plan(request)  # validate every spec before opening anything
     from .ui import RichProgress, render_run
 
@@ -108,6 +111,23 @@ def _cmd_run(args) -> int:
     else:
         render_run(summary)
     return 1 if any(c.status == "failed" for c in cells) else 0
+
+
+def _data_args(items: list[str]) -> dict[str, str]:
+    """['gsm8k=a.jsonl', 'gsm8k:test=b.jsonl'] -> {'gsm8k': 'a.jsonl', 'gsm8k:test': 'b.jsonl'}."""
+    from .errors import UnlearnbenchError
+
+    data: dict[str, str] = {}
+    for item in items:
+        key, sep, path = (part.strip() for part in item.partition("="))
+        if not sep or not key or not path:
+            raise UnlearnbenchError(f"--data {item!r}: expected NAME=PATH or NAME:test=PATH, "
+                                    f"e.g. --data gsm8k=path/to/train.jsonl")
+        key = key.removesuffix(":train")
+        if key in data:
+            raise UnlearnbenchError(f"--data {key} is given twice ('{data[key]}' and '{path}')")
+        data[key] = path
+    return data
 
 
 def _cmd_list(args) -> int:

@@ -17,6 +17,7 @@ Only this module writes the store.
 from __future__ import annotations
 
 import copy
+import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ class RunRequest:
     probes: list[str] | None = None
     seed: int = 0
     device: str = "cpu"
+    # local data files for dataset tasks: {"gsm8k": train file, "gsm8k:test": test file}
+    data: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,22 +102,61 @@ def _resolve(registry, text: str, defaults: dict | None = None, forced: dict | N
     return Plugin(spec.name, spec.arg, plugin_version(cls), config, obj, str(spec))
 
 
+def _file_tasks() -> list[str]:
+    """Tasks that read local data files (their Config has ``train`` and ``test``)."""
+    return [n for n in TASKS.names()
+            if {"train", "test"} <= set(getattr(TASKS.get(n).Config, "__dataclass_fields__", {}))]
+
+
+def _data_tasks(data: dict[str, str]) -> dict[str, Plugin]:
+    """``--data`` ({"gsm8k": path, "gsm8k:test": path}) -> task plugins configured with the files."""
+    options: dict[str, dict[str, str]] = {}
+    for key, path in data.items():
+        name, sep, role = key.partition(":")
+        role = role if sep else "train"
+        if role not in ("train", "test"):
+            raise UnlearnbenchError(f"--data {key}: the split after ':' must be train or test, e.g. --data {name}:test=PATH")
+        readers = _file_tasks()
+        if name not in readers:
+            close = difflib.get_close_matches(name, readers, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            what = f"task {name!r} reads no data files" if name in TASKS else f"unknown dataset {name!r}"
+            raise UnlearnbenchError(f"--data {key}: {what}{hint} (datasets: {', '.join(readers) or 'none'})")
+        if role in options.setdefault(name, {}):
+            raise UnlearnbenchError(f"--data {name}:{role} is given twice")
+        options[name][role] = path
+    return {name: _resolve(TASKS, name, opts) for name, opts in options.items()}
+
+
 def plan(request: RunRequest) -> RunPlan:
     """Resolve and validate every spec before any model is touched (bad input fails fast)."""
     bench = _resolve(BENCHMARKS, request.benchmark)
     b = bench.obj
+    data_tasks = _data_tasks(request.data or {})
+    used: set[str] = set()
     method = _resolve(METHODS, request.method, b.defaults("methods", parse_spec(request.method).name),
                       {"seed": request.seed})
     if hasattr(method.obj, "bind_base"):  # ILU: its base method gets the benchmark's tuned defaults
         method.obj.bind_base(lambda n: b.defaults("methods", n))
+    if hasattr(method.obj, "bind_tasks"):  # ILU: environments read from --data files
+        used.update(method.obj.bind_tasks({n: t.obj for n, t in data_tasks.items()}))
     attacks = []
     for text in request.attacks:
         name = parse_spec(text).name
         attack = _resolve(ATTACKS, text, b.defaults("attacks", name), {"seed": request.seed})
         # finetune:<task> names a task plugin; other attacks read their argument themselves
         # (relearn:forget, quantize:4) and may use the benchmark passed to run()
-        task = _resolve(TASKS, attack.arg) if getattr(type(attack.obj), "needs_arg", None) == "task" else None
+        task = None
+        if getattr(type(attack.obj), "needs_arg", None) == "task":
+            task = data_tasks.get(attack.arg) or _resolve(TASKS, attack.arg)
+            used.add(task.name)
+        if hasattr(attack.obj, "bind_tasks"):  # relearn:<task>
+            used.update(attack.obj.bind_tasks({n: t.obj for n, t in data_tasks.items()}))
         attacks.append((attack, task))
+    unused = sorted(set(data_tasks) - used)
+    if unused:
+        raise UnlearnbenchError(f"--data {unused[0]}: no attack or ILU environment of this run uses task "
+                                f"{unused[0]!r} (e.g. --attack finetune:{unused[0]})")
     probe_names = request.probes or list(b.default_probes)
     probes = [_resolve(PROBES, p) for p in probe_names]
     return RunPlan(bench, method, attacks, probes, request.seed, request.device)

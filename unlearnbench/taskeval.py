@@ -17,7 +17,8 @@ def task_item_scores(model, tokenizer, task: TaskData, limit: int | None = None,
     test = task.test[:limit] if limit else task.test
     prompts = [ex.prompt for ex in test]
     if task.scoring == "number":
-        gens = greedy_generate(model, tokenizer, prompts, max_new_tokens=32, batch_size=batch_size)
+        gens = greedy_generate(model, tokenizer, prompts, max_new_tokens=getattr(task, "max_new_tokens", 32),
+                               batch_size=batch_size)
         return [(f"{task.name}/{i}", float(_same_number(final_number(g), final_number(ex.target))))
                 for i, (g, ex) in enumerate(zip(gens, test))]
     if task.scoring == "choice":

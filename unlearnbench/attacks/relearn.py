@@ -33,6 +33,7 @@ from ..batching import collate, encode_example, pad_id_of, shuffled_batches
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import TASKS, plugin_version, register_attack
+from ..spec import config_to_dict
 from .finetune import trainable_copy
 
 FORGET = "forget"
@@ -88,12 +89,22 @@ class RelearnAttack:
         if arg != FORGET and self.config.people != -1:
             raise UnlearnbenchError("relearn: option people applies to relearn:forget only")
         self.source = arg
+        self.source_task = None  # the source task configured by the run (local data files)
+
+    def bind_tasks(self, tasks: dict[str, object]) -> list[str]:
+        """Use the configured task object (the CLI's --data files) if the source is among them."""
+        self.source_task = tasks.get(self.source) if self.source != FORGET else None
+        return [self.source] if self.source_task is not None else []
 
     def key_extra(self) -> dict:
         """A task source's version decides the result too (the forget set is keyed by the benchmark)."""
         if self.source == FORGET:
             return {}
-        return {"source_task": {"name": self.source, "version": plugin_version(TASKS.get(self.source))}}
+        source = {"name": self.source, "version": plugin_version(TASKS.get(self.source))}
+        if self.source_task is not None:  # read from local files: their config and content decide too
+            t = self.source_task
+            source.update({"config": config_to_dict(t.config), **(t.key_extra() if hasattr(t, "key_extra") else {})})
+        return {"source_task": source}
 
     # -- data -----------------------------------------------------------------------------
     def _draw(self, tokenizer, benchmark) -> tuple[list, dict]:
@@ -101,8 +112,11 @@ class RelearnAttack:
         cfg = self.config
         rng = random.Random(f"relearn-draw:{cfg.seed}")
         if self.source != FORGET:
-            cls = TASKS.get(self.source)
-            pool = list(cls(cls.Config()).load().train)
+            task = self.source_task
+            if task is None:
+                cls = TASKS.get(self.source)
+                task = cls(cls.Config())
+            pool = list(task.load().train)
             idx = sorted(rng.sample(range(len(pool)), _count(cfg.n, len(pool))))
             return [pool[i] for i in idx], {"source": self.source, "n_samples": len(idx), "sample_indices": idx}
 

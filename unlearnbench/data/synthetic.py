@@ -26,6 +26,7 @@ class TaskData:
     test: list[Example]
     scoring: str                   # 'number' (final number after ####) or 'choice' (label words)
     choices: tuple[str, ...] = ()  # label words for 'choice' tasks, scored with a leading space
+    max_new_tokens: int = 32       # 'number' tasks: tokens generated per answer
 
 
 _PEOPLE = ["Tom", "Mia", "Raj", "Lena", "Omar", "Sara", "Ivan", "Zoe", "Ken", "Ana"]

@@ -112,6 +112,18 @@ class ILU:
         for env in self.config.envs:
             TASKS.get(env)
         self.base: GradientMethod | None = None
+        self.env_tasks: dict[str, object] = {}  # environments configured by the run (local data files)
+
+    def bind_tasks(self, tasks: dict[str, object]) -> list[str]:
+        """Use these configured task objects (the CLI's --data files) for the environments they
+        name; returns the names used."""
+        self.env_tasks = {n: t for n, t in tasks.items() if n in self.config.envs}
+        return sorted(self.env_tasks)
+
+    def _env_examples(self, name: str) -> list[Example]:
+        if name in self.env_tasks:
+            return list(self.env_tasks[name].load().train)
+        return environment_examples(name)
 
     def bind_base(self, defaults_for: Callable[[str], dict]) -> None:
         """Build the base from its tuned defaults (``defaults_for(name)``) and ILU's overrides."""
@@ -129,8 +141,13 @@ class ILU:
     def key_extra(self) -> dict:
         """The resolved base goes into the result key: its tuned defaults decide the weights too."""
         base = self._bound()
-        return {"base": {"name": self.config.base, "version": plugin_version(type(base)),
-                         "config": config_to_dict(base.config)}}
+        out = {"base": {"name": self.config.base, "version": plugin_version(type(base)),
+                        "config": config_to_dict(base.config)}}
+        if self.env_tasks:  # environments read from local files: their config and content decide too
+            out["env_data"] = {n: {"config": config_to_dict(t.config),
+                                   **(t.key_extra() if hasattr(t, "key_extra") else {})}
+                               for n, t in sorted(self.env_tasks.items())}
+        return out
 
     def unlearn(self, model, data: UnlearnData, progress: Progress = SILENT) -> dict:
         c, base = self.config, self._bound()
@@ -141,7 +158,7 @@ class ILU:
         envs = []
         for name in c.envs:
             enc = [encode_example(data.tokenizer, ex.prompt, ex.target, max_length=bc.max_length)
-                   for ex in environment_examples(name)]
+                   for ex in self._env_examples(name)]
             if not enc:
                 raise UnlearnbenchError(f"ilu: environment {name!r} has no training examples")
             # own RNGs: the base's forget/retain batch order must not depend on the environments
