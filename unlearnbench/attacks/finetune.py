@@ -52,6 +52,21 @@ class FinetuneConfig:
 Evaluate = Callable[[str, int, object], None]
 
 
+def sft_step(work, encoded, pad: int, opt, params, label: str, step: int) -> float:
+    """One supervised step on a batch of encoded examples (loss on targets, clipped at 1);
+    a non-finite loss is an error naming the attack and the step."""
+    device = next(work.parameters()).device
+    batch = {k: v.to(device) for k, v in collate(encoded, pad).items()}
+    loss = work(**batch).loss
+    if not torch.isfinite(loss):
+        raise UnlearnbenchError(f"{label}: loss is {loss.item()} at step {step}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return loss.item()
+
+
 def trainable_copy(model, lora: bool, lora_r: int = 8, lora_alpha: int = 16):
     """A deep copy to attack (the model handed in is never modified): every weight trainable for
     full fine-tuning, or LoRA adapters (peft) on the attention and MLP projections."""
@@ -96,7 +111,6 @@ class FinetuneAttack:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         warm = max(1, int(cfg.warmup * total)) if cfg.warmup > 0 else 0
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
-        device = next(work.parameters()).device
         pad = pad_id_of(tokenizer)
         work.eval()
         evaluate("epoch=0", 0, work)
@@ -111,19 +125,13 @@ class FinetuneAttack:
                 for idx in shuffled_batches(len(enc), cfg.batch_size, rng):
                     if step >= total:
                         break
-                    batch = {k: v.to(device) for k, v in collate([enc[i] for i in idx], pad).items()}
-                    loss = work(**batch).loss
-                    if not torch.isfinite(loss):
-                        raise UnlearnbenchError(f"finetune:{self.task_name}: loss is {loss.item()} at step {step}")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    opt.step()
+                    loss = sft_step(work, [enc[i] for i in idx], pad, opt, params,
+                                    f"finetune:{self.task_name}", step)
                     sched.step()
                     step += 1
-                    losses.append(loss.item())
+                    losses.append(loss)
                     bar.advance()
-                    bar.update(epoch=epoch, loss=round(loss.item(), 4))
+                    bar.update(epoch=epoch, loss=round(loss, 4))
                 epoch_seconds.append(round(time.time() - te, 3))
                 work.eval()
                 evaluate(f"epoch={epoch}", epoch, work)

@@ -29,12 +29,12 @@ from typing import Callable
 
 import torch
 
-from ..batching import collate, encode_example, pad_id_of, shuffled_batches
+from ..batching import encode_example, pad_id_of, shuffled_batches
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import TASKS, plugin_version, register_attack
 from ..spec import config_to_dict
-from .finetune import trainable_copy
+from .finetune import sft_step, trainable_copy
 
 FORGET = "forget"
 
@@ -160,7 +160,6 @@ class RelearnAttack:
                for ex in samples]
         params = [p for p in work.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        device = next(work.parameters()).device
         pad = pad_id_of(tokenizer)
 
         def batches():
@@ -174,17 +173,10 @@ class RelearnAttack:
         with progress.task(f"attack {spec}", cfg.steps) as bar:
             work.train()
             for step, idx in zip(range(1, cfg.steps + 1), batches()):
-                batch = {k: v.to(device) for k, v in collate([enc[i] for i in idx], pad).items()}
-                loss = work(**batch).loss
-                if not torch.isfinite(loss):
-                    raise UnlearnbenchError(f"{spec}: loss is {loss.item()} at step {step}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                losses.append(loss.item())
+                loss = sft_step(work, [enc[i] for i in idx], pad, opt, params, spec, step)
+                losses.append(loss)
                 bar.advance()
-                bar.update(loss=round(loss.item(), 4))
+                bar.update(loss=round(loss, 4))
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     work.eval()
                     evaluate(f"step={step}", step, work)
