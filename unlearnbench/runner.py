@@ -163,12 +163,24 @@ def plan(request: RunRequest) -> RunPlan:
 
 
 class Evaluator:
-    """Scores probes on every split and task accuracy; returns store rows."""
+    """Scores probes on every split and task accuracy; returns store rows.
 
-    def __init__(self, benchmark, probes: list[Plugin], progress: Progress):
+    Two optional probe hooks (see :mod:`unlearnbench.probes.base`):
+
+    * ``aggregate(scores_by_split) -> list[(split, metric, value)]``: numbers that are not means of
+      per-item scores (e.g. MUSE's Min-K% AUC of forget vs holdout); stored with item id ``*``;
+    * ``needs_reference = True``: ``score`` also gets ``reference=`` (the retrain oracle's
+      ``LoadedModel``), e.g. for the Jensen-Shannon distance to the oracle's next-token
+      distributions. ``reference`` is ``None`` where the benchmark has no oracle.
+    """
+
+    AGGREGATE_ITEM = "*"
+
+    def __init__(self, benchmark, probes: list[Plugin], progress: Progress, reference=None):
         self.benchmark = benchmark
         self.probes = probes
         self.progress = progress
+        self.reference = reference  # a callable returning the oracle LoadedModel (loaded once, lazily)
         self._items = {(p.name, s): p.obj.items(benchmark, s) for p in probes for s in benchmark.splits}
 
     def __call__(self, model, tokenizer, checkpoint: str, step: int, tasks=()) -> list[ScoreRow]:
@@ -176,13 +188,26 @@ class Evaluator:
 
         rows: list[ScoreRow] = []
         n = len(self._items) + len(tasks)
+        by_probe: dict[str, dict[str, list[dict]]] = {}
         with self.progress.task(f"evaluate {checkpoint}", n) as bar:
             for (probe_name, split), items in self._items.items():
                 probe = next(p for p in self.probes if p.name == probe_name).obj
-                for item, scores in zip(items, probe.score(model, tokenizer, items)):
+                if not items:
+                    bar.advance()
+                    continue
+                kwargs = {}
+                if getattr(probe, "needs_reference", False):
+                    kwargs["reference"] = self.reference() if self.reference else None
+                scores_list = probe.score(model, tokenizer, items, **kwargs)
+                by_probe.setdefault(probe_name, {})[split] = scores_list
+                for item, scores in zip(items, scores_list):
                     rows += [ScoreRow(checkpoint, step, split, probe_name, item.item_id, m, float(v))
                              for m, v in scores.items()]
                 bar.advance()
+            for p in self.probes:
+                if hasattr(p.obj, "aggregate") and p.name in by_probe:
+                    rows += [ScoreRow(checkpoint, step, split, p.name, self.AGGREGATE_ITEM, m, float(v))
+                             for split, m, v in p.obj.aggregate(by_probe[p.name])]
             for task in tasks:
                 for item_id, correct in task_item_scores(model, tokenizer, task):
                     rows.append(ScoreRow(checkpoint, step, "task", task.name, item_id, "correct", correct))
@@ -215,7 +240,16 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
         common = {"harness": __version__, "benchmark": p.benchmark.key(), "seed": p.seed,
                   "probes": [pr.key() for pr in p.probes]}
         probe_suite = ",".join(pr.name for pr in p.probes)
-        evaluate = Evaluator(bench, p.probes, progress)
+        oracle_cache: dict = {}
+
+        def reference():
+            if not getattr(bench, "has_oracle", True):
+                return None
+            if "lm" not in oracle_cache:
+                oracle_cache["lm"] = bench.load("oracle", p.device, progress)
+            return oracle_cache["lm"]
+
+        evaluate = Evaluator(bench, p.probes, progress, reference)
         utility_tasks = [_resolve(TASKS, t).obj.load() for t in getattr(bench, "eval_tasks", ())]
         torch.manual_seed(p.seed)
 
@@ -225,7 +259,7 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
 
         # 1-2. base and oracle
         for kind in ("base", "oracle") if getattr(bench, "has_oracle", True) else ("base",):
-            lm = target if kind == "base" else bench.load("oracle", p.device, progress)
+            lm = target if kind == "base" else reference()
             key = {**common, "kind": kind, "model": {"name": bench.model_name + ("" if kind == "base" else "-oracle"),
                                                      "sha256": lm.weights_sha256}}
             cid = cell_id(key)

@@ -4,6 +4,16 @@ A probe draws its items from the benchmark (``benchmark.probe_items(form, split)
 with a model. Generative forms (the answer is text) get ``prob``, ``token_acc``, ``em``,
 ``rougeL_recall`` and ``correct`` (= ``em``); choice forms (MCQ letters, True/False) get ``prob``
 (normalised over the choices) and ``correct`` (argmax is right). See :mod:`unlearnbench.metrics`.
+
+The probe protocol the runner relies on (any class registered with ``@register_probe()``):
+
+* ``items(benchmark, split) -> list`` of items with an ``item_id`` (an empty list: the probe does
+  not apply to that split);
+* ``score(model, tokenizer, items) -> list[dict[str, float]]``, one dict of metrics per item;
+* optional ``aggregate(scores_by_split: dict[str, list[dict]]) -> list[(split, metric, value)]``
+  for numbers that are not means over items (stored with item id ``*``);
+* optional ``needs_reference = True``: ``score`` is then called with ``reference=`` the
+  benchmark's retrain oracle (a ``models.LoadedModel``, or ``None`` without an oracle).
 """
 
 from __future__ import annotations
