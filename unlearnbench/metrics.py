@@ -85,3 +85,38 @@ def final_number(text: str) -> str | None:
         return m.group(0) if m else None
     nums = _NUMBER.findall(text.replace(",", ""))
     return nums[-1] if nums else None
+
+
+# -- MUSE (Shi et al. 2024; shared/reference/algorithms.md "MUSE") ------------------------------
+
+def min_k_percent(token_logprobs, k: float = 0.4) -> float:
+    """Min-K% membership score of one text: minus the mean of its lowest ``k`` fraction of token
+    log-probs (``int(n * k)`` tokens, at least one). Higher = less likely = looks unseen."""
+    if not 0 < k <= 1:
+        raise ValueError("k must be in (0, 1]")
+    lp = sorted(float(x) for x in token_logprobs)
+    if not lp:
+        return float("nan")
+    low = lp[: max(1, int(len(lp) * k))]
+    return -sum(low) / len(low)
+
+
+def mia_auc(forget_scores, holdout_scores) -> float:
+    """MUSE's privleak AUC: forget texts labelled 0, holdout texts 1, ranked by *minus* the Min-K%
+    score (muse_bench ``sweep``: ``roc_curve(y, -score)``). It equals P(score_forget >
+    score_holdout) + P(tie)/2: near 0 when the forget texts look far more familiar than the
+    holdout (the target model), about 0.5 when they look alike (the retrained model)."""
+    f = [x for x in forget_scores if not math.isnan(x)]
+    h = [x for x in holdout_scores if not math.isnan(x)]
+    if not f or not h:
+        return float("nan")
+    wins = sum((a > b) + 0.5 * (a == b) for a in f for b in h)
+    return wins / (len(f) * len(h))
+
+
+def privleak(auc: float, auc_retrain: float) -> float:
+    """PrivLeak = (AUC - AUC_retrain) / AUC_retrain x 100: about 0 is ideal, strongly negative =
+    the forget set still leaks (under-unlearning), positive = over-unlearning."""
+    if math.isnan(auc) or math.isnan(auc_retrain) or auc_retrain == 0:
+        return float("nan")
+    return (auc - auc_retrain) / auc_retrain * 100.0
