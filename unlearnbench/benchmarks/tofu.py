@@ -1,0 +1,212 @@
+"""``tofu`` — TOFU, the Task of Fictitious Unlearning (Maini et al. 2024, arXiv 2401.06121).
+
+200 fictitious authors with 20 question-answer pairs each. The target model was fine-tuned on all
+of them; unlearning removes the QA of 1, 5 or 10 % of the authors (``forget=forget01|05|10``); the
+oracle is the same base model fine-tuned only on the matching retain set (retain99/95/90).
+
+Splits scored by the ``tofu`` probe (:mod:`unlearnbench.probes.tofu`):
+
+* ``forget``: the forget set with paraphrased and perturbed answers (hub ``forgetXX_perturbed``);
+* ``retain``: TOFU's 400 retain evaluation questions (``retain_perturbed``), or, where that file is
+  absent, a seeded sample of ``n_retain_eval`` questions of the matching retain set (then without
+  truth ratio unless those records carry perturbed answers);
+* ``holdout``: questions about authors neither model saw (``holdoutXX``; newer hub revisions);
+* ``real_authors``, ``world_facts``: general knowledge (utility), answers ranked against perturbed
+  ones.
+
+Holdout, real authors and world facts are optional: where they are missing the split is empty and
+``missing`` says why; forget and the retain set are required. Local data: ``data=DIR`` holding the
+hub config names as files, e.g. ``forget01_perturbed.json`` (or ``forget01.json`` with the same
+fields), ``retain99.json``, ``retain_perturbed.json``, ``holdout01.json``,
+``real_authors_perturbed.json``, ``world_facts_perturbed.json`` (json list or jsonl).
+
+Unlearning data: forget and retain QA as ``Example(prompt=template(question), target=prefix+answer)``
+with the template from ``tasks/benchmarks/tofu.yaml`` (``template=qa``: "Question: ...\\nAnswer:" and a
+space before the answer; ``template=llama3_chat``: the chat format the default models were trained on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..errors import UnlearnbenchError
+from ..registry import register_benchmark
+from .common import RealBenchmark, RealBenchmarkConfig, find_part_file
+
+SPLITS = ("forget", "retain", "holdout", "real_authors", "world_facts")
+OPTIONAL = ("holdout", "real_authors", "world_facts")
+
+
+@dataclass(frozen=True)
+class TofuItem:
+    """One TOFU question. ``prompt`` is the templated question; the scored text is
+    ``answer_prefix + answer`` (likewise for the paraphrased and perturbed answers)."""
+    item_id: str
+    split: str
+    question: str
+    prompt: str
+    answer: str
+    answer_prefix: str = " "
+    paraphrased_answer: str | None = None
+    perturbed_answers: tuple[str, ...] = ()
+    paraphrased_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class TofuConfig(RealBenchmarkConfig):
+    forget: Literal["forget01", "forget05", "forget10"] = field(
+        default="forget10", metadata={"help": "forget split (1, 5 or 10 % of the authors); picks the retain set and oracle"})
+    template: str = field(default="llama3_chat", metadata={
+        "help": "prompt template from tasks/benchmarks/tofu.yaml: llama3_chat (the default models) or qa"})
+    n_retain_eval: int = field(default=400, metadata={
+        "help": "retain questions scored when retain_perturbed is absent (a seeded sample of the retain set)"})
+    seed: int = field(default=0, metadata={"help": "seed of that retain sample"})
+
+
+@register_benchmark()
+class TofuBenchmark(RealBenchmark):
+    name = "tofu"
+    version = "1"
+    Config = TofuConfig
+    spec_file = "benchmarks/tofu.yaml"
+    description = "TOFU fictitious authors QA (locuslab/TOFU): forget quality (KS test vs retain model), model utility"
+    splits = SPLITS
+
+    def __init__(self, config: TofuConfig | None = None):
+        super().__init__(config)
+        cfg = self.config
+        if cfg.data and not Path(cfg.data).is_dir():
+            raise UnlearnbenchError(f"tofu: data={cfg.data} is not a folder (give a folder holding {cfg.forget}.json, ...)")
+        self.oracle_source = cfg.oracle or (self.spec.get("oracles") or {}).get(cfg.forget, "")
+        templates = self.spec.get("templates") or {}
+        if cfg.template not in templates:
+            raise UnlearnbenchError(f"tofu: unknown template {cfg.template!r} (tasks/benchmarks/tofu.yaml has: "
+                                    f"{', '.join(templates)})")
+        self.template = templates[cfg.template]
+        self.retain_part = self.spec["retain_of"][cfg.forget]
+        self.holdout_part = self.spec["holdout_of"][cfg.forget]
+        self.missing: dict[str, str] = {}   # optional split -> why it is empty
+        self._records: dict[str, list[dict] | None] = {}
+        self._items: dict[str, list[TofuItem]] = {}
+        self._files: dict[str, Path] = {}
+
+    # -- raw records ----------------------------------------------------------------------
+    def _part(self, part: str, *, required: bool) -> list[dict] | None:
+        """Records of one data part (local file or hub config); None if optional and absent."""
+        if part in self._records:
+            return self._records[part]
+        from ..data.loading import load_records
+
+        entry = self.spec["data"][part]
+        hub = self.spec["hub"]
+        records = None
+        if self.config.data:
+            root = Path(self.config.data)
+            file = next((f for f in (find_part_file(root, stem, None) for stem in entry["local"]) if f), None)
+            if file is not None:
+                records = load_records(file, columns=("question", "answer"))
+                self._files[part] = file
+            elif required:
+                names = " or ".join(f"{s}.json" for s in entry["local"])
+                raise UnlearnbenchError(f"tofu: {names} not found in {root}: copy TOFU's {entry['hub']} there "
+                                        f"(json list or jsonl), or drop data= to read {hub['path']} from the hub")
+            else:
+                self.missing[part] = f"no {entry['local'][0]}.json in {root}"
+        else:
+            try:
+                records = load_records(hub["path"], config=entry["hub"], split=hub.get("split", "train"),
+                                       columns=("question", "answer"))
+            except UnlearnbenchError as e:
+                if required:
+                    raise
+                self.missing[part] = str(e)
+        if records is not None and self.config.limit:
+            records = records[: self.config.limit]
+        self._records[part] = records
+        return records
+
+    def key_extra(self) -> dict:
+        """Local data files decide the results too: their content hashes go into the cell keys."""
+        if not self.config.data:
+            return {}
+        for split in SPLITS:
+            self.tofu_items(split)
+        self._part(self.retain_part, required=True)
+        return {"data_sha256": {part: hashlib.sha256(f.read_bytes()).hexdigest()
+                                for part, f in sorted(self._files.items())}}
+
+    # -- items ----------------------------------------------------------------------------
+    def _item(self, split: str, i: int, r: dict) -> TofuItem:
+        prompt = self.template["prompt"]
+        pert = r.get("perturbed_answer") or ()
+        pert = (pert,) if isinstance(pert, str) else tuple(str(p) for p in pert)
+        para_q = r.get("paraphrased_question")
+        return TofuItem(item_id=str(i), split=split, question=str(r["question"]),
+                        prompt=prompt.format(question=r["question"]), answer=str(r["answer"]).strip(),
+                        answer_prefix=self.template.get("answer_prefix", " "),
+                        paraphrased_answer=r.get("paraphrased_answer") or None, perturbed_answers=pert,
+                        paraphrased_prompt=prompt.format(question=para_q) if para_q else None)
+
+    def tofu_items(self, split: str) -> list[TofuItem]:
+        """The scored questions of one split ([] for an unknown or missing optional split)."""
+        if split in self._items:
+            return self._items[split]
+        cfg = self.config
+        if split == "forget":
+            records = self._part(cfg.forget, required=True)
+            bad = next((i for i, r in enumerate(records) if not (r.get("paraphrased_answer") and r.get("perturbed_answer"))), None)
+            if bad is not None:
+                where = self._files.get(cfg.forget, f"{self.spec['hub']['path']} {cfg.forget}")
+                raise UnlearnbenchError(f"tofu: forget item {bad} of {where} has no paraphrased_answer/perturbed_answer "
+                                        f"(needed for the truth ratio): use TOFU's {cfg.forget}_perturbed file")
+            pairs = list(enumerate(records))
+        elif split == "retain":
+            records = self._part("retain_perturbed", required=False)
+            if records is not None:
+                pairs = list(enumerate(records))
+            else:
+                self.missing["retain_perturbed"] += f" (retain scored on a sample of {self.retain_part})"
+                pool = self._part(self.retain_part, required=True)
+                idx = sorted(random.Random(f"tofu-retain:{cfg.seed}").sample(range(len(pool)),
+                                                                             min(cfg.n_retain_eval, len(pool))))
+                pairs = [(i, pool[i]) for i in idx]
+        elif split in OPTIONAL:
+            records = self._part(self.holdout_part if split == "holdout" else split, required=False)
+            if records is not None and split != "holdout":
+                bad = next((i for i, r in enumerate(records) if not r.get("perturbed_answer")), None)
+                if bad is not None:
+                    self.missing[split] = f"item {bad} has no perturbed_answer (use {split}_perturbed)"
+                    records = None
+            pairs = list(enumerate(records)) if records is not None else []
+        else:
+            pairs = []
+        self._items[split] = [self._item(split, i, r) for i, r in pairs]
+        return self._items[split]
+
+    def text_items(self, split: str) -> list[TofuItem]:
+        """Items with ``item_id``, ``prompt`` and ``answer`` (the QA) for generic probes; the text
+        the model should continue the prompt with is ``answer_prefix + answer``."""
+        return self.tofu_items(split)
+
+    # -- unlearning -----------------------------------------------------------------------
+    def unlearn_data(self, tokenizer):
+        """Forget QA and the matching retain set's QA, in the configured template."""
+        from ..data.world import Example
+        from ..methods.base import UnlearnData
+
+        def examples(records):
+            return [Example(prompt=self.template["prompt"].format(question=r["question"]),
+                            target=self.template.get("answer_prefix", " ") + str(r["answer"]).strip())
+                    for r in records]
+
+        forget = self._part(self.config.forget, required=True)
+        retain = self._part(self.retain_part, required=True)
+        return UnlearnData(forget=examples(forget), retain=examples(retain), tokenizer=tokenizer)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "forget": self.config.forget, "retain": self.retain_part,
+                "template": self.config.template, "missing": dict(self.missing)}

@@ -1,0 +1,219 @@
+"""``tofu`` probe — TOFU's evaluation (Maini et al. 2024, arXiv 2401.06121, section 2.3).
+
+Per item (every split of the ``tofu`` benchmark), with ``P(x)^(1/|x|) = exp(-mean token NLL of x
+given the question)`` the length-normalised conditional probability:
+
+* ``prob``: TOFU's *Probability*. On forget, retain and holdout ``P(a)^(1/|a|)`` of the answer a;
+  on real_authors and world_facts the answer against its perturbed (wrong) options,
+  ``P(a)^(1/|a|) / (P(a)^(1/|a|) + sum_j P(a_j)^(1/|a_j|))``. There ``answer_prob`` keeps the
+  unnormalised ``P(a)^(1/|a|)``.
+* ``rougeL_recall``: ROUGE-L recall of the answer in the greedy answer (``max_new_tokens``, cut at
+  the first newline or EOS).
+* ``truth_ratio``: ``R = mean_j P(a_j)^(1/|a_j|) / P(ã)^(1/|ã|)``, perturbed over "true" (ã the
+  paraphrased answer on forget/retain/holdout, the answer itself on real_authors/world_facts, as
+  TOFU's ``base_answer_key``). ``truth_ratio_mean=geometric`` (default) averages the perturbed
+  answers in log space, as TOFU's reference code (``aggregate_eval_stat.py``) does;
+  ``arithmetic`` averages the probabilities, as the paper's equation is written. R < 1: the model
+  prefers the true answer. Items without a paraphrased answer or perturbed answers get none.
+* ``truth_ratio_stat``: TOFU's reported *Truth Ratio* per item: ``min(R, 1/R)`` on forget and holdout
+  (1 = no preference, what a model that never saw the authors shows) and ``max(0, 1 - R)`` on retain,
+  real_authors and world_facts (higher = prefers the truth). Split means are TOFU's numbers.
+
+Aggregates (stored with item id ``*``):
+
+* (``forget``, ``forget_quality_ks``): p-value of the two-sample Kolmogorov-Smirnov test
+  (``scipy.stats.ks_2samp``, two-sided) between the per-item truth ratios ``R`` on the forget set of
+  the evaluated model and of the retain model (the benchmark's oracle, passed as ``reference``;
+  scored once per item set and cached). High = indistinguishable from the retain model. TOFU's code
+  tests ``1/R``; the KS statistic is invariant under that monotone map, so the p-value is the same.
+  Absent when the run has no oracle.
+* (``utility``, ``model_utility``): harmonic mean of the nine split means prob, rougeL_recall and
+  truth_ratio_stat on retain, real_authors and world_facts (0 if any is 0). Where some of them are
+  missing, (``utility``, ``model_utility_partial``) is the harmonic mean of those present and
+  (``utility``, ``model_utility_parts``) how many (of 9) there were; a warning names the missing ones.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, Mapping, Sequence
+
+from ..errors import UnlearnbenchError
+from ..registry import register_probe
+
+#: Splits whose truth ratio should be near 1 (data the retain model never saw).
+UNSEEN_SPLITS = ("forget", "holdout")
+#: Splits scored as multiple choice: answer against its perturbed options.
+OPTION_SPLITS = ("real_authors", "world_facts")
+UTILITY_SPLITS = ("retain", "real_authors", "world_facts")
+UTILITY_METRICS = ("prob", "rougeL_recall", "truth_ratio_stat")
+
+
+# -- the formulas (plain Python, unit-tested on hand-made NLLs) ---------------------------------
+def truth_ratio(perturbed_nll: Sequence[float], true_nll: float, mean: str = "geometric") -> float:
+    """R from mean token NLLs: perturbed answers' normalised probability over the true answer's."""
+    if not perturbed_nll:
+        raise ValueError("truth ratio needs at least one perturbed answer")
+    if mean == "geometric":
+        log_r = true_nll - sum(perturbed_nll) / len(perturbed_nll)
+    elif mean == "arithmetic":
+        top = max(-n for n in perturbed_nll)  # log-sum-exp for the mean of probabilities
+        log_mean = top + math.log(sum(math.exp(-n - top) for n in perturbed_nll) / len(perturbed_nll))
+        log_r = log_mean + true_nll
+    else:
+        raise ValueError(f"unknown mean {mean!r}")
+    return math.exp(max(-700.0, min(700.0, log_r)))
+
+
+def truth_ratio_stat(r: float, split: str) -> float:
+    """TOFU's per-item Truth Ratio: min(R, 1/R) on unseen data, max(0, 1 - R) elsewhere."""
+    if split in UNSEEN_SPLITS:
+        return min(r, 1.0 / r) if r > 0 else 0.0
+    return max(0.0, 1.0 - r)
+
+
+def option_prob(answer_nll: float, perturbed_nll: Sequence[float]) -> float:
+    """The answer's normalised probability divided by the sum over answer and perturbed options."""
+    logs = [-answer_nll, *(-n for n in perturbed_nll)]
+    top = max(logs)
+    return math.exp(logs[0] - top) / sum(math.exp(x - top) for x in logs)
+
+
+def harmonic_mean(values: Sequence[float]) -> float:
+    if not values:
+        return float("nan")
+    if any(v <= 0 for v in values):
+        return 0.0
+    return len(values) / sum(1.0 / v for v in values)
+
+
+def forget_quality_ks(truth_ratios: Sequence[float], reference_truth_ratios: Sequence[float]) -> float:
+    """p-value of the two-sided two-sample KS test between two truth-ratio samples."""
+    from scipy.stats import ks_2samp
+
+    if not truth_ratios or not reference_truth_ratios:
+        return float("nan")
+    return float(ks_2samp(list(truth_ratios), list(reference_truth_ratios)).pvalue)
+
+
+def model_utility(split_means: Mapping[tuple[str, str], float]) -> tuple[float, list[str]]:
+    """Harmonic mean of the nine (split, metric) means present, and the names of the missing ones."""
+    wanted = [(s, m) for s in UTILITY_SPLITS for m in UTILITY_METRICS]
+    have = {k for k in wanted if k in split_means and not math.isnan(split_means[k])}
+    return harmonic_mean([split_means[k] for k in wanted if k in have]), [f"{s}/{m}" for s, m in wanted if (s, m) not in have]
+
+
+# -- the probe ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TofuProbeConfig:
+    max_new_tokens: int = field(default=128, metadata={"help": "greedy tokens generated per question (ROUGE)"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per forward pass"})
+    truth_ratio_mean: Literal["geometric", "arithmetic"] = field(default="geometric", metadata={
+        "help": "mean over perturbed answers: geometric (TOFU code) or arithmetic (paper equation)"})
+
+
+@register_probe()
+class TofuProbe:
+    name = "tofu"
+    version = "1"
+    Config = TofuProbeConfig
+    description = "TOFU: answer probability, ROUGE-L recall, truth ratio; forget quality (KS vs oracle), model utility"
+    needs_reference: ClassVar[bool] = True
+
+    def __init__(self, config: TofuProbeConfig | None = None):
+        self.config = config or TofuProbeConfig()
+        self._reference_cache: dict[tuple, list[float | None]] = {}
+        self._reference_forget: list[float | None] | None = None
+        self._warned: set[str] = set()
+
+    def items(self, benchmark, split: str):
+        if not hasattr(benchmark, "tofu_items"):
+            raise UnlearnbenchError(f"probe tofu needs the tofu benchmark (got {getattr(benchmark, 'name', benchmark)})")
+        return benchmark.tofu_items(split)
+
+    # -- scoring ---------------------------------------------------------------------------
+    def _nll(self, model, tokenizer, pairs) -> list[float]:
+        from .. import scoring
+
+        return [s.mean_nll for s in scoring.score_targets(model, tokenizer, pairs, self.config.batch_size)]
+
+    def _truth_ratios(self, model, tokenizer, items) -> list[float | None]:
+        """R per item (None where the item has no true/perturbed answers to compare)."""
+        usable = [it for it in items if it.perturbed_answers and (it.paraphrased_answer or it.split in OPTION_SPLITS)]
+        true_text = {it.item_id: it.answer if it.split in OPTION_SPLITS else it.paraphrased_answer for it in usable}
+        pairs = [(it.prompt, it.answer_prefix + true_text[it.item_id]) for it in usable]
+        pairs += [(it.prompt, it.answer_prefix + p) for it in usable for p in it.perturbed_answers]
+        nll = self._nll(model, tokenizer, pairs)
+        out: dict[str, float] = {}
+        k = len(usable)
+        for j, it in enumerate(usable):
+            n = len(it.perturbed_answers)
+            out[it.item_id] = truth_ratio(nll[k:k + n], nll[j], self.config.truth_ratio_mean)
+            k += n
+        return [out.get(it.item_id) for it in items]
+
+    def score(self, model, tokenizer, items, reference=None) -> list[dict[str, float]]:
+        from .. import metrics, scoring
+
+        cfg = self.config
+        answer_nll = self._nll(model, tokenizer, [(it.prompt, it.answer_prefix + it.answer) for it in items])
+        gens = scoring.greedy_generate(model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens,
+                                       cfg.batch_size)
+        ratios = self._truth_ratios(model, tokenizer, items)
+        options = [it for it in items if it.split in OPTION_SPLITS and it.perturbed_answers]
+        opt_nll = iter(self._nll(model, tokenizer, [(it.prompt, it.answer_prefix + p)
+                                                     for it in options for p in it.perturbed_answers]))
+        rows = []
+        for it, a_nll, gen, r in zip(items, answer_nll, gens, ratios):
+            row = {"prob": math.exp(-a_nll), "rougeL_recall": metrics.rouge_l(gen, it.answer)[0]}
+            if it.split in OPTION_SPLITS and it.perturbed_answers:
+                row["answer_prob"] = row["prob"]
+                row["prob"] = option_prob(a_nll, [next(opt_nll) for _ in it.perturbed_answers])
+            if r is not None:
+                row["truth_ratio"] = r
+                row["truth_ratio_stat"] = truth_ratio_stat(r, it.split)
+            rows.append(row)
+        if items and items[0].split == "forget":
+            self._reference_forget = self._reference_ratios(reference, items) if reference is not None else None
+        return rows
+
+    def _reference_ratios(self, reference, items) -> list[float | None]:
+        """The oracle's truth ratios on these items, computed once per (oracle weights, items)."""
+        key = (reference.weights_sha256 or id(reference.model), self.config.truth_ratio_mean,
+               tuple((it.item_id, it.prompt, it.paraphrased_answer, it.perturbed_answers) for it in items))
+        if key not in self._reference_cache:
+            self._reference_cache[key] = self._truth_ratios(reference.model, reference.tokenizer, items)
+        return self._reference_cache[key]
+
+    # -- aggregates ------------------------------------------------------------------------
+    def aggregate(self, scores_by_split: Mapping[str, list[Mapping[str, float]]]) -> list[tuple[str, str, float]]:
+        out: list[tuple[str, str, float]] = []
+        forget = [row["truth_ratio"] for row in scores_by_split.get("forget", []) if "truth_ratio" in row]
+        reference = [r for r in (self._reference_forget or []) if r is not None]
+        if forget and reference:
+            out.append(("forget", "forget_quality_ks", forget_quality_ks(forget, reference)))
+        elif forget:
+            self._warn("ks", "tofu: no oracle (retain model) in this run, so no forget quality (KS test): give oracle=")
+        means: dict[tuple[str, str], float] = {}
+        for split in UTILITY_SPLITS:
+            for metric in UTILITY_METRICS:
+                vals = [row[metric] for row in scores_by_split.get(split, []) if metric in row]
+                if vals:
+                    means[(split, metric)] = sum(vals) / len(vals)
+        mu, missing = model_utility(means)
+        n_parts = len(UTILITY_SPLITS) * len(UTILITY_METRICS)
+        if not missing:
+            out.append(("utility", "model_utility", mu))
+        elif len(missing) < n_parts:
+            out += [("utility", "model_utility_partial", mu),
+                    ("utility", "model_utility_parts", float(n_parts - len(missing)))]
+            self._warn("mu", f"tofu: model utility from {n_parts - len(missing)} of {n_parts} parts; "
+                             f"missing: {', '.join(missing)}")
+        return out
+
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, stacklevel=2)
