@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--store", default=DEFAULT_STORE, help=f"results store (SQLite; default ./{DEFAULT_STORE})")
     r.add_argument("--json", action="store_true", help="print one JSON document (schema in the README) instead of tables")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--backend", choices=("hf", "vllm", "auto"), default=None,
+                   help="generation backend for greedy decoding: hf (reference), vllm (CUDA, optional extra) "
+                        "or auto (default: $UNLEARNBENCH_BACKEND, else hf)")
 
     ls = sub.add_parser("list", help="list registered plugins")
     ls.add_argument("kind", choices=KINDS)
@@ -92,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cmd_run(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.backend:  # validated now; probes read the choice from $UNLEARNBENCH_BACKEND
+        from .generation import set_backend
+
+        set_backend(args.backend)
     from . import runner
     from .report import run_summary
     from .store import ResultStore

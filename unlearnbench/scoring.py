@@ -71,29 +71,17 @@ def score_choices(model, tokenizer, prompts: Sequence[str], choices: Sequence[Se
     return out
 
 
-@torch.inference_mode()
 def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16,
-                    batch_size: int = 64, stop: Sequence[str] = ("\n",)) -> list[str]:
-    """Greedy continuations (KV-cached, left-padded batches), cut at the first stop string."""
-    enc = [encode_example(tokenizer, p, "") for p in prompts]
-    device = _device(model)
-    pad = pad_id_of(tokenizer)
-    out: list[str] = [""] * len(enc)
-    for idx in length_batches([len(e.ids) for e in enc], batch_size, None):
-        batch = collate([enc[i] for i in idx], pad, left_pad=True)
-        gen = model.generate(input_ids=batch["input_ids"].to(device),
-                             attention_mask=batch["attention_mask"].to(device),
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                             eos_token_id=tokenizer.eos_token_id)
-        width = batch["input_ids"].shape[1]
-        for row, i in enumerate(idx):
-            text = tokenizer.decode(gen[row, width:].tolist(), skip_special_tokens=True)
-            for s in stop:
-                cut = text.find(s)
-                if cut >= 0:
-                    text = text[:cut]
-            out[i] = text
-    return out
+                    batch_size: int = 64, stop: Sequence[str] | None = ("\n",)) -> list[str]:
+    """Greedy continuations, cut at the first stop string (default: the first newline).
+
+    The entry point every probe uses; it dispatches to the selected generation backend
+    (``UNLEARNBENCH_BACKEND`` / ``--backend``: ``hf`` by default, ``vllm``, ``auto``). See
+    :mod:`unlearnbench.generation` for the backends and how far their outputs may differ.
+    """
+    from .generation import generate
+
+    return generate(model, tokenizer, prompts, max_new_tokens, batch_size, stop=stop)
 
 
 def softmax_prob(scores: Sequence[float], label: int) -> float:

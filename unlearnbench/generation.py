@@ -1,0 +1,375 @@
+"""Greedy text generation behind one small interface, with two backends.
+
+Every backend implements ``generate(model, tokenizer, prompts, max_new_tokens, batch_size,
+stop=None) -> list[str]``: the greedy continuation of each prompt (prompt excluded, special tokens
+dropped), cut at the first occurrence of any ``stop`` string (the stop string itself is dropped).
+Prompts are tokenised the same way everywhere (:func:`unlearnbench.batching.encode_example`, i.e.
+the tokenizer's own special tokens such as BOS are added).
+
+Backends
+--------
+``hf`` (the reference, the default)
+    Batched, KV-cached greedy decoding with the model's own forward pass: left padding, attention
+    masks and position ids built from sequence lengths (never from ``ids != pad_id``: the pad token
+    may be the EOS token), prompts sorted by length into batches and the caller's order restored.
+    A sequence stops at an EOS token (the tokenizer's and the generation config's) or once a stop
+    string has appeared; the batch stops when every sequence has. It is pure argmax decoding: the
+    logits processors a model's ``generation_config`` may name (repetition penalty, ...) are not
+    applied, as they would not be by ``model.generate(do_sample=False)`` with a plain config.
+``vllm`` (optional, ``pip install 'unlearnbench[vllm]'``, CUDA only)
+    The in-memory model is saved (safetensors, :func:`unlearnbench.models.save_model`) to a temporary
+    directory keyed by a cheap weight fingerprint, loaded by path with
+    ``vllm.LLM(path, dtype=<model dtype>, enforce_eager=True, seed=0)`` and queried with
+    ``SamplingParams(temperature=0, max_tokens=..., stop=...)`` on the same prompt token ids. The
+    engine is reused while the weights are unchanged and rebuilt (old directory removed) when they
+    change; directories are removed at exit. ``batch_size`` is ignored (vLLM schedules itself).
+
+Selection: ``UNLEARNBENCH_BACKEND=hf|vllm|auto`` (``unlearnbench run --backend``); unset means
+``hf``. ``auto`` picks ``vllm`` when it is importable and CUDA is available, else ``hf``.
+
+Agreement (the tolerance)
+-------------------------
+Greedy decoding is an argmax at every step, so two numerically different computations of the same
+model agree only up to near-ties: a logit difference in the last bits can flip one token, and the
+continuation diverges from there. What to expect:
+
+* ``hf`` equals ``model.generate(do_sample=False)`` token for token in float32 (tested), and the
+  batch size does not change its outputs in float32 (tested on a tiny model; measured on the micro
+  world by ``benchmarks/backend_agreement.py``). In bf16/fp16, padding changes the shapes of the
+  matrix products, so batch 1 and batch N may differ on near-ties.
+* ``vllm`` vs ``hf``: different kernels (paged attention, fused ops), so expect a fraction of
+  generations to differ, more in bf16 than in float32. It has not been measured by us (no GPU where
+  this was written); ``benchmarks/backend_agreement.py --backend vllm`` measures the fraction of
+  identical generations and the mean exact-match/ROUGE differences on your machine. Results in the
+  store are keyed by configuration, not by backend (the backend is recorded in the run's meta), so
+  do not mix backends within a comparison unless that measured agreement is acceptable to you.
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import gc
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from typing import Iterator, Protocol, Sequence
+
+from .errors import UnlearnbenchError
+
+ENV_VAR = "UNLEARNBENCH_BACKEND"
+CHOICES = ("hf", "vllm", "auto")
+DEFAULT = "hf"
+# fraction of GPU memory the vLLM engine may take; the HF model under evaluation usually sits on
+# the same GPU, so vLLM's default (0.9) would not fit beside it
+VLLM_MEMORY_ENV = "UNLEARNBENCH_VLLM_GPU_MEMORY"
+VLLM_MEMORY_DEFAULT = 0.5
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
+                 stop: Sequence[str] | None = None) -> list[str]: ...
+
+
+# -- helpers shared by the backends ----------------------------------------------------------
+
+def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    """``text`` up to (not including) the earliest occurrence of any stop string."""
+    cut = len(text)
+    for s in stop or ():
+        if s:
+            i = text.find(s)
+            if 0 <= i < cut:
+                cut = i
+    return text[:cut]
+
+
+def eos_ids(model, tokenizer) -> set[int]:
+    """EOS ids: the tokenizer's plus the generation config's (chat models often list several)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    cfg_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if cfg_eos is not None:
+        ids.update(int(i) for i in (cfg_eos if isinstance(cfg_eos, (list, tuple)) else [cfg_eos]))
+    return ids
+
+
+def prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    from .batching import encode_example
+
+    return [encode_example(tokenizer, p, "").ids for p in prompts]
+
+
+# -- the reference backend -------------------------------------------------------------------
+
+class HFBackend:
+    """Batched KV-cached greedy decoding with the model's forward pass (see the module docstring)."""
+
+    name = "hf"
+
+    def generate(self, model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16,
+                 batch_size: int = 64, stop: Sequence[str] | None = None) -> list[str]:
+        from .batching import length_batches, pad_id_of
+
+        stop = tuple(s for s in (stop or ()) if s)
+        enc = prompt_ids(tokenizer, prompts)
+        eos = eos_ids(model, tokenizer)
+        pad = pad_id_of(tokenizer)
+        out = [""] * len(enc)
+        for idx in length_batches([len(e) for e in enc], max(1, batch_size), None):
+            rows = greedy_tokens(model, [enc[i] for i in idx], max_new_tokens, pad, eos,
+                                 tokenizer if stop else None, stop)
+            for i, toks in zip(idx, rows):
+                out[i] = cut_at_stop(tokenizer.decode(toks, skip_special_tokens=True), stop)
+        return out
+
+
+def _keeps_logits_arg(model) -> str | None:
+    """The forward argument that limits logits to the last position, if the model has one."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    for name in ("logits_to_keep", "num_logits_to_keep"):
+        if name in params:
+            return name
+    return None
+
+
+def greedy_tokens(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, pad_id: int, eos: set[int],
+                  tokenizer=None, stop: Sequence[str] = ()) -> list[list[int]]:
+    """Greedy new token ids for one batch of prompt ids (EOS not included).
+
+    A row stops at an EOS token, or (when ``tokenizer`` is given) once its decoded text contains a
+    stop string; finished rows keep being fed (their outputs are ignored) until all are done.
+    """
+    import torch
+
+    n = len(prompts)
+    generated: list[list[int]] = [[] for _ in range(n)]
+    if n == 0 or max_new_tokens <= 0:
+        return generated
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    mask = torch.zeros((n, width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        mask[row, width - len(p):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    extra = {}
+    keep = _keeps_logits_arg(model)
+    if keep:
+        extra[keep] = 1
+    done = [False] * n
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+        pos = positions[:, -1:]
+        for step in range(max_new_tokens):
+            nxt = out.logits[:, -1, :].argmax(-1)
+            for row, tok in enumerate(nxt.tolist()):
+                if done[row]:
+                    continue
+                if tok in eos:
+                    done[row] = True
+                    continue
+                generated[row].append(tok)
+                if tokenizer is not None and any(s in tokenizer.decode(generated[row], skip_special_tokens=True)
+                                                 for s in stop):
+                    done[row] = True
+            if all(done) or step == max_new_tokens - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
+            pos = pos + 1
+            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
+                        past_key_values=out.past_key_values, use_cache=True, **extra)
+    return generated
+
+
+# -- the vLLM backend -------------------------------------------------------------------------
+
+def weight_fingerprint(model, tokenizer=None) -> str:
+    """A cheap content fingerprint of the weights: per tensor its name, shape, dtype, float64 sum,
+    L2 norm and up to 64 strided values. Not a cryptographic identity of the weights (that is
+    ``models.weights_sha256`` on saved files) but any training step changes it."""
+    import torch
+
+    h = hashlib.sha256()
+    if tokenizer is not None:
+        h.update(f"{getattr(tokenizer, 'name_or_path', '')}|{len(tokenizer)}".encode())
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            flat = t.detach().reshape(-1)
+            h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+            if flat.numel() == 0:
+                continue
+            if not flat.is_floating_point():
+                flat = flat.double()
+            stats = torch.stack([flat.sum(dtype=torch.float64),
+                                 torch.linalg.vector_norm(flat, dtype=torch.float64)])
+            sample = flat[:: max(1, flat.numel() // 64)][:64].double()
+            h.update(torch.cat([stats, sample]).cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _plain_model(model):
+    """A model ``save_pretrained`` writes in full: a peft model (LoRA attack) is merged on a copy."""
+    if hasattr(model, "merge_and_unload"):
+        return copy.deepcopy(model).merge_and_unload()
+    return model
+
+
+def _dtype_name(model) -> str:
+    return str(next(model.parameters()).dtype).removeprefix("torch.")
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise UnlearnbenchError(f"generation backend 'vllm' needs the vllm package ({e}); "
+                                "install it with: pip install 'unlearnbench[vllm]'") from None
+    return vllm
+
+
+class VLLMBackend:
+    """vLLM greedy decoding of an in-memory model, saved to a temporary directory (see the module docstring)."""
+
+    name = "vllm"
+
+    def __init__(self):
+        self._llm = None
+        self._fingerprint: str | None = None
+        self._dir: str | None = None
+        atexit.register(self.close)
+
+    def generate(self, model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16,
+                 batch_size: int = 64, stop: Sequence[str] | None = None) -> list[str]:
+        stop = [s for s in (stop or ()) if s]
+        if not prompts or max_new_tokens <= 0:
+            return [""] * len(prompts)
+        vllm = _import_vllm()
+        llm = self._engine(vllm, model, tokenizer)
+        params = vllm.SamplingParams(temperature=0.0, max_tokens=int(max_new_tokens), stop=stop or None)
+        requests = [{"prompt_token_ids": ids} for ids in prompt_ids(tokenizer, prompts)]
+        outs = llm.generate(requests, params, use_tqdm=False)
+        return [cut_at_stop(o.outputs[0].text, stop) for o in outs]
+
+    def _engine(self, vllm, model, tokenizer):
+        from .models import save_model
+
+        fp = weight_fingerprint(model, tokenizer)
+        if self._llm is not None and fp == self._fingerprint:
+            return self._llm
+        self.close()
+        path = tempfile.mkdtemp(prefix=f"unlearnbench-vllm-{fp[:12]}-")
+        self._dir = path
+        save_model(_plain_model(model), tokenizer, path)
+        memory = float(os.environ.get(VLLM_MEMORY_ENV) or VLLM_MEMORY_DEFAULT)
+        self._llm = vllm.LLM(path, dtype=_dtype_name(model), enforce_eager=True, seed=0,
+                             gpu_memory_utilization=memory)
+        self._fingerprint = fp
+        return self._llm
+
+    def close(self) -> None:
+        """Drop the engine and remove its temporary directory (also run at exit)."""
+        llm, self._llm, self._fingerprint = self._llm, None, None
+        if llm is not None:
+            core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+            if core is not None and hasattr(core, "shutdown"):
+                try:
+                    core.shutdown()
+                except Exception:  # best effort: the engine may already be gone at exit
+                    pass
+            del llm
+            gc.collect()
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except Exception:
+                pass
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+# -- selection --------------------------------------------------------------------------------
+
+_INSTANCES: dict[str, Backend] = {}
+_CLASSES = {"hf": HFBackend, "vllm": VLLMBackend}
+
+
+def vllm_installed() -> bool:
+    """Whether vllm can be imported (found on the path; not imported)."""
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve(name: str | None = None) -> str:
+    """The concrete backend ('hf' or 'vllm') for ``name`` (default: ``$UNLEARNBENCH_BACKEND``, else 'hf').
+
+    Raises UnlearnbenchError (one line) for an unknown name, or 'vllm' without vllm or without CUDA.
+    """
+    chosen = (name or os.environ.get(ENV_VAR) or DEFAULT).strip().lower()
+    if chosen not in CHOICES:
+        raise UnlearnbenchError(f"unknown generation backend {chosen!r} (from {'--backend' if name else ENV_VAR}); "
+                                f"choose one of: {', '.join(CHOICES)}")
+    if chosen == "auto":
+        return "vllm" if vllm_installed() and _cuda_available() else "hf"
+    if chosen == "vllm":
+        if not vllm_installed():
+            raise UnlearnbenchError("generation backend 'vllm' needs the vllm package; "
+                                    "install it with: pip install 'unlearnbench[vllm]' (or use --backend hf)")
+        if not _cuda_available():
+            raise UnlearnbenchError("generation backend 'vllm' needs a CUDA GPU and none is available "
+                                    "(use --backend hf)")
+    return chosen
+
+
+def set_backend(name: str) -> str:
+    """Select the backend for this process and its children (via ``$UNLEARNBENCH_BACKEND``);
+    validated now, so a bad choice fails before any model is loaded. Returns the concrete backend."""
+    concrete = resolve(name)
+    os.environ[ENV_VAR] = name.strip().lower()
+    return concrete
+
+
+@contextmanager
+def using_backend(name: str) -> Iterator[str]:
+    """``with using_backend('hf'): ...`` selects a backend for the block, then restores the previous choice."""
+    old = os.environ.get(ENV_VAR)
+    try:
+        yield set_backend(name)
+    finally:
+        if old is None:
+            os.environ.pop(ENV_VAR, None)
+        else:
+            os.environ[ENV_VAR] = old
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """The (process-wide, reused) backend object for ``name`` or the current selection."""
+    concrete = resolve(name)
+    if concrete not in _INSTANCES:
+        _INSTANCES[concrete] = _CLASSES[concrete]()
+    return _INSTANCES[concrete]
+
+
+def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 64,
+             stop: Sequence[str] | None = None, backend: str | None = None) -> list[str]:
+    """Greedy continuations of ``prompts`` with the selected backend (see the module docstring)."""
+    return get_backend(backend).generate(model, tokenizer, list(prompts), max_new_tokens, batch_size, stop)
