@@ -1,0 +1,323 @@
+"""``unlearnbench leaderboard verify``: accept or refuse a submission bundle, saying why.
+
+Checks, in order (a bundle failing a file check is not read further):
+
+1. files: only ``manifest.json``, ``scores.csv.gz`` and an optional ``README.md``; pickled weights
+   (``*.bin``, ``*.pt``, ``*.pth``, ``*.pkl``, ..., or pickle/zip magic bytes), executable code
+   (``*.py``, ``*.sh``, shared objects, executable bits, ``#!``) and links are refused by name;
+2. the manifest against ``leaderboard/schema/submission-1.json``; no ``trust_remote_code``;
+3. the matrix (this installation's ``tasks/leaderboard/<name>.yaml``, never the bundle's copy):
+   benchmark, probes and seeds match; every seed has a finished base, oracle, unlearn and one cell
+   per attack; nothing else;
+4. provenance: each cell id is the hash of its key; keys agree with the manifest (seed, target and
+   oracle sha256, unlearned checkpoint sha256, one method) and each attack starts from its seed's
+   unlearned cell; harness and benchmark/attack/probe versions are among those the matrix allows;
+5. scores: the file's sha256, every cell's row count and canonical-listing hash, and every
+   aggregate recomputed from the per-item scores (within 1e-6);
+6. optionally (``rerun=K``), K attack cells re-run here (when the method plugin with the same
+   version is installed) and compared with the bundle within the matrix's tolerance.
+
+Nothing from a bundle is imported or executed: it is read as JSON and CSV only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UnlearnbenchError
+from . import bundle as B
+from .matrix import Matrix, canonical, load_matrix
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5", ".msgpack")
+CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pyd", ".pyx", ".ipynb", ".sh", ".bash", ".zsh", ".bat", ".cmd",
+                 ".ps1", ".so", ".dll", ".dylib", ".exe", ".js", ".mjs", ".whl", ".egg", ".jar", ".pl", ".rb")
+ALLOWED = (B.MANIFEST, B.SCORES, B.README)
+EXACT = 1e-6
+
+
+@dataclass
+class Verdict:
+    bundle: str
+    reasons: list[str] = field(default_factory=list)   # one line each; any reason refuses the bundle
+    notes: list[str] = field(default_factory=list)     # informative (e.g. a re-run that was skipped)
+    checks: list[str] = field(default_factory=list)    # the checks that ran
+    manifest: dict | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return not self.reasons
+
+    def as_json(self) -> dict:
+        m = self.manifest or {}
+        return {"bundle": self.bundle, "accepted": self.accepted, "reasons": self.reasons, "notes": self.notes,
+                "checks": self.checks, "method": (m.get("method") or {}).get("spec"),
+                "matrix": (m.get("matrix") or {}).get("name")}
+
+
+def schema_path() -> Path:
+    path = Path(__file__).resolve().parents[2] / "leaderboard" / "schema" / "submission-1.json"
+    if not path.is_file():
+        raise UnlearnbenchError(f"submission schema not found at {path} (run from a source checkout)")
+    return path
+
+
+# -- 1. files ----------------------------------------------------------------------------------
+
+def _magic(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
+def check_files(folder: Path) -> list[str]:
+    reasons = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).as_posix()
+        name = p.name.lower()
+        if p.is_symlink():
+            reasons.append(f"{rel}: a symbolic link (bundles hold plain files only)")
+        elif p.is_dir():
+            reasons.append(f"{rel}/: a sub-folder (bundles are flat: {', '.join(ALLOWED)})")
+        elif name.endswith(PICKLE_SUFFIXES):
+            reasons.append(f"{rel}: pickled weights or arrays ({Path(name).suffix}) are refused; "
+                           "bundles carry sha256s of weights, not weights")
+        elif name.endswith(CODE_SUFFIXES):
+            reasons.append(f"{rel}: executable code ({Path(name).suffix}) is refused; bundles hold data only")
+        else:
+            head = _magic(p)
+            if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+                reasons.append(f"{rel}: starts with pickle magic bytes (pickled data is refused)")
+            elif head.startswith(b"PK\x03\x04"):
+                reasons.append(f"{rel}: a zip archive (torch checkpoints are pickles in zips; refused)")
+            elif head.startswith(b"#!") or p.stat().st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH):
+                reasons.append(f"{rel}: executable (a '#!' line or an executable bit); bundles hold data only")
+            elif rel not in ALLOWED:
+                reasons.append(f"{rel}: unexpected file (a bundle holds only {', '.join(ALLOWED)})")
+    if not (folder / B.MANIFEST).is_file():
+        reasons.append(f"{B.MANIFEST} is missing")
+    if not (folder / B.SCORES).is_file():
+        reasons.append(f"{B.SCORES} is missing (the per-item scores every aggregate is recomputed from)")
+    return reasons
+
+
+# -- 2. schema -----------------------------------------------------------------------------------
+
+def check_schema(manifest: dict) -> list[str]:
+    import jsonschema
+
+    schema = json.loads(schema_path().read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
+    out = []
+    for e in errors[:10]:
+        where = "/".join(str(x) for x in e.absolute_path) or "(top level)"
+        out.append(f"schema: {where}: {e.message.splitlines()[0][:200]}")
+    if len(errors) > 10:
+        out.append(f"schema: {len(errors) - 10} more schema error(s)")
+    return out
+
+
+# -- 3. matrix -----------------------------------------------------------------------------------
+
+def check_matrix(manifest: dict, matrix: Matrix) -> list[str]:
+    reasons = []
+    m = manifest["matrix"]
+    if canonical(manifest["benchmark"]["spec"]) != matrix.benchmark or canonical(m["benchmark"]) != matrix.benchmark:
+        reasons.append(f"matrix: benchmark {manifest['benchmark']['spec']!r} is not the matrix's {matrix.benchmark!r}")
+    if sorted(m["seeds"]) != sorted(matrix.seeds) or sorted(manifest["seeds"]) != sorted(matrix.seeds):
+        reasons.append(f"matrix: seeds {manifest['seeds']} are not the matrix's {list(matrix.seeds)}")
+    if matrix.probes and list(m["probes"]) != list(matrix.probes):
+        reasons.append(f"matrix: probes {m['probes']} are not the matrix's {list(matrix.probes)}")
+    have: dict[tuple, list[dict]] = {}
+    for c in manifest["cells"]:
+        have.setdefault((c["seed"], c["kind"], c["attack"] if c["kind"] == "attack" else None), []).append(c)
+    wanted = [(s, k, None) for s in matrix.seeds for k in ("base", "oracle", "unlearn")]
+    wanted += [(s, "attack", a) for s in matrix.seeds for a in matrix.attacks]
+    for w in wanted:
+        what = f"seed {w[0]} {w[1]}" + (f" {w[2]}" if w[2] else "")
+        cells = have.get(w, [])
+        if not cells:
+            reasons.append(f"incomplete: no {what} cell")
+        elif len(cells) > 1:
+            reasons.append(f"matrix: {len(cells)} cells for {what} (expected one)")
+        elif cells[0]["status"] != "finished":
+            reasons.append(f"incomplete: the {what} cell is {cells[0]['status']!r}, not finished")
+    for extra in sorted(set(have) - set(wanted), key=str):
+        reasons.append(f"matrix: cell seed {extra[0]} {extra[1]} {extra[2] or ''} is not in matrix {matrix.name!r}".rstrip())
+    return reasons
+
+
+# -- 4. provenance and versions -------------------------------------------------------------------
+
+def _allowed(policy: dict, name: str, version: str) -> bool:
+    return str(version) in [str(v) for v in (policy.get(name) or [])]
+
+
+def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
+    from ..store import cell_id
+
+    reasons = []
+    v = matrix.versions
+    harness_ok = [str(x) for x in v.get("harness", [])]
+    if manifest["harness"]["version"] not in harness_ok:
+        reasons.append(f"version: harness {manifest['harness']['version']} is not allowed by matrix "
+                       f"{matrix.name!r} (allowed: {', '.join(harness_ok)})")
+    models = manifest["models"]
+    unlearn_by_seed = {c["seed"]: c for c in manifest["cells"] if c["kind"] == "unlearn"}
+    bad_versions: set[str] = set()
+    for c in manifest["cells"]:
+        key, cid, where = c["key"], c["cell_id"], f"cell {c['cell_id']}"
+        if cell_id(key) != cid:
+            reasons.append(f"provenance: {where}: its id is not the hash of its key (key or id altered)")
+        if key.get("seed") != c["seed"] or key.get("kind") != c["kind"]:
+            reasons.append(f"provenance: {where}: seed/kind differ from its key")
+        if str(key.get("harness")) not in harness_ok:
+            bad_versions.add(f"version: harness {key.get('harness')} (in cell keys) is not allowed")
+        b = key.get("benchmark") or {}
+        if not _allowed(v.get("benchmark") or {}, b.get("name"), b.get("version")):
+            bad_versions.add(f"version: benchmark {b.get('name')} v{b.get('version')} is not allowed by the matrix")
+        for p in key.get("probes") or []:
+            if not _allowed(v.get("probes") or {}, p.get("name"), p.get("version")):
+                bad_versions.add(f"version: probe {p.get('name')} v{p.get('version')} is not allowed by the matrix")
+        if [p.get("name") for p in key.get("probes") or []] != list(manifest["matrix"]["probes"]):
+            reasons.append(f"provenance: {where}: its probe suite differs from the manifest's")
+        sha = (key.get("model") or {}).get("sha256")
+        if c["kind"] in ("base", "unlearn", "attack") and sha != models["target_sha256"]:
+            reasons.append(f"provenance: {where}: target weights sha256 differs from models.target_sha256")
+        if c["kind"] == "oracle" and sha != models["oracle_sha256"]:
+            reasons.append(f"provenance: {where}: oracle weights sha256 differs from models.oracle_sha256")
+        if c["kind"] in ("unlearn", "attack"):
+            mk = key.get("method") or {}
+            cfg = {k: x for k, x in (mk.get("config") or {}).items() if k != "seed"}
+            if (mk.get("name"), mk.get("version"), cfg) != (manifest["method"]["name"], manifest["method"]["version"],
+                                                            manifest["method"]["config"]):
+                reasons.append(f"provenance: {where}: method name/version/config differ from the manifest's method")
+        if c["kind"] == "unlearn" and c["meta"].get("checkpoint_sha256") != models["unlearned_sha256"].get(str(c["seed"])):
+            reasons.append(f"provenance: {where}: unlearned checkpoint sha256 differs from models.unlearned_sha256")
+        if c["kind"] == "attack":
+            a = key.get("attack") or {}
+            if not _allowed(v.get("attacks") or {}, a.get("name"), a.get("version")):
+                bad_versions.add(f"version: attack {a.get('name')} v{a.get('version')} is not allowed by the matrix")
+            u = unlearn_by_seed.get(c["seed"])
+            if u is None or key.get("unlearn_cell") != u["cell_id"]:
+                reasons.append(f"provenance: {where}: does not start from seed {c['seed']}'s unlearned cell")
+    return reasons + sorted(bad_versions)
+
+
+# -- 5. scores and aggregates ---------------------------------------------------------------------
+
+def _diff(a, b, tol: float) -> float | None:
+    """|a - b| when it exceeds tol (None/NaN on one side only counts as infinite), else None."""
+    na = a is None or (isinstance(a, float) and math.isnan(a))
+    nb = b is None or (isinstance(b, float) and math.isnan(b))
+    if na or nb:
+        return None if na == nb else math.inf
+    d = abs(float(a) - float(b))
+    return d if d > tol + 1e-12 else None
+
+
+def compare_aggregates(claimed: list[dict], measured: list[dict], tolerance: dict) -> list[str]:
+    """Differences between two aggregate lists, one line each ('' when equal within tolerance)."""
+    out = []
+    cl = {(c["checkpoint"], c["step"]): c for c in claimed}
+    me = {(c["checkpoint"], c["step"]): c for c in measured}
+    for k in sorted(set(cl) | set(me), key=lambda t: (t[1], t[0])):
+        if k not in cl or k not in me:
+            out.append(f"checkpoint {k[0]} is {'missing' if k not in me else 'not in the scores'}")
+            continue
+        pairs = [("recall", cl[k]["recall"], me[k]["recall"]),
+                 ("task_accuracy", cl[k]["task_accuracy"], me[k]["task_accuracy"]),
+                 ("forget_quality", {"mean": cl[k]["forget_quality"]["mean"], **cl[k]["forget_quality"]["per_form"]},
+                  {"mean": me[k]["forget_quality"]["mean"], **me[k]["forget_quality"]["per_form"]})]
+        for metric, a, b in pairs:
+            for where in sorted(set(a) | set(b)):
+                d = _diff(a.get(where), b.get(where), tolerance[metric])
+                if d is not None:
+                    out.append(f"{metric} {where} at {k[0]}: {a.get(where)} vs {b.get(where)}")
+    return out
+
+
+def check_scores(folder: Path, manifest: dict) -> list[str]:
+    path = folder / B.SCORES
+    if B.sha256_file(path) != manifest["scores_file"]["sha256"]:
+        return [f"scores: {B.SCORES} sha256 differs from scores_file.sha256 (the file was changed)"]
+    try:
+        scores = B.read_scores(path)
+    except ValueError as e:
+        return [f"scores: {B.SCORES} is not the expected gzip CSV: {e}"]
+    reasons = []
+    ids = {c["cell_id"] for c in manifest["cells"]}
+    for extra in sorted(set(scores) - ids):
+        reasons.append(f"scores: rows for cell {extra}, which the manifest does not list")
+    if sum(len(r) for r in scores.values()) != manifest["scores_file"]["rows"]:
+        reasons.append("scores: row count differs from scores_file.rows")
+    measured = B.all_aggregates(manifest["cells"], scores)
+    exact = {m: EXACT for m in ("recall", "task_accuracy", "forget_quality")}
+    for c in manifest["cells"]:
+        rows = scores.get(c["cell_id"], [])
+        where = f"cell {c['cell_id']} (seed {c['seed']} {c['kind']}{' ' + c['attack'] if c['attack'] else ''})"
+        if len(rows) != c["n_scores"]:
+            reasons.append(f"scores: {where}: {len(rows)} score rows, manifest says {c['n_scores']}")
+        if B.scores_sha256(rows) != c["scores_sha256"]:
+            reasons.append(f"scores: {where}: per-item scores do not match scores_sha256")
+        diffs = compare_aggregates(c["aggregates"], measured[c["cell_id"]], exact)
+        if diffs:
+            more = f" (+{len(diffs) - 1} more)" if len(diffs) > 1 else ""
+            reasons.append(f"aggregates: {where}: not what the per-item scores give: {diffs[0]}{more}")
+    return reasons
+
+
+# -- the whole verification -----------------------------------------------------------------------
+
+def verify(folder: str | Path, rerun: int = 0, progress=None) -> Verdict:
+    folder = Path(folder)
+    verdict = Verdict(str(folder))
+    if not folder.is_dir():
+        verdict.reasons.append(f"{folder} is not a folder")
+        return verdict
+    verdict.checks.append("files")
+    verdict.reasons += check_files(folder)
+    if verdict.reasons:
+        return verdict
+    try:
+        manifest = json.loads((folder / B.MANIFEST).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        verdict.reasons.append(f"{B.MANIFEST} is not valid JSON: {str(e).splitlines()[0]}")
+        return verdict
+    verdict.checks.append("trust_remote_code")
+    verdict.reasons += [f"config asks for trust_remote_code at {w} (remote code is never run)"
+                        for w in B.find_trust_remote_code(manifest)]
+    verdict.checks.append("schema")
+    schema_errors = check_schema(manifest)
+    verdict.reasons += schema_errors
+    if schema_errors:
+        return verdict
+    verdict.manifest = manifest
+    try:
+        matrix = load_matrix(manifest["matrix"]["name"])
+    except UnlearnbenchError as e:
+        verdict.reasons.append(f"matrix: {e}")
+        return verdict
+    for name, check in (("matrix", lambda: check_matrix(manifest, matrix)),
+                        ("provenance", lambda: check_provenance(manifest, matrix)),
+                        ("scores", lambda: check_scores(folder, manifest))):
+        verdict.checks.append(name)
+        verdict.reasons += check()
+    if rerun > 0 and verdict.accepted:
+        from .rerun import rerun_sample
+
+        verdict.checks.append(f"rerun {rerun}")
+        reasons, notes = rerun_sample(manifest, matrix, rerun, progress)
+        verdict.reasons += reasons
+        verdict.notes += notes
+    return verdict
+
+
+def sample_cells(manifest: dict, k: int) -> list[dict]:
+    """K attack cells drawn deterministically (seeded by the scores file's hash)."""
+    attacks = sorted((c for c in manifest["cells"] if c["kind"] == "attack"), key=lambda c: c["cell_id"])
+    return random.Random(manifest["scores_file"]["sha256"]).sample(attacks, min(k, len(attacks)))
