@@ -26,6 +26,7 @@ def run_summary(store: ResultStore, cells) -> dict:
     recall: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> form -> value
     probs: dict[str, dict[str, dict[str, float | None]]] = {}
     fa: dict[str, dict[str, float | None]] = {}
+    tofu: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> TOFU metric (mean/aggregate)
     if frame is not None and len(frame):
         g = frame.groupby(["cell_id", "checkpoint", "step", "split", "form", "metric"], dropna=False)["value"].mean()
         g = g.reset_index()
@@ -42,6 +43,8 @@ def run_summary(store: ResultStore, cells) -> dict:
                 columns.append({"column": col, "kind": c.kind, "cell_id": c.cell_id, "checkpoint": checkpoint,
                                 "step": step, "method": c.label.get("method"), "attack": c.label.get("attack")})
                 for r in rows.itertuples():
+                    if r.form == "tofu":  # TOFU's table: split means of each metric and its aggregates
+                        tofu.setdefault(col, {}).setdefault(r.split, {})[r.metric] = _clean(r.value)
                     if r.split == "task":
                         if r.metric == HEADLINE:
                             fa.setdefault(col, {})[r.form] = _clean(r.value)
@@ -60,6 +63,7 @@ def run_summary(store: ResultStore, cells) -> dict:
         "prob": probs,
         "task_accuracy": fa,
         "forget_quality": fq,
+        **({"tofu": tofu} if tofu else {}),
     }
 
 
