@@ -44,7 +44,9 @@ def run_summary(store: ResultStore, cells) -> dict:
                                 "step": step, "method": c.label.get("method"), "attack": c.label.get("attack")})
                 for r in rows.itertuples():
                     if r.form == "tofu":  # TOFU's table: split means of each metric and its aggregates
-                        tofu.setdefault(col, {}).setdefault(r.split, {})[r.metric] = _clean(r.value)
+                        # 6 significant digits, not _clean's 4 decimals: KS p-values are often < 1e-4
+                        tofu.setdefault(col, {}).setdefault(r.split, {})[r.metric] = (
+                            None if math.isnan(r.value) else float(f"{r.value:.6g}"))
                     if r.split == "task":
                         if r.metric == HEADLINE:
                             fa.setdefault(col, {})[r.form] = _clean(r.value)

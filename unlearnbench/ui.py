@@ -99,10 +99,37 @@ def render_run(summary: dict, console: Console | None = None) -> None:
                       end_section=(i == len(tasks) - 1))
     if fq:
         table.add_row("forget quality", "mean", *[_fmt(fq.get(col, {}).get("mean")) for col in cols])
-    console.print(table)
+    if recall or fa:
+        console.print(table)
+    if summary.get("tofu"):
+        console.print(tofu_table(summary["tofu"], cols))
     cached = sum(c["status"] == "cached" for c in summary["cells"])
     if cached:
         console.print(f"{cached} cell(s) reused from the store.")
+
+
+def tofu_table(tofu: dict, cols: list[str]) -> Table:
+    """TOFU's numbers per column: split means of prob, ROUGE-L recall, truth ratio (raw R and TOFU's
+    statistic), forget quality (KS p-value, often tiny: scientific notation) and model utility."""
+    def fmt(v):
+        return "–" if v is None else (f"{v:.2e}" if 0 < abs(v) < 0.01 else f"{v:.3f}")
+
+    table = Table(title="TOFU (split means; forget_quality_ks: KS p-value vs the retain model)")
+    table.add_column("split")
+    table.add_column("metric")
+    for col in cols:
+        table.add_column(col.replace(" ", "\n"), justify="right")
+    rows: dict[str, list[str]] = {}
+    for col in cols:
+        for split, metrics in tofu.get(col, {}).items():
+            for m in metrics:
+                if m not in rows.setdefault(split, []):
+                    rows[split].append(m)
+    for split, metrics in rows.items():
+        for i, m in enumerate(metrics):
+            table.add_row(split if i == 0 else "", m, *[fmt(tofu.get(col, {}).get(split, {}).get(m)) for col in cols],
+                          end_section=(i == len(metrics) - 1))
+    return table
 
 
 def render_regress(diffs, baseline: dict, console: Console | None = None) -> None:
