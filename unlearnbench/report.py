@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from .metrics import forget_quality
+from .metrics import forget_quality, privleak
 from .store import ResultStore
 
 HEADLINE = "correct"   # "recall": em for generative forms, accuracy for choice forms
@@ -27,6 +27,7 @@ def run_summary(store: ResultStore, cells) -> dict:
     probs: dict[str, dict[str, dict[str, float | None]]] = {}
     fa: dict[str, dict[str, float | None]] = {}
     tofu: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> TOFU metric (mean/aggregate)
+    aucs: dict[str, dict[str, float]] = {}   # column -> MUSE privleak aggregates (auc, auc_retrain)
     if frame is not None and len(frame):
         g = frame.groupby(["cell_id", "checkpoint", "step", "split", "form", "metric"], dropna=False)["value"].mean()
         g = g.reset_index()
@@ -54,6 +55,8 @@ def run_summary(store: ResultStore, cells) -> dict:
                         recall.setdefault(col, {}).setdefault(r.split, {})[r.form] = _clean(r.value)
                     elif r.metric == "prob":
                         probs.setdefault(col, {}).setdefault(r.split, {})[r.form] = _clean(r.value)
+                    elif r.form == "privleak" and r.metric in ("auc", "auc_retrain"):
+                        aucs.setdefault(col, {})[r.metric] = r.value
     fq = _forget_quality(columns, recall)
     return {
         "schema": "unlearnbench.run/1",
@@ -66,7 +69,22 @@ def run_summary(store: ResultStore, cells) -> dict:
         "task_accuracy": fa,
         "forget_quality": fq,
         **({"tofu": tofu} if tofu else {}),
+        **({"privleak": _privleak(aucs)} if aucs else {}),
     }
+
+
+def _privleak(aucs: dict) -> dict:
+    """MUSE PrivLeak per column: (AUC - AUC_retrain) / AUC_retrain x 100, with AUC_retrain the
+    oracle column's AUC where the run has an oracle, else the benchmark's constant."""
+    oracle = aucs.get("oracle", {}).get("auc")
+    out = {}
+    for col, a in aucs.items():
+        use_oracle = oracle is not None and not math.isnan(oracle)
+        ref = oracle if use_oracle else a.get("auc_retrain", float("nan"))
+        out[col] = {"auc": _clean(a.get("auc")), "auc_retrain": _clean(ref),
+                    "reference": "oracle" if use_oracle else "constant",
+                    "privleak": _clean(privleak(a.get("auc", float("nan")), ref))}
+    return out
 
 
 def _column_name(cell, checkpoint: str) -> str:

@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .metrics import forget_quality
+from .metrics import forget_quality, privleak
 from .store import ResultStore
 
 __all__ = ["ReportData", "collect", "write_report"]
@@ -40,6 +40,10 @@ NO_ATTACK = "no attack"
 MUSE_COLUMNS = (("VerbMem-like (bio, D_f)", "forget", "bio"),
                 ("KnowMem on D_f (qa)", "forget", "qa"),
                 ("KnowMem on D_r (qa)", "retain", "qa"))
+# MUSE's own columns, when the store holds its probes (benchmarks muse-news / muse-books).
+MUSE_REAL_COLUMNS = (("VerbMem on D_f", "forget", "verbmem"),
+                     ("KnowMem on D_f", "forget", "knowmem"),
+                     ("KnowMem on D_r", "retain", "knowmem"))
 
 
 @dataclass
@@ -49,6 +53,8 @@ class ReportData:
     fq: "object"          # DataFrame: one row per (unlearn/attack cell, checkpoint)
     recall: "object"      # DataFrame: mean `metric` per (cell_id, kind, labels, checkpoint, step, split, form)
     notes: list[str] = field(default_factory=list)
+    # DataFrame: the probes' aggregate rows (item '*', e.g. MUSE privleak auc) with the cell labels
+    aggregates: "object" = None
 
 
 # -- labels --------------------------------------------------------------------------------------
@@ -113,8 +119,12 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
     cells["attack_label"] = _labels(cells.attack.fillna(""), cells.attack_config)
     for col in ("model", "probe_suite", "seed"):
         cells[col] = cells[col].fillna("").astype(str)
-    scores = store.scores_frame(list(cells.cell_id))
-    scores = scores[scores.metric == metric]
+    all_scores = store.scores_frame(list(cells.cell_id))
+    aggregates = all_scores[all_scores.item_id == "*"][["cell_id", "checkpoint", "step", "split", "form", "metric",
+                                                        "value"]]
+    aggregates = aggregates.merge(cells[["cell_id", "kind", "model", "probe_suite", "seed", "method_label",
+                                         "attack_label", "attack"]], on="cell_id")
+    scores = all_scores[all_scores.metric == metric]
     if scores.empty:
         notes.append(f"No score rows with metric '{metric}'.")
     recall = (scores.groupby(["cell_id", "checkpoint", "step", "split", "form"])["value"].mean()
@@ -163,7 +173,7 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
         notes.append(f"Forget quality unavailable for model '{model}', seed {seed} (probes {suite}): "
                      f"no finished {what} cell in the store; those cells are left out of the figures.")
     fq = pd.DataFrame(records) if records else empty_fq
-    return ReportData(fq, recall, notes)
+    return ReportData(fq, recall, notes, aggregates)
 
 
 def heatmap_frame(data: ReportData):
@@ -301,35 +311,77 @@ def form_table(data: ReportData) -> tuple[Table, list[str]]:
     return Table(header, rows, bold, cap), best
 
 
+def _muse_select(frame, kind: str, method: str | None = None, attack: str | None = None):
+    """Mask of one MUSE-table row's rows in ``frame``; attack rows: the last epoch of each cell."""
+    mask = frame.kind == kind
+    if method is not None:
+        mask &= frame.method_label == method
+    if attack is not None:
+        mask &= frame.attack_label == attack
+        if mask.any():
+            last = frame[mask].groupby("cell_id").step.transform("max")
+            mask &= frame.index.isin(last[frame[mask].step == last].index)
+    return mask
+
+
 def muse_table(data: ReportData) -> Table:
     """MUSE-style rows: Original (base), Retrain (oracle), Pre-finetune per method (after
-    unlearning), Post-finetune on <attack> per method (last epoch); forget/retain recall and FA."""
+    unlearning), Post-finetune on <attack> per method (last epoch); forget/retain recall and FA.
+
+    When the store holds MUSE's own probes (verbmem, knowmem, privleak) the columns are MUSE's:
+    VerbMem on D_f, KnowMem on D_f / D_r (ROUGE-L F1 x 100), PrivLeak (%, from the privleak AUC
+    against the oracle's AUC where there is an oracle cell, else the benchmark's constant) and FA;
+    otherwise the embedded world's equivalents (recall of bio/qa)."""
     rec = data.recall
     if rec.empty:
         return Table(["model"], [], caption="No recall scores.")
+    agg = data.aggregates
+    agg = agg if agg is not None and len(agg) else None
+    real = bool({"verbmem", "knowmem"} & set(rec.form)) or (agg is not None and "privleak" in set(agg.form))
+    columns = MUSE_REAL_COLUMNS if real else MUSE_COLUMNS
+    scale = 100.0 if real else 1.0
     tasks = sorted({str(a).split(":", 1)[1].split(",")[0] for a in rec[rec.kind == "attack"].attack.dropna()
                     if ":" in str(a)})
     if not tasks:
         tasks = sorted(set(rec[rec.split == "task"].form))
-    header = ["model"] + [c[0] for c in MUSE_COLUMNS] + [f"FA ({t})" for t in tasks]
+    header = ["model"] + [c[0] for c in columns] + (["PrivLeak (%)"] if real else []) + [f"FA ({t})" for t in tasks]
 
-    def row(label, mask):
-        vals = [_mean_over_seeds(rec, mask, split, form) for _, split, form in MUSE_COLUMNS]
+    ref, ref_note = float("nan"), ""
+    if real and agg is not None:
+        auc = agg[(agg.form == "privleak") & (agg.metric == "auc")]
+        oracle_auc = auc[auc.kind == "oracle"].value.mean()
+        if not math.isnan(oracle_auc):
+            ref, ref_note = oracle_auc, f"AUC_retrain = the oracle's AUC ({oracle_auc:.4f})"
+        else:
+            ref = agg[(agg.form == "privleak") & (agg.metric == "auc_retrain")].value.mean()
+            ref_note = f"AUC_retrain = the benchmark's constant ({ref:.4f}; no oracle cell)"
+
+    def row(label, kind, method=None, attack=None):
+        mask = _muse_select(rec, kind, method, attack)
+        vals = [_mean_over_seeds(rec, mask, split, form) * scale for _, split, form in columns]
+        if real:
+            leak = float("nan")
+            if agg is not None:
+                sub = agg[_muse_select(agg, kind, method, attack) & (agg.form == "privleak") & (agg.metric == "auc")]
+                leak = privleak(float(sub.value.mean()), ref) if len(sub) else float("nan")
+            vals.append(leak)
         return [label] + vals + [_mean_over_seeds(rec, mask, "task", t) for t in tasks]
 
-    rows = [row("Original (base)", rec.kind == "base"), row("Retrain (oracle)", rec.kind == "oracle")]
+    rows = [row("Original (base)", "base"), row("Retrain (oracle)", "oracle")]
     for m in dict.fromkeys(rec[rec.kind == "unlearn"].method_label):
-        rows.append(row(f"Pre-finetune: {m}", (rec.kind == "unlearn") & (rec.method_label == m)))
+        rows.append(row(f"Pre-finetune: {m}", "unlearn", m))
     att = rec[rec.kind == "attack"]
-    if len(att):
-        last_step = att.groupby("cell_id").step.transform("max")
-        att_last = rec.index.isin(att[att.step == last_step].index)
-        for a in dict.fromkeys(att.attack_label):
-            for m in dict.fromkeys(att[att.attack_label == a].method_label):
-                rows.append(row(f"Post-finetune on {a}: {m}",
-                                att_last & (rec.attack_label == a) & (rec.method_label == m)))
-    cap = ("MUSE-style summary (mean over seeds; post-finetune = last attack epoch). VerbMem-like = bio recall "
-           "on the forget split, KnowMem = qa recall on forget (D_f) / retain (D_r), FA = task accuracy.")
+    for a in dict.fromkeys(att.attack_label):
+        for m in dict.fromkeys(att[att.attack_label == a].method_label):
+            rows.append(row(f"Post-finetune on {a}: {m}", "attack", m, a))
+    if real:
+        cap = ("MUSE summary (mean over seeds; post-finetune = last attack epoch). VerbMem on D_f and KnowMem on "
+               "D_f / D_r: ROUGE-L F1 x 100; PrivLeak = (AUC - AUC_retrain) / AUC_retrain x 100 of the Min-40% "
+               f"AUC (forget vs holdout; mean AUC over seeds), {ref_note or 'no privleak scores'}; "
+               "FA = task accuracy.")
+    else:
+        cap = ("MUSE-style summary (mean over seeds; post-finetune = last attack epoch). VerbMem-like = bio recall "
+               "on the forget split, KnowMem = qa recall on forget (D_f) / retain (D_r), FA = task accuracy.")
     return Table(header, rows, caption=cap)
 
 
@@ -349,7 +401,8 @@ _EXPLAIN = {
                "and the band the min&ndash;max over seeds. A falling line means the attack brings knowledge "
                "back.</p>"),
     "forms": "<p>Recall (mean of the headline metric) after unlearning, per probe form.</p>",
-    "muse": "<p>A MUSE-style table in the embedded world's equivalents.</p>",
+    "muse": ("<p>A MUSE-style table: MUSE's own metrics where the store holds the verbmem/knowmem/privleak "
+             "probes, else the embedded world's equivalents.</p>"),
 }
 
 

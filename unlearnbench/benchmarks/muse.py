@@ -110,6 +110,10 @@ class MuseBenchmark(RealBenchmark):
         if self.config.icl_shots < 0 or self.config.verbmem_prefix_tokens < 0:
             raise UnlearnbenchError(f"{self.name}: icl_shots and verbmem_prefix_tokens must be >= 0")
         self._cache: dict[str, list[dict]] = {}
+        if self.config.data:  # every run unlearns: say now, not after evaluating the base model
+            for part in ("raw_forget", "raw_retain"):
+                if self.part_file(part) is None:
+                    raise self._missing(part)
 
     # -- data -----------------------------------------------------------------------------
     def part_file(self, part: str) -> Path | None:
@@ -135,12 +139,7 @@ class MuseBenchmark(RealBenchmark):
             if file is None:
                 if not required:
                     return []
-                names = " or ".join(f"{s}.json" for s in PARTS[part][0][:2])
-                hub = (self.spec.get("data") or {}).get(part, {})
-                raise UnlearnbenchError(
-                    f"{self.name}: no file for part '{part}' in {self.config.data} (expected {names}; "
-                    f"or drop data= to read the hub dataset {hub.get('path')} config {hub.get('name')} "
-                    f"split {hub.get('split')})")
+                raise self._missing(part)
             records = self._read_local(file, columns)
         else:
             hub = (self.spec.get("data") or {}).get(part)
@@ -151,6 +150,15 @@ class MuseBenchmark(RealBenchmark):
             records = load_records(hub["path"], config=hub.get("name"), split=hub.get("split"), columns=columns)
         self._cache[part] = records
         return records
+
+    def _missing(self, part: str) -> UnlearnbenchError:
+        ext = ".txt" if part.startswith("raw_") else ".json"
+        names = " or ".join(f"{s}{ext}" for s in PARTS[part][0][:2])
+        hub = (self.spec.get("data") or {}).get(part, {})
+        return UnlearnbenchError(
+            f"{self.name}: no file for part '{part}' in {self.config.data} (expected {names}; "
+            f"or drop data= to read the hub dataset {hub.get('path')} config {hub.get('name')} "
+            f"split {hub.get('split')})")
 
     @staticmethod
     def _read_local(file: Path, columns) -> list[dict]:
