@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--level", choices=("items", "summary"), default="summary",
                      help="every per-item score, or means per cell/checkpoint/split/form/metric (default)")
     res.add_argument("--out", default=None, help="write to this file instead of stdout")
+
+    from .leaderboard.cli import add_parsers as add_leaderboard_parsers  # submit, leaderboard verify/build
+    add_leaderboard_parsers(sub)
     return p
 
 
@@ -84,13 +87,24 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return {"run": _cmd_run, "list": _cmd_list, "results": _cmd_results,
-                "regress": _cmd_regress, "report": _cmd_report}[args.command](args)
+                "regress": _cmd_regress, "report": _cmd_report,
+                "submit": _cmd_submit, "leaderboard": _cmd_leaderboard}[args.command](args)
     except UnlearnbenchError as e:
         print(f"unlearnbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("unlearnbench: interrupted (finished cells are kept in the store)", file=sys.stderr)
         return 130
+
+
+def _cmd_submit(args) -> int:
+    from .leaderboard.cli import cmd_submit
+    return cmd_submit(args)
+
+
+def _cmd_leaderboard(args) -> int:
+    from .leaderboard.cli import cmd_leaderboard
+    return cmd_leaderboard(args)
 
 
 def _cmd_run(args) -> int:
