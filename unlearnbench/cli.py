@@ -44,6 +44,24 @@ def _parser() -> argparse.ArgumentParser:
                    help="generation backend for greedy decoding: hf (reference), vllm (CUDA, optional extra) "
                         "or auto (default: $UNLEARNBENCH_BACKEND, else hf)")
 
+    sw = sub.add_parser("sweep", help="methods x attacks x seeds: each method unlearned once per seed",
+                        description="Run a matrix: every method is unlearned once per seed and every attack starts "
+                                    "from that checkpoint. Finished cells are reused; a failing cell is recorded "
+                                    "with its reason and the sweep goes on. Lists are comma-separated; an option "
+                                    "continues the spec before it (npo,beta=0.1,rmu = 'npo,beta=0.1' and 'rmu').")
+    sw.add_argument("--experiment", default=None, metavar="NAME_OR_YAML",
+                    help="an experiment file, or a name in tasks/experiments/ (e.g. ilu-robustness)")
+    sw.add_argument("--methods", default=None, help="e.g. npo,rmu,ilu,rocr")
+    sw.add_argument("--attacks", default=None, help="e.g. finetune:arith,finetune:topic,relearn:forget")
+    sw.add_argument("--seeds", default=None, help="e.g. 0,1,2 or 0-2 (default 0)")
+    sw.add_argument("--benchmark", default=None, help="benchmark spec (default: the experiment's, else toy)")
+    sw.add_argument("--probes", default=None, help="comma-separated probe forms (default: the benchmark's)")
+    sw.add_argument("--data", action="append", default=[], metavar="NAME[:test]=PATH", help="as for run")
+    sw.add_argument("--device", default="cpu")
+    sw.add_argument("--store", default=DEFAULT_STORE)
+    sw.add_argument("--json", action="store_true", help="print the sweep summary as JSON")
+    sw.add_argument("--quiet", action="store_true", help="no live view")
+
     ls = sub.add_parser("list", help="list registered plugins")
     ls.add_argument("kind", choices=KINDS)
 
@@ -86,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import UnlearnbenchError
 
     try:
-        return {"run": _cmd_run, "list": _cmd_list, "results": _cmd_results,
+        return {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "results": _cmd_results,
                 "regress": _cmd_regress, "report": _cmd_report,
                 "submit": _cmd_submit, "leaderboard": _cmd_leaderboard}[args.command](args)
     except UnlearnbenchError as e:
@@ -132,6 +150,54 @@ def _cmd_run(args) -> int:
     else:
         render_run(summary)
     return 1 if any(c.status == "failed" for c in cells) else 0
+
+
+def _experiment_from_args(args):
+    """The experiment of `sweep`/`study`: a YAML file or name, with command-line overrides."""
+    from .errors import UnlearnbenchError
+    from .sweep import Experiment, load_experiment, parse_seeds, split_specs
+
+    if args.experiment:
+        exp = load_experiment(args.experiment)
+    elif args.methods and args.attacks:
+        exp = Experiment(name="sweep", methods=[], attacks=[])
+    else:
+        raise UnlearnbenchError("give --experiment NAME_OR_YAML, or both --methods and --attacks")
+    if args.methods:
+        exp.methods = split_specs(args.methods)
+    if args.attacks:
+        exp.attacks = split_specs(args.attacks)
+    if args.seeds:
+        exp.seeds = parse_seeds(args.seeds)
+    if args.benchmark:
+        exp.benchmark = args.benchmark
+    if args.probes:
+        exp.probes = args.probes.split(",")
+    if args.data:
+        exp.data = {**exp.data, **_data_args(args.data)}
+    if not exp.methods or not exp.attacks:
+        raise UnlearnbenchError("the sweep needs at least one method and one attack")
+    return exp
+
+
+def _cmd_sweep(args) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .store import ResultStore
+    from .sweep import SweepState, plan_sweep, run_sweep, sweep_summary
+    from .ui import SweepView, render_sweep
+
+    exp = _experiment_from_args(args)
+    plan_sweep(exp, args.device)  # every spec validated before anything runs
+    state = SweepState(exp.methods, exp.attacks, exp.seeds)
+    with ResultStore(args.store) as store:
+        with SweepView(state, enabled=not (args.quiet or args.json)) as view:
+            result = run_sweep(exp, store, view, args.device, state, argv=tuple(sys.argv))
+        summary = sweep_summary(store, result)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        render_sweep(summary)
+    return 1 if result.failed else 0
 
 
 def _data_args(items: list[str]) -> dict[str, str]:

@@ -21,6 +21,7 @@ import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import __version__
 from .errors import UnlearnbenchError
@@ -221,9 +222,35 @@ def checkpoint_dir(cid: str) -> Path:
     return cache_dir() / "checkpoints" / cid
 
 
+class _Results(list):
+    """The run's cells in order; ``on_cell`` hears of each one as soon as it is decided."""
+
+    def __init__(self, on_cell: Callable[[CellResult], None] | None):
+        super().__init__()
+        self.on_cell = on_cell
+
+    def append(self, cell: CellResult) -> None:
+        super().append(cell)
+        if self.on_cell is not None:
+            self.on_cell(cell)
+
+
+def _reason(e: BaseException) -> str:
+    """A failure reason for the store: our own errors as they are, anything else with its type."""
+    if isinstance(e, UnlearnbenchError):
+        return str(e)
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}"[:500]
+
+
 def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
-        argv: tuple[str, ...] = ()) -> list[CellResult]:
-    """Run (or resume) every cell the request implies; returns them in order."""
+        argv: tuple[str, ...] = (), on_cell: Callable[[CellResult], None] | None = None) -> list[CellResult]:
+    """Run (or resume) every cell the request implies; returns them in order.
+
+    A cell that raises is recorded as failed with its reason (``ExceptionType: message`` for errors
+    that are not the harness's own) and the run goes on with the next cell; attacks of a failed
+    unlearning cell are reported failed ("unlearning failed") without running.
+    """
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -234,7 +261,7 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
     bench = p.benchmark.obj
     run_id = store.start_run(list(argv), {"request": request.__dict__, "harness": __version__,
                                           "torch": torch.__version__})
-    results: list[CellResult] = []
+    results: list[CellResult] = _Results(on_cell)
     status = "failed"
     try:
         common = {"harness": __version__, "benchmark": p.benchmark.key(), "seed": p.seed,
@@ -283,9 +310,10 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
             try:
                 model = copy.deepcopy(target.model)
                 stats = m.obj.unlearn(model, bench.unlearn_data(target.tokenizer), progress)
-            except UnlearnbenchError as e:
-                store.record_failure(run_id, ucid, ukey, "unlearn", ulabel, str(e))
-                results.append(CellResult("unlearn", ucid, ulabel, "failed", str(e)))
+            except Exception as e:  # one failing cell (NaN loss, OOM, a plugin bug) must not stop a sweep
+                reason = _reason(e)
+                store.record_failure(run_id, ucid, ukey, "unlearn", ulabel, reason)
+                results.append(CellResult("unlearn", ucid, ulabel, "failed", reason))
                 for attack, task in p.attacks:
                     results.append(CellResult("attack", "", {**ulabel, "attack": attack.label()}, "failed",
                                               "unlearning failed"))
@@ -320,9 +348,10 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
             try:
                 stats = attack.obj.run(unlearned, target.tokenizer, task_data, on_checkpoint, progress,
                                        benchmark=bench)
-            except UnlearnbenchError as e:
-                store.record_failure(run_id, acid, akey, "attack", alabel, str(e))
-                results.append(CellResult("attack", acid, alabel, "failed", str(e)))
+            except Exception as e:
+                reason = _reason(e)
+                store.record_failure(run_id, acid, akey, "attack", alabel, reason)
+                results.append(CellResult("attack", acid, alabel, "failed", reason))
                 continue
             meta = {"stats": stats, "seconds": round(time.time() - t0, 3)}
             store.commit_cell(run_id, acid, akey, "attack", alabel, rows, meta)

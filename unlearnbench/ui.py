@@ -148,3 +148,92 @@ def render_regress(diffs, baseline: dict, console: Console | None = None) -> Non
         table.add_row(d.method, d.column, d.metric, d.where, _fmt(d.baseline), _fmt(d.measured), delta,
                       f"{d.tolerance:g}")
     console.print(table)
+
+
+# -- sweeps ----------------------------------------------------------------------------------------
+
+_SYMBOL = {"pending": "[dim]·[/dim]", "running": "[yellow]▶[/yellow]", "finished": "[green]✓[/green]",
+           "cached": "[cyan]↺[/cyan]", "failed": "[red]✗[/red]", "skipped": "[red]-[/red]"}
+
+
+def sweep_table(state) -> Table:
+    """The matrix: one row per method, one column per unlearn/attack, one symbol per seed."""
+    counts = state.counts()
+    done = sum(counts.get(k, 0) for k in ("finished", "cached", "failed", "skipped"))
+    import time as _time
+
+    table = Table(title=f"sweep: {done}/{len(state.status)} cells · {_time.time() - state.started:.0f}s · "
+                        "✓ done ↺ reused ✗ failed ▶ running · one symbol per seed "
+                        f"({','.join(map(str, state.seeds))})", title_justify="left")
+    table.add_column("method")
+    for c in state.columns:
+        table.add_column(c, justify="center")
+    for m in state.methods:
+        table.add_row(m, *["".join(_SYMBOL[state.status[(m, s, c)]] for s in state.seeds) for c in state.columns])
+    return table
+
+
+class SweepView(RichProgress):
+    """Progress bars under a live matrix of the sweep (one Rich Live display for both)."""
+
+    def __init__(self, state, enabled: bool = True):
+        super().__init__(enabled)
+        self.state = state
+        self._live = None
+
+    def __rich__(self):
+        from rich.console import Group
+
+        return Group(sweep_table(self.state), self.bar.get_renderable())
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.live import Live
+
+            self._live = Live(self, console=_err, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._live is not None:
+            self._live.__exit__(*exc)
+        return False
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[TaskHandle]:
+        # finished bars are removed so the view stays one screen high
+        task_id = self.bar.add_task(description, total=total, info="")
+        try:
+            yield _RichHandle(self.bar, task_id)
+        finally:
+            self.bar.remove_task(task_id)
+
+    def log(self, message: str) -> None:
+        if self.enabled:
+            _err.print(message)
+
+
+def render_sweep(summary: dict, console: Console | None = None) -> None:
+    """Forget quality per method x column (mean ± std over seeds), then failed cells with reasons."""
+    cols = ["unlearned", *summary["attacks"]]
+    console = console or _stdout_console(30 + 18 * len(cols))
+    fq = summary["forget_quality"]
+    table = Table(title=f"forget quality (mean ± std over seeds {summary['seeds']}; 1 = like the retrained oracle)")
+    table.add_column("method")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for method, row in fq.items():
+        cells = []
+        for c in cols:
+            v = row.get(c)
+            if not v or v["mean"] is None:
+                cells.append("–")
+            else:
+                cells.append(f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else ""))
+        table.add_row(method, *cells)
+    console.print(table)
+    for f in summary["failed"]:
+        console.print(f"[red]failed[/red] {f['kind']} {f['method']} {f['attack'] or ''} seed {f['seed']}: {f['reason']}")
+    counts = summary["counts"]
+    console.print(f"{counts.get('finished', 0)} cell(s) run, {counts.get('cached', 0)} reused, "
+                  f"{counts.get('failed', 0) + counts.get('skipped', 0)} failed, in {summary['seconds']}s.")

@@ -1,0 +1,35 @@
+"""A sweep on the micro world: one unlearning per method and seed, failed cells recorded, resume."""
+
+import json
+
+from unlearnbench.cli import main
+from unlearnbench.store import ResultStore
+
+ARGS = ["sweep", "--benchmark", "toy,size=micro", "--methods", "npo,epochs=2,graddiff,lr=1e10",
+        "--attacks", "finetune:arith,epochs=1,relearn:forget,steps=3", "--seeds", "0,1", "--json", "--quiet"]
+
+
+def test_sweep_matrix_failures_and_resume(micro_cache, tmp_path, capsys):
+    store = tmp_path / "s.sqlite"
+    code = main(ARGS + ["--store", str(store)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1  # graddiff with lr=1e10 diverges: recorded, the sweep goes on
+    assert out["counts"] == {"finished": 6, "failed": 2, "skipped": 4}
+    failed = {(f["kind"], f["seed"]) for f in out["failed"] if f["kind"] == "unlearn"}
+    assert failed == {("unlearn", 0), ("unlearn", 1)}
+    assert all("nan" in f["reason"] or "unlearning failed" in f["reason"] for f in out["failed"])
+    fq = out["forget_quality"]["npo,epochs=2"]
+    for col in ("unlearned", "finetune:arith,epochs=1", "relearn:forget,steps=3"):
+        assert fq[col]["n"] == 2 and 0.0 <= fq[col]["mean"] <= 1.0
+    with ResultStore(store) as s:
+        cells = s.cells()
+        # one unlearn cell per (method, seed), shared base/oracle per seed, attacks from the checkpoint
+        kinds = [c["kind"] for c in cells if c["status"] == "finished"]
+        assert kinds.count("unlearn") == 2 and kinds.count("attack") == 4
+        assert kinds.count("base") == 2 and kinds.count("oracle") == 2
+        assert sum(c["status"] == "failed" for c in cells) == 2
+    # re-running reuses every finished cell and retries only the failed ones
+    code = main(ARGS + ["--store", str(store)])
+    again = json.loads(capsys.readouterr().out)
+    assert code == 1 and again["counts"].get("finished", 0) == 0 and again["counts"]["cached"] == 6
+    assert again["forget_quality"] == out["forget_quality"]

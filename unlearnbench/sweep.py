@@ -1,0 +1,294 @@
+"""Sweeps: methods x attacks x seeds, each method unlearned once per seed.
+
+A sweep is a list of :class:`~unlearnbench.runner.RunRequest` (one per method and seed), each
+carrying every attack. The runner already gives the guarantees a sweep needs:
+
+* one unlearning per (method, config, seed): its weights are kept as safetensors under the cache,
+  keyed by the unlearning cell's hash, and every attack of that seed starts from them;
+* finished cells are skipped (base/oracle cells are shared by every method of a seed);
+* a failing cell (NaN loss, out of memory, a plugin bug) is recorded as failed with its reason and
+  the sweep goes on.
+
+Experiments can also be declared in YAML (``tasks/experiments/<name>.yaml``)::
+
+    name: ilu-robustness
+    benchmark: toy
+    methods: [npo, "ilu,base=npo,envs=arith"]
+    attacks: ["finetune:arith", "finetune:topic"]
+    seeds: [0, 1, 2]
+    probes: [bio, qa, cloze]      # optional (default: the benchmark's)
+    data: {gsm8k: path/train.jsonl}   # optional, as --data
+
+Command-line lists are comma-separated; a comma followed by ``key=value`` continues the previous
+spec, so ``--methods npo,beta=0.1,rmu`` is the two specs ``npo,beta=0.1`` and ``rmu``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UnlearnbenchError
+from .progress import SILENT, Progress
+
+_OPTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def split_specs(text: str) -> list[str]:
+    """'npo,beta=0.1,rmu' -> ['npo,beta=0.1', 'rmu'] (an option continues the spec before it)."""
+    specs: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if _OPTION.match(part):
+            if not specs:
+                raise UnlearnbenchError(f"'{text}': option '{part}' comes before any method or attack name")
+            specs[-1] += "," + part
+        else:
+            specs.append(part)
+    return specs
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-2' -> [0, 1, 2]."""
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in text.split(",") if p.strip()):
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                seeds += list(range(int(lo), int(hi) + 1))
+            else:
+                seeds.append(int(part))
+    except ValueError:
+        raise UnlearnbenchError(f"--seeds '{text}': expected integers like 0,1,2 or 0-2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UnlearnbenchError(f"--seeds '{text}': give at least one seed, each once")
+    return seeds
+
+
+@dataclass
+class Experiment:
+    """A sweep's matrix (and, for a study, the findings it is expected to show)."""
+    name: str
+    methods: list[str]
+    attacks: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    benchmark: str = "toy"
+    probes: list[str] | None = None
+    data: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    expected: list[dict] = field(default_factory=list)   # studies only; see unlearnbench.study
+    source: str = ""
+
+    def requests(self, device: str = "cpu"):
+        from .runner import RunRequest
+
+        return [RunRequest(method=m, attacks=list(self.attacks), benchmark=self.benchmark, probes=self.probes,
+                           seed=s, device=device, data=dict(self.data))
+                for s in self.seeds for m in self.methods]
+
+
+_FIELDS = {"name", "methods", "attacks", "seeds", "benchmark", "probes", "data", "description", "expected"}
+
+
+def load_experiment(name_or_path: str) -> Experiment:
+    """An experiment from a YAML file, or by name from ``tasks/experiments/<name>.yaml``."""
+    import yaml
+
+    from .specs import tasks_dir
+
+    path = Path(name_or_path)
+    if not path.is_file():
+        folder = tasks_dir() / "experiments"
+        path = folder / f"{name_or_path}.yaml"
+        if not path.is_file():
+            import difflib
+
+            known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+            close = difflib.get_close_matches(name_or_path, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnlearnbenchError(f"no experiment file or name '{name_or_path}'{hint} (known: {', '.join(known) or 'none'})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UnlearnbenchError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise UnlearnbenchError(f"{path}: expected a mapping with methods, attacks and seeds")
+    unknown = sorted(set(raw) - _FIELDS)
+    if unknown:
+        raise UnlearnbenchError(f"{path}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(_FIELDS))})")
+    for key in ("methods", "attacks"):
+        if not isinstance(raw.get(key), list) or not raw[key]:
+            raise UnlearnbenchError(f"{path}: '{key}' must be a non-empty list of specs")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
+        raise UnlearnbenchError(f"{path}: 'seeds' must be a list of integers")
+    return Experiment(name=str(raw.get("name", path.stem)), methods=[str(m) for m in raw["methods"]],
+                      attacks=[str(a) for a in raw["attacks"]], seeds=seeds,
+                      benchmark=str(raw.get("benchmark", "toy")),
+                      probes=[str(p) for p in raw["probes"]] if raw.get("probes") else None,
+                      data={str(k): str(v) for k, v in (raw.get("data") or {}).items()},
+                      description=str(raw.get("description", "")).strip(), expected=list(raw.get("expected") or []),
+                      source=str(path))
+
+
+# -- the matrix ----------------------------------------------------------------------------------
+
+PENDING, RUNNING, FINISHED, CACHED, FAILED, SKIPPED = "pending", "running", "finished", "cached", "failed", "skipped"
+
+
+@dataclass
+class SweepState:
+    """Status of every (method, seed) x (unlearn + attacks) cell, for the live view and the summary."""
+    methods: list[str]
+    attacks: list[str]
+    seeds: list[int]
+    status: dict[tuple[str, int, str], str] = field(default_factory=dict)  # (method, seed, column) -> status
+    reasons: dict[tuple[str, int, str], str] = field(default_factory=dict)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def columns(self) -> list[str]:
+        return ["unlearn", *self.attacks]
+
+    def __post_init__(self):
+        for m in self.methods:
+            for s in self.seeds:
+                for c in self.columns:
+                    self.status.setdefault((m, s, c), PENDING)
+
+    def set(self, method: str, seed: int, column: str, status: str, reason: str = "") -> None:
+        self.status[(method, seed, column)] = status
+        if reason:
+            self.reasons[(method, seed, column)] = reason
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for v in self.status.values():
+            out[v] = out.get(v, 0) + 1
+        return out
+
+
+@dataclass
+class SweepResult:
+    experiment: Experiment
+    state: SweepState
+    cells: list = field(default_factory=list)   # every runner CellResult, in order
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list:
+        return [c for c in self.cells if c.status == "failed"]
+
+
+def plan_sweep(experiment: Experiment, device: str = "cpu"):
+    """Validate every spec of the matrix before running anything; returns the run requests."""
+    from .runner import plan
+
+    requests = experiment.requests(device)
+    for r in requests:
+        plan(r)
+    return requests
+
+
+def run_sweep(experiment: Experiment, store, progress: Progress = SILENT, device: str = "cpu",
+              state: SweepState | None = None, argv: tuple[str, ...] = ()) -> SweepResult:
+    """Run (or resume) the whole matrix into ``store``. ``state`` is updated live as cells finish."""
+    from .runner import run
+
+    requests = plan_sweep(experiment, device)
+    state = state or SweepState(experiment.methods, experiment.attacks, experiment.seeds)
+    result = SweepResult(experiment, state)
+    t0 = time.time()
+    for method, req in zip([m for _s in experiment.seeds for m in experiment.methods], requests):
+        seed = req.seed
+        state.set(method, seed, "unlearn", RUNNING)
+        attack_iter = iter(experiment.attacks)
+
+        def on_cell(cell, _m=method, _s=seed, _it=attack_iter) -> None:
+            if cell.kind in ("base", "oracle"):
+                return
+            column = "unlearn" if cell.kind == "unlearn" else next(_it)
+            status = SKIPPED if cell.reason == "unlearning failed" else cell.status
+            state.set(_m, _s, column, status, cell.reason)
+            if cell.kind == "unlearn" and cell.status == "failed":
+                return
+            nxt = [a for a in experiment.attacks if state.status[(_m, _s, a)] == PENDING]
+            if nxt:
+                state.set(_m, _s, nxt[0], RUNNING)
+
+        try:
+            result.cells += run(req, store, progress, argv=argv, on_cell=on_cell)
+        except UnlearnbenchError as e:
+            # the benchmark or model could not be loaded: nothing of this request ran
+            for column in state.columns:
+                if state.status[(method, seed, column)] in (PENDING, RUNNING):
+                    state.set(method, seed, column, FAILED, str(e))
+            from .runner import CellResult
+
+            result.cells.append(CellResult("unlearn", "", {"method": method, "seed": seed}, "failed", str(e)))
+    result.seconds = round(time.time() - t0, 1)
+    return result
+
+
+# -- what a sweep found --------------------------------------------------------------------------
+
+def fq_matrix(store, cells) -> dict:
+    """Forget quality after each attack (last epoch) and after unlearning, per method and seed.
+
+    Returns ``{method_label: {column: {seed: fq}}}`` with column 'unlearned' or the attack label.
+    Forget quality is the mean over informative forms (:func:`unlearnbench.report.run_summary`).
+    """
+    from .report import run_summary
+
+    by_seed: dict[int, list] = {}
+    for c in cells:
+        if c.cell_id and c.status in ("finished", "cached"):
+            by_seed.setdefault(c.label.get("seed"), []).append(c)
+    out: dict[str, dict[str, dict[int, float | None]]] = {}
+    for seed, seed_cells in by_seed.items():
+        summary = run_summary(store, seed_cells)
+        fq = summary["forget_quality"]
+        last: dict[tuple[str, str], tuple[int, str]] = {}
+        for col in summary["columns"]:
+            if col["kind"] == "unlearn":
+                out.setdefault(col["method"], {}).setdefault("unlearned", {})[seed] = fq.get(col["column"], {}).get("mean")
+            elif col["kind"] == "attack":
+                k = (col["method"], col["attack"])
+                if k not in last or col["step"] > last[k][0]:
+                    last[k] = (col["step"], col["column"])
+        for (method, attack), (_step, column) in last.items():
+            out.setdefault(method, {}).setdefault(attack, {})[seed] = fq.get(column, {}).get("mean")
+    return out
+
+
+def canonical(spec: str) -> str:
+    """A spec as results label it (options sorted), e.g. 'npo,lr=1e-3,beta=0.1' -> 'npo,beta=0.1,lr=1e-3'."""
+    from .spec import parse_spec
+
+    return str(parse_spec(spec))
+
+
+def sweep_summary(store, result: SweepResult) -> dict:
+    """A JSON-ready summary: the matrix of forget quality (mean, std over seeds) and failed cells."""
+    import statistics
+
+    matrix = fq_matrix(store, result.cells)
+    table: dict[str, dict[str, dict]] = {}
+    for method, cols in matrix.items():
+        for col, seeds in cols.items():
+            vals = [v for v in seeds.values() if v is not None]
+            table.setdefault(method, {})[col] = {
+                "mean": round(statistics.fmean(vals), 4) if vals else None,
+                "std": round(statistics.stdev(vals), 4) if len(vals) > 1 else None,
+                "n": len(vals), "per_seed": {str(k): v for k, v in sorted(seeds.items())}}
+    return {"schema": "unlearnbench.sweep/1", "experiment": result.experiment.name,
+            "benchmark": result.experiment.benchmark, "seeds": result.experiment.seeds,
+            "methods": [canonical(m) for m in result.experiment.methods],
+            "attacks": [canonical(a) for a in result.experiment.attacks],
+            "seconds": result.seconds, "counts": result.state.counts(),
+            "forget_quality": table,
+            "failed": [{"kind": c.kind, "method": c.label.get("method"), "attack": c.label.get("attack"),
+                        "seed": c.label.get("seed"), "reason": c.reason} for c in result.failed]}
