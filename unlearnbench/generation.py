@@ -3,8 +3,8 @@
 Every backend implements ``generate(model, tokenizer, prompts, max_new_tokens, batch_size,
 stop=None) -> list[str]``: the greedy continuation of each prompt (prompt excluded, special tokens
 dropped), cut at the first occurrence of any ``stop`` string (the stop string itself is dropped).
-Prompts are tokenised the same way everywhere (:func:`unlearnbench.batching.encode_example`, i.e.
-the tokenizer's own special tokens such as BOS are added).
+Prompts are tokenised as everywhere else in the harness (``encode_example(prompt, '')``: the
+tokenizer's own special tokens such as BOS are added).
 
 Backends
 --------
@@ -101,9 +101,10 @@ def eos_ids(model, tokenizer) -> set[int]:
 
 
 def prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
-    from .batching import encode_example
-
-    return [encode_example(tokenizer, p, "").ids for p in prompts]
+    """Token ids of each prompt with the tokenizer's special tokens (BOS), as ``encode_example(p, "")``."""
+    if not prompts:
+        return []
+    return [list(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
 
 
 # -- the reference backend -------------------------------------------------------------------
