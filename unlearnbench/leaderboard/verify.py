@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ..errors import UnlearnbenchError
 from . import bundle as B
+from ..spec import parse_spec
 from .matrix import Matrix, canonical, load_matrix
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5", ".msgpack")
@@ -166,6 +167,13 @@ def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
     if manifest["harness"]["version"] not in harness_ok:
         reasons.append(f"version: harness {manifest['harness']['version']} is not allowed by matrix "
                        f"{matrix.name!r} (allowed: {', '.join(harness_ok)})")
+    try:
+        spec_name = parse_spec(manifest["method"]["spec"]).name
+    except UnlearnbenchError as e:
+        spec_name = None
+        reasons.append(f"provenance: method.spec is not a valid spec: {e}")
+    if spec_name is not None and spec_name != manifest["method"]["name"]:
+        reasons.append(f"provenance: method.spec names {spec_name!r}, method.name is {manifest['method']['name']!r}")
     models = manifest["models"]
     unlearn_by_seed = {c["seed"]: c for c in manifest["cells"] if c["kind"] == "unlearn"}
     bad_versions: set[str] = set()
@@ -306,7 +314,11 @@ def verify(folder: str | Path, rerun: int = 0, progress=None) -> Verdict:
                         ("provenance", lambda: check_provenance(manifest, matrix)),
                         ("scores", lambda: check_scores(folder, manifest))):
         verdict.checks.append(name)
-        verdict.reasons += check()
+        try:
+            verdict.reasons += check()
+        except (UnlearnbenchError, KeyError, TypeError, AttributeError, ValueError) as e:
+            # the schema leaves keys open; a malformed one is a refusal, never a crash
+            verdict.reasons.append(f"{name}: malformed bundle ({type(e).__name__}: {str(e)[:200]})")
     if rerun > 0 and verdict.accepted:
         from .rerun import rerun_sample
 
