@@ -259,8 +259,10 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
     hf_logging.disable_progress_bar()  # the runner reports its own progress
     p = plan(request)
     bench = p.benchmark.obj
+    from .generation import resolve as generation_backend  # hf|vllm; one-line error if unusable
+
     run_id = store.start_run(list(argv), {"request": request.__dict__, "harness": __version__,
-                                          "torch": torch.__version__})
+                                          "torch": torch.__version__, "generation_backend": generation_backend()})
     results: list[CellResult] = _Results(on_cell)
     status = "failed"
     try:
