@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..data.world import FORMS, WorldConfig, build_world
+from ..data.world_probes import EXTRA_FORMS, extra_probe_items
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import register_benchmark
@@ -55,7 +56,14 @@ class ToyBenchmark:
 
     # -- data -----------------------------------------------------------------------------
     def probe_items(self, form: str, split: str):
+        if form in EXTRA_FORMS:  # adversarial, icl: built from the world's items, not trained
+            return extra_probe_items(self.world, form, self.world.split_ids(split))
         return self.world.probe_items(form, self.world.split_ids(split))
+
+    def text_items(self, split: str):
+        """The QA items of ``split`` (question -> attribute value), for generic probes (fluency,
+        distance to the oracle)."""
+        return self.world.probe_items("qa", self.world.split_ids(split))
 
     def unlearn_data(self, tokenizer):
         from ..methods.base import UnlearnData

@@ -1,6 +1,8 @@
 """The forms of asking a fact that the embedded world (and ORT-style files) provide.
 
 ``bio`` is the unlearning form itself; ``paraphrase`` uses only templates held out of training.
+``adversarial`` and ``icl`` are ORT's adversarial forms (the embedded world builds them at probe time,
+see :mod:`unlearnbench.data.world_probes`; ORT files give their own prompts).
 """
 
 from __future__ import annotations
@@ -49,3 +51,15 @@ class ReverseProbe(FormProbe):
 class ParaphraseProbe(FormProbe):
     name, form, scoring = "paraphrase", "paraphrase", "generate"
     description = "held-out templates of the bio, QA, cloze and reverse forms"
+
+
+@register_probe()
+class AdversarialProbe(FormProbe):
+    name, form, scoring = "adversarial", "adversarial", "generate"
+    description = "held-out question in an adversarial wrapper (instruction override + affirmative suffix)"
+
+
+@register_probe()
+class InContextProbe(FormProbe):
+    name, form, scoring = "icl", "icl", "generate"
+    description = "question after in-context examples of facts the model keeps"
