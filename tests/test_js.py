@@ -86,3 +86,40 @@ def test_refusals_and_no_oracle(caplog):
     with pytest.raises(UnlearnbenchError, match="tokenizer and the oracle's differ"):
         p.score(a, tok, items(), reference=lm(tiny_model(tok), tok2, "o"))
     assert jsp.JSDistanceProbe.needs_reference is True
+
+
+def test_report_table_from_store(tmp_path):
+    from unlearnbench.report_distance import distance_fluency_table
+    from unlearnbench.reports import write_report
+    from unlearnbench.store import ResultStore, ScoreRow, cell_id
+
+    def commit(store, run, kind, label, rows):
+        key = {"kind": kind, **label}
+        store.commit_cell(run, cell_id(key), key, kind, label, rows)
+
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        assert distance_fluency_table(store).rows == []
+        run = store.start_run([], {})
+        base = {"model": "m", "probe_suite": "js,fluency", "seed": 0}
+        for kind, js in (("base", (0.3, 0.1)), ("oracle", (0.0, 0.0))):
+            commit(store, run, kind, {**base, "method": kind},
+                   [ScoreRow(kind, -1, "forget", "js", f"i{k}", "js", js[0] + k * 0.1) for k in range(2)]
+                   + [ScoreRow(kind, -1, "retain", "js", "i0", "js", js[1]),
+                      ScoreRow(kind, -1, "forget", "fluency", "i0", "empty", 1.0)])
+        label = {**base, "method": "npo", "method_config": {"lr": 1}}
+        commit(store, run, "unlearn", label, [ScoreRow("unlearned", 0, "forget", "js", "i0", "js", 0.2)])
+        commit(store, run, "attack", {**label, "attack": "finetune:arith", "attack_config": {}},
+               [ScoreRow(f"epoch={e}", e, "forget", "js", "i0", "js", 0.1 * e) for e in range(3)])
+        store.finish_run(run)
+        t = distance_fluency_table(store)
+    assert t.header == ["metric / split", "base", "oracle", "npo", "npo + finetune:arith"]
+    rows = {r[0]: r[1:] for r in t.rows}
+    assert rows["JS to oracle (nats) / forget"] == pytest.approx([0.35, 0.05, 0.2, 0.2])  # attack: last epoch
+    assert rows["JS to oracle (nats) / retain"][:2] == pytest.approx([0.1, 0.0])
+    assert math.isnan(rows["JS to oracle (nats) / retain"][2])
+    assert rows["empty generations / forget"][:2] == [1.0, 1.0]
+    assert "empty generations / retain" not in rows   # no values: no row
+    written = write_report(path, tmp_path / "out")
+    assert "distance_fluency_table.csv" in written
+    assert "Distribution distance and fluency" in (tmp_path / "out" / "report.html").read_text()

@@ -9,6 +9,8 @@
 * ``form_table.{md,csv,html,tex}`` — recall after unlearning per form, forget and neighbour splits,
   with base and oracle columns; best method per row in bold (ORT style);
 * ``muse_table.{md,csv,html,tex}`` — MUSE-style rows (original, retrain, pre-/post-finetune);
+* ``distance_fluency_table.{md,csv,html,tex}`` — JS divergence to the oracle and fluency of
+  generations per split (:mod:`unlearnbench.report_distance`; only where the js/fluency probes ran);
 * ``fq_records.csv`` — every aggregated forget-quality point (one row per cell and checkpoint);
 * ``report.html`` — everything above in one self-contained page (PNGs inlined as base64).
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .metrics import forget_quality, privleak
+from .report_distance import distance_fluency_table
 from .store import ResultStore
 
 __all__ = ["ReportData", "collect", "write_report"]
@@ -417,6 +420,7 @@ def write_report(store_path, out_dir, *, metric: str = "correct") -> dict[str, s
     out.mkdir(parents=True, exist_ok=True)
     with ResultStore(store_path) as store:
         data = collect(store, metric)
+        dt = distance_fluency_table(store)
     written: dict[str, str] = {}
 
     def put(name: str, text: str) -> None:
@@ -447,7 +451,8 @@ def write_report(store_path, out_dir, *, metric: str = "correct") -> dict[str, s
 
     ft, best = form_table(data)
     mt = muse_table(data)
-    for stem, table, extra in (("form_table", ft, {"best": best}), ("muse_table", mt, None)):
+    for stem, table, extra in (("form_table", ft, {"best": best}), ("muse_table", mt, None),
+                               ("distance_fluency_table", dt, None)):
         put(f"{stem}.md", table.markdown())
         put(f"{stem}.html", table.html())
         put(f"{stem}.tex", table.latex())
@@ -472,6 +477,7 @@ def write_report(store_path, out_dir, *, metric: str = "correct") -> dict[str, s
         else:
             parts.append("<p class='note'>Not available (see the notes above).</p>")
     parts += ["<h2>Recall per form after unlearning</h2>", _EXPLAIN["forms"], ft.html(),
-              "<h2>MUSE-style summary</h2>", _EXPLAIN["muse"], mt.html(), "</body></html>"]
+              "<h2>MUSE-style summary</h2>", _EXPLAIN["muse"], mt.html(),
+              "<h2>Distribution distance and fluency</h2>", dt.html(), "</body></html>"]
     put("report.html", "\n".join(parts))
     return written
