@@ -28,6 +28,7 @@ def run_summary(store: ResultStore, cells) -> dict:
     fa: dict[str, dict[str, float | None]] = {}
     tofu: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> TOFU metric (mean/aggregate)
     aucs: dict[str, dict[str, float]] = {}   # column -> MUSE privleak aggregates (auc, auc_retrain)
+    wmdp: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> wmdp_mcq aggregate
     if frame is not None and len(frame):
         g = frame.groupby(["cell_id", "checkpoint", "step", "split", "form", "metric"], dropna=False)["value"].mean()
         g = g.reset_index()
@@ -48,6 +49,8 @@ def run_summary(store: ResultStore, cells) -> dict:
                         # 6 significant digits, not _clean's 4 decimals: KS p-values are often < 1e-4
                         tofu.setdefault(col, {}).setdefault(r.split, {})[r.metric] = (
                             None if math.isnan(r.value) else float(f"{r.value:.6g}"))
+                    if r.form == "wmdp_mcq" and r.metric not in (HEADLINE, "prob"):  # forget_quality, acc_<subset>
+                        wmdp.setdefault(col, {}).setdefault(r.split, {})[r.metric] = _clean(r.value)
                     if r.split == "task":
                         if r.metric == HEADLINE:
                             fa.setdefault(col, {})[r.form] = _clean(r.value)
@@ -69,6 +72,7 @@ def run_summary(store: ResultStore, cells) -> dict:
         "task_accuracy": fa,
         "forget_quality": fq,
         **({"tofu": tofu} if tofu else {}),
+        **({"wmdp": wmdp} if wmdp else {}),
         **({"privleak": _privleak(aucs)} if aucs else {}),
     }
 
