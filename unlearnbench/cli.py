@@ -62,6 +62,22 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true", help="print the sweep summary as JSON")
     sw.add_argument("--quiet", action="store_true", help="no live view")
 
+    an = sub.add_parser("analyze", help="analyses of stored results (taskvec)")
+    an_sub = an.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    tv = an_sub.add_parser("taskvec", help="task-vector cosines: does fine-tuning move back along the unlearning direction?",
+                           description="For every finished unlearning cell in the store: tau_u = unlearned - original, "
+                                       "tau_ft = original fine-tuned - original, tau_u->ft = unlearned fine-tuned - unlearned, "
+                                       "and their cosines over all parameters (streamed tensor by tensor). The fine-tunes "
+                                       "are run once with the attack's options and cached.")
+    tv.add_argument("--attack", default="finetune:arith", help="fine-tuning attack spec (default finetune:arith)")
+    tv.add_argument("--method", default=None, help="only this method (label or name)")
+    tv.add_argument("--benchmark", default="toy", help="benchmark spec the cells were run on (default toy)")
+    tv.add_argument("--store", default=DEFAULT_STORE)
+    tv.add_argument("--device", default="cpu")
+    tv.add_argument("--out", default=None, help="also write the per-seed rows as JSON here")
+    tv.add_argument("--json", action="store_true")
+    tv.add_argument("--quiet", action="store_true")
+
     ls = sub.add_parser("list", help="list registered plugins")
     ls.add_argument("kind", choices=KINDS)
 
@@ -104,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import UnlearnbenchError
 
     try:
-        return {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "results": _cmd_results,
+        return {"run": _cmd_run, "sweep": _cmd_sweep, "analyze": _cmd_analyze, "list": _cmd_list, "results": _cmd_results,
                 "regress": _cmd_regress, "report": _cmd_report,
                 "submit": _cmd_submit, "leaderboard": _cmd_leaderboard}[args.command](args)
     except UnlearnbenchError as e:
@@ -198,6 +214,28 @@ def _cmd_sweep(args) -> int:
     else:
         render_sweep(summary)
     return 1 if result.failed else 0
+
+
+def _cmd_analyze(args) -> int:
+    from .errors import UnlearnbenchError
+    from .store import ResultStore
+    from .taskvec import analyze_store, summarize
+    from .ui import RichProgress, render_taskvec
+
+    if not os.path.exists(args.store):
+        raise UnlearnbenchError(f"no results store at '{args.store}' (run `unlearnbench run` or `sweep` first)")
+    with ResultStore(args.store) as store, RichProgress(enabled=not (args.quiet or args.json)) as progress:
+        rows = analyze_store(store, args.benchmark, args.attack, args.method, progress, args.device)
+    summary = summarize(rows)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"schema": "unlearnbench.taskvec/1", "rows": rows, "summary": summary}, f, indent=1)
+    if args.json:
+        print(json.dumps({"schema": "unlearnbench.taskvec/1", "summary": summary,
+                          "rows": [{k: v for k, v in r.items() if k != "per_tensor"} for r in rows]}, indent=1))
+    else:
+        render_taskvec(summary)
+    return 0
 
 
 def _data_args(items: list[str]) -> dict[str, str]:

@@ -216,10 +216,40 @@ class Evaluator:
         return rows
 
 
-def checkpoint_dir(cid: str) -> Path:
+def checkpoint_dir(cid: str, sha256: str | None = None) -> Path:
+    """Where the unlearned weights of cell ``cid`` are kept: ``checkpoints/<cid>-<sha256[:16]>``.
+
+    The weights' hash is part of the name because the cache is shared by every store: two stores
+    can hold the same cell (same key) computed on machines whose float results differ (thread
+    count, kernels), and neither may overwrite the other's checkpoint.
+    """
     from .embedded import cache_dir
 
-    return cache_dir() / "checkpoints" / cid
+    root = cache_dir() / "checkpoints"
+    return root / (f"{cid}-{sha256[:16]}" if sha256 else cid)
+
+
+def _save_checkpoint(model, tokenizer, cid: str) -> str:
+    """Save to a fresh folder, then move it to its content-addressed place; returns the sha256."""
+    import shutil
+    import tempfile
+
+    from .models import save_model
+
+    root = checkpoint_dir(cid).parent
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{cid}-", dir=root))
+    try:
+        sha = save_model(model, tokenizer, tmp)
+        final = checkpoint_dir(cid, sha)
+        if final.exists():   # the same weights are already there
+            shutil.rmtree(tmp)
+        else:
+            tmp.replace(final)
+        return sha
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 class _Results(list):
@@ -321,7 +351,7 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
                                               "unlearning failed"))
                 status = "finished"
                 return results
-            sha = save_model(model, target.tokenizer, checkpoint_dir(ucid))
+            sha = _save_checkpoint(model, target.tokenizer, ucid)
             rows = evaluate(model, target.tokenizer, "unlearned", 0, utility_tasks)
             meta = {"stats": {k: v for k, v in stats.items() if k != "history"}, "loss_history": stats["history"],
                     "checkpoint_sha256": sha, "effective_batch_size": stats.get("effective_batch_size")}
@@ -366,12 +396,20 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
 
 def _load_unlearned(ucid: str, store: ResultStore, device: str, load_model):
     """The unlearned weights of a finished cell, checked against the hash stored with it."""
-    path = checkpoint_dir(ucid)
+    lm = load_model(unlearned_path(ucid, store), device=device, dtype="auto")  # float32 on CPU, bf16 on GPUs that support it
     expected = (store.get_cell(ucid) or {}).get("meta", {}).get("checkpoint_sha256")
-    if not (path / "model.safetensors").exists():
+    if expected and lm.weights_sha256 != expected:
+        raise UnlearnbenchError(f"the unlearned checkpoint of cell {ucid} does not match the hash stored for it")
+    return lm.model
+
+
+def unlearned_path(ucid: str, store: ResultStore) -> Path:
+    """The checkpoint folder of a finished unlearning cell (content-addressed by its weights' hash)."""
+    expected = (store.get_cell(ucid) or {}).get("meta", {}).get("checkpoint_sha256")
+    path = checkpoint_dir(ucid, expected)
+    if not path.is_dir() and checkpoint_dir(ucid).is_dir():  # the layout before hashes were in the name
+        path = checkpoint_dir(ucid)
+    if not (path / "model.safetensors").exists() and not list(path.glob("*.safetensors")):
         raise UnlearnbenchError(f"the unlearned checkpoint of cell {ucid} is missing from {path}; "
                                 "delete that cell from the store (or use a new --store) to re-run unlearning")
-    lm = load_model(path, device=device, dtype="auto")  # float32 on CPU, bf16 on GPUs that support it
-    if expected and lm.weights_sha256 != expected:
-        raise UnlearnbenchError(f"the unlearned checkpoint at {path} does not match the hash stored for cell {ucid}")
-    return lm.model
+    return path

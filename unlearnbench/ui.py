@@ -237,3 +237,19 @@ def render_sweep(summary: dict, console: Console | None = None) -> None:
     counts = summary["counts"]
     console.print(f"{counts.get('finished', 0)} cell(s) run, {counts.get('cached', 0)} reused, "
                   f"{counts.get('failed', 0) + counts.get('skipped', 0)} failed, in {summary['seconds']}s.")
+
+
+def render_taskvec(summary: list[dict], console: Console | None = None) -> None:
+    console = console or _stdout_console(110)
+    table = Table(title="task vectors: cos(τ_u→ft, τ_u) < 0 means the attack moves back along the unlearning direction")
+    for name in ("method", "attack", "seeds", "cos(τ_u→ft, τ_u)", "cos(τ_u→ft, τ_ft)", "cos(τ_u, τ_ft)"):
+        table.add_column(name, justify="left" if name in ("method", "attack") else "right")
+
+    def cell(row, k):
+        v, sd = row[k], row[k + "_std"]
+        return "–" if v is None else f"{v:+.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+    for r in summary:
+        table.add_row(r["method"], r["attack"], ",".join(map(str, r["seeds"])),
+                      cell(r, "cos_uft_u"), cell(r, "cos_uft_ft"), cell(r, "cos_u_ft"))
+    console.print(table)

@@ -33,3 +33,22 @@ def test_sweep_matrix_failures_and_resume(micro_cache, tmp_path, capsys):
     again = json.loads(capsys.readouterr().out)
     assert code == 1 and again["counts"].get("finished", 0) == 0 and again["counts"]["cached"] == 6
     assert again["forget_quality"] == out["forget_quality"]
+
+
+def test_taskvec_from_a_sweep_store(micro_cache, tmp_path, capsys):
+    store = tmp_path / "t.sqlite"
+    assert main(["sweep", "--benchmark", "toy,size=micro", "--methods", "npo,epochs=2", "--attacks",
+                 "finetune:arith,epochs=1", "--seeds", "0", "--json", "--quiet", "--store", str(store)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "taskvec", "--benchmark", "toy,size=micro", "--attack", "finetune:arith,epochs=1",
+                 "--store", str(store), "--json", "--quiet"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    (row,) = doc["rows"]
+    assert row["method"] == "npo,epochs=2" and row["n_params"] > 10_000
+    for k in ("cos_uft_u", "cos_uft_ft", "cos_u_ft"):
+        assert -1.0 <= row[k] <= 1.0
+    assert row["norm_u"] > 0 and row["norm_ft"] > 0 and row["norm_uft"] > 0
+    # fine-tuning the unlearned model on arith resembles fine-tuning the original on arith
+    assert row["cos_uft_ft"] > 0.1
+    assert main(["analyze", "taskvec", "--benchmark", "toy,size=micro", "--method", "rmu",
+                 "--store", str(store)]) == 2   # no such cell: a one-line error
