@@ -279,3 +279,21 @@ def test_build_lists_only_verified_submissions_and_escapes(tmp_path, tasks):
     assert "a" * 64 in detail and "Verified:" in detail
     again = build(subs, tmp_path / "site")
     assert (tmp_path / "site" / "index.html").read_text() == index and again["listed"] == result["listed"]
+
+
+def test_committed_submissions_verify_and_site_is_current(tmp_path):
+    """Every bundle under leaderboard/submissions passes verify, and leaderboard/site is what
+    `unlearnbench leaderboard build` writes from them (rebuild and commit after a change)."""
+    from unlearnbench.leaderboard.site import build
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[1] / "leaderboard"
+    bundles = sorted(p.parent for p in (root / "submissions").rglob(B.MANIFEST))
+    if not bundles:
+        pytest.skip("no committed submissions")
+    for folder in bundles:
+        v = verify(folder)
+        assert v.accepted, (folder.name, v.reasons)
+    build(root / "submissions", tmp_path / "site")
+    for page in sorted((tmp_path / "site").iterdir()):
+        committed = root / "site" / page.name
+        assert committed.is_file() and committed.read_text() == page.read_text(), f"leaderboard/site/{page.name} is stale"

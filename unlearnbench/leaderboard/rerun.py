@@ -40,7 +40,7 @@ def _rerun_one(manifest: dict, matrix: Matrix, cell: dict, progress) -> tuple[li
     measured = B.all_aggregates(entries, rows)
     by_kind = {c.kind: c.cell_id for c in cells}
     bundle_unlearn = next(c for c in manifest["cells"] if c["kind"] == "unlearn" and c["seed"] == cell["seed"])
-    from .verify import compare_aggregates
+    from .verify import compare_aggregates, max_difference
 
     reasons, notes = [], []
     for kind, claimed in (("unlearn", bundle_unlearn), ("attack", cell)):
@@ -49,7 +49,9 @@ def _rerun_one(manifest: dict, matrix: Matrix, cell: dict, progress) -> tuple[li
             more = f" (+{len(diffs) - 1} more)" if len(diffs) > 1 else ""
             reasons.append(f"{what}: {kind} cell outside the matrix tolerance: {diffs[0]}{more}")
         same = "same cell id" if by_kind[kind] == claimed["cell_id"] else "different cell id (other weights or versions)"
-        notes.append(f"{what}: {kind} cell re-run here, {same}, {'outside' if diffs else 'within'} tolerance")
+        worst = max_difference(claimed["aggregates"], measured[by_kind[kind]])
+        notes.append(f"{what}: {kind} cell re-run here, {same}, {'outside' if diffs else 'within'} tolerance "
+                     f"(largest difference {worst:.4f})")
     return reasons, notes
 
 

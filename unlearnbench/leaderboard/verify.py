@@ -249,6 +249,22 @@ def compare_aggregates(claimed: list[dict], measured: list[dict], tolerance: dic
     return out
 
 
+def max_difference(claimed: list[dict], measured: list[dict]) -> float:
+    """Largest absolute difference between two aggregate lists over the numbers both have."""
+    me = {(c["checkpoint"], c["step"]): c for c in measured}
+    worst = 0.0
+    for c in claimed:
+        m = me.get((c["checkpoint"], c["step"]))
+        if m is None:
+            continue
+        for a, b in ((c["recall"], m["recall"]), (c["task_accuracy"], m["task_accuracy"]),
+                     (c["forget_quality"]["per_form"], m["forget_quality"]["per_form"])):
+            for k in set(a) & set(b):
+                if a[k] is not None and b[k] is not None:
+                    worst = max(worst, abs(a[k] - b[k]))
+    return worst
+
+
 def check_scores(folder: Path, manifest: dict) -> list[str]:
     path = folder / B.SCORES
     if B.sha256_file(path) != manifest["scores_file"]["sha256"]:
