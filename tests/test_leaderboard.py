@@ -297,3 +297,16 @@ def test_committed_submissions_verify_and_site_is_current(tmp_path):
     for page in sorted((tmp_path / "site").iterdir()):
         committed = root / "site" / page.name
         assert committed.is_file() and committed.read_text() == page.read_text(), f"leaderboard/site/{page.name} is stale"
+
+
+def test_submit_refuses_unknown_matrix_and_a_busy_out_folder(tmp_path, tasks):
+    from unlearnbench.cli import main
+    from unlearnbench.errors import UnlearnbenchError
+
+    assert main(["submit", "--method", "npo", "--matrix", "nope", "--out", str(tmp_path / "o"),
+                 "--store", str(tmp_path / "s.sqlite")]) == 2
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "weights.safetensors").write_bytes(b"x")
+    with pytest.raises(UnlearnbenchError, match="holds other files"):
+        make_bundle(tmp_path, busy)
