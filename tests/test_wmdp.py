@@ -205,3 +205,30 @@ def test_probe_rows_and_registration(tmp_path):
     assert agg[("forget", "forget_quality")] == pytest.approx(1 - sum(r["correct"] for r in rows) / 4)
     with pytest.raises(UnlearnbenchError, match="wmdp benchmark"):
         probe.items(object(), "forget")
+
+
+def test_builtin_samples_map_by_doc_id_and_check_the_question():
+    """lm-eval's built-in tasks log doc ids; rows are keyed back to items, and a logged question
+    that is not the item's is an error (a hub revision that reordered the data)."""
+    from unlearnbench.benchmarks.wmdp import McqItem
+    from unlearnbench.probes.wmdp_mcq import _rows, builtin_task_name
+
+    items = [McqItem("bio/3", "forget", "bio", "Q three?", tuple("abcd"), 2, doc_id=3),
+             McqItem("mmlu/virology/0", "retain", "mmlu", "Q zero?", tuple("abcd"), 0, subject="virology", doc_id=0)]
+    assert [builtin_task_name(it) for it in items] == ["wmdp_bio", "mmlu_virology"]
+    by_name = {"wmdp_bio": {3: items[0]}, "mmlu_virology": {0: items[1]}}
+
+    def sample(doc_id, question, target, logliks):
+        return {"doc_id": doc_id, "doc": {"question": question}, "target": target, "acc": float(max(range(4), key=logliks.__getitem__) == target),
+                "filtered_resps": [(x, False) for x in logliks]}
+
+    logged = {"wmdp_bio": [sample(3, "Q three?", 2, [-3.0, -2.0, -1.0, -4.0])],
+              "mmlu_virology": [sample(0, "Q zero?", 0, [-1.0, -1.0, -1.0, -1.0])]}
+    rows = _rows(logged, by_name)
+    assert rows["bio/3"]["correct"] == 1.0 and rows["bio/3"]["prob"] > 0.5
+    assert rows["mmlu/virology/0"]["prob"] == pytest.approx(0.25)
+    logged["wmdp_bio"][0]["doc"]["question"] = "Another question?"
+    with pytest.raises(UnlearnbenchError, match="source=local"):
+        _rows(logged, by_name)
+    with pytest.raises(UnlearnbenchError, match="no result"):
+        _rows({"wmdp_bio": []}, {"wmdp_bio": {3: items[0]}})
