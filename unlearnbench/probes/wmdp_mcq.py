@@ -118,12 +118,16 @@ def _quiet():
             lg.setLevel(level)
 
 
-def local_task_config(task: str, data_file: Path) -> dict:
-    """The local task YAML of ``task`` with its ``data_files`` pointed at ``data_file``."""
+def local_task_config(task: str, data_file: Path, cache_dir: Path | None = None) -> dict:
+    """The local task YAML of ``task`` with its ``data_files`` pointed at ``data_file`` (and the
+    datasets arrow cache in ``cache_dir``, so scoring leaves nothing in ~/.cache/huggingface)."""
     from ..specs import load_yaml
 
     config = load_yaml(f"lm_eval/{local_task_name(task)}.yaml")
-    config["dataset_kwargs"] = {**(config.get("dataset_kwargs") or {}), "data_files": {"test": str(data_file)}}
+    kwargs = {**(config.get("dataset_kwargs") or {}), "data_files": {"test": str(data_file)}}
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
+    config["dataset_kwargs"] = kwargs
     return config
 
 
@@ -160,7 +164,7 @@ def evaluate_items(model, tokenizer, items, *, source: str = "auto", batch_size:
                 for it in its:
                     f.write(json.dumps({"item_id": it.item_id, "question": it.question, "subject": it.subject,
                                         "choices": list(it.choices), "answer": it.label}) + "\n")
-            tasks.append(local_task_config(task, file))
+            tasks.append(local_task_config(task, file, Path(tmp) / "datasets-cache"))
             by_name[local_task_name(task)] = {it.item_id: it for it in its}
         for name, docs in by_name.items():
             if not name.endswith("_local"):
