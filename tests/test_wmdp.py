@@ -232,3 +232,13 @@ def test_builtin_samples_map_by_doc_id_and_check_the_question():
         _rows(logged, by_name)
     with pytest.raises(UnlearnbenchError, match="no result"):
         _rows({"wmdp_bio": []}, {"wmdp_bio": {3: items[0]}})
+
+
+def test_missing_lm_eval_is_one_line_error(monkeypatch):
+    from unlearnbench.benchmarks.wmdp import McqItem
+    from unlearnbench.probes.wmdp_mcq import evaluate_items
+
+    monkeypatch.setitem(sys.modules, "lm_eval", None)   # import lm_eval -> ImportError
+    item = McqItem("bio/0", "forget", "bio", "Q?", tuple("abcd"), 0)
+    with pytest.raises(UnlearnbenchError, match=r"pip install 'unlearnbench\[lmeval\]'"):
+        evaluate_items(None, None, [item])
