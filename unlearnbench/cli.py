@@ -62,6 +62,19 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true", help="print the sweep summary as JSON")
     sw.add_argument("--quiet", action="store_true", help="no live view")
 
+    st = sub.add_parser("study", help="a seed paper's experiment end to end: sweep, report, findings",
+                        description="Run a study preset (tasks/experiments/NAME.yaml with expected findings): the "
+                                    "sweep, the report, and findings.md stating for every expected finding whether "
+                                    "it holds here, with the numbers. Presets: ilu-robustness, form-dependence.")
+    st.add_argument("experiment", metavar="NAME_OR_YAML", help="e.g. ilu-robustness or form-dependence")
+    st.add_argument("--size", choices=("micro", "small"), default=None,
+                    help="embedded world size (overrides the benchmark to toy,size=SIZE; default: the preset's)")
+    st.add_argument("--seeds", default=None, help="override the preset's seeds, e.g. 0 or 0-2")
+    st.add_argument("--store", default=None, help="results store (default OUT/results.sqlite)")
+    st.add_argument("--out", default=None, help="output folder (default ./study-NAME)")
+    st.add_argument("--device", default="cpu")
+    st.add_argument("--quiet", action="store_true")
+
     an = sub.add_parser("analyze", help="analyses of stored results (taskvec)")
     an_sub = an.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     tv = an_sub.add_parser("taskvec", help="task-vector cosines: does fine-tuning move back along the unlearning direction?",
@@ -120,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import UnlearnbenchError
 
     try:
-        return {"run": _cmd_run, "sweep": _cmd_sweep, "analyze": _cmd_analyze, "list": _cmd_list, "results": _cmd_results,
+        return {"run": _cmd_run, "sweep": _cmd_sweep, "study": _cmd_study, "analyze": _cmd_analyze, "list": _cmd_list, "results": _cmd_results,
                 "regress": _cmd_regress, "report": _cmd_report,
                 "submit": _cmd_submit, "leaderboard": _cmd_leaderboard}[args.command](args)
     except UnlearnbenchError as e:
@@ -213,6 +226,44 @@ def _cmd_sweep(args) -> int:
         print(json.dumps(summary, indent=1))
     else:
         render_sweep(summary)
+    return 1 if result.failed else 0
+
+
+def _cmd_study(args) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .errors import UnlearnbenchError
+    from .reports import write_report
+    from .store import ResultStore
+    from .study import check_findings, write_findings
+    from .sweep import SweepState, load_experiment, parse_seeds, plan_sweep, run_sweep, sweep_summary
+    from .ui import SweepView, render_sweep
+
+    exp = load_experiment(args.experiment)
+    if not exp.expected:
+        raise UnlearnbenchError(f"'{args.experiment}' declares no expected findings: use `unlearnbench sweep --experiment`")
+    if args.size:
+        if not exp.benchmark.split(",")[0] == "toy":
+            raise UnlearnbenchError(f"--size applies to the toy benchmark, not '{exp.benchmark}'")
+        exp.benchmark = f"toy,size={args.size}"
+    if args.seeds:
+        exp.seeds = parse_seeds(args.seeds)
+    out = args.out or f"study-{exp.name}"
+    os.makedirs(out, exist_ok=True)
+    plan_sweep(exp, args.device)
+    state = SweepState(exp.methods, exp.attacks, exp.seeds)
+    with ResultStore(args.store or os.path.join(out, "results.sqlite")) as store:
+        with SweepView(state, enabled=not args.quiet) as view:
+            result = run_sweep(exp, store, view, args.device, state, argv=tuple(sys.argv))
+        doc = sweep_summary(store, result)
+        findings = check_findings(exp.expected, store, result)
+        files = write_findings(out, result, findings, doc)
+    report_files = write_report(args.store or os.path.join(out, "results.sqlite"), os.path.join(out, "report"))
+    render_sweep(doc)
+    mark = {True: "[holds]", False: "[does NOT hold]", None: "[not measured]"}
+    for i, f in enumerate(findings, 1):
+        print(f"{i}. {mark[f.holds]} {f.claim}\n   {f.detail}")
+    print(f"wrote {files[0]}, {files[1]} and {len(report_files)} report files to {os.path.join(out, 'report')}/ "
+          f"({result.seconds:.0f} s)")
     return 1 if result.failed else 0
 
 

@@ -175,8 +175,12 @@ class SweepState:
 class SweepResult:
     experiment: Experiment
     state: SweepState
-    cells: list = field(default_factory=list)   # every runner CellResult, in order
+    runs: list[list] = field(default_factory=list)   # the runner's CellResults, one list per (method, seed)
     seconds: float = 0.0
+
+    @property
+    def cells(self) -> list:
+        return [c for run in self.runs for c in run]
 
     @property
     def failed(self) -> list:
@@ -220,7 +224,7 @@ def run_sweep(experiment: Experiment, store, progress: Progress = SILENT, device
                 state.set(_m, _s, nxt[0], RUNNING)
 
         try:
-            result.cells += run(req, store, progress, argv=argv, on_cell=on_cell)
+            result.runs.append(run(req, store, progress, argv=argv, on_cell=on_cell))
         except UnlearnbenchError as e:
             # the benchmark or model could not be loaded: nothing of this request ran
             for column in state.columns:
@@ -228,38 +232,50 @@ def run_sweep(experiment: Experiment, store, progress: Progress = SILENT, device
                     state.set(method, seed, column, FAILED, str(e))
             from .runner import CellResult
 
-            result.cells.append(CellResult("unlearn", "", {"method": method, "seed": seed}, "failed", str(e)))
+            result.runs.append([CellResult("unlearn", "", {"method": method, "seed": seed}, "failed", str(e))])
     result.seconds = round(time.time() - t0, 1)
     return result
 
 
 # -- what a sweep found --------------------------------------------------------------------------
 
-def fq_matrix(store, cells) -> dict:
+def run_summaries(store, runs: list[list]) -> list[dict]:
+    """One :func:`unlearnbench.report.run_summary` per (method, seed) run of the sweep.
+
+    Summaries are per run because their column names ('base', 'unlearned', 'finetune:arith ep2')
+    are unique only within one method's run.
+    """
+    from .report import run_summary
+
+    out = []
+    for cells in runs:
+        ok = [c for c in cells if c.cell_id and c.status in ("finished", "cached")]
+        unlearn = next((c for c in ok if c.kind == "unlearn"), None)
+        if unlearn is None:
+            continue
+        out.append({"method": unlearn.label.get("method"), "seed": unlearn.label.get("seed"),
+                    "summary": run_summary(store, ok)})
+    return out
+
+
+def fq_matrix(store, runs: list[list]) -> dict:
     """Forget quality after each attack (last epoch) and after unlearning, per method and seed.
 
     Returns ``{method_label: {column: {seed: fq}}}`` with column 'unlearned' or the attack label.
     Forget quality is the mean over informative forms (:func:`unlearnbench.report.run_summary`).
     """
-    from .report import run_summary
-
-    by_seed: dict[int, list] = {}
-    for c in cells:
-        if c.cell_id and c.status in ("finished", "cached"):
-            by_seed.setdefault(c.label.get("seed"), []).append(c)
     out: dict[str, dict[str, dict[int, float | None]]] = {}
-    for seed, seed_cells in by_seed.items():
-        summary = run_summary(store, seed_cells)
+    for r in run_summaries(store, runs):
+        method, seed, summary = r["method"], r["seed"], r["summary"]
         fq = summary["forget_quality"]
-        last: dict[tuple[str, str], tuple[int, str]] = {}
+        last: dict[str, tuple[int, str]] = {}
         for col in summary["columns"]:
             if col["kind"] == "unlearn":
-                out.setdefault(col["method"], {}).setdefault("unlearned", {})[seed] = fq.get(col["column"], {}).get("mean")
+                out.setdefault(method, {}).setdefault("unlearned", {})[seed] = fq.get(col["column"], {}).get("mean")
             elif col["kind"] == "attack":
-                k = (col["method"], col["attack"])
-                if k not in last or col["step"] > last[k][0]:
-                    last[k] = (col["step"], col["column"])
-        for (method, attack), (_step, column) in last.items():
+                if col["attack"] not in last or col["step"] > last[col["attack"]][0]:
+                    last[col["attack"]] = (col["step"], col["column"])
+        for attack, (_step, column) in last.items():
             out.setdefault(method, {}).setdefault(attack, {})[seed] = fq.get(column, {}).get("mean")
     return out
 
@@ -275,7 +291,7 @@ def sweep_summary(store, result: SweepResult) -> dict:
     """A JSON-ready summary: the matrix of forget quality (mean, std over seeds) and failed cells."""
     import statistics
 
-    matrix = fq_matrix(store, result.cells)
+    matrix = fq_matrix(store, result.runs)
     table: dict[str, dict[str, dict]] = {}
     for method, cols in matrix.items():
         for col, seeds in cols.items():

@@ -52,3 +52,23 @@ def test_taskvec_from_a_sweep_store(micro_cache, tmp_path, capsys):
     assert row["cos_uft_ft"] > 0.1
     assert main(["analyze", "taskvec", "--benchmark", "toy,size=micro", "--method", "rmu",
                  "--store", str(store)]) == 2   # no such cell: a one-line error
+
+
+def test_study_writes_findings_and_report(micro_cache, tmp_path, capsys):
+    exp = tmp_path / "mini.yaml"
+    exp.write_text(
+        "name: mini\nbenchmark: toy,size=micro\nmethods: ['npo,epochs=2']\nattacks: ['relearn:forget,steps=3']\n"
+        "seeds: [0]\nprobes: [bio, qa]\nexpected:\n"
+        "  - claim: relearning on forget samples brings knowledge back\n"
+        "    check: {kind: drop, method: 'npo,epochs=2', min: 0.0}\n"
+        "  - claim: a method that was not run\n"
+        "    check: {kind: compare, better: rmu, worse: 'npo,epochs=2'}\n")
+    out = tmp_path / "study"
+    assert main(["study", str(exp), "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    doc = json.loads((out / "study.json").read_text())
+    first, second = doc["findings"]
+    assert first["holds"] in (True, False) and "drop" in first["measured"]
+    assert second["holds"] is None and "not measured" in second["detail"]
+    assert (out / "findings.md").read_text().count("|") > 10 and (out / "report" / "report.html").is_file()
+    assert "holds" in text and doc["environment"]["wall_seconds"] > 0

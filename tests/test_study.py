@@ -1,0 +1,63 @@
+"""Study checks on hand-made numbers: each kind says holds / does not hold / not measured correctly."""
+
+import pytest
+
+from unlearnbench.errors import UnlearnbenchError
+from unlearnbench.study import _Numbers, check_findings
+
+
+class _Result:
+    def __init__(self):
+        from unlearnbench.sweep import Experiment
+
+        self.experiment = Experiment(name="t", methods=["npo", "ilu"], attacks=["finetune:arith"])
+
+
+def _numbers(monkeypatch, fq, recall):
+    def fake_init(self, store, result):
+        self.attacks = ["finetune:arith"]
+        self.fq, self.recall = fq, recall
+
+    monkeypatch.setattr(_Numbers, "__init__", fake_init)
+
+
+FQ = {"npo": {"unlearned": {0: 0.8, 1: 0.7}, "finetune:arith": {0: 0.4, 1: 0.5}},
+      "ilu": {"unlearned": {0: 0.8, 1: 0.8}, "finetune:arith": {0: 0.7, 1: 0.6}}}
+BASE = {"forget": {"bio": 1.0, "qa": 1.0}, "neighbour": {"bio": 1.0}}
+RECALL = {"npo": {"base": [BASE], "unlearned": [{"forget": {"bio": 0.0, "qa": 0.6}, "neighbour": {"bio": 0.9}}]},
+          "rocr": {"base": [BASE], "unlearned": [{"forget": {"bio": 0.5, "qa": 0.45}, "neighbour": {"bio": 0.5}}]}}
+
+
+def test_checks(monkeypatch):
+    _numbers(monkeypatch, FQ, RECALL)
+    expected = [
+        {"claim": "drop", "check": {"kind": "drop", "method": "npo"}},
+        {"claim": "ilu better", "check": {"kind": "compare", "better": "ilu", "worse": "npo"}},
+        {"claim": "npo better", "check": {"kind": "compare", "better": "npo", "worse": "ilu"}},
+        {"claim": "close", "check": {"kind": "close", "a": "ilu", "b": "npo", "column": "unlearned", "tol": 0.1}},
+        {"claim": "gap", "check": {"kind": "form_gap", "methods": ["npo", "rocr"], "trained": "bio", "others": ["qa"]}},
+        {"claim": "even", "check": {"kind": "form_even", "method": "rocr", "forms": ["bio", "qa"], "tol": 0.1}},
+        {"claim": "kept", "check": {"kind": "neighbour_kept", "methods": ["npo", "rocr"], "form": "bio", "tol": 0.2}},
+        {"claim": "missing", "check": {"kind": "compare", "better": "rmu", "worse": "npo"}},
+    ]
+    f = check_findings(expected, None, _Result())
+    assert [x.holds for x in f] == [True, True, False, True, False, True, False, None]  # rocr: bio -0.5 < qa -0.55
+    assert f[0].measured["drop"] == pytest.approx(0.3)
+    assert f[4].measured["npo"]["drop_trained"] == 1.0 and f[4].measured["rocr"]["drop_others"] == pytest.approx(0.55)
+    assert f[6].measured["neighbour_drop"] == {"npo": pytest.approx(0.1), "rocr": pytest.approx(0.5)}
+    assert "not measured" in f[7].detail
+
+
+def test_unknown_check_kind(monkeypatch):
+    _numbers(monkeypatch, FQ, RECALL)
+    with pytest.raises(UnlearnbenchError, match="unknown"):
+        check_findings([{"claim": "x", "check": {"kind": "vibes"}}], None, _Result())
+
+
+def test_presets_declare_valid_checks():
+    from unlearnbench.study import CHECK_KINDS
+    from unlearnbench.sweep import load_experiment
+
+    for name in ("ilu-robustness", "form-dependence"):
+        exp = load_experiment(name)
+        assert exp.expected and all(e["check"]["kind"] in CHECK_KINDS and e["claim"] for e in exp.expected)

@@ -1,0 +1,211 @@
+"""Study presets: a sweep, its report, and the papers' findings checked against what was measured.
+
+A study is an experiment file (``tasks/experiments/<name>.yaml``) with an ``expected:`` list. Each
+entry states a finding of the seed paper in words (``claim``) and how to check it on the measured
+numbers (``check``). :func:`check_findings` evaluates every check and says, per claim, whether it
+holds here — with the numbers — whether it holds or not. Check kinds:
+
+``drop``            {method, from: unlearned, to: attacks, min}: mean forget quality at ``from``
+                    minus its mean over the attack columns is > ``min`` (fine-tuning brings knowledge back).
+``compare``         {better, worse, columns: attacks | [labels]}: ``better``'s mean forget quality over
+                    the columns is >= ``worse``'s.
+``close``           {a, b, column, tol}: the two methods' mean forget quality at ``column`` differ by <= tol.
+``form_gap``        {methods, trained, others}: per method, the recall drop (base - unlearned, forget
+                    split) on the ``trained`` form exceeds the mean drop on the ``others``.
+``form_even``       {method, forms, tol}: the method's recall drops over ``forms`` span <= tol.
+``neighbour_kept``  {methods, form, tol}: |unlearned - base| recall on the neighbour split <= tol.
+
+Methods are named by their label in the results (the spec as written, options sorted).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import UnlearnbenchError
+
+CHECK_KINDS = ("drop", "compare", "close", "form_gap", "form_even", "neighbour_kept")
+
+
+@dataclass
+class Finding:
+    claim: str
+    check: dict
+    holds: bool | None          # None: could not be measured (missing numbers), with the reason
+    measured: dict = field(default_factory=dict)
+    detail: str = ""
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.fmean(xs) if xs else None
+
+
+class _Numbers:
+    """Forget quality and per-form recall per method (means over seeds) from a finished sweep."""
+
+    def __init__(self, store, result):
+        from .sweep import canonical, fq_matrix, run_summaries
+
+        self.attacks = [canonical(a) for a in result.experiment.attacks]
+        self.fq = fq_matrix(store, result.runs)
+        self.recall: dict[str, dict[str, list[dict]]] = {}  # method -> column -> [per seed recall dicts]
+        for r in run_summaries(store, result.runs):
+            rec = r["summary"]["recall"]
+            for col in ("base", "unlearned"):
+                if col in rec:
+                    self.recall.setdefault(r["method"], {}).setdefault(col, []).append(rec[col])
+
+    def fq_mean(self, method: str, column: str) -> float | None:
+        return _mean(self.fq.get(method, {}).get(column, {}).values())
+
+    def fq_over(self, method: str, columns) -> float | None:
+        cols = self.attacks if columns in (None, "attacks") else list(columns)
+        return _mean([self.fq_mean(method, c) for c in cols])
+
+    def recall_mean(self, method: str, column: str, split: str, form: str) -> float | None:
+        return _mean([d.get(split, {}).get(form) for d in self.recall.get(method, {}).get(column, [])])
+
+    def drop(self, method: str, split: str, form: str) -> float | None:
+        b, u = self.recall_mean(method, "base", split, form), self.recall_mean(method, "unlearned", split, form)
+        return None if b is None or u is None else b - u
+
+
+def _r(x):
+    return None if x is None else round(x, 4)
+
+
+def check_findings(expected: list[dict], store, result) -> list[Finding]:
+    nums = _Numbers(store, result)
+    out = []
+    for entry in expected:
+        claim, check = str(entry.get("claim", "")), dict(entry.get("check") or {})
+        kind = check.get("kind")
+        if kind not in CHECK_KINDS:
+            raise UnlearnbenchError(f"study check kind {kind!r} is unknown (known: {', '.join(CHECK_KINDS)})")
+        out.append(_CHECKS[kind](claim, check, nums))
+    return out
+
+
+def _missing(claim, check, what) -> Finding:
+    return Finding(claim, check, None, {}, f"not measured: {what}")
+
+
+def _check_drop(claim, c, n: _Numbers) -> Finding:
+    before, after = n.fq_mean(c["method"], c.get("from", "unlearned")), n.fq_over(c["method"], c.get("to", "attacks"))
+    if before is None or after is None:
+        return _missing(claim, c, f"forget quality of {c['method']}")
+    d = before - after
+    return Finding(claim, c, d > float(c.get("min", 0.0)), {"fq_unlearned": _r(before), "fq_after_attacks": _r(after),
+                                                            "drop": _r(d)},
+                   f"FQ {before:.3f} after unlearning -> {after:.3f} after the attacks (drop {d:+.3f})")
+
+
+def _check_compare(claim, c, n: _Numbers) -> Finding:
+    a, b = n.fq_over(c["better"], c.get("columns", "attacks")), n.fq_over(c["worse"], c.get("columns", "attacks"))
+    if a is None or b is None:
+        return _missing(claim, c, f"forget quality of {c['better'] if a is None else c['worse']}")
+    per = {col: {"better": _r(n.fq_mean(c["better"], col)), "worse": _r(n.fq_mean(c["worse"], col))}
+           for col in (n.attacks if c.get("columns", "attacks") == "attacks" else c["columns"])}
+    return Finding(claim, c, a >= b, {"better": _r(a), "worse": _r(b), "per_column": per},
+                   f"mean FQ under attack: {c['better']} {a:.3f} vs {c['worse']} {b:.3f}")
+
+
+def _check_close(claim, c, n: _Numbers) -> Finding:
+    a, b = n.fq_mean(c["a"], c.get("column", "unlearned")), n.fq_mean(c["b"], c.get("column", "unlearned"))
+    if a is None or b is None:
+        return _missing(claim, c, "forget quality")
+    return Finding(claim, c, abs(a - b) <= float(c.get("tol", 0.1)), {"a": _r(a), "b": _r(b)},
+                   f"FQ at {c.get('column', 'unlearned')}: {c['a']} {a:.3f} vs {c['b']} {b:.3f} (tol {c.get('tol', 0.1)})")
+
+
+def _check_form_gap(claim, c, n: _Numbers) -> Finding:
+    measured, verdicts, lines = {}, [], []
+    for m in c["methods"]:
+        t = n.drop(m, "forget", c["trained"])
+        others = [n.drop(m, "forget", f) for f in c["others"]]
+        o = _mean(others)
+        if t is None or o is None:
+            continue
+        measured[m] = {"drop_trained": _r(t), "drop_others": _r(o),
+                       "per_form": {f: _r(d) for f, d in zip(c["others"], others)}}
+        verdicts.append(t > o)
+        lines.append(f"{m}: {c['trained']} -{t:.2f} vs others -{o:.2f}")
+    if not verdicts:
+        return _missing(claim, c, "recall per form")
+    return Finding(claim, c, all(verdicts), measured, "; ".join(lines) + f" (holds for {sum(verdicts)}/{len(verdicts)})")
+
+
+def _check_form_even(claim, c, n: _Numbers) -> Finding:
+    drops = {f: n.drop(c["method"], "forget", f) for f in c["forms"]}
+    vals = [d for d in drops.values() if d is not None]
+    if not vals:
+        return _missing(claim, c, f"recall of {c['method']}")
+    span = max(vals) - min(vals)
+    return Finding(claim, c, span <= float(c.get("tol", 0.15)), {"drops": {f: _r(d) for f, d in drops.items()},
+                                                                  "span": _r(span)},
+                   f"{c['method']} recall drops " + ", ".join(f"{f} {d:+.2f}" for f, d in drops.items() if d is not None)
+                   + f" (span {span:.2f}, tol {c.get('tol', 0.15)})")
+
+
+def _check_neighbour_kept(claim, c, n: _Numbers) -> Finding:
+    measured, verdicts = {}, []
+    for m in c["methods"]:
+        d = n.drop(m, "neighbour", c.get("form", "bio"))
+        if d is None:
+            continue
+        measured[m] = _r(d)
+        verdicts.append(abs(d) <= float(c.get("tol", 0.2)))
+    if not verdicts:
+        return _missing(claim, c, "neighbour recall")
+    return Finding(claim, c, all(verdicts), {"neighbour_drop": measured},
+                   "neighbour recall drop: " + ", ".join(f"{m} {d:+.2f}" for m, d in measured.items())
+                   + f" (tol {c.get('tol', 0.2)}; holds for {sum(verdicts)}/{len(verdicts)})")
+
+
+_CHECKS = {"drop": _check_drop, "compare": _check_compare, "close": _check_close, "form_gap": _check_form_gap,
+           "form_even": _check_form_even, "neighbour_kept": _check_neighbour_kept}
+
+
+# -- the whole study -----------------------------------------------------------------------------
+
+def write_findings(out_dir: str | os.PathLike, result, findings: list[Finding], sweep_doc: dict) -> list[Path]:
+    """``findings.md`` (claims, verdicts, numbers, wall time) and ``study.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    exp = result.experiment
+    env = {"cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+           "wall_seconds": result.seconds, "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    mark = {True: "holds", False: "does NOT hold", None: "not measured"}
+    lines = [f"# Study: {exp.name}", "", exp.description, "",
+             f"Benchmark `{exp.benchmark}`, seeds {exp.seeds}, methods {', '.join(f'`{m}`' for m in exp.methods)}, "
+             f"attacks {', '.join(f'`{a}`' for a in exp.attacks)}.",
+             f"Wall time {result.seconds:.0f} s on {env['cores']} cores ({env['machine']}), {env['date']} UTC.", "",
+             "| # | expected (paper) | here | measured |", "|---|---|---|---|"]
+    for i, f in enumerate(findings, 1):
+        lines.append(f"| {i} | {f.claim} | **{mark[f.holds]}** | {f.detail} |")
+    lines += ["", "Forget quality (mean ± std over seeds; 1 = like the retrained oracle):", "",
+              "| method | " + " | ".join(["unlearned", *sweep_doc["attacks"]]) + " |",
+              "|---|" + "---|" * (1 + len(sweep_doc["attacks"]))]
+    for m, row in sweep_doc["forget_quality"].items():
+        cells = []
+        for col in ["unlearned", *sweep_doc["attacks"]]:
+            v = row.get(col)
+            cells.append("–" if not v or v["mean"] is None else
+                         f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else ""))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if sweep_doc["failed"]:
+        lines += ["", "Failed cells:", ""] + [f"- {x['kind']} {x['method']} {x['attack'] or ''} seed {x['seed']}: {x['reason']}"
+                                              for x in sweep_doc["failed"]]
+    md = out / "findings.md"
+    md.write_text("\n".join(lines) + "\n")
+    js = out / "study.json"
+    js.write_text(json.dumps({"schema": "unlearnbench.study/1", "study": exp.name, "environment": env,
+                              "findings": [asdict(f) for f in findings], "sweep": sweep_doc}, indent=1))
+    return [md, js]
