@@ -361,6 +361,11 @@ def test_gguf_file_and_dir_plus_gguf_file_load(tiny, tmp_path):
     assert by_dir.weights_sha256 == file_sha
     torch.testing.assert_close(_logits(by_dir.model, by_dir.tokenizer), expected)
 
+    # an unlearned GGUF model is kept as ordinary safetensors (the runner's checkpoints)
+    save_model(by_file.model, by_file.tokenizer, tmp_path / "saved")
+    again = load_model(tmp_path / "saved")
+    torch.testing.assert_close(_logits(again.model, again.tokenizer), expected)
+
 
 def test_gguf_errors(tmp_path, monkeypatch):
     (tmp_path / "a.gguf").write_bytes(b"GGUF")

@@ -223,6 +223,8 @@ def load_model(
     model.eval()
     model.to(torch_device)
 
+    if gguf_name is not None:
+        _drop_gguf_quantizer(model)
     if is_hub:
         sha = _hub_weights_sha256(text, revision, gguf_name)
     else:
@@ -232,6 +234,22 @@ def load_model(
 
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+def _drop_gguf_quantizer(model) -> None:
+    """transformers dequantises GGUF weights into ordinary float tensors but keeps a 'gguf'
+    quantizer on the model, which makes ``save_pretrained`` refuse. The weights in memory are plain
+    tensors, so unlearned checkpoints of a GGUF model are saved as ordinary safetensors."""
+    if getattr(model, "hf_quantizer", None) is not None and \
+            type(model.hf_quantizer).__name__.lower().startswith("gguf"):
+        model.hf_quantizer = None
+    if hasattr(model, "is_quantized"):
+        try:
+            model.is_quantized = False
+        except AttributeError:  # a read-only property in some transformers versions
+            pass
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
 
 
 def _sha256_files(files) -> str:

@@ -342,6 +342,8 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
             try:
                 model = copy.deepcopy(target.model)
                 stats = m.obj.unlearn(model, bench.unlearn_data(target.tokenizer), progress)
+                sha = _save_checkpoint(model, target.tokenizer, ucid)
+                rows = evaluate(model, target.tokenizer, "unlearned", 0, utility_tasks)
             except Exception as e:  # one failing cell (NaN loss, OOM, a plugin bug) must not stop a sweep
                 reason = _reason(e)
                 store.record_failure(run_id, ucid, ukey, "unlearn", ulabel, reason)
@@ -351,8 +353,6 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
                                               "unlearning failed"))
                 status = "finished"
                 return results
-            sha = _save_checkpoint(model, target.tokenizer, ucid)
-            rows = evaluate(model, target.tokenizer, "unlearned", 0, utility_tasks)
             meta = {"stats": {k: v for k, v in stats.items() if k != "history"}, "loss_history": stats["history"],
                     "checkpoint_sha256": sha, "effective_batch_size": stats.get("effective_batch_size")}
             store.commit_cell(run_id, ucid, ukey, "unlearn", ulabel, rows, meta)
