@@ -43,7 +43,7 @@ def test_checks(monkeypatch):
     f = check_findings(expected, None, _Result())
     assert [x.holds for x in f] == [True, True, False, True, False, True, False, None]  # rocr: bio -0.5 < qa -0.55
     assert f[0].measured["drop"] == pytest.approx(0.3)
-    assert f[4].measured["npo"]["drop_trained"] == 1.0 and f[4].measured["rocr"]["drop_others"] == pytest.approx(0.55)
+    assert f[4].measured["npo"]["rel_drop_trained"] == 1.0 and f[4].measured["rocr"]["rel_drop_others"] == pytest.approx(0.55)
     assert f[6].measured["neighbour_drop"] == {"npo": pytest.approx(0.1), "rocr": pytest.approx(0.5)}
     assert "not measured" in f[7].detail
 
@@ -61,3 +61,12 @@ def test_presets_declare_valid_checks():
     for name in ("ilu-robustness", "form-dependence"):
         exp = load_experiment(name)
         assert exp.expected and all(e["check"]["kind"] in CHECK_KINDS and e["claim"] for e in exp.expected)
+
+
+def test_significance_over_seeds():
+    from unlearnbench.study import significance
+
+    se, sig = significance({0: 0.9, 1: 0.92, 2: 0.91}, {0: 0.5, 1: 0.52, 2: 0.51})
+    assert sig is True and se == pytest.approx(0.0082, abs=1e-3)
+    assert significance({0: 0.9, 1: 0.7}, {0: 0.85, 1: 0.75})[1] is False
+    assert significance({0: 0.9}, {0: 0.5}) == (None, None)

@@ -10,9 +10,10 @@ holds here — with the numbers — whether it holds or not. Check kinds:
 ``compare``         {better, worse, columns: attacks | [labels]}: ``better``'s mean forget quality over
                     the columns is >= ``worse``'s.
 ``close``           {a, b, column, tol}: the two methods' mean forget quality at ``column`` differ by <= tol.
-``form_gap``        {methods, trained, others}: per method, the recall drop (base - unlearned, forget
-                    split) on the ``trained`` form exceeds the mean drop on the ``others``.
-``form_even``       {method, forms, tol}: the method's recall drops over ``forms`` span <= tol.
+``form_gap``        {methods, trained, others}: per method, the relative recall drop ((base - unlearned)
+                    / base, forget split) on the ``trained`` form exceeds the mean relative drop on the
+                    ``others`` (relative, because the base model knows some forms far less well).
+``form_even``       {method, forms, tol}: the method's relative recall drops over ``forms`` span <= tol.
 ``neighbour_kept``  {methods, form, tol}: |unlearned - base| recall on the neighbour split <= tol.
 
 Methods are named by their label in the results (the spec as written, options sorted).
@@ -62,6 +63,16 @@ class _Numbers:
                 if col in rec:
                     self.recall.setdefault(r["method"], {}).setdefault(col, []).append(rec[col])
 
+    def per_seed_over(self, method: str, columns) -> dict:
+        """seed -> mean forget quality over ``columns`` for that seed."""
+        cols = self.attacks if columns in (None, "attacks") else list(columns)
+        seeds: dict = {}
+        for c in cols:
+            for seed, v in self.fq.get(method, {}).get(c, {}).items():
+                if v is not None:
+                    seeds.setdefault(seed, []).append(v)
+        return {s: statistics.fmean(v) for s, v in seeds.items()}
+
     def fq_mean(self, method: str, column: str) -> float | None:
         return _mean(self.fq.get(method, {}).get(column, {}).values())
 
@@ -75,6 +86,15 @@ class _Numbers:
     def drop(self, method: str, split: str, form: str) -> float | None:
         b, u = self.recall_mean(method, "base", split, form), self.recall_mean(method, "unlearned", split, form)
         return None if b is None or u is None else b - u
+
+    def rel_drop(self, method: str, split: str, form: str) -> float | None:
+        """The fraction of the base model's recall that unlearning removed: (b - u) / b.
+
+        Forms differ in how well the base model knows them (held-out paraphrases ~0.25 on the
+        embedded world, trained forms ~1.0), so absolute drops are not comparable across forms.
+        None where the base recall is below 0.1 (nothing to remove)."""
+        b, u = self.recall_mean(method, "base", split, form), self.recall_mean(method, "unlearned", split, form)
+        return None if b is None or u is None or b < 0.1 else (b - u) / b
 
 
 def _r(x):
@@ -102,19 +122,42 @@ def _check_drop(claim, c, n: _Numbers) -> Finding:
     if before is None or after is None:
         return _missing(claim, c, f"forget quality of {c['method']}")
     d = before - after
+    se, sig = significance(n.per_seed_over(c["method"], [c.get("from", "unlearned")]),
+                           n.per_seed_over(c["method"], c.get("to", "attacks")))
     return Finding(claim, c, d > float(c.get("min", 0.0)), {"fq_unlearned": _r(before), "fq_after_attacks": _r(after),
-                                                            "drop": _r(d)},
-                   f"FQ {before:.3f} after unlearning -> {after:.3f} after the attacks (drop {d:+.3f})")
+                                                            "drop": _r(d), "std_error": _r(se), "significant": sig},
+                   f"FQ {before:.3f} after unlearning -> {after:.3f} after the attacks (drop {d:+.3f})"
+                   + _noise_note(se, sig))
+
+
+def significance(a_seeds: dict, b_seeds: dict) -> tuple[float | None, bool | None]:
+    """Standard error of mean(a) - mean(b) over seeds, and whether |difference| > 2 of them
+    (None with fewer than two seeds on either side: a single seed cannot tell noise from effect)."""
+    a, b = list(a_seeds.values()), list(b_seeds.values())
+    if len(a) < 2 or len(b) < 2:
+        return None, None
+    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    return se, abs(statistics.fmean(a) - statistics.fmean(b)) > 2 * se
+
+
+def _noise_note(se, significant) -> str:
+    if significant is None:
+        return " (one seed: significance unknown)"
+    return f"; difference {'>' if significant else '<='} 2 standard errors over seeds ({2 * se:.3f})" + \
+        ("" if significant else ": within seed noise")
 
 
 def _check_compare(claim, c, n: _Numbers) -> Finding:
-    a, b = n.fq_over(c["better"], c.get("columns", "attacks")), n.fq_over(c["worse"], c.get("columns", "attacks"))
+    cols = c.get("columns", "attacks")
+    a, b = n.fq_over(c["better"], cols), n.fq_over(c["worse"], cols)
     if a is None or b is None:
         return _missing(claim, c, f"forget quality of {c['better'] if a is None else c['worse']}")
     per = {col: {"better": _r(n.fq_mean(c["better"], col)), "worse": _r(n.fq_mean(c["worse"], col))}
-           for col in (n.attacks if c.get("columns", "attacks") == "attacks" else c["columns"])}
-    return Finding(claim, c, a >= b, {"better": _r(a), "worse": _r(b), "per_column": per},
-                   f"mean FQ under attack: {c['better']} {a:.3f} vs {c['worse']} {b:.3f}")
+           for col in (n.attacks if cols == "attacks" else cols)}
+    se, sig = significance(n.per_seed_over(c["better"], cols), n.per_seed_over(c["worse"], cols))
+    return Finding(claim, c, a >= b, {"better": _r(a), "worse": _r(b), "per_column": per,
+                                      "std_error": _r(se), "significant": sig},
+                   f"mean FQ under attack: {c['better']} {a:.3f} vs {c['worse']} {b:.3f}" + _noise_note(se, sig))
 
 
 def _check_close(claim, c, n: _Numbers) -> Finding:
@@ -128,29 +171,31 @@ def _check_close(claim, c, n: _Numbers) -> Finding:
 def _check_form_gap(claim, c, n: _Numbers) -> Finding:
     measured, verdicts, lines = {}, [], []
     for m in c["methods"]:
-        t = n.drop(m, "forget", c["trained"])
-        others = [n.drop(m, "forget", f) for f in c["others"]]
+        t = n.rel_drop(m, "forget", c["trained"])
+        others = [n.rel_drop(m, "forget", f) for f in c["others"]]
         o = _mean(others)
         if t is None or o is None:
             continue
-        measured[m] = {"drop_trained": _r(t), "drop_others": _r(o),
-                       "per_form": {f: _r(d) for f, d in zip(c["others"], others)}}
+        measured[m] = {"rel_drop_trained": _r(t), "rel_drop_others": _r(o),
+                       "rel_drop_per_form": {f: _r(d) for f, d in zip(c["others"], others)},
+                       "abs_drop_per_form": {f: _r(n.drop(m, "forget", f)) for f in (c["trained"], *c["others"])}}
         verdicts.append(t > o)
-        lines.append(f"{m}: {c['trained']} -{t:.2f} vs others -{o:.2f}")
+        lines.append(f"{m}: {c['trained']} {t:.0%} of base recall removed vs others {o:.0%}")
     if not verdicts:
         return _missing(claim, c, "recall per form")
     return Finding(claim, c, all(verdicts), measured, "; ".join(lines) + f" (holds for {sum(verdicts)}/{len(verdicts)})")
 
 
 def _check_form_even(claim, c, n: _Numbers) -> Finding:
-    drops = {f: n.drop(c["method"], "forget", f) for f in c["forms"]}
+    drops = {f: n.rel_drop(c["method"], "forget", f) for f in c["forms"]}
     vals = [d for d in drops.values() if d is not None]
     if not vals:
         return _missing(claim, c, f"recall of {c['method']}")
     span = max(vals) - min(vals)
     return Finding(claim, c, span <= float(c.get("tol", 0.15)), {"drops": {f: _r(d) for f, d in drops.items()},
                                                                   "span": _r(span)},
-                   f"{c['method']} recall drops " + ", ".join(f"{f} {d:+.2f}" for f, d in drops.items() if d is not None)
+                   f"{c['method']} removed " + ", ".join(f"{f} {d:.0%}" for f, d in drops.items() if d is not None)
+                   + " of base recall"
                    + f" (span {span:.2f}, tol {c.get('tol', 0.15)})")
 
 
@@ -183,10 +228,13 @@ def write_findings(out_dir: str | os.PathLike, result, findings: list[Finding], 
     env = {"cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
            "wall_seconds": result.seconds, "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
     mark = {True: "holds", False: "does NOT hold", None: "not measured"}
+    counts = result.state.counts()
     lines = [f"# Study: {exp.name}", "", exp.description, "",
              f"Benchmark `{exp.benchmark}`, seeds {exp.seeds}, methods {', '.join(f'`{m}`' for m in exp.methods)}, "
              f"attacks {', '.join(f'`{a}`' for a in exp.attacks)}.",
-             f"Wall time {result.seconds:.0f} s on {env['cores']} cores ({env['machine']}), {env['date']} UTC.", "",
+             f"Wall time {result.seconds:.0f} s on {env['cores']} cores ({env['machine']}), {env['date']} UTC; "
+             f"{counts.get('finished', 0)} cells run, {counts.get('cached', 0)} reused from the store"
+             + (" (the wall time covers only the cells run now)." if counts.get("cached") else "."), "",
              "| # | expected (paper) | here | measured |", "|---|---|---|---|"]
     for i, f in enumerate(findings, 1):
         lines.append(f"| {i} | {f.claim} | **{mark[f.holds]}** | {f.detail} |")
