@@ -95,7 +95,11 @@ class RealBenchmark:
                     + (f"; or drop data= to read the hub dataset {hub['path']}" if hub else ""))
             records = read_text_file(file) if file.suffix == ".txt" else load_records(file, columns=columns)
         elif hub:
-            records = load_records(hub["path"], config=hub.get("name"), split=hub.get("split", split), columns=columns)
+            try:
+                records = load_records(hub["path"], config=hub.get("name"), split=hub.get("split", split),
+                                       columns=columns)
+            except UnlearnbenchError as e:
+                raise UnlearnbenchError(f"{self.name}: {offline_reason(e)}: give data=DIR holding {part}.jsonl") from None
         else:
             raise UnlearnbenchError(f"{self.name}: no data for '{part}': give data=DIR holding {part}.jsonl")
         return records[: self.config.limit] if self.config.limit else records
@@ -103,6 +107,11 @@ class RealBenchmark:
     def describe(self) -> dict:
         return {"benchmark": self.name, "model": self.model_source, "oracle": self.oracle_source or None,
                 "data": self.config.data or "hub"}
+
+
+def offline_reason(e: BaseException) -> str:
+    """The loader's message without its hint for tasks (``--data NAME=PATH``): benchmarks take ``data=DIR``."""
+    return str(e).split(" — pass a local file")[0]
 
 
 def find_part_file(root: Path, part: str, split: str | None) -> Path | None:

@@ -35,7 +35,7 @@ from typing import Literal
 
 from ..errors import UnlearnbenchError
 from ..registry import register_benchmark
-from .common import RealBenchmark, RealBenchmarkConfig, find_part_file
+from .common import offline_reason, RealBenchmark, RealBenchmarkConfig, find_part_file
 
 SPLITS = ("forget", "retain", "holdout", "real_authors", "world_facts")
 OPTIONAL = ("holdout", "real_authors", "world_facts")
@@ -121,8 +121,9 @@ class TofuBenchmark(RealBenchmark):
                 records = load_records(hub["path"], config=entry["hub"], split=hub.get("split", "train"),
                                        columns=("question", "answer"))
             except UnlearnbenchError as e:
-                if required:
-                    raise
+                if required:  # the loader's hint names --data (for tasks); a benchmark takes data=DIR
+                    raise UnlearnbenchError(f"tofu: {offline_reason(e)}: give data=DIR holding "
+                                            f"{entry['local'][0]}.json (TOFU's {entry['hub']})") from None
                 self.missing[part] = str(e)
         if records is not None and self.config.limit:
             records = records[: self.config.limit]
