@@ -99,6 +99,13 @@ def render_run(summary: dict, console: Console | None = None) -> None:
                       end_section=(i == len(tasks) - 1))
     if fq:
         table.add_row("forget quality", "mean", *[_fmt(fq.get(col, {}).get("mean")) for col in cols])
+    pl = summary.get("privleak") or {}
+    if pl:  # MUSE: (AUC - AUC_retrain) / AUC_retrain x 100; ~0 ideal, negative = still memorised
+        table.add_row("PrivLeak %", "min-k 40%", *["–" if pl.get(c, {}).get("privleak") is None
+                                                   else f"{pl[c]['privleak']:+.1f}" for c in cols])
+    wm = summary.get("wmdp") or {}
+    if wm:  # WMDP: forget quality = 1 - accuracy on the WMDP questions (0.75 at chance)
+        table.add_row("1 - acc", "wmdp", *[_fmt(wm.get(c, {}).get("forget", {}).get("forget_quality")) for c in cols])
     if recall or fa:
         console.print(table)
     if summary.get("tofu"):
