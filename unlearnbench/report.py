@@ -11,7 +11,10 @@ import math
 from .metrics import forget_quality, privleak
 from .store import ResultStore
 
-HEADLINE = "correct"   # "recall": em for generative forms, accuracy for choice forms
+HEADLINE = "correct"
+# Distribution-level numbers shown beside recall: Jensen-Shannon divergence to the oracle (nats) and
+# the fluency of greedy generations (ROME n-gram entropy in bits, seq-rep-4, share of empty outputs).
+DISTANCE_METRICS = {("js", "js"), ("fluency", "ngram_entropy"), ("fluency", "repetition_rate"), ("fluency", "empty")}   # "recall": em for generative forms, accuracy for choice forms
 
 
 def _clean(x: float) -> float | None:
@@ -29,6 +32,7 @@ def run_summary(store: ResultStore, cells) -> dict:
     tofu: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> TOFU metric (mean/aggregate)
     aucs: dict[str, dict[str, float]] = {}   # column -> MUSE privleak aggregates (auc, auc_retrain)
     wmdp: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> wmdp_mcq aggregate
+    distance: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> js / fluency means
     if frame is not None and len(frame):
         g = frame.groupby(["cell_id", "checkpoint", "step", "split", "form", "metric"], dropna=False)["value"].mean()
         g = g.reset_index()
@@ -51,6 +55,8 @@ def run_summary(store: ResultStore, cells) -> dict:
                             None if math.isnan(r.value) else float(f"{r.value:.6g}"))
                     if r.form == "wmdp_mcq" and r.metric not in (HEADLINE, "prob"):  # forget_quality, acc_<subset>
                         wmdp.setdefault(col, {}).setdefault(r.split, {})[r.metric] = _clean(r.value)
+                    if (r.form, r.metric) in DISTANCE_METRICS:
+                        distance.setdefault(col, {}).setdefault(r.split, {})[f"{r.form}.{r.metric}"] = _clean(r.value)
                     if r.split == "task":
                         if r.metric == HEADLINE:
                             fa.setdefault(col, {})[r.form] = _clean(r.value)
@@ -74,6 +80,7 @@ def run_summary(store: ResultStore, cells) -> dict:
         **({"tofu": tofu} if tofu else {}),
         **({"wmdp": wmdp} if wmdp else {}),
         **({"privleak": _privleak(aucs)} if aucs else {}),
+        **({"distance": distance} if distance else {}),
     }
 
 

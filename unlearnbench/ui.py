@@ -103,6 +103,10 @@ def render_run(summary: dict, console: Console | None = None) -> None:
     if pl:  # MUSE: (AUC - AUC_retrain) / AUC_retrain x 100; ~0 ideal, negative = still memorised
         table.add_row("PrivLeak %", "min-k 40%", *["–" if pl.get(c, {}).get("privleak") is None
                                                    else f"{pl[c]['privleak']:+.1f}" for c in cols])
+    dist = summary.get("distance") or {}
+    for split in ("forget", "neighbour", "retain"):
+        if any("js.js" in dist.get(c, {}).get(split, {}) for c in cols):  # nats, 0 = the oracle's distributions
+            table.add_row("JS to oracle", split, *[_fmt(dist.get(c, {}).get(split, {}).get("js.js")) for c in cols])
     wm = summary.get("wmdp") or {}
     if wm:  # WMDP: forget quality = 1 - accuracy on the WMDP questions (0.75 at chance)
         table.add_row("1 - acc", "wmdp", *[_fmt(wm.get(c, {}).get("forget", {}).get("forget_quality")) for c in cols])

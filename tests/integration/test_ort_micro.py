@@ -50,6 +50,12 @@ def test_micro_world_forms_fluency_js(micro_cache, tmp_path, capsys):
     for metric, hi in (("ngram_entropy", 20.0), ("repetition_rate", 1.0), ("empty", 1.0)):
         vals = means(store, "fluency", metric)
         assert len(vals) == 9 and all(0 <= v <= hi for v, _ in vals.values()), (metric, vals)
+    # run --json carries the same means under "distance" (column -> split -> probe.metric)
+    dist = doc["distance"]
+    assert dist["base"]["forget"]["js.js"] == pytest.approx(js[("base", "forget")][0], abs=1e-4)
+    assert dist["oracle"]["retain"]["js.js"] == pytest.approx(0.0, abs=1e-4)
+    assert set(dist["unlearned"]["forget"]) == {"js.js", "fluency.ngram_entropy", "fluency.repetition_rate",
+                                               "fluency.empty"}
     # every text item was scored (the qa items of each split)
     assert means(store, "fluency", "n_words")[("base", "forget")][1] == means(store, "qa", "correct")[("base", "forget")][1]
 
