@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--probes", default=None, help="comma-separated probe forms (default: the benchmark's)")
     sw.add_argument("--data", action="append", default=[], metavar="NAME[:test]=PATH", help="as for run")
     sw.add_argument("--device", default="cpu")
+    sw.add_argument("--backend", choices=("hf", "vllm", "auto"), default=None, help="generation backend (as for run)")
     sw.add_argument("--store", default=DEFAULT_STORE)
     sw.add_argument("--json", action="store_true", help="print the sweep summary as JSON")
     sw.add_argument("--quiet", action="store_true", help="no live view")
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--store", default=None, help="results store (default OUT/results.sqlite)")
     st.add_argument("--out", default=None, help="output folder (default ./study-NAME)")
     st.add_argument("--device", default="cpu")
+    st.add_argument("--backend", choices=("hf", "vllm", "auto"), default=None, help="generation backend (as for run)")
     st.add_argument("--quiet", action="store_true")
 
     an = sub.add_parser("analyze", help="analyses of stored results (taskvec)")
@@ -156,10 +158,7 @@ def _cmd_leaderboard(args) -> int:
 
 def _cmd_run(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.backend:  # validated now; probes read the choice from $UNLEARNBENCH_BACKEND
-        from .generation import set_backend
-
-        set_backend(args.backend)
+    _select_backend(args)
     from . import runner
     from .report import run_summary
     from .store import ResultStore
@@ -209,6 +208,13 @@ def _experiment_from_args(args):
     return exp
 
 
+def _select_backend(args) -> None:
+    if getattr(args, "backend", None):  # validated now; probes read the choice from $UNLEARNBENCH_BACKEND
+        from .generation import set_backend
+
+        set_backend(args.backend)
+
+
 def _cmd_sweep(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .store import ResultStore
@@ -216,6 +222,7 @@ def _cmd_sweep(args) -> int:
     from .ui import SweepView, render_sweep
 
     exp = _experiment_from_args(args)
+    _select_backend(args)
     plan_sweep(exp, args.device)  # every spec validated before anything runs
     state = SweepState(exp.methods, exp.attacks, exp.seeds)
     with ResultStore(args.store) as store:
@@ -247,6 +254,7 @@ def _cmd_study(args) -> int:
         exp.benchmark = f"toy,size={args.size}"
     if args.seeds:
         exp.seeds = parse_seeds(args.seeds)
+    _select_backend(args)
     out = args.out or f"study-{exp.name}"
     os.makedirs(out, exist_ok=True)
     plan_sweep(exp, args.device)
