@@ -19,11 +19,17 @@ def tasks_dir() -> Path:
 
 
 def load_yaml(relative: str) -> dict:
-    import yaml
-
+    """A spec under ``tasks/`` (a mapping at top level)."""
     path = tasks_dir() / relative
     if not path.is_file():
         raise UnlearnbenchError(f"spec file not found: {path}")
+    return read_yaml(path)
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML file that must hold a mapping; errors are one line naming the file."""
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:

@@ -95,9 +95,7 @@ _FIELDS = {"name", "methods", "attacks", "seeds", "benchmark", "probes", "data",
 
 def load_experiment(name_or_path: str) -> Experiment:
     """An experiment from a YAML file, or by name from ``tasks/experiments/<name>.yaml``."""
-    import yaml
-
-    from .specs import tasks_dir
+    from .specs import read_yaml, tasks_dir
 
     path = Path(name_or_path)
     if not path.is_file():
@@ -110,12 +108,7 @@ def load_experiment(name_or_path: str) -> Experiment:
             close = difflib.get_close_matches(name_or_path, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UnlearnbenchError(f"no experiment file or name '{name_or_path}'{hint} (known: {', '.join(known) or 'none'})")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise UnlearnbenchError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise UnlearnbenchError(f"{path}: expected a mapping with methods, attacks and seeds")
+    raw = read_yaml(path)
     unknown = sorted(set(raw) - _FIELDS)
     if unknown:
         raise UnlearnbenchError(f"{path}: unknown key '{unknown[0]}' (allowed: {', '.join(sorted(_FIELDS))})")
