@@ -14,6 +14,16 @@ class SpecError(UnlearnbenchError):
     """A spec string or option that does not fit the plugin's config."""
 
 
+class HubUnavailable(UnlearnbenchError):
+    """Data that is neither in the local cache nor reachable on the hub. ``reason`` is the message
+    without the hint of how to pass a local file, which depends on the caller (``--data`` for a
+    task, ``data=DIR`` for a benchmark)."""
+
+    def __init__(self, reason: str, hint: str = ""):
+        super().__init__(f"{reason} — {hint}" if hint else reason)
+        self.reason = reason
+
+
 class UnknownPluginError(UnlearnbenchError):
     """A plugin name that is not registered (the message carries 'did you mean')."""
 

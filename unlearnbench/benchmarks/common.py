@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Sequence
 
-from ..errors import UnlearnbenchError
+from ..errors import HubUnavailable, UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..specs import load_yaml
 
@@ -111,7 +111,7 @@ class RealBenchmark:
 
 def offline_reason(e: BaseException) -> str:
     """The loader's message without its hint for tasks (``--data NAME=PATH``): benchmarks take ``data=DIR``."""
-    return str(e).split(" — pass a local file")[0]
+    return e.reason if isinstance(e, HubUnavailable) else str(e)
 
 
 def find_part_file(root: Path, part: str, split: str | None) -> Path | None:

@@ -35,7 +35,7 @@ from typing import Literal
 
 from ..errors import UnlearnbenchError
 from ..registry import register_benchmark
-from .common import offline_reason, RealBenchmark, RealBenchmarkConfig, find_part_file
+from .common import RealBenchmark, RealBenchmarkConfig, find_part_file, offline_reason
 
 SPLITS = ("forget", "retain", "holdout", "real_authors", "world_facts")
 OPTIONAL = ("holdout", "real_authors", "world_facts")

@@ -45,7 +45,8 @@ from pathlib import Path
 
 from ..errors import UnlearnbenchError
 from ..registry import register_benchmark
-from .common import RealBenchmark, RealBenchmarkConfig, chunk_corpus, find_part_file, read_text_file
+from .common import (RealBenchmark, RealBenchmarkConfig, chunk_corpus, find_part_file, offline_reason,
+                     read_text_file)
 
 LETTERS = "ABCD"
 
@@ -187,7 +188,7 @@ class WmdpBenchmark(RealBenchmark):
         try:
             return load_records(entry["path"], config=entry.get("name"), split=entry.get("split"))
         except UnlearnbenchError as e:
-            raise UnlearnbenchError(f"wmdp: {_without_hint(e)}: give data=DIR holding {local_name}") from None
+            raise UnlearnbenchError(f"wmdp: {offline_reason(e)}: give data=DIR holding {local_name}") from None
 
     # -- unlearning -------------------------------------------------------------------------
     def _corpus_file(self, role: str) -> Path | None:
@@ -220,7 +221,7 @@ class WmdpBenchmark(RealBenchmark):
                 try:
                     records += load_records(e["path"], config=e.get("name"), split=e.get("split"), columns=("text",))
                 except UnlearnbenchError as err:
-                    raise UnlearnbenchError(f"wmdp: {role} corpus: {_without_hint(err)}: give data=DIR holding {stem}.jsonl "
+                    raise UnlearnbenchError(f"wmdp: {role} corpus: {offline_reason(err)}: give data=DIR holding {stem}.jsonl "
                                             f"({{text}}) or {role}_corpus=FILE") from None
         texts = [str(r["text"]) for r in records if len(str(r["text"])) > self.spec["corpora"].get("min_chars", 0)]
         return texts[: self.config.corpus_docs] if self.config.corpus_docs else texts
@@ -256,11 +257,6 @@ class WmdpBenchmark(RealBenchmark):
     def describe(self) -> dict:
         return {**super().describe(), "subsets": "+".join(self.config.subsets),
                 "mmlu_subjects": "+".join(self.config.mmlu_subjects) or "all"}
-
-
-def _without_hint(e: Exception) -> str:
-    """The loader's message without its --data suggestion (a benchmark reads data=DIR instead)."""
-    return str(e).split(" — pass a local file")[0]
 
 
 # -- record parsing ----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from unlearnbench.errors import UnlearnbenchError, exception_chain
+from unlearnbench.errors import HubUnavailable, UnlearnbenchError, exception_chain
 
 __all__ = ["load_records"]
 
@@ -280,7 +280,7 @@ def _load_hub(dataset: str, config: str | None, split: str | None) -> list[dict]
         message = _hub_error_message(exc, dataset, split, label)
         if message is None:
             raise
-        raise UnlearnbenchError(message) from exc
+        raise (message if isinstance(message, HubUnavailable) else UnlearnbenchError(message)) from exc
     if isinstance(loaded, datasets.DatasetDict):
         if len(loaded) != 1:
             raise UnlearnbenchError(f"{label} has splits {', '.join(loaded)}; pass split= to pick one")
@@ -288,8 +288,10 @@ def _load_hub(dataset: str, config: str | None, split: str | None) -> list[dict]
     return loaded.to_list()
 
 
-def _hub_error_message(exc: BaseException, dataset: str, split: str | None, label: str) -> str | None:
-    """Recognise hub failures by exception type anywhere in the cause chain; None if unrelated.
+def _hub_error_message(exc: BaseException, dataset: str, split: str | None,
+                       label: str) -> str | HubUnavailable | None:
+    """Recognise hub failures by exception type anywhere in the cause chain; None if unrelated
+    (offline: a :class:`HubUnavailable`, whose hint callers other than tasks replace).
 
     ``datasets`` reports 'offline and not cached' as the builtin ConnectionError wrapping a
     FileNotFoundError; huggingface_hub's own classes appear when the cause is a file lookup.
@@ -301,10 +303,8 @@ def _hub_error_message(exc: BaseException, dataset: str, split: str | None, labe
 
     if any(isinstance(e, (ConnectionError, LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain):
         short = dataset.rsplit("/", 1)[-1]
-        return (
-            f"{label} is not in the local cache and the hub is unreachable — pass a local file, "
-            f"e.g. --data {short}=path/to/{split or 'train'}.jsonl"
-        )
+        return HubUnavailable(f"{label} is not in the local cache and the hub is unreachable",
+                              f"pass a local file, e.g. --data {short}=path/to/{split or 'train'}.jsonl")
     if any(isinstance(e, GatedRepoError) for e in chain):
         return f"{label} is gated on the hub — accept its terms and run huggingface-cli login"
     if any(isinstance(e, DatasetNotFoundError) for e in chain):

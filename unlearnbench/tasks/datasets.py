@@ -29,7 +29,7 @@ from typing import Any
 from ..data.loading import load_records
 from ..data.synthetic import TaskData
 from ..data.world import Example
-from ..errors import UnlearnbenchError, exception_chain
+from ..errors import HubUnavailable, UnlearnbenchError
 from ..registry import register_task
 from ..specs import tasks_dir
 
@@ -174,14 +174,6 @@ def _parse_spec(path: Path) -> DatasetSpec:
 # the task plugin
 
 
-def _is_offline(exc: BaseException) -> bool:
-    """The hub could not be reached and the data are not cached (the loader's cause chain)."""
-    from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
-
-    return any(isinstance(e, (ConnectionError, LocalEntryNotFoundError, OfflineModeIsEnabled))
-               for e in exception_chain(exc))
-
-
 def _first_row(path: Path, sep: str) -> list[str]:
     with open(path, encoding="utf-8-sig", newline="") as handle:
         return next(csv.reader(handle, delimiter=sep), [])
@@ -275,7 +267,7 @@ class DatasetTask:
         try:
             return load_records(s.hub_id, config=s.hub_config, split=split), label
         except UnlearnbenchError as e:
-            if _is_offline(e):
+            if isinstance(e, HubUnavailable):
                 flag = f"--data {self.name}:test=path/to/test.jsonl"
                 if role == "train":
                     flag = f"--data {self.name}=path/to/train.jsonl" + ("" if self.config.test else f" (and {flag})")
