@@ -166,12 +166,12 @@ def _cmd_run(args) -> int:
     request = runner.RunRequest(method=args.method, attacks=args.attack, benchmark=args.benchmark,
                                 probes=args.probes.split(",") if args.probes else None,
                                 seed=args.seed, device=args.device, data=_data_args(args.data))
-    runner.plan(request)  # validate every spec before opening anything
+    planned = runner.plan(request)  # validate every spec before opening anything
     from .ui import RichProgress, render_run
 
     progress = RichProgress(enabled=not (args.quiet or args.json))
     with ResultStore(args.store) as store, progress:
-        cells = runner.run(request, store, progress, argv=tuple(sys.argv))
+        cells = runner.run(request, store, progress, argv=tuple(sys.argv), planned=planned)
         summary = run_summary(store, cells)
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -215,20 +215,28 @@ def _select_backend(args) -> None:
         set_backend(args.backend)
 
 
+def _sweep_live(exp, args, store_path: str, live: bool):
+    """Validate, then run the sweep under the live matrix view; returns (result, run summaries, doc)."""
+    from .store import ResultStore
+    from .sweep import SweepState, plan_sweep, run_summaries, run_sweep, sweep_summary
+    from .ui import SweepView
+
+    _select_backend(args)
+    planned = plan_sweep(exp, args.device)  # every spec validated before the store is opened
+    state = SweepState(exp.methods, exp.attacks, exp.seeds)
+    with ResultStore(store_path) as store:
+        with SweepView(state, enabled=live) as view:
+            result = run_sweep(exp, store, view, args.device, state, argv=tuple(sys.argv), planned=planned)
+        summaries = run_summaries(store, result.runs)
+        return result, summaries, sweep_summary(result, summaries)
+
+
 def _cmd_sweep(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from .store import ResultStore
-    from .sweep import SweepState, plan_sweep, run_sweep, sweep_summary
-    from .ui import SweepView, render_sweep
+    from .ui import render_sweep
 
     exp = _experiment_from_args(args)
-    _select_backend(args)
-    plan_sweep(exp, args.device)  # every spec validated before anything runs
-    state = SweepState(exp.methods, exp.attacks, exp.seeds)
-    with ResultStore(args.store) as store:
-        with SweepView(state, enabled=not (args.quiet or args.json)) as view:
-            result = run_sweep(exp, store, view, args.device, state, argv=tuple(sys.argv))
-        summary = sweep_summary(store, result)
+    result, _, summary = _sweep_live(exp, args, args.store, live=not (args.quiet or args.json))
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
@@ -240,10 +248,9 @@ def _cmd_study(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from .errors import UnlearnbenchError
     from .reports import write_report
-    from .store import ResultStore
     from .study import check_findings, write_findings
-    from .sweep import SweepState, load_experiment, parse_seeds, plan_sweep, run_sweep, sweep_summary
-    from .ui import SweepView, render_sweep
+    from .sweep import load_experiment, parse_seeds
+    from .ui import render_sweep
 
     exp = load_experiment(args.experiment)
     if not exp.expected:
@@ -254,18 +261,13 @@ def _cmd_study(args) -> int:
         exp.benchmark = f"toy,size={args.size}"
     if args.seeds:
         exp.seeds = parse_seeds(args.seeds)
-    _select_backend(args)
     out = args.out or f"study-{exp.name}"
     os.makedirs(out, exist_ok=True)
-    plan_sweep(exp, args.device)
-    state = SweepState(exp.methods, exp.attacks, exp.seeds)
-    with ResultStore(args.store or os.path.join(out, "results.sqlite")) as store:
-        with SweepView(state, enabled=not args.quiet) as view:
-            result = run_sweep(exp, store, view, args.device, state, argv=tuple(sys.argv))
-        doc = sweep_summary(store, result)
-        findings = check_findings(exp.expected, store, result)
-        files = write_findings(out, result, findings, doc)
-    report_files = write_report(args.store or os.path.join(out, "results.sqlite"), os.path.join(out, "report"))
+    store_path = args.store or os.path.join(out, "results.sqlite")
+    result, summaries, doc = _sweep_live(exp, args, store_path, live=not args.quiet)
+    findings = check_findings(exp.expected, summaries, result)
+    files = write_findings(out, result, findings, doc)
+    report_files = write_report(store_path, os.path.join(out, "report"))
     render_sweep(doc)
     mark = {True: "[holds]", False: "[does NOT hold]", None: "[not measured]"}
     for i, f in enumerate(findings, 1):

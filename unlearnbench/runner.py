@@ -274,8 +274,12 @@ def _reason(e: BaseException) -> str:
 
 
 def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
-        argv: tuple[str, ...] = (), on_cell: Callable[[CellResult], None] | None = None) -> list[CellResult]:
+        argv: tuple[str, ...] = (), on_cell: Callable[[CellResult], None] | None = None,
+        planned: RunPlan | None = None) -> list[CellResult]:
     """Run (or resume) every cell the request implies; returns them in order.
+
+    ``planned``: the request's :func:`plan`, when the caller validated it already (planning builds
+    the benchmark and every plugin, so it is not done twice).
 
     A cell that raises is recorded as failed with its reason (``ExceptionType: message`` for errors
     that are not the harness's own) and the run goes on with the next cell; attacks of a failed
@@ -287,7 +291,7 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
     from .models import load_model, save_model
 
     hf_logging.disable_progress_bar()  # the runner reports its own progress
-    p = plan(request)
+    p = planned or plan(request)
     bench = p.benchmark.obj
     from .generation import resolve as generation_backend  # hf|vllm; one-line error if unusable
 
@@ -396,8 +400,8 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
 
 def _load_unlearned(ucid: str, store: ResultStore, device: str, load_model):
     """The unlearned weights of a finished cell, checked against the hash stored with it."""
-    lm = load_model(unlearned_path(ucid, store), device=device, dtype="auto")  # float32 on CPU, bf16 on GPUs that support it
-    expected = (store.get_cell(ucid) or {}).get("meta", {}).get("checkpoint_sha256")
+    expected = _stored_sha(ucid, store)
+    lm = load_model(_unlearned_dir(ucid, expected), device=device, dtype="auto")  # float32 on CPU, bf16 on GPUs that support it
     if expected and lm.weights_sha256 != expected:
         raise UnlearnbenchError(f"the unlearned checkpoint of cell {ucid} does not match the hash stored for it")
     return lm.model
@@ -405,8 +409,15 @@ def _load_unlearned(ucid: str, store: ResultStore, device: str, load_model):
 
 def unlearned_path(ucid: str, store: ResultStore) -> Path:
     """The checkpoint folder of a finished unlearning cell (content-addressed by its weights' hash)."""
-    expected = (store.get_cell(ucid) or {}).get("meta", {}).get("checkpoint_sha256")
-    path = checkpoint_dir(ucid, expected)
+    return _unlearned_dir(ucid, _stored_sha(ucid, store))
+
+
+def _stored_sha(ucid: str, store: ResultStore) -> str | None:
+    return ((store.get_cell(ucid) or {}).get("meta") or {}).get("checkpoint_sha256")
+
+
+def _unlearned_dir(ucid: str, sha256: str | None) -> Path:
+    path = checkpoint_dir(ucid, sha256)
     if not path.is_dir() and checkpoint_dir(ucid).is_dir():  # the layout before hashes were in the name
         path = checkpoint_dir(ucid)
     if not (path / "model.safetensors").exists() and not list(path.glob("*.safetensors")):

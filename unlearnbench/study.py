@@ -51,23 +51,26 @@ def _mean(xs):
 class _Numbers:
     """Forget quality and per-form recall per method (means over seeds) from a finished sweep."""
 
-    def __init__(self, store, result):
-        from .sweep import canonical, fq_matrix, run_summaries
+    def __init__(self, summaries: list[dict], result):
+        from .sweep import canonical, fq_matrix
 
         self.attacks = [canonical(a) for a in result.experiment.attacks]
-        self.fq = fq_matrix(store, result.runs)
+        self.fq = fq_matrix(summaries)
         self.recall: dict[str, dict[str, list[dict]]] = {}  # method -> column -> [per seed recall dicts]
-        for r in run_summaries(store, result.runs):
+        for r in summaries:
             rec = r["summary"]["recall"]
             for col in ("base", "unlearned"):
                 if col in rec:
                     self.recall.setdefault(r["method"], {}).setdefault(col, []).append(rec[col])
 
+    def columns(self, columns) -> list[str]:
+        """A check's ``columns``: 'attacks' (or absent) means every attack of the study."""
+        return self.attacks if columns in (None, "attacks") else list(columns)
+
     def per_seed_over(self, method: str, columns) -> dict:
         """seed -> mean forget quality over ``columns`` for that seed."""
-        cols = self.attacks if columns in (None, "attacks") else list(columns)
         seeds: dict = {}
-        for c in cols:
+        for c in self.columns(columns):
             for seed, v in self.fq.get(method, {}).get(c, {}).items():
                 if v is not None:
                     seeds.setdefault(seed, []).append(v)
@@ -77,8 +80,7 @@ class _Numbers:
         return _mean(self.fq.get(method, {}).get(column, {}).values())
 
     def fq_over(self, method: str, columns) -> float | None:
-        cols = self.attacks if columns in (None, "attacks") else list(columns)
-        return _mean([self.fq_mean(method, c) for c in cols])
+        return _mean([self.fq_mean(method, c) for c in self.columns(columns)])
 
     def recall_mean(self, method: str, column: str, split: str, form: str) -> float | None:
         return _mean([d.get(split, {}).get(form) for d in self.recall.get(method, {}).get(column, [])])
@@ -101,8 +103,9 @@ def _r(x):
     return None if x is None else round(x, 4)
 
 
-def check_findings(expected: list[dict], store, result) -> list[Finding]:
-    nums = _Numbers(store, result)
+def check_findings(expected: list[dict], summaries: list[dict], result) -> list[Finding]:
+    """``summaries``: :func:`unlearnbench.sweep.run_summaries` of the sweep's runs."""
+    nums = _Numbers(summaries, result)
     out = []
     for entry in expected:
         claim, check = str(entry.get("claim", "")), dict(entry.get("check") or {})
@@ -153,7 +156,7 @@ def _check_compare(claim, c, n: _Numbers) -> Finding:
     if a is None or b is None:
         return _missing(claim, c, f"forget quality of {c['better'] if a is None else c['worse']}")
     per = {col: {"better": _r(n.fq_mean(c["better"], col)), "worse": _r(n.fq_mean(c["worse"], col))}
-           for col in (n.attacks if cols == "attacks" else cols)}
+           for col in n.columns(cols)}
     se, sig = significance(n.per_seed_over(c["better"], cols), n.per_seed_over(c["worse"], cols))
     return Finding(claim, c, a >= b, {"better": _r(a), "worse": _r(b), "per_column": per,
                                       "std_error": _r(se), "significant": sig},

@@ -180,27 +180,26 @@ class SweepResult:
         return [c for c in self.cells if c.status == "failed"]
 
 
-def plan_sweep(experiment: Experiment, device: str = "cpu"):
-    """Validate every spec of the matrix before running anything; returns the run requests."""
+def plan_sweep(experiment: Experiment, device: str = "cpu") -> list[tuple]:
+    """Validate every spec of the matrix before running anything; returns (request, plan) pairs."""
     from .runner import plan
 
-    requests = experiment.requests(device)
-    for r in requests:
-        plan(r)
-    return requests
+    return [(r, plan(r)) for r in experiment.requests(device)]
 
 
 def run_sweep(experiment: Experiment, store, progress: Progress = SILENT, device: str = "cpu",
-              state: SweepState | None = None, argv: tuple[str, ...] = ()) -> SweepResult:
-    """Run (or resume) the whole matrix into ``store``. ``state`` is updated live as cells finish."""
+              state: SweepState | None = None, argv: tuple[str, ...] = (),
+              planned: list[tuple] | None = None) -> SweepResult:
+    """Run (or resume) the whole matrix into ``store``. ``state`` is updated live as cells finish.
+    ``planned``: :func:`plan_sweep`'s result when the caller validated the matrix already."""
     from .runner import run
 
-    requests = plan_sweep(experiment, device)
+    planned = planned or plan_sweep(experiment, device)
     state = state or SweepState(experiment.methods, experiment.attacks, experiment.seeds)
     result = SweepResult(experiment, state)
     t0 = time.time()
-    for method, req in zip([m for _s in experiment.seeds for m in experiment.methods], requests):
-        seed = req.seed
+    for req, req_plan in planned:
+        method, seed = req.method, req.seed
         state.set(method, seed, "unlearn", RUNNING)
         attack_iter = iter(experiment.attacks)
 
@@ -217,7 +216,7 @@ def run_sweep(experiment: Experiment, store, progress: Progress = SILENT, device
                 state.set(_m, _s, nxt[0], RUNNING)
 
         try:
-            result.runs.append(run(req, store, progress, argv=argv, on_cell=on_cell))
+            result.runs.append(run(req, store, progress, argv=argv, on_cell=on_cell, planned=req_plan))
         except UnlearnbenchError as e:
             # the benchmark or model could not be loaded: nothing of this request ran
             for column in state.columns:
@@ -251,14 +250,15 @@ def run_summaries(store, runs: list[list]) -> list[dict]:
     return out
 
 
-def fq_matrix(store, runs: list[list]) -> dict:
-    """Forget quality after each attack (last epoch) and after unlearning, per method and seed.
+def fq_matrix(summaries: list[dict]) -> dict:
+    """Forget quality after each attack (last epoch) and after unlearning, per method and seed,
+    from :func:`run_summaries`.
 
     Returns ``{method_label: {column: {seed: fq}}}`` with column 'unlearned' or the attack label.
     Forget quality is the mean over informative forms (:func:`unlearnbench.report.run_summary`).
     """
     out: dict[str, dict[str, dict[int, float | None]]] = {}
-    for r in run_summaries(store, runs):
+    for r in summaries:
         method, seed, summary = r["method"], r["seed"], r["summary"]
         fq = summary["forget_quality"]
         last: dict[str, tuple[int, str]] = {}
@@ -280,11 +280,12 @@ def canonical(spec: str) -> str:
     return str(parse_spec(spec))
 
 
-def sweep_summary(store, result: SweepResult) -> dict:
-    """A JSON-ready summary: the matrix of forget quality (mean, std over seeds) and failed cells."""
+def sweep_summary(result: SweepResult, summaries: list[dict]) -> dict:
+    """A JSON-ready summary: the matrix of forget quality (mean, std over seeds) and failed cells.
+    ``summaries``: :func:`run_summaries` of the result's runs."""
     import statistics
 
-    matrix = fq_matrix(store, result.runs)
+    matrix = fq_matrix(summaries)
     table: dict[str, dict[str, dict]] = {}
     for method, cols in matrix.items():
         for col, seeds in cols.items():

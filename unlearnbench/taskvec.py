@@ -141,6 +141,7 @@ def analyze_store(store, benchmark: str, attack: str, method: str | None = None,
     b = bench.obj
     target = b.load("target", device, progress)
     base_dir = _saved(target.model, target.tokenizer, f"base-{target.weights_sha256[:16]}")
+    tasks: dict = {}
     for c, ckey, label in chosen:
         seed = ckey.get("seed", 0)
         att = _resolve(ATTACKS, attack, b.defaults("attacks", parse_spec(attack).name), {"seed": seed})
@@ -148,7 +149,9 @@ def analyze_store(store, benchmark: str, attack: str, method: str | None = None,
             raise UnlearnbenchError(f"taskvec needs a fine-tuning attack on a task (e.g. finetune:arith), not '{attack}'")
         if getattr(att.config, "lora", False):
             raise UnlearnbenchError("taskvec compares full weights: use an attack without lora=true")
-        task = _resolve(TASKS, att.arg).obj.load()
+        if att.arg not in tasks:  # one task for every cell (the seed changes the attack, not the data)
+            tasks[att.arg] = _resolve(TASKS, att.arg).obj.load()
+        task = tasks[att.arg]
         unlearned = _load_unlearned(c["cell_id"], store, device, load_model)
         u_dir = unlearned_path(c["cell_id"], store)
         tag = hashlib.sha256(json.dumps(att.key(), sort_keys=True).encode()).hexdigest()[:12]

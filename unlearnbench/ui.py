@@ -219,10 +219,6 @@ class SweepView(RichProgress):
         finally:
             self.bar.remove_task(task_id)
 
-    def log(self, message: str) -> None:
-        if self.enabled:
-            _err.print(message)
-
 
 def render_sweep(summary: dict, console: Console | None = None) -> None:
     """Forget quality per method x column (mean ± std over seeds), then failed cells with reasons."""
