@@ -27,8 +27,12 @@ class _RichHandle(TaskHandle):
 
 
 class RichProgress(Progress):
-    def __init__(self, enabled: bool = True):
+    """Progress bars on stderr. ``drop_finished``: remove a task's bar when it ends (the sweep view,
+    which must stay one screen high) instead of leaving it completed."""
+
+    def __init__(self, enabled: bool = True, drop_finished: bool = False):
         self.enabled = enabled
+        self.drop_finished = drop_finished
         self.bar = _RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=_err,
                                  disable=not enabled, transient=False)
@@ -46,7 +50,10 @@ class RichProgress(Progress):
         try:
             yield _RichHandle(self.bar, task_id)
         finally:
-            self.bar.update(task_id, completed=total if total is not None else 1)
+            if self.drop_finished:
+                self.bar.remove_task(task_id)
+            else:
+                self.bar.update(task_id, completed=total if total is not None else 1)
 
     def log(self, message: str) -> None:
         if self.enabled:
@@ -188,7 +195,7 @@ class SweepView(RichProgress):
     """Progress bars under a live matrix of the sweep (one Rich Live display for both)."""
 
     def __init__(self, state, enabled: bool = True):
-        super().__init__(enabled)
+        super().__init__(enabled, drop_finished=True)
         self.state = state
         self._live = None
 
@@ -209,15 +216,6 @@ class SweepView(RichProgress):
         if self._live is not None:
             self._live.__exit__(*exc)
         return False
-
-    @contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[TaskHandle]:
-        # finished bars are removed so the view stays one screen high
-        task_id = self.bar.add_task(description, total=total, info="")
-        try:
-            yield _RichHandle(self.bar, task_id)
-        finally:
-            self.bar.remove_task(task_id)
 
 
 def render_sweep(summary: dict, console: Console | None = None) -> None:
