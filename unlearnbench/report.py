@@ -9,12 +9,12 @@ from __future__ import annotations
 import math
 
 from .metrics import forget_quality, privleak
+from .report_distance import METRICS as DISTANCE_TABLE_METRICS
 from .store import ResultStore
 
 HEADLINE = "correct"
-# Distribution-level numbers shown beside recall: Jensen-Shannon divergence to the oracle (nats) and
-# the fluency of greedy generations (ROME n-gram entropy in bits, seq-rep-4, share of empty outputs).
-DISTANCE_METRICS = {("js", "js"), ("fluency", "ngram_entropy"), ("fluency", "repetition_rate"), ("fluency", "empty")}   # "recall": em for generative forms, accuracy for choice forms
+# Distribution-level numbers shown beside recall (JS to the oracle, fluency): the report's table's metrics
+DISTANCE_METRICS = {(probe, metric) for probe, metric, _label in DISTANCE_TABLE_METRICS}   # "recall": em for generative forms, accuracy for choice forms
 
 
 def _clean(x: float) -> float | None:
