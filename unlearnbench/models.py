@@ -26,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from unlearnbench.errors import UnlearnbenchError, exception_chain
 
@@ -148,6 +148,32 @@ def save_model(model, tokenizer, path: str | os.PathLike) -> str:
     if pickled:  # would only happen with a transformers that ignored safe_serialization
         raise UnlearnbenchError(f"saving to '{out}' wrote pickled weights ({', '.join(sorted(pickled))})")
     return weights_sha256(out)
+
+
+def save_model_atomically(model, tokenizer, parent: str | os.PathLike, name: Callable[[str], str]) -> tuple[Path, str]:
+    """Save into a fresh folder under ``parent``, then move it to ``parent / name(sha256)``.
+
+    A killed save never leaves a half-written model at the final path, and two processes saving
+    the same weights do not collide (the second finds the folder there and drops its copy).
+    Returns the final path and the weights' sha256.
+    """
+    import shutil
+    import tempfile
+
+    root = Path(parent)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".saving-", dir=root))
+    try:
+        sha = save_model(model, tokenizer, tmp)
+        final = root / name(sha)
+        if final.exists():   # the same weights are already there
+            shutil.rmtree(tmp)
+        else:
+            tmp.replace(final)
+        return final, sha
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def load_model(

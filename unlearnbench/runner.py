@@ -230,26 +230,12 @@ def checkpoint_dir(cid: str, sha256: str | None = None) -> Path:
 
 
 def _save_checkpoint(model, tokenizer, cid: str) -> str:
-    """Save to a fresh folder, then move it to its content-addressed place; returns the sha256."""
-    import shutil
-    import tempfile
+    """Save to its content-addressed place (``checkpoint_dir(cid, sha)``); returns the sha256."""
+    from .models import save_model_atomically
 
-    from .models import save_model
-
-    root = checkpoint_dir(cid).parent
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{cid}-", dir=root))
-    try:
-        sha = save_model(model, tokenizer, tmp)
-        final = checkpoint_dir(cid, sha)
-        if final.exists():   # the same weights are already there
-            shutil.rmtree(tmp)
-        else:
-            tmp.replace(final)
-        return sha
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _path, sha = save_model_atomically(model, tokenizer, checkpoint_dir(cid).parent,
+                                       lambda sha: checkpoint_dir(cid, sha).name)
+    return sha
 
 
 class _Results(list):

@@ -172,13 +172,11 @@ def _analysis_dir() -> Path:
 
 
 def _saved(model, tokenizer, name: str) -> Path:
-    from .models import save_model
+    from .models import save_model_atomically
 
     out = _analysis_dir() / name
     if not (out / "config.json").exists():
-        tmp = out.with_name(out.name + ".tmp")
-        save_model(model, tokenizer, tmp)
-        tmp.replace(out)
+        save_model_atomically(model, tokenizer, out.parent, lambda _sha: name)
     return out
 
 
