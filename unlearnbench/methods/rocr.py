@@ -54,28 +54,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import torch
 
+from .. import cache
 from ..batching import pad_id_of
+from ..data.types import UnlearnData
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import register_method
-from .base import UnlearnData
+from ._down_proj import (
+    compute_second_moments,
+    decoder,
+    feeding_weights_sha256,
+    record_forward,
+)
 
 DEFAULT_TEMPLATES = ("{}", "Please answer the question about {}.", "Tell me about {}.", "{} is known for",
                      "Here is a fact about {}:")
-#: Longest generic text (tokens; enters the cache key) and texts per forward pass for the second moment.
+#: Longest generic text (tokens; enters the cache key) for the second moment.
 STATS_MAX_LENGTH = 256
-STATS_BATCH = 16
 CACHE_FORMAT = "1"
+#: The cache's kind (folder) and tensor name for the second moments.
+CACHE_KIND = "rocr"
+CACHE_TENSOR = "second_moment"
 
 
 @dataclass(frozen=True)
@@ -109,71 +114,6 @@ def default_layers(n_layers: int) -> tuple[int, ...]:
     return tuple(range(start, start + count))
 
 
-# -- model access ---------------------------------------------------------------------------------
-
-def _decoder(model):
-    """The module holding ``layers`` (``model.model`` of a Llama-style causal LM)."""
-    inner = getattr(model, "model", model)
-    blocks = getattr(inner, "layers", None)
-    if blocks is None or not all(isinstance(getattr(getattr(b, "mlp", None), "down_proj", None), torch.nn.Linear)
-                                 for b in blocks):
-        raise UnlearnbenchError(f"rocr edits model.layers[i].mlp.down_proj (Llama-style); {type(model).__name__} has none")
-    return inner
-
-
-class _Stop(Exception):
-    """Raised by the deepest hook: later layers are not needed."""
-
-
-@contextmanager
-def _recording(model, key_layers, out_layer=None):
-    """Record down_proj inputs of ``key_layers`` and the output of block ``out_layer`` on a forward."""
-    blocks = _decoder(model).layers
-    rec: dict = {"keys": {}, "out": None}
-    last = max([*key_layers, -1 if out_layer is None else out_layer])
-    handles = []
-
-    def key_hook(layer):
-        def hook(module, args):
-            rec["keys"][layer] = args[0].detach()
-            if layer == last and out_layer != last:
-                raise _Stop
-        return hook
-
-    def out_hook(module, args, out):
-        rec["out"] = (out[0] if isinstance(out, tuple) else out).detach()
-        if out_layer == last:
-            raise _Stop
-
-    for layer in key_layers:
-        handles.append(blocks[layer].mlp.down_proj.register_forward_pre_hook(key_hook(layer)))
-    if out_layer is not None:
-        handles.append(blocks[out_layer].register_forward_hook(out_hook))
-    try:
-        yield rec
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _forward(model, ids: list[list[int]], pad: int, key_layers, out_layer=None) -> dict:
-    """One right-padded forward of the decoder (no LM head), stopped after the last needed layer."""
-    device = next(model.parameters()).device
-    width = max(map(len, ids))
-    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for i, row in enumerate(ids):
-        input_ids[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row)] = 1
-    with _recording(model, key_layers, out_layer) as rec:
-        try:
-            _decoder(model)(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False)
-        except _Stop:
-            pass
-    rec["mask"] = mask.to(device).bool()
-    return rec
-
-
 # -- keys and values ------------------------------------------------------------------------------
 
 def subject_position(tokenizer, template: str, subject: str) -> tuple[list[int], int]:
@@ -202,7 +142,7 @@ def read_subject(model, tokenizer, subject: str, templates, key_layers, out_laye
     """Per layer the mean key (d_ff) and the mean block output of ``out_layer`` (d_model) at the
     subject's last token, over ``templates`` (float32)."""
     rows = [subject_position(tokenizer, t, subject) for t in templates]
-    rec = _forward(model, [ids for ids, _ in rows], pad_id_of(tokenizer), key_layers, out_layer)
+    rec = record_forward(model, [ids for ids, _ in rows], pad_id_of(tokenizer), key_layers, out_layer)
     at = torch.arange(len(rows)), torch.tensor([p for _, p in rows])
     keys = {layer: rec["keys"][layer][at].float().mean(0) for layer in key_layers}
     out = rec["out"][at].float().mean(0) if out_layer is not None else None
@@ -224,94 +164,14 @@ def generic_token_ids(tokenizer, texts: list[str], max_tokens: int) -> list[list
     return out
 
 
-def _sha_tensor(t: torch.Tensor) -> str:
-    flat = t.detach().contiguous().reshape(-1).cpu().view(torch.uint8).numpy()
-    return hashlib.sha256(memoryview(flat)).hexdigest()
-
-
-def feeding_weights_sha256(model, layers) -> dict[int, str]:
-    """Per layer: sha256 over the model config and every parameter that feeds that layer's
-    down_proj input (embeddings, earlier blocks, the layer's block except down_proj)."""
-    inner = _decoder(model)
-    conf = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_") and k != "transformers_version"}
-    conf_sha = hashlib.sha256(json.dumps(conf, sort_keys=True, default=str).encode()).hexdigest()
-    named = list(inner.named_parameters())
-    digests: dict[str, str] = {}
-    out = {}
-    for layer in layers:
-        h = hashlib.sha256(conf_sha.encode())
-        for name, p in named:
-            parts = name.split(".")
-            if parts[0] == "layers":
-                j = int(parts[1])
-                if j > layer or (j == layer and name.startswith(f"layers.{layer}.mlp.down_proj.")):
-                    continue
-            elif parts[0] == "norm":  # the final norm feeds nothing inside the stack
-                continue
-            if name not in digests:
-                digests[name] = _sha_tensor(p)
-            h.update(f"{name}|{tuple(p.shape)}|{p.dtype}|{digests[name]}\n".encode())
-        out[layer] = h.hexdigest()
-    return out
-
-
-@torch.no_grad()
-def compute_second_moments(model, token_ids: list[list[int]], pad: int, layers) -> dict[int, torch.Tensor]:
-    """M_l = mean over real tokens of k kᵀ for the down_proj input k of every layer (on CPU, float32)."""
-    device = next(model.parameters()).device
-    acc_dtype = torch.float64 if device.type == "cpu" else torch.float32
-    sums: dict[int, torch.Tensor] = {}
-    count = 0
-    for start in range(0, len(token_ids), STATS_BATCH):
-        rec = _forward(model, token_ids[start:start + STATS_BATCH], pad, layers)
-        for layer in layers:
-            k = rec["keys"][layer][rec["mask"]].to(acc_dtype)
-            sums[layer] = sums.get(layer, 0) + k.T @ k
-        count += int(rec["mask"].sum())
-    return {layer: (s / count).float().cpu() for layer, s in sums.items()}
-
-
 def _moment_key(layer: int, weights_sha: str, corpus_sha: str, n_tokens: int) -> str:
     blob = json.dumps({"format": CACHE_FORMAT, "layer": layer, "weights": weights_sha, "corpus": corpus_sha,
                        "tokens": n_tokens, "max_length": STATS_MAX_LENGTH}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def _load_moment(path: Path, key: str, d_ff: int) -> torch.Tensor | None:
-    from safetensors.torch import load_file
-
-    sidecar = path.with_suffix(".json")
-    if not (path.exists() and sidecar.exists()):
-        return None
-    try:
-        if json.loads(sidecar.read_text()).get("key") != key:
-            return None
-        m = load_file(str(path))["second_moment"]
-    except Exception:  # a damaged cache file is recomputed, never trusted
-        return None
-    return m if tuple(m.shape) == (d_ff, d_ff) else None
-
-
-def _save_moment(path: Path, m: torch.Tensor, provenance: dict) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for target, write in ((path, lambda f: save_file({"second_moment": m.contiguous()}, f, metadata={"key": provenance["key"]})),
-                          (path.with_suffix(".json"), lambda f: Path(f).write_text(json.dumps(provenance, indent=1)))):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        os.close(fd)
-        try:
-            write(tmp)
-            os.replace(tmp, target)  # a killed run never leaves half a file under the real name
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-
-
 def second_moments(model, tokenizer, texts: list[str], layers, max_tokens: int) -> tuple[dict[int, torch.Tensor], dict]:
     """Cached ``M_l`` for every layer, and a record of what was computed or reused."""
-    from ..embedded import cache_dir
-
     token_ids = generic_token_ids(tokenizer, texts, max_tokens)
     n_tokens = sum(map(len, token_ids))
     if n_tokens == 0:
@@ -319,12 +179,11 @@ def second_moments(model, tokenizer, texts: list[str], layers, max_tokens: int) 
                                 "use projector=none")
     corpus = hashlib.sha256(json.dumps(token_ids).encode()).hexdigest()
     weights = feeding_weights_sha256(model, layers)
-    d_ff = _decoder(model).layers[layers[0]].mlp.down_proj.in_features
-    root = cache_dir() / "rocr"
+    d_ff = decoder(model).layers[layers[0]].mlp.down_proj.in_features
+    keys = {layer: _moment_key(layer, weights[layer], corpus, n_tokens) for layer in layers}
     out, hits, missing = {}, [], []
     for layer in layers:
-        key = _moment_key(layer, weights[layer], corpus, n_tokens)
-        m = _load_moment(root / f"{key}.safetensors", key, d_ff)
+        m = cache.load_tensor(CACHE_KIND, keys[layer], CACHE_TENSOR, (d_ff, d_ff))
         if m is None:
             missing.append(layer)
         else:
@@ -334,9 +193,9 @@ def second_moments(model, tokenizer, texts: list[str], layers, max_tokens: int) 
     if missing:
         fresh = compute_second_moments(model, token_ids, pad_id_of(tokenizer), missing)
         for layer, m in fresh.items():
-            key = _moment_key(layer, weights[layer], corpus, n_tokens)
-            _save_moment(root / f"{key}.safetensors", m, {
-                "key": key, "layer": layer, "module": f"model.layers.{layer}.mlp.down_proj (input)",
+            cache.save_tensor(CACHE_KIND, keys[layer], CACHE_TENSOR, m, {
+                "key": keys[layer],  # first in the sidecar, as in the files written so far
+                "layer": layer, "module": f"model.layers.{layer}.mlp.down_proj (input)",
                 "tokens": n_tokens, "texts": len(token_ids), "max_length": STATS_MAX_LENGTH,
                 "corpus_token_ids_sha256": corpus, "feeding_weights_sha256": weights[layer],
                 "statistic": "uncentred second moment E[k kᵀ], float32", "format": CACHE_FORMAT})
@@ -344,6 +203,8 @@ def second_moments(model, tokenizer, texts: list[str], layers, max_tokens: int) 
     return out, {"cache_hits": hits, "cache_misses": missing, "stats_tokens": n_tokens,
                  "stats_seconds": round(time.time() - t0, 3)}
 
+
+# -- the edit's linear algebra --------------------------------------------------------------------
 
 def null_projector(m: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int, float]:
     """P = U₀U₀ᵀ over eigenvectors of the PSD ``m`` with eigenvalue < threshold; rank; smallest eigenvalue."""
@@ -363,6 +224,109 @@ def rocr_update(k: torch.Tensor, r: torch.Tensor, p: torch.Tensor, c: torch.Tens
     return (torch.linalg.solve(p @ (k @ k.T + c) + l2 * eye, p @ k) @ r.T).T
 
 
+# -- one unlearn call -----------------------------------------------------------------------------
+
+class _Edit:
+    """The state of one ``unlearn`` call: the edited layers, the solve's precision, P and C per layer.
+
+    The solve runs in float64 on CPU (exact enough to check rank and null-space claims) and in
+    float32 on accelerators; ``C`` (``cov``) starts at 0.
+    """
+
+    def __init__(self, model, tokenizer, cfg: ROCRConfig, layers: tuple[int, ...]):
+        self.model, self.tok, self.cfg, self.layers = model, tokenizer, cfg, layers
+        self.blocks = decoder(model).layers
+        weight = self.blocks[layers[0]].mlp.down_proj.weight
+        self.dt = torch.float64 if weight.device.type == "cpu" else torch.float32
+        self.dev, self.weight_dtype, self.d_ff = weight.device, weight.dtype, weight.shape[1]
+        self.projectors: dict[int, torch.Tensor] = {}
+        self.cov = {layer: torch.zeros(self.d_ff, self.d_ff, dtype=self.dt, device=self.dev) for layer in layers}
+        self.update_norm = {str(layer): 0.0 for layer in layers}  # Σ over edits of ‖ΔW‖_F
+
+    # reading the model as edited so far
+
+    def read(self, subject: str) -> tuple[dict, torch.Tensor]:
+        """``subject``'s key per layer and z_cur (the last edited layer's output), in the solve's dtype."""
+        keys, out = read_subject(self.model, self.tok, subject, self.cfg.templates, self.layers, self.layers[-1])
+        return {layer: k.to(self.dt) for layer, k in keys.items()}, out.to(self.dt)
+
+    def read_group(self, group: list[str]) -> tuple[dict, torch.Tensor]:
+        """K per layer (d_ff × r) and z_cur (d_model × r) of the ``r`` concepts of ``group``."""
+        reads = [self.read(c) for c in group]
+        keys = {layer: torch.stack([r[0][layer] for r in reads], 1) for layer in self.layers}
+        return keys, torch.stack([r[1] for r in reads], 1)
+
+    def residual(self, z: torch.Tensor, subject: str) -> float:
+        """‖z − z_cur‖ of ``subject``."""
+        return float((z - self.read(subject)[1]).norm())
+
+    # before any edit
+
+    def build_projectors(self, generic_text) -> dict:
+        """Set P per layer (null space of generic inputs, or identity); returns their stats."""
+        if self.cfg.projector == "nullspace":
+            return self._nullspace_projectors(list(generic_text))
+        self.projectors = {layer: torch.eye(self.d_ff, dtype=self.dt, device=self.dev) for layer in self.layers}
+        return {"projector_rank": {str(layer): self.d_ff for layer in self.layers}}
+
+    def _nullspace_projectors(self, generic_text: list[str]) -> dict:
+        cfg = self.cfg
+        moments, info = second_moments(self.model, self.tok, generic_text, self.layers, cfg.stats_tokens)
+        ranks, smallest = {}, {}
+        for layer in self.layers:
+            p, rank, w0 = null_projector(moments[layer].to(self.dev), cfg.nullspace_threshold)
+            self.projectors[layer], ranks[str(layer)], smallest[str(layer)] = p.to(self.dt), rank, w0
+        empty = {layer: f"{smallest[layer]:.3g}" for layer, r in ranks.items() if r == 0}
+        if empty:
+            raise UnlearnbenchError(
+                f"rocr: the null space of generic down_proj inputs is empty at layer(s) {', '.join(empty)} "
+                f"(smallest eigenvalue {', '.join(empty.values())} >= nullspace_threshold "
+                f"{cfg.nullspace_threshold}); the edit would change nothing there — use projector=none, "
+                f"a larger nullspace_threshold or earlier layers")
+        return {**info, "smallest_eigenvalue": smallest, "projector_rank": ranks}
+
+    def values(self, concepts: list[str], replacement: str | None) -> tuple[dict, dict]:
+        """The value z of every concept, and the stats of the noise mode."""
+        cfg = self.cfg
+        if cfg.mode == "unrelated":
+            z_rep = self.read(replacement)[1]
+            return {c: z_rep for c in concepts}, {}
+        targets, norms = {}, {}
+        for i, c in enumerate(concepts):
+            z_cur = self.read(c)[1]
+            g = torch.randn(z_cur.shape, generator=torch.Generator().manual_seed(cfg.seed + i), dtype=self.dt).to(self.dev)
+            targets[c] = g * (z_cur.norm() / g.norm())
+            norms[c] = {"z": float(targets[c].norm()), "z_cur": float(z_cur.norm())}
+        return targets, {"noise_norms": norms}
+
+    # the edits
+
+    def apply(self, group: list[str], targets: dict) -> dict:
+        """Edit every layer in order towards the targets of ``group``, then add its keys to C."""
+        layers = self.layers
+        t0 = time.time()
+        z = torch.stack([targets[c] for c in group], 1)
+        ranks, norms = {}, {}
+        for i, layer in enumerate(layers):
+            keys, z_cur = self.read_group(group)  # under the weights edited so far
+            if i == 0:
+                before = z_cur
+            resid = (z - z_cur) / (len(layers) - i)
+            delta = rocr_update(keys[layer], resid, self.projectors[layer], self.cov[layer], self.cfg.l2)
+            with torch.no_grad():
+                self.blocks[layer].mlp.down_proj.weight.add_(delta.to(self.weight_dtype))
+            ranks[str(layer)] = int(torch.linalg.matrix_rank(delta))
+            norms[str(layer)] = float(delta.norm())
+            self.update_norm[str(layer)] += float(delta.norm())
+        keys, after = self.read_group(group)
+        for layer in layers:  # AlphaEdit: remember the edited keys under the edited weights
+            self.cov[layer] += keys[layer] @ keys[layer].T
+        return {"concepts": group, "seconds": round(time.time() - t0, 3),
+                "delta_rank": ranks, "delta_norm": norms,
+                "residual_before": [float(x) for x in (z - before).norm(dim=0)],
+                "residual_after": [float(x) for x in (z - after).norm(dim=0)]}
+
+
 # -- the method -----------------------------------------------------------------------------------
 
 @register_method()
@@ -379,106 +343,51 @@ class ROCR:
     def unlearn(self, model, data: UnlearnData, progress: Progress = SILENT) -> dict:
         cfg = self.config
         t_start = time.time()
-        tok = data.tokenizer
-        blocks = _decoder(model).layers
-        layers = tuple(cfg.layers) or default_layers(len(blocks))
-        if layers[-1] >= len(blocks):
-            raise UnlearnbenchError(f"rocr: layer {layers[-1]} does not exist (the model has {len(blocks)} layers)")
+        layers, concepts, replacement = self._resolve(model, data)
+        was_training = model.training
+        model.eval()
+        edit = _Edit(model, data.tokenizer, cfg, layers)
+        stats: dict = {"layers": list(layers), "mode": cfg.mode, "projector": cfg.projector, "batch": cfg.batch,
+                       "replacement": replacement if cfg.mode == "unrelated" else None, "l2": cfg.l2,
+                       "cache_hits": [], "cache_misses": [], "stats_tokens": 0, "history": []}
+        try:
+            # 1. projectors and 2. values z, from the unedited model
+            stats.update(edit.build_projectors(data.generic_text))
+            targets, value_stats = edit.values(concepts, replacement)
+            stats.update(value_stats)
+            initial = {c: edit.residual(targets[c], c) for c in concepts}
+            # 3. edits: one request group at a time (each concept, or all of them at once)
+            per_target = self._edit_groups(edit, concepts, targets, progress)
+            # ‖z − z_cur‖ after all edits over the same before any edit: 0 = fully redirected
+            final = {c: edit.residual(targets[c], c) / max(initial[c], 1e-12) for c in concepts}
+        finally:
+            model.train(was_training)
+        stats.update({"targets": per_target, "update_norm": edit.update_norm,
+                      "final_relative_residual": final,
+                      "delta_rank": [t["delta_rank"] for t in per_target],
+                      "seconds": round(time.time() - t_start, 3)})
+        return stats
+
+    def _resolve(self, model, data: UnlearnData) -> tuple[tuple[int, ...], list[str], str | None]:
+        """The layers to edit, the concepts and the replacement subject; errors before any change."""
+        cfg = self.config
+        n_blocks = len(decoder(model).layers)
+        layers = tuple(cfg.layers) or default_layers(n_blocks)
+        if layers[-1] >= n_blocks:
+            raise UnlearnbenchError(f"rocr: layer {layers[-1]} does not exist (the model has {n_blocks} layers)")
         concepts = list(data.concepts)
         if not concepts:
             raise UnlearnbenchError("rocr needs the concepts to forget (UnlearnData.concepts is empty)")
         replacement = cfg.replacement or data.replacement
         if cfg.mode == "unrelated" and not replacement:
             raise UnlearnbenchError("rocr mode=unrelated needs a replacement subject (set replacement=...)")
-        was_training = model.training
-        model.eval()
-        weight = blocks[layers[0]].mlp.down_proj.weight
-        # float64 on CPU (exact enough to check rank and null-space claims); float32 on accelerators
-        dt, dev = (torch.float64 if weight.device.type == "cpu" else torch.float32), weight.device
-        d_ff = weight.shape[1]
-        z_layer = layers[-1]
-        stats: dict = {"layers": list(layers), "mode": cfg.mode, "projector": cfg.projector, "batch": cfg.batch,
-                       "replacement": replacement if cfg.mode == "unrelated" else None, "l2": cfg.l2,
-                       "cache_hits": [], "cache_misses": [], "stats_tokens": 0, "history": []}
-        try:
-            # 1. projectors, from the unedited model
-            if cfg.projector == "nullspace":
-                moments, info = second_moments(model, tok, list(data.generic_text), layers, cfg.stats_tokens)
-                stats.update(info)
-                projectors, ranks, smallest = {}, {}, {}
-                for layer in layers:
-                    p, rank, w0 = null_projector(moments[layer].to(dev), cfg.nullspace_threshold)
-                    projectors[layer], ranks[str(layer)], smallest[str(layer)] = p.to(dt), rank, w0
-                empty = {l: f"{smallest[l]:.3g}" for l, r in ranks.items() if r == 0}
-                if empty:
-                    raise UnlearnbenchError(
-                        f"rocr: the null space of generic down_proj inputs is empty at layer(s) {', '.join(empty)} "
-                        f"(smallest eigenvalue {', '.join(empty.values())} >= nullspace_threshold "
-                        f"{cfg.nullspace_threshold}); the edit would change nothing there — use projector=none, "
-                        f"a larger nullspace_threshold or earlier layers")
-                stats["smallest_eigenvalue"] = smallest
-            else:
-                projectors = {layer: torch.eye(d_ff, dtype=dt, device=dev) for layer in layers}
-                ranks = {str(layer): d_ff for layer in layers}
-            stats["projector_rank"] = ranks
+        return layers, concepts, replacement
 
-            # 2. values z, from the unedited model
-            def read(subject):
-                keys, out = read_subject(model, tok, subject, cfg.templates, layers, z_layer)
-                return {l: k.to(dt) for l, k in keys.items()}, out.to(dt)
-
-            if cfg.mode == "unrelated":
-                z_rep = read(replacement)[1]
-                targets = {c: z_rep for c in concepts}
-            else:
-                targets = {}
-                for i, c in enumerate(concepts):
-                    z_cur = read(c)[1]
-                    g = torch.randn(z_cur.shape, generator=torch.Generator().manual_seed(cfg.seed + i), dtype=dt).to(dev)
-                    targets[c] = g * (z_cur.norm() / g.norm())
-                    stats.setdefault("noise_norms", {})[c] = {"z": float(targets[c].norm()), "z_cur": float(z_cur.norm())}
-
-            initial = {c: float((targets[c] - read(c)[1]).norm()) for c in concepts}
-
-            # 3. edits: one request group at a time (each concept, or all of them at once)
-            groups = [concepts] if cfg.batch else [[c] for c in concepts]
-            cov = {layer: torch.zeros(d_ff, d_ff, dtype=dt, device=dev) for layer in layers}
-            update_norm = {str(layer): 0.0 for layer in layers}  # Σ over edits of ‖ΔW‖_F
-            per_target = []
-            with progress.task(f"unlearn ({self.name})", len(groups)) as bar:
-                for group in groups:
-                    t0 = time.time()
-                    z = torch.stack([targets[c] for c in group], 1)
-                    ranks_g, norms_g = {}, {}
-                    for i, layer in enumerate(layers):
-                        reads = [read(c) for c in group]  # keys and z_cur under the weights edited so far
-                        k = torch.stack([r[0][layer] for r in reads], 1)
-                        z_cur = torch.stack([r[1] for r in reads], 1)
-                        before = z_cur if i == 0 else before
-                        resid = (z - z_cur) / (len(layers) - i)
-                        delta = rocr_update(k, resid, projectors[layer], cov[layer], cfg.l2)
-                        with torch.no_grad():
-                            blocks[layer].mlp.down_proj.weight.add_(delta.to(weight.dtype))
-                        ranks_g[str(layer)] = int(torch.linalg.matrix_rank(delta))
-                        norms_g[str(layer)] = float(delta.norm())
-                        update_norm[str(layer)] += float(delta.norm())
-                    after_reads = [read(c) for c in group]
-                    for layer in layers:  # AlphaEdit: remember the edited keys under the edited weights
-                        k = torch.stack([r[0][layer] for r in after_reads], 1)
-                        cov[layer] += k @ k.T
-                    after = torch.stack([r[1] for r in after_reads], 1)
-                    per_target.append({
-                        "concepts": group, "seconds": round(time.time() - t0, 3),
-                        "delta_rank": ranks_g, "delta_norm": norms_g,
-                        "residual_before": [float(x) for x in (z - before).norm(dim=0)],
-                        "residual_after": [float(x) for x in (z - after).norm(dim=0)]})
-                    bar.advance()
-            # ‖z − z_cur‖ after all edits over the same before any edit: 0 = fully redirected
-            final = {c: float((targets[c] - read(c)[1]).norm()) / max(initial[c], 1e-12) for c in concepts}
-        finally:
-            model.train(was_training)
-        stats.update({"targets": per_target, "update_norm": update_norm,
-                      "final_relative_residual": final,
-                      "delta_rank": [t["delta_rank"] for t in per_target],
-                      "seconds": round(time.time() - t_start, 3)})
-        return stats
+    def _edit_groups(self, edit: _Edit, concepts: list[str], targets: dict, progress: Progress) -> list[dict]:
+        groups = [concepts] if self.config.batch else [[c] for c in concepts]
+        per_target = []
+        with progress.task(f"unlearn ({self.name})", len(groups)) as bar:
+            for group in groups:
+                per_target.append(edit.apply(group, targets))
+                bar.advance()
+        return per_target
