@@ -59,9 +59,9 @@ def measure(model_name: str, method: str, steps: int, batch_size: int) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from unlearnbench.data.world import WorldConfig, build_world
-    from unlearnbench.embedded import ModelRecipe, train_tokenizer
-    from unlearnbench.methods.base import UnlearnData
+    from unlearnbench.toy.world import WorldConfig, build_world
+    from unlearnbench.toy.model import ModelRecipe, train_tokenizer
+    from unlearnbench.data.types import PlanContext, UnlearnData
     from unlearnbench.methods.ilu import ILU, ILUConfig
     from unlearnbench.progress import Progress, TaskHandle
     from unlearnbench.registry import METHODS
@@ -82,7 +82,7 @@ def measure(model_name: str, method: str, steps: int, batch_size: int) -> dict:
     options = {"lr": 1e-4, "max_steps": steps, "batch_size": batch_size, "epochs": 1000}
     if method.startswith("ilu+"):
         m = ILU(ILUConfig(base=base_name))
-        m.bind_base(lambda name: options)
+        m.bind(PlanContext(lambda name: options, {}))
     else:
         cls = METHODS.get(base_name)
         m = cls(build_config(cls.Config, options, plugin=base_name))

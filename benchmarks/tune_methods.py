@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
+    from unlearnbench.data.types import PlanContext, call_hook
     from unlearnbench.registry import BENCHMARKS, METHODS, PROBES
     from unlearnbench.spec import build_config, parse_spec
 
@@ -57,8 +58,8 @@ def main() -> None:
     for values in itertools.product(*[v for _, v in axes]):
         options = {**fixed, **dict(zip([k for k, _ in axes], values))}
         method = cls(build_config(cls.Config, options, plugin=args.method))
-        if hasattr(method, "bind_base"):  # ILU: its base uses the benchmark's tuned defaults
-            method.bind_base(lambda name: bench.defaults("methods", name))
+        # ILU: its base uses the benchmark's tuned defaults
+        call_hook(method, "bind", PlanContext(lambda name: bench.defaults("methods", name), {}))
         model = copy.deepcopy(target.model)
         t0 = time.time()
         try:

@@ -13,8 +13,9 @@ import torch
 
 torch.set_num_threads(1)
 
-from unlearnbench.data.world import Example, WorldConfig, build_world  # noqa: E402
-from unlearnbench.embedded import ModelRecipe, train_tokenizer  # noqa: E402
+from unlearnbench.data.types import Example  # noqa: E402
+from unlearnbench.toy.world import WorldConfig, build_world  # noqa: E402
+from unlearnbench.toy.model import ModelRecipe, train_tokenizer  # noqa: E402
 
 
 @functools.lru_cache(maxsize=None)
@@ -100,7 +101,7 @@ def make_batch(enc, idx):
 
 
 def unlearn_data():
-    from unlearnbench.methods.base import UnlearnData
+    from unlearnbench.data.types import UnlearnData
 
     return UnlearnData(forget_examples(), retain_examples(), tiny_tokenizer())
 

@@ -11,11 +11,11 @@ import pytest
 
 from unlearnbench import runner
 from unlearnbench.cli import main
-from unlearnbench.data.world import Example
+from unlearnbench.data.types import Example
 from unlearnbench.errors import SpecError, UnlearnbenchError
 from unlearnbench.registry import TASKS
 from unlearnbench.spec import build_config
-from unlearnbench.specs import tasks_dir
+from unlearnbench.spec import tasks_dir
 from unlearnbench.tasks.datasets import DATASET_TASKS, DatasetTask, DatasetTaskConfig
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "samples"

@@ -11,7 +11,7 @@ torch.set_num_threads(1)
 from helpers_tiny import state_copy, states_equal, tiny_model, tiny_tokenizer  # noqa: E402
 
 from unlearnbench.attacks.finetune import FinetuneAttack, FinetuneConfig  # noqa: E402
-from unlearnbench.data.synthetic import build_task  # noqa: E402
+from unlearnbench.toy.tasks import build_task  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 
 

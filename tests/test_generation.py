@@ -14,7 +14,8 @@ torch.set_num_threads(1)
 
 from helpers_tiny import eos_pad_tokenizer, perturb_, tiny_model, tiny_tokenizer  # noqa: E402
 
-from unlearnbench import generation, scoring  # noqa: E402
+from unlearnbench import generation
+from unlearnbench import inference  # noqa: E402
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 
@@ -120,7 +121,7 @@ def test_scoring_entry_point_dispatches_with_newline_default(tm, monkeypatch):
             return super().generate(*args, **kwargs)
 
     monkeypatch.setitem(generation._INSTANCES, "hf", Spy())
-    out = scoring.greedy_generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=2)
+    out = inference.greedy_generate(model, tok, PROMPTS, max_new_tokens=8, batch_size=2)
     assert seen["args"][0][-1] == ("\n",)
     assert out == generation.HFBackend().generate(model, tok, PROMPTS, 8, 2, stop=("\n",))
 
@@ -183,7 +184,7 @@ def test_vllm_not_imported_when_hf_or_auto_without_gpu(tm, tmp_path, monkeypatch
     monkeypatch.setattr(generation, "_cuda_available", lambda: False)
     for name in ("hf", "auto"):
         monkeypatch.setenv(generation.ENV_VAR, name)
-        assert scoring.greedy_generate(model, tok, PROMPTS[:2], max_new_tokens=3)
+        assert inference.greedy_generate(model, tok, PROMPTS[:2], max_new_tokens=3)
         assert "vllm" not in sys.modules
 
 
@@ -276,7 +277,7 @@ def test_vllm_dispatch_through_scoring(tm, monkeypatch):
     monkeypatch.setitem(generation._INSTANCES, "vllm", generation.VLLMBackend())
     monkeypatch.setenv(generation.ENV_VAR, "auto")
     try:
-        out = scoring.greedy_generate(model, tok, PROMPTS, max_new_tokens=5)
+        out = inference.greedy_generate(model, tok, PROMPTS, max_new_tokens=5)
     finally:
         generation._INSTANCES["vllm"].close()
     assert len(log["inits"]) == 1 and log["params"][-1]["stop"] == ["\n"]

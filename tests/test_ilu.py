@@ -21,10 +21,11 @@ from helpers_tiny import (  # noqa: E402
 )
 
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
-from unlearnbench.data.synthetic import build_task  # noqa: E402
+from unlearnbench.toy.tasks import build_task  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 from unlearnbench.methods import ilu  # noqa: E402
-from unlearnbench.methods.base import Batch, UnlearnData  # noqa: E402
+from unlearnbench.data.types import PlanContext, UnlearnData  # noqa: E402
+from unlearnbench.methods.base import Batch  # noqa: E402
 from unlearnbench.methods.graddiff import GradDiff, GradDiffConfig  # noqa: E402
 from unlearnbench.methods.ilu import ILU, ILUConfig, irm_penalty  # noqa: E402
 from unlearnbench.methods.npo import NPO, NPOConfig  # noqa: E402
@@ -110,7 +111,7 @@ def _run(method):
 
 def _ilu(base, lam, **kw):
     m = ILU(ILUConfig(base=base, lam=lam, **kw))
-    m.bind_base(lambda name: dict(TRAIN, beta=0.5) if name == "npo" else dict(TRAIN))
+    m.bind(PlanContext(lambda name: dict(TRAIN, beta=0.5) if name == "npo" else dict(TRAIN), {}))
     return m
 
 
@@ -137,7 +138,7 @@ def test_rmu_base_trains_only_rmus_parameters():
     model = tiny_model()
     before = state_copy(model)
     m = ILU(ILUConfig(base="rmu", lam=1.0))
-    m.bind_base(lambda name: {"lr": 1e-2, "max_steps": 2, "batch_size": 4, "alpha": 1.0})
+    m.bind(PlanContext(lambda name: {"lr": 1e-2, "max_steps": 2, "batch_size": 4, "alpha": 1.0}, {}))
     stats = m.unlearn(model, _data())
     after = state_copy(model)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
@@ -156,7 +157,7 @@ def test_multiple_environments_sum_their_penalties(monkeypatch):
 
     monkeypatch.setattr(ilu, "irm_penalty", spy)
     m = ILU(ILUConfig(envs=("arith", "topic"), lam=1.0))
-    m.bind_base(lambda name: {"lr": 1e-2, "max_steps": 1, "batch_size": 4})
+    m.bind(PlanContext(lambda name: {"lr": 1e-2, "max_steps": 1, "batch_size": 4}, {}))
     model = tiny_model()
     start = copy.deepcopy(model)
     stats = m.unlearn(model, _data())
@@ -178,7 +179,7 @@ def test_sdpa_model_runs_with_eager_attention_and_is_switched_back(monkeypatch):
     real = ilu.irm_penalty
     monkeypatch.setattr(ilu, "irm_penalty", lambda m, b: during.append(m.config._attn_implementation) or real(m, b))
     m = ILU(ILUConfig())
-    m.bind_base(lambda name: {"lr": 1e-2, "max_steps": 1, "batch_size": 4})
+    m.bind(PlanContext(lambda name: {"lr": 1e-2, "max_steps": 1, "batch_size": 4}, {}))
     m.unlearn(model, _data())
     assert during == ["eager"]
     assert model.config._attn_implementation == "sdpa"
@@ -189,7 +190,7 @@ def test_sdpa_model_runs_with_eager_attention_and_is_switched_back(monkeypatch):
 def test_bind_base_uses_defaults_and_overrides():
     asked = []
     m = ILU(ILUConfig(base="npo", lr=5e-4, seed=7))
-    m.bind_base(lambda name: asked.append(name) or {"lr": 1e-4, "epochs": 2, "beta": 0.3})
+    m.bind(PlanContext(lambda name: asked.append(name) or {"lr": 1e-4, "epochs": 2, "beta": 0.3}, {}))
     assert asked == ["npo"]
     assert isinstance(m.base, NPO)
     c = m.base.config

@@ -23,10 +23,11 @@ from helpers_tiny import (  # noqa: E402
 )
 from helpers_tiny import encode_all as _enc, make_batch as _batch, unlearn_data as _data, seq_nll as _seq_nll  # noqa: E402
 
-from unlearnbench import scoring  # noqa: E402
+from unlearnbench import inference  # noqa: E402
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
-from unlearnbench.methods.base import Batch, GradientMethodConfig, MethodDiverged, UnlearnData  # noqa: E402
+from unlearnbench.data.types import UnlearnData  # noqa: E402
+from unlearnbench.methods.base import Batch, GradientMethodConfig, MethodDiverged  # noqa: E402
 from unlearnbench.methods.gradascent import GradAscent, GradAscentConfig  # noqa: E402
 from unlearnbench.methods.graddiff import GradDiff, GradDiffConfig  # noqa: E402
 from unlearnbench.methods.npo import NPO, NPOConfig, npo_forget_loss  # noqa: E402
@@ -49,7 +50,7 @@ def _token_mean(model, enc, idx):
 
 def _mean_forget_nll(model):
     tok = tiny_tokenizer()
-    scores = scoring.score_targets(model, tok, [(e.prompt, e.target) for e in forget_examples()])
+    scores = inference.score_targets(model, tok, [(e.prompt, e.target) for e in forget_examples()])
     return sum(s.mean_nll for s in scores) / len(scores)
 
 

@@ -174,8 +174,8 @@ def test_sample_folder_reads():
 
 def test_toy_adversarial_and_icl_forms():
     from unlearnbench.benchmarks.toy import ToyBenchmark, ToyConfig
-    from unlearnbench.data import world
-    from unlearnbench.data.world_probes import ADVERSARIAL_PREFIX, ADVERSARIAL_SUFFIX, ICL_SHOTS
+    from unlearnbench.toy import world
+    from unlearnbench.toy.probes import ADVERSARIAL_PREFIX, ADVERSARIAL_SUFFIX, ICL_SHOTS
 
     b = ToyBenchmark(ToyConfig(size="micro"))
     w = b.world

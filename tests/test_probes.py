@@ -11,8 +11,8 @@ torch.set_num_threads(1)
 
 from helpers_tiny import tiny_model, tiny_tokenizer, tiny_world  # noqa: E402
 
-from unlearnbench import scoring  # noqa: E402
-from unlearnbench.data.world import ProbeItem  # noqa: E402
+from unlearnbench import inference  # noqa: E402
+from unlearnbench.data.types import ProbeItem  # noqa: E402
 from unlearnbench.probes.base import ProbeConfig  # noqa: E402
 from unlearnbench.probes.forms import MCQProbe, QAProbe, TrueFalseProbe  # noqa: E402
 
@@ -44,7 +44,7 @@ def test_generative_probe_keys_ranges_and_correct_is_em(tm):
     assert _in_unit(rows)
     assert all(r["correct"] == r["em"] for r in rows)
     # prob is exp(-mean NLL) of " " + answer
-    ref = scoring.score_targets(model, tok, [(it.prompt, " " + it.answer) for it in items])
+    ref = inference.score_targets(model, tok, [(it.prompt, " " + it.answer) for it in items])
     assert [r["prob"] for r in rows] == pytest.approx([s.prob for s in ref], rel=1e-5)
 
 
@@ -52,7 +52,7 @@ def test_generative_probe_scores_generation_against_answer(tm, monkeypatch):
     model, tok = tm
     items = _items("qa", 3)
     gens = [" " + items[0].answer + " and more", "nothing like it", items[2].answer.lower() + "."]
-    monkeypatch.setattr(scoring, "greedy_generate", lambda *a, **k: list(gens))
+    monkeypatch.setattr(inference, "greedy_generate", lambda *a, **k: list(gens))
     rows = QAProbe().score(model, tok, items)
     assert [r["em"] for r in rows] == [1.0, 0.0, 1.0]
     assert [r["correct"] for r in rows] == [1.0, 0.0, 1.0]
@@ -70,9 +70,9 @@ def test_choice_probe_keys_and_ranges(tm, probe_cls, form):
     assert all(set(r) == CHOICE_KEYS for r in rows)
     assert _in_unit(rows)
     assert all(r["correct"] in (0.0, 1.0) for r in rows)
-    scores = scoring.score_choices(model, tok, [it.prompt for it in items], [it.choices for it in items])
+    scores = inference.score_choices(model, tok, [it.prompt for it in items], [it.choices for it in items])
     for r, s, it in zip(rows, scores, items):
-        assert r["prob"] == pytest.approx(scoring.softmax_prob(s, it.label), rel=1e-5)
+        assert r["prob"] == pytest.approx(inference.softmax_prob(s, it.label), rel=1e-5)
         assert r["correct"] == float(max(range(len(s)), key=s.__getitem__) == it.label)
 
 
@@ -84,9 +84,9 @@ def test_choice_correct_iff_argmax_is_label(tm, monkeypatch):
             [-1.0, -2.0, -0.5, -4.0],      # argmax 2, label 2 -> right
             [-0.1, -2.0, -3.0, -0.2],      # argmax 0, label 3 -> wrong (close second)
             [-5.0, -5.0, -5.0, -5.0]]      # a tie: argmax taken as the first, label 1 -> wrong
-    monkeypatch.setattr(scoring, "score_choices", lambda *a, **k: [list(s) for s in fake])
+    monkeypatch.setattr(inference, "score_choices", lambda *a, **k: [list(s) for s in fake])
     rows = MCQProbe().score(model, tok, items)
     assert [r["correct"] for r in rows] == [1.0, 1.0, 0.0, 0.0]
     assert rows[3]["prob"] == pytest.approx(0.25)
-    assert rows[0]["prob"] == pytest.approx(scoring.softmax_prob(fake[0], 0))
+    assert rows[0]["prob"] == pytest.approx(inference.softmax_prob(fake[0], 0))
     assert rows[2]["prob"] < 0.5

@@ -13,22 +13,24 @@ from helpers_tiny import (encode_all, forget_examples, retain_examples, seq_nll,
 
 from unlearnbench.attacks.relearn import RelearnAttack, RelearnConfig  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
-from unlearnbench.methods.base import UnlearnData  # noqa: E402
+from unlearnbench.data.types import UnlearnData  # noqa: E402
 
 
 class FakeBenchmark:
-    """What relearn:forget reads from a benchmark: unlearn_data() and (optionally) its world."""
+    """What relearn:forget reads from a benchmark: unlearn_data(), with or without saying whose
+    each forget example is (``UnlearnData.forget_owners``, as the embedded world does)."""
 
     def __init__(self, with_world: bool = True):
-        if with_world:
-            self.world = tiny_world()
+        self.with_world = with_world
         self.calls = 0
 
     def unlearn_data(self, tokenizer):
         self.calls += 1
         w = tiny_world()
+        owners = [k for k, i in enumerate(w.forget_ids) for _ in w.unlearning_examples([i])] if self.with_world else []
         return UnlearnData(forget_examples(), retain_examples(), tokenizer,
-                           concepts=[w.by_id(i).name for i in w.forget_ids])
+                           concepts=[w.by_id(i).name for i in w.forget_ids], forget_owners=owners,
+                           concept_ids=list(w.forget_ids) if self.with_world else [])
 
 
 class Recorder:

@@ -13,7 +13,8 @@ from helpers_tiny import encode_all as _enc, make_batch as _batch, unlearn_data 
 
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
-from unlearnbench.methods.base import Batch, UnlearnData  # noqa: E402
+from unlearnbench.data.types import UnlearnData  # noqa: E402
+from unlearnbench.methods.base import Batch  # noqa: E402
 from unlearnbench.methods.rmu import (  # noqa: E402
     RMU,
     RMUConfig,

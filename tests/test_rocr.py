@@ -19,7 +19,7 @@ from helpers_tiny import state_copy, tiny_model, tiny_tokenizer, tiny_world  # n
 
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 from unlearnbench.methods import rocr  # noqa: E402
-from unlearnbench.methods.base import UnlearnData  # noqa: E402
+from unlearnbench.data.types import UnlearnData  # noqa: E402
 from unlearnbench.methods.rocr import ROCR, ROCRConfig, default_layers, read_subject, subject_position  # noqa: E402
 from unlearnbench.registry import METHODS  # noqa: E402
 

@@ -14,9 +14,10 @@ torch.set_num_threads(1)
 from helpers_tiny import forget_examples, perturb_, retain_examples, tiny_model, tiny_tokenizer  # noqa: E402
 from helpers_tiny import encode_all as _enc, make_batch as _batch, unlearn_data as _data, seq_nll as _seq_nll  # noqa: E402
 
-from unlearnbench import scoring  # noqa: E402
+from unlearnbench import inference  # noqa: E402
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
-from unlearnbench.methods.base import Batch, UnlearnData  # noqa: E402
+from unlearnbench.data.types import UnlearnData  # noqa: E402
+from unlearnbench.methods.base import Batch  # noqa: E402
 from unlearnbench.methods.simnpo import SimNPO, SimNPOConfig, simnpo_forget_loss  # noqa: E402
 from unlearnbench.registry import METHODS  # noqa: E402
 
@@ -114,7 +115,7 @@ def test_unlearn_lowers_forget_likelihood():
     pairs = [(e.prompt, e.target) for e in forget_examples()]
 
     def mean_nll():
-        scores = scoring.score_targets(model, tok, pairs)
+        scores = inference.score_targets(model, tok, pairs)
         return sum(s.mean_nll for s in scores) / len(scores)
 
     before = mean_nll()

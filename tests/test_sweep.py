@@ -48,7 +48,7 @@ def test_experiment_by_name_with_did_you_mean():
 
 
 def test_shipped_experiments_are_valid():
-    from unlearnbench.specs import tasks_dir
+    from unlearnbench.spec import tasks_dir
 
     files = sorted((tasks_dir() / "experiments").glob("*.yaml"))
     assert files

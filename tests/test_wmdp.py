@@ -173,7 +173,7 @@ def test_lm_eval_matches_own_scoring(tmp_path):
     pytest.importorskip("lm_eval")
     from helpers_tiny import tiny_model, tiny_tokenizer
 
-    from unlearnbench import scoring
+    from unlearnbench import inference
     from unlearnbench.probes.wmdp_mcq import evaluate_items
 
     tok = tiny_tokenizer()
@@ -181,12 +181,12 @@ def test_lm_eval_matches_own_scoring(tmp_path):
     b = bench(data=str(write_wmdp(tmp_path / "d")))
     items = b.mcq_items("forget") + b.mcq_items("retain")
     rows = evaluate_items(model, tok, items, source="local", batch_size=8)
-    ours = scoring.score_choices(model, tok, [_our_prompt(it) for it in items], [list("ABCD")] * len(items), 8)
+    ours = inference.score_choices(model, tok, [_our_prompt(it) for it in items], [list("ABCD")] * len(items), 8)
     for it, s in zip(items, ours):
         row = rows[it.item_id]
         assert row["logliks"] == pytest.approx(s, abs=1e-3), it.item_id
         assert row["correct"] == float(max(range(4), key=s.__getitem__) == it.label)
-        assert row["prob"] == pytest.approx(scoring.softmax_prob(s, it.label), abs=1e-4)
+        assert row["prob"] == pytest.approx(inference.softmax_prob(s, it.label), abs=1e-4)
     assert len({round(r["prob"], 6) for r in rows.values()}) > 3   # a real model's scores, not constants
 
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from unlearnbench.data.synthetic import SYNTHETIC_TASKS, build_task
-from unlearnbench.data.world import ATTRIBUTES, FORMS, LETTERS, WorldConfig, build_world, held_out_templates
+from unlearnbench.toy.tasks import SYNTHETIC_TASKS, build_task
+from unlearnbench.toy.world import ATTRIBUTES, FORMS, LETTERS, WorldConfig, build_world, held_out_templates
 
 
 def _digest(world) -> str:

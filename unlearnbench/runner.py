@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
+from .cache import find_checkpoint, load_checkpoint, save_checkpoint
+from .data.types import PlanContext, call_hook, declared
 from .errors import UnlearnbenchError
 from .progress import SILENT, Progress
-from .registry import ATTACKS, BENCHMARKS, METHODS, PROBES, TASKS, plugin_version
-from .spec import build_config, config_to_dict, parse_spec
+from .registry import ATTACKS, BENCHMARKS, METHODS, PROBES, TASKS, Registry, plugin_version
+from .spec import Spec, build_config, config_to_dict, parse_spec
 from .store import ResultStore, ScoreRow, cell_id
 
 
@@ -55,9 +57,8 @@ class Plugin:
 
     def key(self) -> dict:
         # key_extra: what else decides the result (ILU: its resolved base method and config)
-        extra = getattr(self.obj, "key_extra", None)
         return {"name": self.name, "arg": self.arg, "version": self.version, "config": config_to_dict(self.config),
-                **(extra() if extra else {})}
+                **call_hook(self.obj, "key_extra")}
 
     def label(self) -> str:
         """The spec as the user wrote it, canonicalised (options sorted): two configs of one
@@ -85,18 +86,24 @@ class RunPlan:
     device: str
 
 
-def _resolve(registry, text: str, defaults: dict | None = None, forced: dict | None = None,
-             with_arg: bool = False) -> Plugin:
-    spec = parse_spec(text)
+def resolve(registry: Registry, spec: Spec | str, defaults: dict | None = None,
+            forced: dict | None = None) -> Plugin:
+    """The plugin a spec names, configured and built (a one-line error for any bad part).
+
+    ``defaults``: options the benchmark tunes for it (the spec's own options win); ``forced``:
+    options set for every plugin that has the field (the run's ``seed``) unless the spec sets them.
+    """
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
     cls = registry.get(spec.name)
     options = {**(defaults or {}), **spec.options}
+    fields = set(getattr(cls.Config, "__dataclass_fields__", {}))
     for k, v in (forced or {}).items():
-        if k in {f for f in getattr(cls.Config, "__dataclass_fields__", {})}:
+        if k in fields:
             options.setdefault(k, v)
     config = build_config(cls.Config, options, plugin=spec.name)
-    needs_arg = getattr(cls, "needs_arg", None)
+    needs_arg = declared(cls, "needs_arg")
     if spec.arg and not needs_arg:
-        raise UnlearnbenchError(f"{registry.kind} '{spec.name}' takes no ':' argument (got '{text}')")
+        raise UnlearnbenchError(f"{registry.kind} '{spec.name}' takes no ':' argument (got '{spec}')")
     if needs_arg and not spec.arg:
         raise UnlearnbenchError(f"{registry.kind} '{spec.name}' needs a {needs_arg}, e.g. {spec.name}:arith")
     obj = cls(config, spec.arg) if needs_arg else cls(config)
@@ -104,9 +111,8 @@ def _resolve(registry, text: str, defaults: dict | None = None, forced: dict | N
 
 
 def _file_tasks() -> list[str]:
-    """Tasks that read local data files (their Config has ``train`` and ``test``)."""
-    return [n for n in TASKS.names()
-            if {"train", "test"} <= set(getattr(TASKS.get(n).Config, "__dataclass_fields__", {}))]
+    """Tasks that read local data files (``reads_files``; their Config has ``train`` and ``test``)."""
+    return [n for n in TASKS.names() if declared(TASKS.get(n), "reads_files")]
 
 
 def _data_tasks(data: dict[str, str]) -> dict[str, Plugin]:
@@ -126,40 +132,43 @@ def _data_tasks(data: dict[str, str]) -> dict[str, Plugin]:
         if role in options.setdefault(name, {}):
             raise UnlearnbenchError(f"--data {name}:{role} is given twice")
         options[name][role] = path
-    return {name: _resolve(TASKS, name, opts) for name, opts in options.items()}
+    return {name: resolve(TASKS, name, opts) for name, opts in options.items()}
 
 
 def plan(request: RunRequest) -> RunPlan:
-    """Resolve and validate every spec before any model is touched (bad input fails fast)."""
-    bench = _resolve(BENCHMARKS, request.benchmark)
+    """Resolve and validate every spec before any model is touched (bad input fails fast).
+
+    Each spec is parsed once. Methods and attacks hear of their run through their optional
+    ``bind(PlanContext)`` hook (ILU: its base method's tuned defaults and ``--data`` environments;
+    relearn:<task>: a ``--data`` source); every ``--data`` file must be used by someone.
+    """
+    bench = resolve(BENCHMARKS, request.benchmark)
     b = bench.obj
     data_tasks = _data_tasks(request.data or {})
+    ctx = PlanContext(defaults_for=lambda n: b.defaults("methods", n),
+                      data_tasks={n: t.obj for n, t in data_tasks.items()})
     used: set[str] = set()
-    method = _resolve(METHODS, request.method, b.defaults("methods", parse_spec(request.method).name),
-                      {"seed": request.seed})
-    if hasattr(method.obj, "bind_base"):  # ILU: its base method gets the benchmark's tuned defaults
-        method.obj.bind_base(lambda n: b.defaults("methods", n))
-    if hasattr(method.obj, "bind_tasks"):  # ILU: environments read from --data files
-        used.update(method.obj.bind_tasks({n: t.obj for n, t in data_tasks.items()}))
+    method_spec = parse_spec(request.method)
+    method = resolve(METHODS, method_spec, b.defaults("methods", method_spec.name), {"seed": request.seed})
+    used.update(call_hook(method.obj, "bind", ctx))
     attacks = []
     for text in request.attacks:
-        name = parse_spec(text).name
-        attack = _resolve(ATTACKS, text, b.defaults("attacks", name), {"seed": request.seed})
-        # finetune:<task> names a task plugin; other attacks read their argument themselves
-        # (relearn:forget, quantize:4) and may use the benchmark passed to run()
+        attack_spec = parse_spec(text)
+        attack = resolve(ATTACKS, attack_spec, b.defaults("attacks", attack_spec.name), {"seed": request.seed})
+        # needs_arg "task": the argument names a task plugin the runner loads (finetune:<task>);
+        # other attacks read their argument themselves (relearn:forget, quantize:4)
         task = None
-        if getattr(type(attack.obj), "needs_arg", None) == "task":
-            task = data_tasks.get(attack.arg) or _resolve(TASKS, attack.arg)
+        if declared(attack.obj, "needs_arg") == "task":
+            task = data_tasks.get(attack.arg) or resolve(TASKS, attack.arg)
             used.add(task.name)
-        if hasattr(attack.obj, "bind_tasks"):  # relearn:<task>
-            used.update(attack.obj.bind_tasks({n: t.obj for n, t in data_tasks.items()}))
+        used.update(call_hook(attack.obj, "bind", ctx))
         attacks.append((attack, task))
     unused = sorted(set(data_tasks) - used)
     if unused:
         raise UnlearnbenchError(f"--data {unused[0]}: no attack or ILU environment of this run uses task "
                                 f"{unused[0]!r} (e.g. --attack finetune:{unused[0]})")
     probe_names = request.probes or list(b.default_probes)
-    probes = [_resolve(PROBES, p) for p in probe_names]
+    probes = [resolve(PROBES, p) for p in probe_names]
     return RunPlan(bench, method, attacks, probes, request.seed, request.device)
 
 
@@ -185,7 +194,7 @@ class Evaluator:
         self._items = {(p.name, s): p.obj.items(benchmark, s) for p in probes for s in benchmark.splits}
 
     def __call__(self, model, tokenizer, checkpoint: str, step: int, tasks=()) -> list[ScoreRow]:
-        from .taskeval import task_item_scores
+        from .inference import task_item_scores
 
         rows: list[ScoreRow] = []
         n = len(self._items) + len(tasks)
@@ -197,7 +206,7 @@ class Evaluator:
                     bar.advance()
                     continue
                 kwargs = {}
-                if getattr(probe, "needs_reference", False):
+                if declared(probe, "needs_reference"):
                     kwargs["reference"] = self.reference() if self.reference else None
                 scores_list = probe.score(model, tokenizer, items, **kwargs)
                 by_probe.setdefault(probe_name, {})[split] = scores_list
@@ -206,9 +215,9 @@ class Evaluator:
                              for m, v in scores.items()]
                 bar.advance()
             for p in self.probes:
-                if hasattr(p.obj, "aggregate") and p.name in by_probe:
+                if p.name in by_probe:
                     rows += [ScoreRow(checkpoint, step, split, p.name, self.AGGREGATE_ITEM, m, float(v))
-                             for split, m, v in p.obj.aggregate(by_probe[p.name])]
+                             for split, m, v in call_hook(p.obj, "aggregate", by_probe[p.name])]
             for task in tasks:
                 for item_id, correct in task_item_scores(model, tokenizer, task):
                     rows.append(ScoreRow(checkpoint, step, "task", task.name, item_id, "correct", correct))
@@ -216,26 +225,42 @@ class Evaluator:
         return rows
 
 
-def checkpoint_dir(cid: str, sha256: str | None = None) -> Path:
-    """Where the unlearned weights of cell ``cid`` are kept: ``checkpoints/<cid>-<sha256[:16]>``.
-
-    The weights' hash is part of the name because the cache is shared by every store: two stores
-    can hold the same cell (same key) computed on machines whose float results differ (thread
-    count, kernels), and neither may overwrite the other's checkpoint.
-    """
-    from .embedded import cache_dir
-
-    root = cache_dir() / "checkpoints"
-    return root / (f"{cid}-{sha256[:16]}" if sha256 else cid)
+# -- cell keys: everything that determines a cell's rows (its id is their hash) --------------------
 
 
-def _save_checkpoint(model, tokenizer, cid: str) -> str:
-    """Save to its content-addressed place (``checkpoint_dir(cid, sha)``); returns the sha256."""
-    from .models import save_model_atomically
+def _common_key(p: RunPlan) -> dict:
+    return {"harness": __version__, "benchmark": p.benchmark.key(), "seed": p.seed,
+            "probes": [pr.key() for pr in p.probes]}
 
-    _path, sha = save_model_atomically(model, tokenizer, checkpoint_dir(cid).parent,
-                                       lambda sha: checkpoint_dir(cid, sha).name)
-    return sha
+
+def model_cell_key(common: dict, p: RunPlan, kind: str, sha256: str) -> dict:
+    """The key of the ``base`` or ``oracle`` cell (the model evaluated as it is)."""
+    name = p.benchmark.obj.model_name + ("" if kind == "base" else "-oracle")
+    return {**common, "kind": kind, "model": {"name": name, "sha256": sha256}}
+
+
+def unlearn_cell_key(common: dict, p: RunPlan, target_sha256: str) -> dict:
+    return {**common, "kind": "unlearn", "model": {"name": p.benchmark.obj.model_name, "sha256": target_sha256},
+            "method": p.method.key()}
+
+
+def attack_cell_key(unlearn_key: dict, attack: Plugin, task: Plugin | None) -> dict:
+    return {**unlearn_key, "kind": "attack", "unlearn_cell": cell_id(unlearn_key), "attack": attack.key(),
+            "task": task.key() if task else None}
+
+
+def cell_ids(p: RunPlan, target_sha256: str, oracle_sha256: str | None = None) -> dict[str, str]:
+    """The ids of every cell of a planned run, given the weights' hashes: ``base``, ``oracle`` (when
+    given), ``unlearn`` and ``attack <label>`` per attack (what :func:`run` stores them under)."""
+    common = _common_key(p)
+    out = {"base": cell_id(model_cell_key(common, p, "base", target_sha256))}
+    if oracle_sha256 is not None:
+        out["oracle"] = cell_id(model_cell_key(common, p, "oracle", oracle_sha256))
+    ukey = unlearn_cell_key(common, p, target_sha256)
+    out["unlearn"] = cell_id(ukey)
+    for attack, task in p.attacks:
+        out["attack " + attack.label()] = cell_id(attack_cell_key(ukey, attack, task))
+    return out
 
 
 class _Results(list):
@@ -274,8 +299,6 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
     import torch
     from transformers.utils import logging as hf_logging
 
-    from .models import load_model, save_model
-
     hf_logging.disable_progress_bar()  # the runner reports its own progress
     p = planned or plan(request)
     bench = p.benchmark.obj
@@ -286,31 +309,28 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
     results: list[CellResult] = _Results(on_cell)
     status = "failed"
     try:
-        common = {"harness": __version__, "benchmark": p.benchmark.key(), "seed": p.seed,
-                  "probes": [pr.key() for pr in p.probes]}
+        common = _common_key(p)
         probe_suite = ",".join(pr.name for pr in p.probes)
         oracle_cache: dict = {}
 
         def reference():
-            if not getattr(bench, "has_oracle", True):
+            if not declared(bench, "has_oracle"):
                 return None
             if "lm" not in oracle_cache:
                 oracle_cache["lm"] = bench.load("oracle", p.device, progress)
             return oracle_cache["lm"]
 
         evaluate = Evaluator(bench, p.probes, progress, reference)
-        utility_tasks = [_resolve(TASKS, t).obj.load() for t in getattr(bench, "eval_tasks", ())]
+        utility_tasks = [resolve(TASKS, t).obj.load() for t in declared(bench, "eval_tasks")]
         torch.manual_seed(p.seed)
 
         target = bench.load("target", p.device, progress)
-        model_key = {"name": bench.model_name, "sha256": target.weights_sha256}
         label_base = {"model": bench.model_name, "probe_suite": probe_suite, "seed": p.seed}
 
         # 1-2. base and oracle
-        for kind in ("base", "oracle") if getattr(bench, "has_oracle", True) else ("base",):
+        for kind in ("base", "oracle") if declared(bench, "has_oracle") else ("base",):
             lm = target if kind == "base" else reference()
-            key = {**common, "kind": kind, "model": {"name": bench.model_name + ("" if kind == "base" else "-oracle"),
-                                                     "sha256": lm.weights_sha256}}
+            key = model_cell_key(common, p, kind, lm.weights_sha256)
             cid = cell_id(key)
             label = {**label_base, "method": kind}
             if store.is_finished(cid):
@@ -322,7 +342,7 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
 
         # 3. unlearn
         m = p.method
-        ukey = {**common, "kind": "unlearn", "model": model_key, "method": m.key()}
+        ukey = unlearn_cell_key(common, p, target.weights_sha256)
         ucid = cell_id(ukey)
         ulabel = {**label_base, "method": m.label(), "method_config": config_to_dict(m.config)}
         unlearned = None
@@ -332,7 +352,7 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
             try:
                 model = copy.deepcopy(target.model)
                 stats = m.obj.unlearn(model, bench.unlearn_data(target.tokenizer), progress)
-                sha = _save_checkpoint(model, target.tokenizer, ucid)
+                sha = save_checkpoint(model, target.tokenizer, ucid)
                 rows = evaluate(model, target.tokenizer, "unlearned", 0, utility_tasks)
             except Exception as e:  # one failing cell (NaN loss, OOM, a plugin bug) must not stop a sweep
                 reason = _reason(e)
@@ -351,15 +371,14 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
 
         # 4. attacks
         for attack, task in p.attacks:
-            akey = {**ukey, "kind": "attack", "unlearn_cell": ucid, "attack": attack.key(),
-                    "task": task.key() if task else None}
+            akey = attack_cell_key(ukey, attack, task)
             acid = cell_id(akey)
             alabel = {**ulabel, "attack": attack.label(), "attack_config": config_to_dict(attack.config)}
             if store.is_finished(acid):
                 results.append(CellResult("attack", acid, alabel, "cached"))
                 continue
             if unlearned is None:
-                unlearned = _load_unlearned(ucid, store, p.device, load_model)
+                unlearned = load_unlearned(ucid, store, p.device)
             task_data = task.obj.load() if task else None
             rows: list[ScoreRow] = []
             t0 = time.time()
@@ -384,29 +403,15 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
         store.finish_run(run_id, status)
 
 
-def _load_unlearned(ucid: str, store: ResultStore, device: str, load_model):
+def load_unlearned(ucid: str, store: ResultStore, device: str = "cpu"):
     """The unlearned weights of a finished cell, checked against the hash stored with it."""
-    expected = _stored_sha(ucid, store)
-    lm = load_model(_unlearned_dir(ucid, expected), device=device, dtype="auto")  # float32 on CPU, bf16 on GPUs that support it
-    if expected and lm.weights_sha256 != expected:
-        raise UnlearnbenchError(f"the unlearned checkpoint of cell {ucid} does not match the hash stored for it")
-    return lm.model
+    return load_checkpoint(ucid, _stored_sha(ucid, store), device)
 
 
 def unlearned_path(ucid: str, store: ResultStore) -> Path:
     """The checkpoint folder of a finished unlearning cell (content-addressed by its weights' hash)."""
-    return _unlearned_dir(ucid, _stored_sha(ucid, store))
+    return find_checkpoint(ucid, _stored_sha(ucid, store))
 
 
 def _stored_sha(ucid: str, store: ResultStore) -> str | None:
     return ((store.get_cell(ucid) or {}).get("meta") or {}).get("checkpoint_sha256")
-
-
-def _unlearned_dir(ucid: str, sha256: str | None) -> Path:
-    path = checkpoint_dir(ucid, sha256)
-    if not path.is_dir() and checkpoint_dir(ucid).is_dir():  # the layout before hashes were in the name
-        path = checkpoint_dir(ucid)
-    if not (path / "model.safetensors").exists() and not list(path.glob("*.safetensors")):
-        raise UnlearnbenchError(f"the unlearned checkpoint of cell {ucid} is missing from {path}; "
-                                "delete that cell from the store (or use a new --store) to re-run unlearning")
-    return path

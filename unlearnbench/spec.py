@@ -24,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import pathlib
+from pathlib import Path
 import re
 import types
 import typing
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Mapping, Union
 
-from unlearnbench.errors import SpecError
+from unlearnbench.errors import SpecError, UnlearnbenchError
 
 # Plugin names: kept to characters that survive shells, file names and result keys unquoted.
 NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -389,3 +391,38 @@ __all__ = [
     "canonical_json",
     "config_help",
 ]
+
+
+# ----------------------------------------------------------------------------------------------
+# the declarative YAML specs under tasks/
+
+
+def tasks_dir() -> Path:
+    """``$UNLEARNBENCH_TASKS``, else the ``tasks/`` folder beside the package (a source checkout)."""
+    env = os.environ.get("UNLEARNBENCH_TASKS")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent / "tasks"
+    if not path.is_dir():
+        raise UnlearnbenchError(f"task specs folder not found at {path}; install unlearnbench from a source "
+                                "checkout (pip install -e .) or set UNLEARNBENCH_TASKS")
+    return path
+
+
+def load_yaml(relative: str) -> dict:
+    """A spec under ``tasks/`` (a mapping at top level)."""
+    path = tasks_dir() / relative
+    if not path.is_file():
+        raise UnlearnbenchError(f"spec file not found: {path}")
+    return read_yaml(path)
+
+
+def read_yaml(path: Path) -> dict:
+    """A YAML file that must hold a mapping; errors are one line naming the file."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UnlearnbenchError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UnlearnbenchError(f"{path} must hold a mapping at top level")
+    return data

@@ -95,7 +95,7 @@ _FIELDS = {"name", "methods", "attacks", "seeds", "benchmark", "probes", "data",
 
 def load_experiment(name_or_path: str) -> Experiment:
     """An experiment from a YAML file, or by name from ``tasks/experiments/<name>.yaml``."""
-    from .specs import read_yaml, tasks_dir
+    from .spec import read_yaml, tasks_dir
 
     path = Path(name_or_path)
     if not path.is_file():

@@ -115,14 +115,14 @@ def analyze_store(store, benchmark: str, attack: str, method: str | None = None,
     seed) from θ_u and from θ_o; both are cached as safetensors under the cache folder, keyed by the
     starting weights' hash and the attack's key, so a second analysis costs only the streaming.
     """
-    from .models import load_model
+    from .data.types import declared
     from .registry import ATTACKS, BENCHMARKS, TASKS
-    from .runner import _load_unlearned, _resolve, unlearned_path
+    from .runner import load_unlearned, resolve, unlearned_path
     from .spec import parse_spec
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the CLI shows its own progress
-    bench = _resolve(BENCHMARKS, benchmark)
+    bench = resolve(BENCHMARKS, benchmark)
     key = bench.key()
     cells = [c for c in store.cells(status="finished") if c["kind"] == "unlearn"]
     rows: list[dict] = []
@@ -142,17 +142,18 @@ def analyze_store(store, benchmark: str, attack: str, method: str | None = None,
     target = b.load("target", device, progress)
     base_dir = _saved(target.model, target.tokenizer, f"base-{target.weights_sha256[:16]}")
     tasks: dict = {}
+    spec = parse_spec(attack)
     for c, ckey, label in chosen:
         seed = ckey.get("seed", 0)
-        att = _resolve(ATTACKS, attack, b.defaults("attacks", parse_spec(attack).name), {"seed": seed})
-        if getattr(type(att.obj), "needs_arg", None) != "task":
+        att = resolve(ATTACKS, spec, b.defaults("attacks", spec.name), {"seed": seed})
+        if declared(att.obj, "needs_arg") != "task":
             raise UnlearnbenchError(f"taskvec needs a fine-tuning attack on a task (e.g. finetune:arith), not '{attack}'")
         if getattr(att.config, "lora", False):
             raise UnlearnbenchError("taskvec compares full weights: use an attack without lora=true")
         if att.arg not in tasks:  # one task for every cell (the seed changes the attack, not the data)
-            tasks[att.arg] = _resolve(TASKS, att.arg).obj.load()
+            tasks[att.arg] = resolve(TASKS, att.arg).obj.load()
         task = tasks[att.arg]
-        unlearned = _load_unlearned(c["cell_id"], store, device, load_model)
+        unlearned = load_unlearned(c["cell_id"], store, device)
         u_dir = unlearned_path(c["cell_id"], store)
         tag = hashlib.sha256(json.dumps(att.key(), sort_keys=True).encode()).hexdigest()[:12]
         ft_dir = _finetuned(att.obj, target.model, target.tokenizer, task, f"ft-{target.weights_sha256[:16]}-{tag}", progress, b)
@@ -166,7 +167,7 @@ def analyze_store(store, benchmark: str, attack: str, method: str | None = None,
 
 
 def _analysis_dir() -> Path:
-    from .embedded import cache_dir
+    from .cache import cache_dir
 
     return cache_dir() / "taskvec"
 

@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 
 from ..batching import encode_example, pad_id_of, shuffled_batches
+from ..data.types import PlanContext, call_hook
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import TASKS, plugin_version, register_attack
@@ -91,9 +92,9 @@ class RelearnAttack:
         self.source = arg
         self.source_task = None  # the source task configured by the run (local data files)
 
-    def bind_tasks(self, tasks: dict[str, object]) -> list[str]:
+    def bind(self, ctx: PlanContext) -> list[str]:
         """Use the configured task object (the CLI's --data files) if the source is among them."""
-        self.source_task = tasks.get(self.source) if self.source != FORGET else None
+        self.source_task = ctx.data_tasks.get(self.source) if self.source != FORGET else None
         return [self.source] if self.source_task is not None else []
 
     def key_extra(self) -> dict:
@@ -103,7 +104,7 @@ class RelearnAttack:
         source = {"name": self.source, "version": plugin_version(TASKS.get(self.source))}
         if self.source_task is not None:  # read from local files: their config and content decide too
             t = self.source_task
-            source.update({"config": config_to_dict(t.config), **(t.key_extra() if hasattr(t, "key_extra") else {})})
+            source.update({"config": config_to_dict(t.config), **call_hook(t, "key_extra")})
         return {"source_task": source}
 
     # -- data -----------------------------------------------------------------------------
@@ -120,13 +121,13 @@ class RelearnAttack:
             idx = sorted(rng.sample(range(len(pool)), _count(cfg.n, len(pool))))
             return [pool[i] for i in idx], {"source": self.source, "n_samples": len(idx), "sample_indices": idx}
 
-        if benchmark is None or not hasattr(benchmark, "unlearn_data"):
+        if benchmark is None:
             raise UnlearnbenchError("relearn:forget needs a benchmark with a forget set")
         data = benchmark.unlearn_data(tokenizer)
         pool = list(data.forget)
         if not pool:
             raise UnlearnbenchError("relearn:forget: the benchmark's forget set is empty")
-        owner, people = _owners(pool, data, benchmark)   # index -> person key; key -> (name, world id)
+        owner, people = _owners(pool, data)   # index -> person key; key -> (name, world id)
         candidates = range(len(pool))
         if cfg.people != -1:
             if not people:
@@ -192,28 +193,23 @@ def _count(n: int, available: int) -> int:
     return available if n < 0 else min(n, available)
 
 
-def _owners(pool: list, data, benchmark) -> tuple[dict[int, str], dict[str, tuple[str, int | None]]]:
-    """Whose each forget example is: (index -> person key, person key -> (name, world id)).
+def _owners(pool: list, data) -> tuple[dict[int, str], dict[str, tuple[str, int | None]]]:
+    """Whose each forget example is: (index -> person key, person key -> (name, benchmark id)).
 
-    Exact when the benchmark has a world (each forget person's own unlearning examples); otherwise
-    the person of ``data.concepts`` (forget people's names) named first in the example. Examples of
-    no known person are left out of the map.
+    Exact when the benchmark says so (``UnlearnData.forget_owners``, e.g. the embedded world: each
+    forget person's own unlearning examples); otherwise the person of ``data.concepts`` (forget
+    people's names) named first in the example. Examples of no known person are left out of the map.
     """
-    world = getattr(benchmark, "world", None)
+    names = [c for c in (data.concepts or []) if c]
     owner: dict[int, str] = {}
     people: dict[str, tuple[str, int | None]] = {}
-    if world is not None and hasattr(world, "unlearning_examples") and getattr(world, "forget_ids", None):
-        where: dict[object, str] = {}
-        for i in world.forget_ids:
-            name = world.by_id(i).name
-            people[name] = (name, i)
-            for ex in world.unlearning_examples([i]):
-                where.setdefault(ex, name)
-        owner = {j: where[ex] for j, ex in enumerate(pool) if ex in where}
+    if data.forget_owners and len(data.forget_owners) == len(pool) and len(names) == len(data.concepts):
+        ids = list(data.concept_ids) if len(data.concept_ids) == len(names) else [None] * len(names)
+        people = {name: (name, i) for name, i in zip(names, ids)}
+        owner = {j: names[k] for j, k in enumerate(data.forget_owners) if k >= 0}
         if owner:
             return owner, people
         people = {}
-    names = [c for c in (getattr(data, "concepts", None) or []) if c]
     for name in names:
         people[name] = (name, None)
     for j, ex in enumerate(pool):

@@ -26,7 +26,7 @@ from typing import ClassVar, Sequence
 
 from ..errors import HubUnavailable, UnlearnbenchError
 from ..progress import SILENT, Progress
-from ..specs import load_yaml
+from ..spec import load_yaml
 
 _EXTS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 
@@ -143,7 +143,7 @@ def chunk_corpus(texts: Sequence[str], tokenizer, max_length: int, *, min_tokens
     shorter than ``min_tokens`` are dropped (they carry too little to unlearn). Examples have an
     empty prompt: the loss covers every token (the MUSE/WMDP corpus setting).
     """
-    from ..data.world import Example
+    from ..data.types import Example
 
     if max_length < min_tokens:
         raise UnlearnbenchError(f"max_length {max_length} is shorter than min_tokens {min_tokens}")

@@ -209,7 +209,7 @@ class MuseBenchmark(RealBenchmark):
 
     def unlearn_data(self, tokenizer):
         """The raw forget corpus and the raw retain1 corpus, in ``max_length``-token windows."""
-        from ..methods.base import UnlearnData
+        from ..data.types import UnlearnData
 
         forget = chunk_corpus([r["text"] for r in self.part("raw_forget")], tokenizer, self.config.max_length)
         retain = chunk_corpus([r["text"] for r in self.part("raw_retain")], tokenizer, self.config.max_length)

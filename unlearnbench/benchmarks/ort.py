@@ -36,6 +36,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.types import ProbeItem
 from ..errors import UnlearnbenchError
 from ..registry import register_benchmark
 from .common import _EXTS, RealBenchmark, RealBenchmarkConfig, chunk_corpus, find_part_file, read_text_file
@@ -49,19 +50,6 @@ SPLITS = ("forget", "neighbour", "retain")
 _SPLIT_ALIASES = {"neighbor": "neighbour"}
 _SCHEMA = ("fields target, split (forget|neighbour|retain), form, prompt, answer, "
            "choices and label for mcq/tf (see tasks/benchmarks/ort.yaml)")
-
-
-@dataclass(frozen=True)
-class OrtItem:
-    """One probe item read from a file (the shape the form probes score)."""
-    item_id: str
-    target: str
-    split: str
-    form: str
-    prompt: str
-    answer: str
-    choices: tuple[str, ...] = ()
-    label: int = -1
 
 
 @dataclass(frozen=True)
@@ -95,7 +83,7 @@ class OrtBenchmark(RealBenchmark):
         self.default_probes = tuple(f for f in FORMS if f in present)
 
     # -- probe items ----------------------------------------------------------------------
-    def _read_probes(self) -> list[OrtItem]:
+    def _read_probes(self) -> list[ProbeItem]:
         from ..data.loading import load_records
 
         sources: list[tuple[Path, str | None]] = []
@@ -108,7 +96,7 @@ class OrtBenchmark(RealBenchmark):
         if not sources:
             raise UnlearnbenchError(f"ort: no probes.jsonl (or probes/<form>.jsonl) in {self.root}: "
                                     f"one record per item with {_SCHEMA}")
-        items: list[OrtItem] = []
+        items: list[ProbeItem] = []
         seen: set[str] = set()
         for file, form in sources:
             self._files[str(file.relative_to(self.root))] = file
@@ -122,11 +110,11 @@ class OrtBenchmark(RealBenchmark):
             raise UnlearnbenchError(f"ort: no forget items in {self.root} (every benchmark needs split=forget items)")
         return items
 
-    def probe_items(self, form: str, split: str) -> list[OrtItem]:
+    def probe_items(self, form: str, split: str) -> list[ProbeItem]:
         out = [it for it in self._items if it.form == form and it.split == split]
         return out[: self.config.limit] if self.config.limit else out
 
-    def text_items(self, split: str) -> list[OrtItem]:
+    def text_items(self, split: str) -> list[ProbeItem]:
         """The split's ``qa`` items, or where it has none all its generative items (for the
         generic probes: fluency, distance to the oracle)."""
         qa = self.probe_items("qa", split)
@@ -137,7 +125,7 @@ class OrtBenchmark(RealBenchmark):
 
     # -- unlearning -----------------------------------------------------------------------
     def _examples(self, part: str):
-        from ..data.world import Example
+        from ..data.types import Example
 
         file = find_part_file(self.root, part, None)
         if file is None or file.parent != self.root:
@@ -164,7 +152,7 @@ class OrtBenchmark(RealBenchmark):
         return pairs, texts
 
     def unlearn_data(self, tokenizer):
-        from ..methods.base import UnlearnData
+        from ..data.types import UnlearnData
 
         data = {}
         for part in ("forget", "retain"):
@@ -173,7 +161,7 @@ class OrtBenchmark(RealBenchmark):
         if not data["forget"]:
             raise UnlearnbenchError(f"ort: the forget data in {self.root} is empty (after chunking to "
                                     f"max_length={self.config.max_length})")
-        concepts = list(dict.fromkeys(it.target for it in self._items if it.split == "forget"))
+        concepts = list(dict.fromkeys(it.subject for it in self._items if it.split == "forget"))
         return UnlearnData(forget=data["forget"], retain=data["retain"], tokenizer=tokenizer, concepts=concepts,
                            replacement=self.config.replacement or self.spec.get("replacement") or None,
                            generic_text=[ex.prompt + ex.target for ex in data["retain"]])
@@ -192,7 +180,7 @@ class OrtBenchmark(RealBenchmark):
         return {**super().describe(), "items": counts, "forms": list(self.default_probes)}
 
 
-def _item(r: dict, row: int, file: Path, form_default: str | None) -> OrtItem:
+def _item(r: dict, row: int, file: Path, form_default: str | None) -> ProbeItem:
     """One validated record (a one-line error naming the file, the record and the schema)."""
     where = f"ort: {file} record {row}"
     form = str(r.get("form") or form_default or "").strip().lower()
@@ -210,11 +198,12 @@ def _item(r: dict, row: int, file: Path, form_default: str | None) -> OrtItem:
         raise UnlearnbenchError(f"{where}: unknown form {form!r} (forms: {', '.join(FORMS)})")
     answer = "" if r.get("answer") is None else str(r["answer"]).strip()
     item_id = str(r.get("id") or f"{split}/{form}/{file.stem}:{row}")
-    base = dict(item_id=item_id, target=str(r["target"]), split=split, form=form, prompt=str(r["prompt"]))
+    base = dict(item_id=item_id, entity_id=-1, attribute="", subject=str(r["target"]), split=split, form=form,
+                prompt=str(r["prompt"]))
     if form in GENERATIVE_FORMS:
         if not answer:
             raise UnlearnbenchError(f"{where}: form {form} needs an answer")
-        return OrtItem(**base, answer=answer)
+        return ProbeItem(**base, answer=answer)
     choices = _choices(r.get("choices"), where)
     if not choices:
         if form == "tf":
@@ -235,7 +224,7 @@ def _item(r: dict, row: int, file: Path, form_default: str | None) -> OrtItem:
         raise UnlearnbenchError(f"{where}: label {label!r} is not an integer index") from None
     if not 0 <= label < len(choices):
         raise UnlearnbenchError(f"{where}: label {label} is out of range for {len(choices)} choices")
-    return OrtItem(**base, answer=choices[label], choices=choices, label=label)
+    return ProbeItem(**base, answer=choices[label], choices=choices, label=label)
 
 
 def _choices(value, where: str) -> tuple[str, ...]:

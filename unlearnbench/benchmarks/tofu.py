@@ -196,8 +196,7 @@ class TofuBenchmark(RealBenchmark):
     # -- unlearning -----------------------------------------------------------------------
     def unlearn_data(self, tokenizer):
         """Forget QA and the matching retain set's QA, in the configured template."""
-        from ..data.world import Example
-        from ..methods.base import UnlearnData
+        from ..data.types import Example, UnlearnData
 
         def examples(records):
             return [Example(prompt=self.template["prompt"].format(question=r["question"]),

@@ -228,7 +228,7 @@ class WmdpBenchmark(RealBenchmark):
 
     def unlearn_data(self, tokenizer):
         """Forget and retain corpora cut into ``max_length``-token windows (loss on every token)."""
-        from ..methods.base import UnlearnData
+        from ..data.types import UnlearnData
 
         forget, retain = self._corpus("forget"), self._corpus("retain")
         data = UnlearnData(forget=chunk_corpus(forget, tokenizer, self.config.max_length),

@@ -48,7 +48,7 @@ def canonical(spec: str) -> str:
 
 def load_matrix(name: str) -> Matrix:
     """``tasks/leaderboard/<name>.yaml`` as a :class:`Matrix` (one-line errors for bad files)."""
-    from ..specs import load_yaml, tasks_dir
+    from ..spec import load_yaml, tasks_dir
 
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise UnlearnbenchError(f"matrix name {name!r} must be a plain name like toy-micro")
@@ -82,7 +82,7 @@ def load_matrix(name: str) -> Matrix:
 
 
 def list_matrices() -> list[str]:
-    from ..specs import tasks_dir
+    from ..spec import tasks_dir
 
     folder = tasks_dir() / "leaderboard"
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..batching import Encoded, collate, encode_example, pad_id_of
-from ..data.world import Example
+from ..data.types import Example, UnlearnData
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 
@@ -57,24 +57,6 @@ class RetainConfigMixin:
     retain_loss: Literal["nll", "kl", "none"] = field(default="nll", metadata={"help": "retain term R"})
     alpha: float = field(default=1.0, metadata={"help": "weight α of the retain term"})
     gamma: float = field(default=1.0, metadata={"help": "weight γ of the forget term"})
-
-
-@dataclass
-class UnlearnData:
-    """What a method gets from the benchmark.
-
-    ``forget``/``retain``: examples in the unlearning form (prompt, target). ``concepts``: the
-    subjects to forget as short strings (entity names; used by editing methods such as ROCR).
-    ``replacement``: a harmless subject not in the benchmark that edits may redirect to.
-    ``generic_text``: ordinary text for statistics that must not depend on the forget set
-    (e.g. ROCR's second moment of MLP inputs).
-    """
-    forget: list[Example]
-    retain: list[Example]
-    tokenizer: object
-    concepts: list[str] = field(default_factory=list)
-    replacement: str | None = None
-    generic_text: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -158,7 +140,9 @@ class GradientMethod:
         return (kl * mask).sum() / mask.sum().clamp_min(1)
 
     # -- the loop -------------------------------------------------------------------------
-    def unlearn(self, model, data: UnlearnData, progress: Progress = SILENT) -> dict:
+    def unlearn(self, model, data: UnlearnData, progress: Progress = SILENT, loss=None) -> dict:
+        """Train ``model`` in place on ``self.loss`` (or ``loss``, a function with the same signature:
+        ILU passes its base's loss plus its penalty) and return the stats."""
         cfg = self.config
         tok = data.tokenizer
         device = next(model.parameters()).device
@@ -174,7 +158,7 @@ class GradientMethod:
         was_trainable = {n: p.requires_grad for n, p in model.named_parameters()}  # before setup: it may freeze
         try:
             self.setup(model, data, forget_enc)
-            return self._loop(model, cfg, forget_it, retain_it, forget_enc, progress)
+            return self._loop(model, cfg, forget_it, retain_it, forget_enc, progress, loss or self.loss)
         finally:
             # methods may freeze parameters (RMU trains three down_proj matrices); the model handed
             # back must be an ordinary model again, or a later fine-tuning attack would train less
@@ -183,7 +167,7 @@ class GradientMethod:
             model.eval()
             self.ref_model = None
 
-    def _loop(self, model, cfg, forget_it, retain_it, forget_enc, progress) -> dict:
+    def _loop(self, model, cfg, forget_it, retain_it, forget_enc, progress, objective) -> dict:
         per_epoch = math.ceil(len(forget_enc) / (cfg.batch_size * cfg.grad_accum))
         steps = cfg.epochs * per_epoch
         if cfg.max_steps > 0:
@@ -202,7 +186,7 @@ class GradientMethod:
                 for _ in range(cfg.grad_accum):
                     fb = forget_it.next()
                     rb = retain_it.next() if retain_it else None
-                    loss, parts = self.loss(model, fb, rb)
+                    loss, parts = objective(model, fb, rb)
                     if not torch.isfinite(loss):
                         raise MethodDiverged(f"{self.name}: loss is {loss.item()} at step {step}")
                     (loss / cfg.grad_accum).backward()

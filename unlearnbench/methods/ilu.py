@@ -36,12 +36,12 @@ from typing import Callable
 import torch
 
 from ..batching import encode_example, pad_id_of
-from ..data.world import Example
+from ..data.types import Example, PlanContext, UnlearnData, call_hook
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import METHODS, TASKS, plugin_version, register_method
 from ..spec import build_config, config_to_dict
-from .base import Batch, GradientMethod, UnlearnData, _Cycler, sequence_nll
+from .base import Batch, GradientMethod, _Cycler, sequence_nll
 
 
 @dataclass(frozen=True)
@@ -114,10 +114,11 @@ class ILU:
         self.base: GradientMethod | None = None
         self.env_tasks: dict[str, object] = {}  # environments configured by the run (local data files)
 
-    def bind_tasks(self, tasks: dict[str, object]) -> list[str]:
-        """Use these configured task objects (the CLI's --data files) for the environments they
-        name; returns the names used."""
-        self.env_tasks = {n: t for n, t in tasks.items() if n in self.config.envs}
+    def bind(self, ctx: PlanContext) -> list[str]:
+        """At plan time: build the base from the benchmark's tuned defaults and ILU's overrides, and
+        use the ``--data`` task objects for the environments they name; returns the names used."""
+        self._bind_base(ctx.defaults_for)
+        self.env_tasks = {n: t for n, t in ctx.data_tasks.items() if n in self.config.envs}
         return sorted(self.env_tasks)
 
     def _env_examples(self, name: str) -> list[Example]:
@@ -125,8 +126,7 @@ class ILU:
             return list(self.env_tasks[name].load().train)
         return environment_examples(name)
 
-    def bind_base(self, defaults_for: Callable[[str], dict]) -> None:
-        """Build the base from its tuned defaults (``defaults_for(name)``) and ILU's overrides."""
+    def _bind_base(self, defaults_for: Callable[[str], dict]) -> None:
         c = self.config
         cls = METHODS.get(c.base)
         options = dict(defaults_for(c.base))
@@ -135,7 +135,7 @@ class ILU:
 
     def _bound(self) -> GradientMethod:
         if self.base is None:
-            self.bind_base(lambda name: {})
+            self._bind_base(lambda name: {})
         return self.base
 
     def key_extra(self) -> dict:
@@ -145,7 +145,7 @@ class ILU:
                         "config": config_to_dict(base.config)}}
         if self.env_tasks:  # environments read from local files: their config and content decide too
             out["env_data"] = {n: {"config": config_to_dict(t.config),
-                                   **(t.key_extra() if hasattr(t, "key_extra") else {})}
+                                   **call_hook(t, "key_extra")}
                                for n, t in sorted(self.env_tasks.items())}
         return out
 
@@ -163,18 +163,15 @@ class ILU:
                 raise UnlearnbenchError(f"ilu: environment {name!r} has no training examples")
             # own RNGs: the base's forget/retain batch order must not depend on the environments
             envs.append(_Cycler(enc, bs, pad, random.Random(f"ilu:{name}:{bc.seed}"), device))
-        base_loss = base.loss
 
         def loss_with_penalty(model, forget, retain):
-            loss, parts = base_loss(model, forget, retain)
+            loss, parts = base.loss(model, forget, retain)
             penalty = sum(irm_penalty(model, env.next()) for env in envs)
             return loss + c.lam * penalty, {**parts, "irm_penalty": penalty.item()}
 
         restore_attention = _eager_attention(model)
-        base.loss = loss_with_penalty  # an instance attribute shadows the method for this run only
         try:
-            stats = base.unlearn(model, data, progress)
+            stats = base.unlearn(model, data, progress, loss=loss_with_penalty)
         finally:
-            del base.loss
             restore_attention()
         return {**stats, "base": c.base, "envs": list(c.envs), "lam": c.lam}

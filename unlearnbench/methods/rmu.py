@@ -198,9 +198,9 @@ class RMU(GradientMethod):
             r = torch.zeros((), device=lf.device)
         return c.gamma * lf + c.alpha * r, {"forget_loss": lf.item(), "retain": r.item()}
 
-    def unlearn(self, model, data, progress=SILENT) -> dict:
+    def unlearn(self, model, data, progress=SILENT, loss=None) -> dict:
         try:
-            out = super().unlearn(model, data, progress)
+            out = super().unlearn(model, data, progress, loss=loss)
         finally:
             self.frozen = None
         out["layer"], out["trainable_layers"] = self.layer, list(self.trainable)

@@ -45,18 +45,18 @@ class FormProbe:
         return benchmark.probe_items(self.form, split)
 
     def score(self, model, tokenizer, items) -> list[dict[str, float]]:
-        from .. import metrics, scoring
+        from .. import inference, metrics
 
         cfg = self.config
         if self.scoring == "choice":
-            all_scores = scoring.score_choices(model, tokenizer, [it.prompt for it in items],
+            all_scores = inference.score_choices(model, tokenizer, [it.prompt for it in items],
                                                [it.choices for it in items], cfg.batch_size)
-            return [{"prob": scoring.softmax_prob(s, it.label),
+            return [{"prob": inference.softmax_prob(s, it.label),
                      "correct": float(max(range(len(s)), key=s.__getitem__) == it.label)}
                     for s, it in zip(all_scores, items)]
-        targets = scoring.score_targets(model, tokenizer, [(it.prompt, " " + it.answer) for it in items],
+        targets = inference.score_targets(model, tokenizer, [(it.prompt, " " + it.answer) for it in items],
                                         cfg.batch_size)
-        gens = scoring.greedy_generate(model, tokenizer, [it.prompt for it in items],
+        gens = inference.greedy_generate(model, tokenizer, [it.prompt for it in items],
                                        cfg.max_new_tokens, cfg.batch_size)
         rows = []
         for it, t, g in zip(items, targets, gens):

@@ -115,9 +115,9 @@ class FluencyProbe:
         return text_items_of(benchmark, split, self.name)
 
     def score(self, model, tokenizer, items) -> list[dict[str, float]]:
-        from .. import scoring
+        from .. import inference
 
         cfg = self.config
-        gens = scoring.greedy_generate(model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens,
+        gens = inference.greedy_generate(model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens,
                                        cfg.batch_size, stop=("\n",) if cfg.stop_at_newline else None)
         return [fluency_scores(g, cfg.rep_n) for g in gens]

@@ -2,7 +2,7 @@
 
 ``bio`` is the unlearning form itself; ``paraphrase`` uses only templates held out of training.
 ``adversarial`` and ``icl`` are ORT's adversarial forms (the embedded world builds them at probe time,
-see :mod:`unlearnbench.data.world_probes`; ORT files give their own prompts).
+see :mod:`unlearnbench.toy.probes`; ORT files give their own prompts).
 """
 
 from __future__ import annotations

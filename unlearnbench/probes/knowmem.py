@@ -40,12 +40,12 @@ class KnowMemProbe:
         return benchmark.probe_items("knowmem", split)
 
     def score(self, model, tokenizer, items) -> list[dict[str, float]]:
-        from .. import metrics, scoring
+        from .. import inference, metrics
 
         cfg = self.config
         room = context_room(model, cfg.max_new_tokens)
         prompts = [keep_last_tokens(tokenizer, it.prompt, room) for it in items]
-        gens = scoring.greedy_generate(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size, stop=STOPS)
+        gens = inference.greedy_generate(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size, stop=STOPS)
         rows = []
         for it, g in zip(items, gens):
             recall, f1 = metrics.rouge_l(g.strip(), it.answer)

@@ -74,7 +74,7 @@ class PrivLeakProbe:
 def token_logprobs(model, tokenizer, texts, batch_size: int = 4, max_length: int = 2048) -> list[list[float]]:
     """Log-probability of every token of each text given the tokens before it (the first token
     given the BOS where the tokenizer adds one; texts longer than ``max_length`` tokens are cut).
-    Batched by length like :mod:`unlearnbench.scoring`; float32 log-softmax."""
+    Batched by length like :mod:`unlearnbench.inference`; float32 log-softmax."""
     import torch
     import torch.nn.functional as F
 

@@ -135,9 +135,9 @@ class TofuProbe:
 
     # -- scoring ---------------------------------------------------------------------------
     def _nll(self, model, tokenizer, pairs) -> list[float]:
-        from .. import scoring
+        from .. import inference
 
-        return [s.mean_nll for s in scoring.score_targets(model, tokenizer, pairs, self.config.batch_size)]
+        return [s.mean_nll for s in inference.score_targets(model, tokenizer, pairs, self.config.batch_size)]
 
     def _truth_ratios(self, model, tokenizer, items) -> list[float | None]:
         """R per item (None where the item has no true/perturbed answers to compare)."""
@@ -155,11 +155,11 @@ class TofuProbe:
         return [out.get(it.item_id) for it in items]
 
     def score(self, model, tokenizer, items, reference=None) -> list[dict[str, float]]:
-        from .. import metrics, scoring
+        from .. import inference, metrics
 
         cfg = self.config
         answer_nll = self._nll(model, tokenizer, [(it.prompt, it.answer_prefix + it.answer) for it in items])
-        gens = scoring.greedy_generate(model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens,
+        gens = inference.greedy_generate(model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens,
                                        cfg.batch_size)
         ratios = self._truth_ratios(model, tokenizer, items)
         options = [it for it in items if it.split in OPTION_SPLITS and it.perturbed_answers]

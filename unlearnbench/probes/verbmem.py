@@ -57,7 +57,7 @@ class VerbMemProbe:
         return benchmark.probe_items("verbmem", split)
 
     def score(self, model, tokenizer, items) -> list[dict[str, float]]:
-        from .. import metrics, scoring
+        from .. import inference, metrics
 
         cfg = self.config
         room = context_room(model, cfg.max_new_tokens)
@@ -68,7 +68,7 @@ class VerbMemProbe:
             caps = [c for c in (limit, room) if c]
             cap = min(caps) if caps else None
             prompts = [keep_last_tokens(tokenizer, items[i].prompt, cap) for i in idx]
-            gens = scoring.greedy_generate(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size, stop=())
+            gens = inference.greedy_generate(model, tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size, stop=())
             for i, g in zip(idx, gens):
                 truth = truncate_tokens(tokenizer, items[i].answer, cfg.max_new_tokens)
                 recall, f1 = metrics.rouge_l(g, truth)

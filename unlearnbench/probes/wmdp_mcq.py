@@ -121,7 +121,7 @@ def _quiet():
 def local_task_config(task: str, data_file: Path, cache_dir: Path | None = None) -> dict:
     """The local task YAML of ``task`` with its ``data_files`` pointed at ``data_file`` (and the
     datasets arrow cache in ``cache_dir``, so scoring leaves nothing in ~/.cache/huggingface)."""
-    from ..specs import load_yaml
+    from ..spec import load_yaml
 
     config = load_yaml(f"lm_eval/{local_task_name(task)}.yaml")
     kwargs = {**(config.get("dataset_kwargs") or {}), "data_files": {"test": str(data_file)}}

@@ -10,7 +10,7 @@ Data come from the hub split the YAML names, or from a local file given as the c
 sha256 goes into the result key (``key_extra``), so results are keyed by the data, not by its path
 alone; so do the YAML fields that decide the examples.
 
-Scoring (see unlearnbench.taskeval): ``number`` compares the number after '####' of a greedy
+Scoring (see unlearnbench.inference.task_item_scores): ``number`` compares the number after '####' of a greedy
 generation with the target's; ``choice`` picks the label word with the highest log-likelihood.
 """
 
@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ..data.loading import load_records
-from ..data.synthetic import TaskData
-from ..data.world import Example
+from ..data.types import Example, TaskData
 from ..errors import HubUnavailable, UnlearnbenchError
 from ..registry import register_task
-from ..specs import tasks_dir
+from ..spec import tasks_dir
 
 SPEC_FOLDER = "finetune"
 _SCORINGS = ("number", "choice")
@@ -195,6 +194,7 @@ class DatasetTask:
 
     version = "1"
     Config = DatasetTaskConfig
+    reads_files = True  # --data NAME=PATH configures its train/test files
     description = ""
     spec: DatasetSpec
 

@@ -1,10 +1,11 @@
-"""The embedded world's stand-ins for GSM8K, AGNews and SST-2 (see unlearnbench.data.synthetic)."""
+"""The embedded world's stand-ins for GSM8K, AGNews and SST-2 (built in unlearnbench.toy.tasks)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data.synthetic import TaskData, build_task
+from ..data.types import TaskData
+from ..toy.tasks import build_task
 from ..registry import register_task
 
 

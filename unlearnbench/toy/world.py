@@ -23,6 +23,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from ..data.types import Example, ProbeItem
+
 # --------------------------------------------------------------------------------------------
 # Vocabulary. Names are built from syllables so that they are fictitious and multi-token.
 
@@ -119,31 +121,6 @@ class Entity:
     id: int
     name: str
     attrs: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Example:
-    """A prompt and its target. Loss and scores look at the target tokens only."""
-    prompt: str
-    target: str
-
-
-@dataclass(frozen=True)
-class ProbeItem:
-    """One question to a model about one fact.
-
-    For generative forms the model should continue ``prompt`` with ``answer`` (scored with a
-    leading space). For choice forms (``mcq``, ``tf``) ``choices`` lists the candidate answers and
-    ``label`` the index of the right one.
-    """
-    item_id: str
-    entity_id: int
-    attribute: str
-    form: str
-    prompt: str
-    answer: str
-    choices: tuple[str, ...] = ()
-    label: int = -1
 
 
 @dataclass

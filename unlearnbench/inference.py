@@ -1,4 +1,5 @@
-"""Batched model queries: teacher-forced target likelihood, choice scoring, greedy generation.
+"""Running the model to score it: teacher-forced target likelihood, choice scoring, greedy generation,
+and task accuracy (FA) built on them. The formulas applied to the outputs are in :mod:`.metrics`.
 
 Everything runs under ``torch.inference_mode`` in the model's own device and dtype; logits are
 converted to float32 before any log-softmax (bf16 log-probs are too coarse, and numpy cannot take
@@ -15,6 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from .batching import collate, encode_example, length_batches, pad_id_of
+from .data.types import TaskData
+from .metrics import final_number
 
 
 @dataclass
@@ -88,3 +91,27 @@ def softmax_prob(scores: Sequence[float], label: int) -> float:
     """Probability of the right choice, normalised over the choices."""
     t = torch.tensor(scores, dtype=torch.float64)
     return float(torch.softmax(t, 0)[label])
+
+
+def _same_number(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and float(a) == float(b)
+
+
+def task_item_scores(model, tokenizer, task: TaskData, limit: int | None = None,
+                     batch_size: int = 64) -> list[tuple[str, float]]:
+    """Task accuracy (FA): (item id, correct) for each example of the task's test split."""
+    test = task.test[:limit] if limit else task.test
+    prompts = [ex.prompt for ex in test]
+    if task.scoring == "number":
+        gens = greedy_generate(model, tokenizer, prompts, max_new_tokens=task.max_new_tokens,
+                               batch_size=batch_size)
+        return [(f"{task.name}/{i}", float(_same_number(final_number(g), final_number(ex.target))))
+                for i, (g, ex) in enumerate(zip(gens, test))]
+    if task.scoring == "choice":
+        scores = score_choices(model, tokenizer, prompts, [task.choices] * len(test), batch_size)
+        out = []
+        for i, (s, ex) in enumerate(zip(scores, test)):
+            label = task.choices.index(ex.target.strip())
+            out.append((f"{task.name}/{i}", float(max(range(len(s)), key=s.__getitem__) == label)))
+        return out
+    raise ValueError(f"unknown scoring {task.scoring!r} for task {task.name}")

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .data.synthetic import SYNTHETIC_TASKS, build_task
-from .data.world import FORMS, WORLD_VERSION, World
-from .errors import UnlearnbenchError
-from .progress import SILENT, Progress
+from ..cache import AtomicDir, cache_dir
+from ..errors import UnlearnbenchError
+from ..progress import SILENT, Progress
+from .tasks import SYNTHETIC_TASKS, build_task
+from .world import FORMS, WORLD_VERSION, World
 
 #: Bump when anything about training changes that the recipe fields do not capture.
 RECIPE_VERSION = "1"
@@ -58,14 +56,6 @@ class ModelRecipe:
     # the same recipe give the same weights on a machine whatever threads the caller has set
     train_threads: int = 2
     gated_forms: tuple[str, ...] = field(default=GATED_FORMS)
-
-
-def cache_dir() -> Path:
-    """``$UNLEARNBENCH_CACHE``, else ``$XDG_CACHE_HOME/unlearnbench``, else ``~/.cache/unlearnbench``."""
-    if os.environ.get("UNLEARNBENCH_CACHE"):
-        return Path(os.environ["UNLEARNBENCH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "unlearnbench"
 
 
 def _pretraining_tasks(recipe: ModelRecipe):
@@ -132,20 +122,14 @@ def get_model_dir(world: World, recipe: ModelRecipe, role: str, name: str,
     model = train_model(world, recipe, tokenizer, exclude, progress, f"train {role} model ({name})")
     seconds = time.time() - t0
     recall = measure_recall(model, tokenizer, world, FORMS, progress)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-    try:
+    with AtomicDir(root) as stage:  # a killed build never leaves a half-written model behind
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        model.save_pretrained(stage.path)
+        tokenizer.save_pretrained(stage.path)
         quality = {"role": role, "recall": recall, "train_seconds": round(seconds, 1),
                    "recipe": asdict(recipe), "world": asdict(world.config)}
-        (tmp / "quality.json").write_text(json.dumps(quality, indent=1))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)  # atomic: a killed build never leaves a half-written model behind
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        (stage.path / "quality.json").write_text(json.dumps(quality, indent=1))
+        stage.publish(path.name, replace=True)
     return path
 
 
@@ -155,11 +139,9 @@ def _shared_tokenizer(world: World, recipe: ModelRecipe, path: Path):
     if (path / "tokenizer.json").exists():
         return PreTrainedTokenizerFast.from_pretrained(path)
     tok = train_tokenizer(world, recipe)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
-    tok.save_pretrained(tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    os.replace(tmp, path)
+    with AtomicDir(path.parent) as stage:
+        tok.save_pretrained(stage.path)
+        stage.publish(path.name, replace=True)
     return PreTrainedTokenizerFast.from_pretrained(path)
 
 
@@ -182,7 +164,7 @@ def train_model(world: World, recipe: ModelRecipe, tokenizer, exclude: set[int],
                 progress: Progress = SILENT, description: str = "train model"):
     import torch
 
-    from .batching import encode_example
+    from ..batching import encode_example
 
     rng = random.Random(recipe.seed)
     examples = world.training_examples(exclude=exclude)
@@ -204,7 +186,7 @@ def _train(model_config, enc, recipe: ModelRecipe, rng: random.Random, pad_id: i
     import torch
     from transformers import LlamaForCausalLM
 
-    from .batching import collate, length_batches
+    from ..batching import collate, length_batches
 
     torch.manual_seed(recipe.seed)
     model = LlamaForCausalLM(model_config)
@@ -238,7 +220,7 @@ def _train(model_config, enc, recipe: ModelRecipe, rng: random.Random, pad_id: i
 
 def measure_recall(model, tokenizer, world: World, forms, progress: Progress = SILENT) -> dict:
     """Mean ``correct`` per split and form (the quality gate's input)."""
-    from .registry import PROBES
+    from ..registry import PROBES
 
     out: dict[str, dict[str, float]] = {}
     with progress.task("quality gate", len(forms) * 3) as bar:

@@ -1,4 +1,4 @@
-"""unlearnbench.scoring against hand computations on a tiny random Llama."""
+"""unlearnbench.inference against hand computations on a tiny random Llama."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 
 from helpers_tiny import tiny_model, tiny_tokenizer  # noqa: E402
 
-from unlearnbench import scoring  # noqa: E402
+from unlearnbench import inference  # noqa: E402
 from unlearnbench.batching import encode_example  # noqa: E402
 
 PAIRS = [
@@ -43,7 +43,7 @@ def _hand_nll(model, tok, prompt, target):
 
 def test_score_targets_matches_hand_computation(tm):
     model, tok = tm
-    scores = scoring.score_targets(model, tok, PAIRS, batch_size=1)
+    scores = inference.score_targets(model, tok, PAIRS, batch_size=1)
     for (p, t), s in zip(PAIRS, scores):
         mean, total, n, acc = _hand_nll(model, tok, p, t)
         assert s.n_tokens == n
@@ -55,9 +55,9 @@ def test_score_targets_matches_hand_computation(tm):
 
 def test_score_targets_batched_equals_unbatched(tm):
     model, tok = tm
-    one = scoring.score_targets(model, tok, PAIRS, batch_size=1)
-    many = scoring.score_targets(model, tok, PAIRS, batch_size=len(PAIRS))
-    two = scoring.score_targets(model, tok, PAIRS, batch_size=2)
+    one = inference.score_targets(model, tok, PAIRS, batch_size=1)
+    many = inference.score_targets(model, tok, PAIRS, batch_size=len(PAIRS))
+    two = inference.score_targets(model, tok, PAIRS, batch_size=2)
     for a, b, c in zip(one, many, two):
         assert a.n_tokens == b.n_tokens == c.n_tokens
         assert b.mean_nll == pytest.approx(a.mean_nll, abs=1e-5)
@@ -69,18 +69,18 @@ def test_greedy_generate_batched_equals_unbatched(tm):
     model, tok = tm
     prompts = ["Q:", "Question: Where was Pelton Valemere born?\nAnswer:", "The birthplace of Alric is",
                "Text: The striker won the final.\nTopic:"]
-    one = [scoring.greedy_generate(model, tok, [p], max_new_tokens=8, stop=())[0] for p in prompts]
-    many = scoring.greedy_generate(model, tok, prompts, max_new_tokens=8, batch_size=len(prompts), stop=())
+    one = [inference.greedy_generate(model, tok, [p], max_new_tokens=8, stop=())[0] for p in prompts]
+    many = inference.greedy_generate(model, tok, prompts, max_new_tokens=8, batch_size=len(prompts), stop=())
     assert many == one
     assert any(g for g in one)  # something was generated at all
 
 
 def test_greedy_generate_cuts_at_stop(tm):
     model, tok = tm
-    full = scoring.greedy_generate(model, tok, ["Q:"], max_new_tokens=8, stop=())[0]
+    full = inference.greedy_generate(model, tok, ["Q:"], max_new_tokens=8, stop=())[0]
     assert len(full) >= 2
     stop = full[1]
-    cut = scoring.greedy_generate(model, tok, ["Q:"], max_new_tokens=8, stop=(stop,))[0]
+    cut = inference.greedy_generate(model, tok, ["Q:"], max_new_tokens=8, stop=(stop,))[0]
     assert cut == full[: full.find(stop)]
 
 
@@ -88,17 +88,17 @@ def test_score_choices_sums_log_probs(tm):
     model, tok = tm
     prompts = ["Text: The striker won the final.\nTopic:", "Review: a dull film.\nSentiment:"]
     choices = [["World", "Sports", "Business", "Sci/Tech"], ["negative", "positive"]]
-    got = scoring.score_choices(model, tok, prompts, choices, batch_size=3)
+    got = inference.score_choices(model, tok, prompts, choices, batch_size=3)
     assert [len(g) for g in got] == [4, 2]
     for p, cs, row in zip(prompts, choices, got):
-        ref = scoring.score_targets(model, tok, [(p, " " + c) for c in cs], batch_size=1)
+        ref = inference.score_targets(model, tok, [(p, " " + c) for c in cs], batch_size=1)
         for value, r in zip(row, ref):
             assert value == pytest.approx(-r.sum_nll, abs=1e-4)
             assert value == pytest.approx(-_hand_nll(model, tok, p, " " + cs[row.index(value)])[1], abs=1e-4)
 
 
 def test_softmax_prob():
-    assert scoring.softmax_prob([0.0, 0.0], 0) == pytest.approx(0.5)
-    assert scoring.softmax_prob([0.0, math.log(3.0)], 1) == pytest.approx(0.75)
-    assert scoring.softmax_prob([-1000.0, -1001.0, -1002.0], 0) == pytest.approx(
+    assert inference.softmax_prob([0.0, 0.0], 0) == pytest.approx(0.5)
+    assert inference.softmax_prob([0.0, math.log(3.0)], 1) == pytest.approx(0.75)
+    assert inference.softmax_prob([-1000.0, -1001.0, -1002.0], 0) == pytest.approx(
         1 / (1 + math.exp(-1) + math.exp(-2)))

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import random
 
-from .world import ATTRIBUTES, ProbeItem, World
+from ..data.types import ProbeItem
+from .world import ATTRIBUTES, World
 
 #: Forms this module builds.
 EXTRA_FORMS: tuple[str, ...] = ("adversarial", "icl")

@@ -14,19 +14,7 @@ and an accuracy metric:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-
-from .world import Example
-
-
-@dataclass(frozen=True)
-class TaskData:
-    name: str
-    train: list[Example]
-    test: list[Example]
-    scoring: str                   # 'number' (final number after ####) or 'choice' (label words)
-    choices: tuple[str, ...] = ()  # label words for 'choice' tasks, scored with a leading space
-    max_new_tokens: int = 32       # 'number' tasks: tokens generated per answer
+from ..data.types import Example, TaskData
 
 
 _PEOPLE = ["Tom", "Mia", "Raj", "Lena", "Omar", "Sara", "Ivan", "Zoe", "Ken", "Ana"]
