@@ -390,6 +390,10 @@ __all__ = [
     "config_to_dict",
     "canonical_json",
     "config_help",
+    "shipped_dir",
+    "tasks_dir",
+    "load_yaml",
+    "read_yaml",
 ]
 
 
@@ -397,13 +401,21 @@ __all__ = [
 # the declarative YAML specs under tasks/
 
 
+def shipped_dir(installed: str, checkout: str) -> Path:
+    """A folder of data files that ships with unlearnbench: ``unlearnbench/<installed>`` in an
+    installed wheel (see setup.py), else ``<checkout>`` beside the package in a source checkout."""
+    package = Path(__file__).resolve().parent
+    inside = package / installed
+    return inside if inside.is_dir() else package.parent / checkout
+
+
 def tasks_dir() -> Path:
-    """``$UNLEARNBENCH_TASKS``, else the ``tasks/`` folder beside the package (a source checkout)."""
+    """``$UNLEARNBENCH_TASKS``, else the specs shipped with the package (``tasks/`` in a checkout)."""
     env = os.environ.get("UNLEARNBENCH_TASKS")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "tasks"
+    path = Path(env) if env else shipped_dir("_specs", "tasks")
     if not path.is_dir():
-        raise UnlearnbenchError(f"task specs folder not found at {path}; install unlearnbench from a source "
-                                "checkout (pip install -e .) or set UNLEARNBENCH_TASKS")
+        raise UnlearnbenchError(f"task specs folder not found at {path}; reinstall unlearnbench "
+                                "(pip install unlearnbench, or pip install -e . in a checkout) or set UNLEARNBENCH_TASKS")
     return path
 
 

@@ -178,3 +178,22 @@ def test_golden_numbers_within_tolerance(first_run):
             if (got is None) != (want is None) or (want is not None and abs(got - want) > tol["forget_quality"]):
                 off.append(f"forget quality {col}/{form}: {got} vs golden {want}")
     assert not off, "\n".join(off)
+
+
+def test_stored_cell_ids_are_the_ones_cell_ids_computes(first_run):
+    """runner.cell_ids (what tests/test_cell_ids.py pins against the golden ids) is what run() stores."""
+    from unlearnbench.runner import RunRequest, cell_ids, plan
+    from unlearnbench.store import ResultStore
+
+    _, doc, store = first_run
+    stored = {c["kind"]: c["cell_id"] for c in doc["cells"]}
+    s = ResultStore(str(store))
+
+    def sha(kind):
+        key = s.get_cell(stored[kind])["key"]
+        return (key if isinstance(key, dict) else json.loads(key))["model"]["sha256"]
+
+    p = plan(RunRequest(method="npo", attacks=["finetune:arith,epochs=2"], benchmark=MICRO))
+    assert cell_ids(p, sha("base"), sha("oracle")) == {
+        "base": stored["base"], "oracle": stored["oracle"], "unlearn": stored["unlearn"],
+        "attack finetune:arith,epochs=2": stored["attack"]}
