@@ -89,8 +89,7 @@ def test_refusals_and_no_oracle(caplog):
 
 
 def test_report_table_from_store(tmp_path):
-    from unlearnbench.report_distance import distance_fluency_table
-    from unlearnbench.reports import write_report
+    from unlearnbench.report import distance_fluency_table, write_report
     from unlearnbench.store import ResultStore, ScoreRow, cell_id
 
     def commit(store, run, kind, label, rows):

@@ -87,7 +87,7 @@ def test_privleak_formula():
 
 
 def test_summary_privleak_uses_the_oracle_else_the_constant():
-    from unlearnbench.report import _privleak
+    from unlearnbench.report.summary import _privleak
 
     with_oracle = _privleak({"oracle": {"auc": 0.5, "auc_retrain": 0.4772},
                              "unlearned": {"auc": 0.25, "auc_retrain": 0.4772}})

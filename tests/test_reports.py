@@ -13,7 +13,7 @@ import math
 
 import pytest
 
-from unlearnbench.reports import collect, curves_frame, form_table, heatmap_frame, muse_table, write_report
+from unlearnbench.report import collect, curves_frame, form_table, heatmap_frame, muse_table, write_report
 from unlearnbench.store import ResultStore, ScoreRow, cell_id
 
 MODEL, SUITE = "tiny", "bio,qa,mcq"

@@ -391,6 +391,25 @@ def test_export_summary_means(filled):
     assert csv.n.sum() == 8
 
 
+def test_item_means_frame_per_step_of_the_asked_forms_without_aggregate_rows(filled, run_id):
+    filled.commit_cell(run_id, "js-cell", {"k": "js"}, "unlearn", {"model": "m"},
+                       [ScoreRow("unlearned", 0, "forget", "js", "i0", "js", 0.2),
+                        ScoreRow("unlearned", 0, "forget", "js", "i1", "js", 0.4),
+                        ScoreRow("unlearned", 0, "forget", "js", "i2", "js", math.nan),   # skipped by the mean
+                        ScoreRow("unlearned", 0, "forget", "js", "*", "js", 9.0),        # aggregate row: left out
+                        ScoreRow("unlearned", 0, "retain", "js", "i0", "js", math.nan)])
+    frame = filled.item_means_frame(["js", "qa"])
+    assert list(frame.columns) == ["cell_id", "step", "split", "form", "metric", "value"]
+    means = {(r.cell_id, r.step, r.split, r.form): r.value for r in frame.itertuples()}
+    assert means[("js-cell", 0, "forget", "js")] == pytest.approx(0.3)
+    assert math.isnan(means[("js-cell", 0, "retain", "js")])   # only NaN: NaN
+    assert means[("attack-cell", 1, "forget", "qa")] == pytest.approx(0.6)
+    assert means[("base-cell", -1, "forget", "qa")] == pytest.approx(0.5)
+    assert len(frame) == 5 and frame.value.dtype == "float64" and frame.step.dtype == "int64"
+    assert filled.item_means_frame(["cloze"]).metric.tolist() == ["em"]
+    assert filled.item_means_frame(["nothing"]).empty and filled.item_means_frame([]).empty
+
+
 def test_export_rejects_unknown_format_and_level(filled):
     with pytest.raises(UnlearnbenchError, match="format"):
         filled.export("parquet")

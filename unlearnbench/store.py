@@ -498,6 +498,33 @@ class ResultStore:
         ).fetchall()
         return pd.DataFrame(rows, columns=list(_CELL_COLUMNS))
 
+    def item_means_frame(self, forms: Sequence[str]) -> pandas.DataFrame:
+        """Mean per-item ``value`` per (cell, step, split, form, metric) of the *finished* cells,
+        for the probe forms in ``forms`` only. Read-only.
+
+        Aggregate rows (``item_id`` '*') are left out; NaN (stored NULL) values are skipped by the
+        mean, and a group of only NaN gives NaN. Checkpoints are told apart by ``step`` only.
+        Columns: ``cell_id, step, split, form, metric, value`` (``value`` float); an empty frame
+        with those columns when nothing matches. Rows come in no promised order.
+        """
+        import pandas as pd
+
+        columns = ["cell_id", "step", "split", "form", "metric", "value"]
+        forms = list(dict.fromkeys(forms))
+        rows: list[tuple] = []
+        if forms:
+            rows = self.conn.execute(
+                "SELECT s.cell_id, s.step, s.split, s.form, s.metric, AVG(s.value) FROM scores s "
+                "JOIN cells c ON c.cell_id = s.cell_id WHERE c.status = 'finished' AND s.item_id != '*' "
+                f"AND s.form IN ({', '.join('?' * len(forms))}) "
+                "GROUP BY s.cell_id, s.step, s.split, s.form, s.metric",
+                forms,
+            ).fetchall()
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["step"] = frame["step"].astype("int64")
+        frame["value"] = frame["value"].astype("float64")  # an all-NULL group's AVG (None) -> NaN
+        return frame
+
     def summary_frame(self) -> pandas.DataFrame:
         """Mean ``value`` per (cell, label columns, checkpoint, step, split, form, metric).
 

@@ -117,7 +117,7 @@ def test_muse_run_without_oracle_uses_the_yaml_constant(muse_world, tmp_path, ca
 
 
 def test_muse_run_with_oracle_and_report(muse_world, tmp_path, capsys):
-    from unlearnbench.reports import write_report
+    from unlearnbench.report import write_report
 
     w = muse_world
     store = tmp_path / "r.sqlite"

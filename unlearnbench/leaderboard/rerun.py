@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import UnlearnbenchError
 from . import bundle as B
+from .compare import compare_aggregates, max_difference, sample_cells
 from .matrix import Matrix
 
 
@@ -40,8 +41,6 @@ def _rerun_one(manifest: dict, matrix: Matrix, cell: dict, progress) -> tuple[li
     measured = B.all_aggregates(entries, rows)
     by_kind = {c.kind: c.cell_id for c in cells}
     bundle_unlearn = next(c for c in manifest["cells"] if c["kind"] == "unlearn" and c["seed"] == cell["seed"])
-    from .verify import compare_aggregates, max_difference
-
     reasons, notes = [], []
     for kind, claimed in (("unlearn", bundle_unlearn), ("attack", cell)):
         diffs = compare_aggregates(claimed["aggregates"], measured[by_kind[kind]], matrix.tolerance)
@@ -58,7 +57,6 @@ def _rerun_one(manifest: dict, matrix: Matrix, cell: dict, progress) -> tuple[li
 def rerun_sample(manifest: dict, matrix: Matrix, k: int, progress=None) -> tuple[list[str], list[str]]:
     """(reasons, notes) of re-running ``k`` sampled attack cells."""
     from ..registry import METHODS
-    from .verify import sample_cells
 
     name, version = manifest["method"]["name"], manifest["method"]["version"]
     try:

@@ -23,7 +23,7 @@ import re
 import statistics
 from pathlib import Path
 
-from ..report_plots import cell_text
+from ..report.figures import cell_text
 from . import bundle as B
 from .verify import Verdict, verify
 

@@ -15,7 +15,7 @@ Checks, in order (a bundle failing a file check is not read further):
 5. scores: the file's sha256, every cell's row count and canonical-listing hash, and every
    aggregate recomputed from the per-item scores (within 1e-6);
 6. optionally (``rerun=K``), K attack cells re-run here (when the method plugin with the same
-   version is installed) and compared with the bundle within the matrix's tolerance.
+   version is installed) and compared with the bundle within the matrix's tolerance (:mod:`.rerun`).
 
 Nothing from a bundle is imported or executed: it is read as JSON and CSV only.
 """
@@ -23,8 +23,6 @@ Nothing from a bundle is imported or executed: it is read as JSON and CSV only.
 from __future__ import annotations
 
 import json
-import math
-import random
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +30,9 @@ from pathlib import Path
 from ..errors import UnlearnbenchError
 from . import bundle as B
 from ..spec import parse_spec
+from .compare import compare_aggregates
 from .matrix import Matrix, canonical, load_matrix
+from .rerun import rerun_sample
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5", ".msgpack")
 CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pyd", ".pyx", ".ipynb", ".sh", ".bash", ".zsh", ".bat", ".cmd",
@@ -61,9 +61,11 @@ class Verdict:
 
 
 def schema_path() -> Path:
-    path = Path(__file__).resolve().parents[2] / "leaderboard" / "schema" / "submission-1.json"
+    from ..spec import shipped_dir
+
+    path = shipped_dir("_schema", "leaderboard/schema") / "submission-1.json"
     if not path.is_file():
-        raise UnlearnbenchError(f"submission schema not found at {path} (run from a source checkout)")
+        raise UnlearnbenchError(f"submission schema not found at {path}; reinstall unlearnbench")
     return path
 
 
@@ -218,53 +220,6 @@ def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
 
 # -- 5. scores and aggregates ---------------------------------------------------------------------
 
-def _diff(a, b, tol: float) -> float | None:
-    """|a - b| when it exceeds tol (None/NaN on one side only counts as infinite), else None."""
-    na = a is None or (isinstance(a, float) and math.isnan(a))
-    nb = b is None or (isinstance(b, float) and math.isnan(b))
-    if na or nb:
-        return None if na == nb else math.inf
-    d = abs(float(a) - float(b))
-    return d if d > tol + 1e-12 else None
-
-
-def compare_aggregates(claimed: list[dict], measured: list[dict], tolerance: dict) -> list[str]:
-    """Differences between two aggregate lists, one line each ('' when equal within tolerance)."""
-    out = []
-    cl = {(c["checkpoint"], c["step"]): c for c in claimed}
-    me = {(c["checkpoint"], c["step"]): c for c in measured}
-    for k in sorted(set(cl) | set(me), key=lambda t: (t[1], t[0])):
-        if k not in cl or k not in me:
-            out.append(f"checkpoint {k[0]} is {'missing' if k not in me else 'not in the scores'}")
-            continue
-        pairs = [("recall", cl[k]["recall"], me[k]["recall"]),
-                 ("task_accuracy", cl[k]["task_accuracy"], me[k]["task_accuracy"]),
-                 ("forget_quality", {"mean": cl[k]["forget_quality"]["mean"], **cl[k]["forget_quality"]["per_form"]},
-                  {"mean": me[k]["forget_quality"]["mean"], **me[k]["forget_quality"]["per_form"]})]
-        for metric, a, b in pairs:
-            for where in sorted(set(a) | set(b)):
-                d = _diff(a.get(where), b.get(where), tolerance[metric])
-                if d is not None:
-                    out.append(f"{metric} {where} at {k[0]}: {a.get(where)} vs {b.get(where)}")
-    return out
-
-
-def max_difference(claimed: list[dict], measured: list[dict]) -> float:
-    """Largest absolute difference between two aggregate lists over the numbers both have."""
-    me = {(c["checkpoint"], c["step"]): c for c in measured}
-    worst = 0.0
-    for c in claimed:
-        m = me.get((c["checkpoint"], c["step"]))
-        if m is None:
-            continue
-        for a, b in ((c["recall"], m["recall"]), (c["task_accuracy"], m["task_accuracy"]),
-                     (c["forget_quality"]["per_form"], m["forget_quality"]["per_form"])):
-            for k in set(a) & set(b):
-                if a[k] is not None and b[k] is not None:
-                    worst = max(worst, abs(a[k] - b[k]))
-    return worst
-
-
 def check_scores(folder: Path, manifest: dict) -> list[str]:
     path = folder / B.SCORES
     if B.sha256_file(path) != manifest["scores_file"]["sha256"]:
@@ -336,16 +291,8 @@ def verify(folder: str | Path, rerun: int = 0, progress=None) -> Verdict:
             # the schema leaves keys open; a malformed one is a refusal, never a crash
             verdict.reasons.append(f"{name}: malformed bundle ({type(e).__name__}: {str(e)[:200]})")
     if rerun > 0 and verdict.accepted:
-        from .rerun import rerun_sample
-
         verdict.checks.append(f"rerun {rerun}")
         reasons, notes = rerun_sample(manifest, matrix, rerun, progress)
         verdict.reasons += reasons
         verdict.notes += notes
     return verdict
-
-
-def sample_cells(manifest: dict, k: int) -> list[dict]:
-    """K attack cells drawn deterministically (seeded by the scores file's hash)."""
-    attacks = sorted((c for c in manifest["cells"] if c["kind"] == "attack"), key=lambda c: c["cell_id"])
-    return random.Random(manifest["scores_file"]["sha256"]).sample(attacks, min(k, len(attacks)))

@@ -1,4 +1,6 @@
-"""Matplotlib figures for :mod:`unlearnbench.reports` (Agg backend; PNG + SVG of each figure)."""
+"""The report's matplotlib figures (Agg backend; PNG + SVG of each figure), drawn from the frames of
+:mod:`unlearnbench.report.frames`; and :func:`cell_text`, the 'mean ± std' text of a cell (also the
+leaderboard site's)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def cell_text(mean: float, std: float, n: int) -> str:
 
 
 def heatmap(frame, stem: Path) -> list[str]:
-    """Methods x attacks forget-quality heatmap from :func:`reports.heatmap_frame`."""
+    """Methods x attacks forget-quality heatmap from :func:`unlearnbench.report.frames.heatmap_frame`."""
     import numpy as np
 
     plt = _plt()
@@ -65,7 +67,8 @@ def heatmap(frame, stem: Path) -> list[str]:
 
 
 def curves(frame, stem: Path) -> list[str]:
-    """Forget quality vs attack epoch; one panel per attack, one line per method, min-max band."""
+    """Forget quality vs attack epoch from :func:`unlearnbench.report.frames.curves_frame`; one panel per
+    attack, one line per method, min-max band."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()

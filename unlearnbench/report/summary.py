@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 
-from .metrics import forget_quality, privleak
-from .report_distance import METRICS as DISTANCE_TABLE_METRICS
-from .store import ResultStore
+from ..metrics import forget_quality, privleak
+from ..store import ResultStore
+from .tables import DISTANCE_METRICS
 
+#: The headline metric, "recall": em for generative forms, accuracy for choice forms.
 HEADLINE = "correct"
-# Distribution-level numbers shown beside recall (JS to the oracle, fluency): the report's table's metrics
-DISTANCE_METRICS = {(probe, metric) for probe, metric, _label in DISTANCE_TABLE_METRICS}   # "recall": em for generative forms, accuracy for choice forms
+# Distribution-level numbers shown beside recall (JS to the oracle, fluency): the report's distance table's metrics
+_DISTANCE_KEYS = {(probe, metric) for probe, metric, _label in DISTANCE_METRICS}
 
 
 def _clean(x: float) -> float | None:
@@ -55,7 +56,7 @@ def run_summary(store: ResultStore, cells) -> dict:
                             None if math.isnan(r.value) else float(f"{r.value:.6g}"))
                     if r.form == "wmdp_mcq" and r.metric not in (HEADLINE, "prob"):  # forget_quality, acc_<subset>
                         wmdp.setdefault(col, {}).setdefault(r.split, {})[r.metric] = _clean(r.value)
-                    if (r.form, r.metric) in DISTANCE_METRICS:
+                    if (r.form, r.metric) in _DISTANCE_KEYS:
                         distance.setdefault(col, {}).setdefault(r.split, {})[f"{r.form}.{r.metric}"] = _clean(r.value)
                     if r.split == "task":
                         if r.metric == HEADLINE:

@@ -1,0 +1,119 @@
+"""The report on disk: :func:`write_report` reads a store and writes, into ``out_dir``:
+
+* ``fq_heatmap.png/.svg`` — forget quality after each attack (last epoch), methods x attacks,
+  mean over seeds with the spread (sample std) in each cell (ILU fig. 4 style);
+* ``fq_curves.png/.svg`` — forget quality vs attack epoch, one panel per attack, one line per method,
+  mean over seeds with a min-max band (ILU fig. 3 style);
+* ``form_table.{md,csv,html,tex}`` — recall after unlearning per form, forget and neighbour splits,
+  with base and oracle columns; best method per row in bold (ORT style);
+* ``muse_table.{md,csv,html,tex}`` — MUSE-style rows (original, retrain, pre-/post-finetune);
+* ``distance_fluency_table.{md,csv,html,tex}`` — JS divergence to the oracle and fluency of
+  generations per split (only where the js/fluency probes ran);
+* ``fq_records.csv`` — every aggregated forget-quality point (one row per cell and checkpoint);
+* ``report.html`` — everything above in one self-contained page (PNGs inlined as base64).
+
+The numbers come from :mod:`.frames`, the tables from :mod:`.tables`, the figures from :mod:`.figures`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from ..store import ResultStore
+from .figures import curves, heatmap
+from .frames import collect, curves_frame, heatmap_frame
+from .tables import distance_fluency_table, form_table, muse_table
+
+
+_EXPLAIN = {
+    "fq": ("<p><b>Forget quality</b> per form is <code>clip(1 - |u - o| / |b - o|, 0, 1)</code> on the forget "
+           "split, with <i>u</i>, <i>b</i>, <i>o</i> the recall of the evaluated model, of the base model and of "
+           "the retrain oracle (same model label, probe suite and seed). 1 = indistinguishable from the oracle, "
+           "0 = as far from it as the base model. A checkpoint's forget quality is the mean over the forms where "
+           "base and oracle differ by at least 0.05; seeds are then averaged.</p>"),
+    "heatmap": ("<p>Forget quality after each attack's last epoch (columns) for each unlearning method (rows); "
+                "the <i>no attack</i> column is right after unlearning. Each cell shows the mean over seeds "
+                "&plusmn; the sample standard deviation (no spread with one seed). Colour scale fixed to 0..1.</p>"),
+    "curves": ("<p>Forget quality against attack epoch (epoch 0 = before the first attack epoch, i.e. the "
+               "unlearned model), one panel per attack, one line per method; the line is the mean over seeds "
+               "and the band the min&ndash;max over seeds. A falling line means the attack brings knowledge "
+               "back.</p>"),
+    "forms": "<p>Recall (mean of the headline metric) after unlearning, per probe form.</p>",
+    "muse": ("<p>A MUSE-style table: MUSE's own metrics where the store holds the verbmem/knowmem/privleak "
+             "probes, else the embedded world's equivalents.</p>"),
+}
+
+
+def write_report(store_path, out_dir, *, metric: str = "correct") -> dict[str, str]:
+    """Render every figure and table of the store at ``store_path`` into ``out_dir``.
+
+    Returns {name: path} of every file written. Never loads a model.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with ResultStore(store_path) as store:
+        data = collect(store, metric)
+        dt = distance_fluency_table(store)
+    written: dict[str, str] = {}
+
+    def put(name: str, text: str) -> None:
+        path = out / name
+        path.write_text(text, encoding="utf-8")
+        written[name] = str(path)
+
+    hm = heatmap_frame(data)
+    cv = curves_frame(data)
+    fq_csv = data.fq.drop(columns=["per_form"], errors="ignore").copy()
+    if not data.fq.empty:
+        fq_csv["per_form"] = [json.dumps({k: round(v, 4) for k, v in pf.items()}) for pf in data.fq.per_form]
+    fq_csv.to_csv(out / "fq_records.csv", index=False)
+    written["fq_records.csv"] = str(out / "fq_records.csv")
+
+    drawn = {}
+    if not hm.empty and hm["mean"].notna().any():
+        drawn["heatmap"] = heatmap(hm, out / "fq_heatmap")
+    else:
+        data.notes.append("No forget-quality heatmap: no unlearn/attack cell has base and oracle references.")
+    if not cv.empty and cv["mean"].notna().any():
+        drawn["curves"] = curves(cv, out / "fq_curves")
+    else:
+        data.notes.append("No robustness curves: no attack cell with forget quality.")
+    for paths in drawn.values():
+        for p in paths:
+            written[Path(p).name] = str(p)
+
+    ft, best = form_table(data)
+    mt = muse_table(data)
+    for stem, table, extra in (("form_table", ft, {"best": best}), ("muse_table", mt, None),
+                               ("distance_fluency_table", dt, None)):
+        put(f"{stem}.md", table.markdown())
+        put(f"{stem}.html", table.html())
+        put(f"{stem}.tex", table.latex())
+        table.write_csv(out / f"{stem}.csv", extra)
+        written[f"{stem}.csv"] = str(out / f"{stem}.csv")
+
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>unlearnbench report</title><style>",
+             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+             ".tbl{border-collapse:collapse;margin:1em 0}.tbl td,.tbl th{border:1px solid #ccc;padding:3px 8px;"
+             "text-align:right}.tbl td:first-child{text-align:left}caption{caption-side:bottom;font-size:90%}"
+             ".note{background:#fff3cd;padding:.5em 1em;border-left:4px solid #e0a800}img{max-width:100%}",
+             "</style></head><body>",
+             f"<h1>unlearnbench report</h1><p>Store: <code>{html.escape(str(store_path))}</code>; "
+             f"metric: <code>{html.escape(metric)}</code>.</p>", _EXPLAIN["fq"]]
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in data.notes]
+    for key, title in (("heatmap", "Forget quality after attacks"), ("curves", "Robustness curves")):
+        parts.append(f"<h2>{title}</h2>")
+        if key in drawn:
+            png = next(p for p in drawn[key] if str(p).endswith(".png"))
+            b64 = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+            parts += [_EXPLAIN[key], f"<img alt='{title}' src='data:image/png;base64,{b64}'>"]
+        else:
+            parts.append("<p class='note'>Not available (see the notes above).</p>")
+    parts += ["<h2>Recall per form after unlearning</h2>", _EXPLAIN["forms"], ft.html(),
+              "<h2>MUSE-style summary</h2>", _EXPLAIN["muse"], mt.html(),
+              "<h2>Distribution distance and fluency</h2>", dt.html(), "</body></html>"]
+    put("report.html", "\n".join(parts))
+    return written
