@@ -17,6 +17,9 @@ holds here — with the numbers — whether it holds or not. Check kinds:
 ``neighbour_kept``  {methods, form, tol}: |unlearned - base| recall on the neighbour split <= tol.
 
 Methods are named by their label in the results (the spec as written, options sorted).
+
+:func:`load_study` reads a preset (with ``--size``/``--seeds`` overrides); :func:`run_study` runs it end
+to end (``unlearnbench study``): the sweep, the findings (:func:`write_findings`) and the report.
 """
 
 from __future__ import annotations
@@ -260,3 +263,73 @@ def write_findings(out_dir: str | os.PathLike, result, findings: list[Finding], 
     js.write_text(json.dumps({"schema": "unlearnbench.study/1", "study": exp.name, "environment": env,
                               "findings": [asdict(f) for f in findings], "sweep": sweep_doc}, indent=1))
     return [md, js]
+
+
+def load_study(name_or_yaml: str, size: str | None = None, seeds: str | list[int] | None = None):
+    """A study preset (an experiment with ``expected:`` findings) with the command line's overrides:
+    ``size`` makes the benchmark ``toy,size=SIZE`` (toy only); ``seeds`` replaces the preset's
+    (a list, or text such as '0,1' or '0-2')."""
+    from .sweep import load_experiment, parse_seeds
+
+    exp = load_experiment(name_or_yaml)
+    if not exp.expected:
+        raise UnlearnbenchError(f"'{name_or_yaml}' declares no expected findings: use `unlearnbench sweep --experiment`")
+    if size:
+        if not exp.benchmark.split(",")[0] == "toy":
+            raise UnlearnbenchError(f"--size applies to the toy benchmark, not '{exp.benchmark}'")
+        exp.benchmark = f"toy,size={size}"
+    if seeds:
+        exp.seeds = parse_seeds(seeds) if isinstance(seeds, str) else list(seeds)
+    return exp
+
+
+@dataclass
+class StudyRun:
+    """What :func:`run_study` did: the sweep, its summary, the findings checked and the files written."""
+    out: str
+    sweep: object               # unlearnbench.sweep.SweepResult
+    summary: dict               # unlearnbench.sweep.sweep_summary
+    findings: list[Finding]
+    files: list[Path]           # findings.md, study.json
+    report_dir: str
+    report_files: list
+
+
+def run_study(experiment, out: str | None = None, store: str | None = None, device: str = "cpu",
+              backend: str | None = None, view=None, argv: tuple[str, ...] = ()) -> StudyRun:
+    """Run a study end to end: the sweep (resumed from the store), the findings checked against its
+    numbers (``findings.md``, ``study.json``) and the report (``OUT/report/``).
+
+    ``out``: output folder (default ``study-<name>``); ``store``: results store (default
+    ``OUT/results.sqlite``); ``backend``: generation backend to select first (see
+    :func:`unlearnbench.generation.set_backend`); ``view``: called with the sweep's
+    :class:`~unlearnbench.sweep.SweepState`, returns a context manager yielding the
+    :class:`~unlearnbench.progress.Progress` the sweep reports to (the CLI's live matrix; default silent).
+    Every spec is validated before the store is opened.
+    """
+    from contextlib import nullcontext
+
+    from .progress import SILENT
+    from .report import write_report
+    from .store import ResultStore
+    from .sweep import SweepState, plan_sweep, run_summaries, run_sweep, sweep_summary
+
+    out = out or f"study-{experiment.name}"
+    os.makedirs(out, exist_ok=True)
+    store_path = store or os.path.join(out, "results.sqlite")
+    if backend:  # validated now; probes read the choice from $UNLEARNBENCH_BACKEND
+        from .generation import set_backend
+
+        set_backend(backend)
+    planned = plan_sweep(experiment, device)
+    state = SweepState(experiment.methods, experiment.attacks, experiment.seeds)
+    make_view = view or (lambda _state: nullcontext(SILENT))
+    with ResultStore(store_path) as results:
+        with make_view(state) as progress:
+            result = run_sweep(experiment, results, progress, device, state, argv=argv, planned=planned)
+        summaries = run_summaries(results, result.runs)
+    summary = sweep_summary(result, summaries)
+    findings = check_findings(experiment.expected, summaries, result)
+    files = write_findings(out, result, findings, summary)
+    report_dir = os.path.join(out, "report")
+    return StudyRun(out, result, summary, findings, files, report_dir, write_report(store_path, report_dir))

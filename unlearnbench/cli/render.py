@@ -1,4 +1,5 @@
-"""Terminal rendering for the CLI (Rich): progress bars on stderr, result tables on stdout."""
+"""Terminal rendering for the CLI (Rich): progress bars and the live sweep matrix on stderr, result
+tables on stdout. Imported only by the command handlers (Rich is not needed for ``--help``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as _RichProgress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .progress import Progress, TaskHandle
+from ..progress import Progress, TaskHandle
 
 _err = Console(stderr=True)
 
@@ -258,3 +259,15 @@ def render_taskvec(summary: list[dict], console: Console | None = None) -> None:
         table.add_row(r["method"], r["attack"], ",".join(map(str, r["seeds"])),
                       cell(r, "cos_uft_u"), cell(r, "cos_uft_ft"), cell(r, "cos_u_ft"))
     console.print(table)
+
+
+def render_study(study) -> None:
+    """A finished :class:`unlearnbench.study.StudyRun`: the sweep's table, each expected finding with
+    its verdict and numbers, and the files written. Findings are printed as plain text (their
+    ``[holds]`` marks are not Rich markup)."""
+    render_sweep(study.summary)
+    mark = {True: "[holds]", False: "[does NOT hold]", None: "[not measured]"}
+    for i, f in enumerate(study.findings, 1):
+        print(f"{i}. {mark[f.holds]} {f.claim}\n   {f.detail}")
+    print(f"wrote {study.files[0]}, {study.files[1]} and {len(study.report_files)} report files to {study.report_dir}/ "
+          f"({study.sweep.seconds:.0f} s)")

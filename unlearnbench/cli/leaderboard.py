@@ -1,7 +1,6 @@
-"""The ``submit`` and ``leaderboard {verify,build}`` subcommands (parsers and thin handlers).
-
-Kept beside the leaderboard package so :mod:`unlearnbench.cli` only has to hook them in; nothing
-heavy is imported until a handler runs.
+"""The ``submit`` and ``leaderboard {verify,build}`` subcommands: their parsers (hooked into the
+tree by :mod:`unlearnbench.cli.parser`) and thin handlers over :mod:`unlearnbench.leaderboard`.
+Nothing heavy is imported until a handler runs.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ import json
 import os
 import sys
 
-DEFAULT_STORE = "unlearnbench-results.sqlite"
+from .parser import DEFAULT_STORE
 
 
 def add_parsers(sub) -> None:
@@ -44,10 +43,10 @@ def add_parsers(sub) -> None:
 
 def cmd_submit(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from ..leaderboard.matrix import load_matrix
+    from ..leaderboard.submit import submit
     from ..store import ResultStore
-    from ..ui import RichProgress
-    from .matrix import load_matrix
-    from .submit import submit
+    from .render import RichProgress
 
     matrix = load_matrix(args.matrix)
     with ResultStore(args.store) as store, RichProgress(enabled=not args.quiet) as progress:
@@ -60,7 +59,7 @@ def cmd_submit(args) -> int:
 
 def cmd_leaderboard(args) -> int:
     if args.leaderboard_command == "verify":
-        from .verify import verify
+        from ..leaderboard.verify import verify
 
         verdict = verify(args.bundle, rerun=args.rerun)
         if args.json:
@@ -74,7 +73,7 @@ def cmd_leaderboard(args) -> int:
                 for reason in verdict.reasons:
                     print(f"refused: {reason}")
         return 0 if verdict.accepted else 1
-    from .site import build
+    from ..leaderboard.site import build
 
     result = build(args.submissions, args.out)
     for folder, reasons in sorted(result["refused"].items()):

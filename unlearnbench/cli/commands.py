@@ -1,0 +1,217 @@
+"""The command handlers: turn parsed arguments into library calls and render what comes back.
+
+Each handler takes the ``argparse`` namespace and returns the exit code. Library modules (and
+Rich) are imported inside the handlers, so building the parser stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from . import leaderboard
+
+
+def cmd_run(args) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _select_backend(args)
+    from .. import runner
+    from ..report import run_summary
+    from ..store import ResultStore
+
+    request = runner.RunRequest(method=args.method, attacks=args.attack, benchmark=args.benchmark,
+                                probes=args.probes.split(",") if args.probes else None,
+                                seed=args.seed, device=args.device, data=_data_args(args.data))
+    planned = runner.plan(request)  # validate every spec before opening anything
+    from .render import RichProgress, render_run
+
+    progress = RichProgress(enabled=not (args.quiet or args.json))
+    with ResultStore(args.store) as store, progress:
+        cells = runner.run(request, store, progress, argv=tuple(sys.argv), planned=planned)
+        summary = run_summary(store, cells)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        render_run(summary)
+    return 1 if any(c.status == "failed" for c in cells) else 0
+
+
+def cmd_sweep(args) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from ..store import ResultStore
+    from ..sweep import SweepState, plan_sweep, run_summaries, run_sweep, sweep_summary
+    from .render import SweepView, render_sweep
+
+    exp = _experiment_from_args(args)
+    _select_backend(args)
+    planned = plan_sweep(exp, args.device)  # every spec validated before the store is opened
+    state = SweepState(exp.methods, exp.attacks, exp.seeds)
+    with ResultStore(args.store) as store:
+        with SweepView(state, enabled=not (args.quiet or args.json)) as view:
+            result = run_sweep(exp, store, view, args.device, state, argv=tuple(sys.argv), planned=planned)
+        summaries = run_summaries(store, result.runs)
+    summary = sweep_summary(result, summaries)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        render_sweep(summary)
+    return 1 if result.failed else 0
+
+
+def cmd_study(args) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from ..study import load_study, run_study
+    from .render import SweepView, render_study
+
+    exp = load_study(args.experiment, size=args.size, seeds=args.seeds)
+    study = run_study(exp, out=args.out, store=args.store, device=args.device, backend=args.backend,
+                      view=lambda state: SweepView(state, enabled=not args.quiet), argv=tuple(sys.argv))
+    render_study(study)
+    return 1 if study.sweep.failed else 0
+
+
+def cmd_analyze(args) -> int:
+    from ..errors import UnlearnbenchError
+    from ..store import ResultStore
+    from ..taskvec import analyze_store, summarize
+    from .render import RichProgress, render_taskvec
+
+    if not os.path.exists(args.store):
+        raise UnlearnbenchError(f"no results store at '{args.store}' (run `unlearnbench run` or `sweep` first)")
+    with ResultStore(args.store) as store, RichProgress(enabled=not (args.quiet or args.json)) as progress:
+        rows = analyze_store(store, args.benchmark, args.attack, args.method, progress, args.device)
+    summary = summarize(rows)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"schema": "unlearnbench.taskvec/1", "rows": rows, "summary": summary}, f, indent=1)
+    if args.json:
+        print(json.dumps({"schema": "unlearnbench.taskvec/1", "summary": summary,
+                          "rows": [{k: v for k, v in r.items() if k != "per_tensor"} for r in rows]}, indent=1))
+    else:
+        render_taskvec(summary)
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .. import registry
+    from ..spec import config_help
+
+    reg = {"methods": registry.METHODS, "attacks": registry.ATTACKS, "probes": registry.PROBES,
+           "benchmarks": registry.BENCHMARKS, "tasks": registry.TASKS}[args.kind]
+    for name, cls in reg.items():
+        arg = f":<{cls.needs_arg}>" if getattr(cls, "needs_arg", None) else ""
+        print(f"{name}{arg}  (v{cls.version})  {getattr(cls, 'description', '')}")
+        for field, typ, default, help_ in config_help(cls.Config):
+            print(f"    {field}={default}  [{typ}]  {help_}")
+    return 0
+
+
+def cmd_regress(args) -> int:
+    import tempfile
+
+    from ..errors import UnlearnbenchError
+    from ..regress import compare, load_baseline, run_matrix, update_baseline
+    from ..store import ResultStore
+    from .render import RichProgress, render_regress
+
+    baseline = load_baseline(args.baseline)
+    if args.update and not args.reason.strip():
+        raise UnlearnbenchError('--update needs --reason "why the numbers changed" (it is recorded in the baseline)')
+    with tempfile.TemporaryDirectory() as tmp:
+        with ResultStore(args.store or os.path.join(tmp, "regress.sqlite")) as store, \
+                RichProgress(enabled=not args.quiet) as progress:
+            measured = run_matrix(baseline, store, progress)
+    diffs = compare(baseline, measured)
+    if args.update:
+        update_baseline(args.baseline, baseline, measured, args.reason)
+        print(f"updated {args.baseline}: {len(diffs)} number(s) changed; reason recorded")
+        return 0
+    render_regress(diffs, baseline)
+    return 1 if diffs else 0
+
+
+def cmd_report(args) -> int:
+    from ..errors import UnlearnbenchError
+    from ..report import write_report
+
+    if not os.path.exists(args.store):
+        raise UnlearnbenchError(f"no results store at '{args.store}' (run `unlearnbench run` first or pass --store)")
+    files = write_report(args.store, args.out)
+    print(f"wrote {len(files)} files to {args.out}/ (open {os.path.join(args.out, 'report.html')})")
+    return 0
+
+
+def cmd_results(args) -> int:
+    from ..errors import UnlearnbenchError
+    from ..store import ResultStore
+
+    if not os.path.exists(args.store):
+        raise UnlearnbenchError(f"no results store at '{args.store}' (run `unlearnbench run` first or pass --store)")
+    with ResultStore(args.store) as store:
+        text = store.export(args.format, level=args.level)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "study": cmd_study, "analyze": cmd_analyze, "list": cmd_list,
+            "results": cmd_results, "regress": cmd_regress, "report": cmd_report,
+            "submit": leaderboard.cmd_submit, "leaderboard": leaderboard.cmd_leaderboard}
+
+
+# -- arguments to library inputs -------------------------------------------------------------------
+
+def _select_backend(args) -> None:
+    if getattr(args, "backend", None):  # validated now; probes read the choice from $UNLEARNBENCH_BACKEND
+        from ..generation import set_backend
+
+        set_backend(args.backend)
+
+
+def _experiment_from_args(args):
+    """The experiment of `sweep`: a YAML file or name, with command-line overrides."""
+    from ..errors import UnlearnbenchError
+    from ..sweep import Experiment, load_experiment, parse_seeds, split_specs
+
+    if args.experiment:
+        exp = load_experiment(args.experiment)
+    elif args.methods and args.attacks:
+        exp = Experiment(name="sweep", methods=[], attacks=[])
+    else:
+        raise UnlearnbenchError("give --experiment NAME_OR_YAML, or both --methods and --attacks")
+    if args.methods:
+        exp.methods = split_specs(args.methods)
+    if args.attacks:
+        exp.attacks = split_specs(args.attacks)
+    if args.seeds:
+        exp.seeds = parse_seeds(args.seeds)
+    if args.benchmark:
+        exp.benchmark = args.benchmark
+    if args.probes:
+        exp.probes = args.probes.split(",")
+    if args.data:
+        exp.data = {**exp.data, **_data_args(args.data)}
+    if not exp.methods or not exp.attacks:
+        raise UnlearnbenchError("the sweep needs at least one method and one attack")
+    return exp
+
+
+def _data_args(items: list[str]) -> dict[str, str]:
+    """['gsm8k=a.jsonl', 'gsm8k:test=b.jsonl'] -> {'gsm8k': 'a.jsonl', 'gsm8k:test': 'b.jsonl'}."""
+    from ..errors import UnlearnbenchError
+
+    data: dict[str, str] = {}
+    for item in items:
+        key, sep, path = (part.strip() for part in item.partition("="))
+        if not sep or not key or not path:
+            raise UnlearnbenchError(f"--data {item!r}: expected NAME=PATH or NAME:test=PATH, "
+                                    f"e.g. --data gsm8k=path/to/train.jsonl")
+        key = key.removesuffix(":train")
+        if key in data:
+            raise UnlearnbenchError(f"--data {key} is given twice ('{data[key]}' and '{path}')")
+        data[key] = path
+    return data
