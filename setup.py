@@ -10,7 +10,8 @@ finds them; a source checkout reads them where they are.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["unlearnbench", "unlearnbench.*"]) + ["unlearnbench._specs", "unlearnbench._schema"],
+    packages=find_packages(include=["unlearnbench", "unlearnbench.*"])
+    + ["unlearnbench._specs", "unlearnbench._schema"],
     package_dir={"unlearnbench._specs": "tasks", "unlearnbench._schema": "leaderboard/schema"},
     package_data={"unlearnbench._specs": ["*/*.yaml"], "unlearnbench._schema": ["*.json"]},
 )

@@ -52,10 +52,14 @@ def model_generate_baseline(model, tokenizer, prompts, max_new_tokens, batch_siz
     with torch.inference_mode():
         for idx in length_batches([len(e.ids) for e in enc], batch_size, None):
             batch = collate([enc[i] for i in idx], pad, left_pad=True)
-            gen = model.generate(input_ids=batch["input_ids"].to(device),
-                                 attention_mask=batch["attention_mask"].to(device),
-                                 max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                                 eos_token_id=tokenizer.eos_token_id)
+            gen = model.generate(
+                input_ids=batch["input_ids"].to(device),
+                attention_mask=batch["attention_mask"].to(device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )
             width = batch["input_ids"].shape[1]
             for row, i in enumerate(idx):
                 out[i] = tokenizer.decode(gen[row, width:].tolist(), skip_special_tokens=True)
@@ -92,8 +96,9 @@ def timed_interleaved(fns: dict, repeat: int) -> tuple[dict, dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="micro")
-    ap.add_argument("--backend", choices=("hf", "vllm"), default="hf",
-                    help="hf: HF-vs-HF comparisons only; vllm: also HF vs vLLM")
+    ap.add_argument(
+        "--backend", choices=("hf", "vllm"), default="hf", help="hf: HF-vs-HF comparisons only; vllm: also HF vs vLLM"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     ap.add_argument("--max-new-tokens", type=int, default=12)
@@ -120,34 +125,47 @@ def main() -> None:
     hf = generation.HFBackend()
 
     hf_1, t_hf1 = timed(lambda: hf.generate(model, tok, prompts, n, 1), 1)
-    res, best = timed_interleaved({
-        "hf": lambda: hf.generate(model, tok, prompts, n, bs),
-        "old": lambda: model_generate_baseline(model, tok, prompts, n, bs),
-        # as the probes call it: cut at the first newline (the HF backend stops a row there)
-        "hf_nl": lambda: hf.generate(model, tok, prompts, n, bs, stop=["\n"]),
-    }, args.repeat)
+    res, best = timed_interleaved(
+        {
+            "hf": lambda: hf.generate(model, tok, prompts, n, bs),
+            "old": lambda: model_generate_baseline(model, tok, prompts, n, bs),
+            # as the probes call it: cut at the first newline (the HF backend stops a row there)
+            "hf_nl": lambda: hf.generate(model, tok, prompts, n, bs, stop=["\n"]),
+        },
+        args.repeat,
+    )
     hf_n, old, hf_nl = res["hf"], res["old"], res["hf_nl"]
     t_hf, t_old, t_hf_nl = best["hf"], best["old"], best["hf_nl"]
 
     def em(gens):
-        return sum(metrics.exact_match(generation.cut_at_stop(g, ["\n"]), it.answer)
-                   for g, it in zip(gens, items)) / len(items)
+        return sum(
+            metrics.exact_match(generation.cut_at_stop(g, ["\n"]), it.answer) for g, it in zip(gens, items)
+        ) / len(items)
 
     result = {
-        "benchmark": f"toy,size={args.size}", "model": str(path), "device": args.device, "dtype": args.dtype,
-        "n_prompts": len(prompts), "max_new_tokens": n, "batch_size": bs,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+        "benchmark": f"toy,size={args.size}",
+        "model": str(path),
+        "device": args.device,
+        "dtype": args.dtype,
+        "n_prompts": len(prompts),
+        "max_new_tokens": n,
+        "batch_size": bs,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
         "hf_batch1_vs_batchN": {"agreement": agreement(hf_1, hf_n), "seconds_batch1": round(t_hf1, 3)},
         "hf_vs_model_generate": {
             "agreement": agreement(hf_n, old),
-            "seconds_hf_backend": round(t_hf, 3), "seconds_model_generate": round(t_old, 3),
+            "seconds_hf_backend": round(t_hf, 3),
+            "seconds_model_generate": round(t_old, 3),
             "speedup": round(t_old / t_hf, 2),
             "prompts_per_second_hf_backend": round(len(prompts) / t_hf, 1),
             "prompts_per_second_model_generate": round(len(prompts) / t_old, 1),
         },
         "hf_newline_stop_vs_model_generate_cut": {
             "agreement": agreement(hf_nl, [generation.cut_at_stop(g, ["\n"]) for g in old]),
-            "seconds_hf_backend": round(t_hf_nl, 3), "speedup": round(t_old / t_hf_nl, 2),
+            "seconds_hf_backend": round(t_hf_nl, 3),
+            "speedup": round(t_old / t_hf_nl, 2),
         },
         "exact_match_hf": em(hf_n),
     }
@@ -161,14 +179,19 @@ def main() -> None:
             vb.close()
         result["hf_vs_vllm"] = {
             "agreement": agreement(hf_n, v),
-            "agreement_after_newline_stop": agreement([generation.cut_at_stop(g, ["\n"]) for g in hf_n],
-                                                      [generation.cut_at_stop(g, ["\n"]) for g in v]),
+            "agreement_after_newline_stop": agreement(
+                [generation.cut_at_stop(g, ["\n"]) for g in hf_n], [generation.cut_at_stop(g, ["\n"]) for g in v]
+            ),
             "vllm_repeat_identical": agreement(v, v2),
-            "exact_match_vllm": em(v), "exact_match_hf": em(hf_n),
-            "seconds_vllm_first_call": round(t_first, 3), "seconds_vllm": round(t_v, 3),
+            "exact_match_vllm": em(v),
+            "exact_match_hf": em(hf_n),
+            "seconds_vllm_first_call": round(t_first, 3),
+            "seconds_vllm": round(t_v, 3),
             "seconds_hf_backend": round(t_hf, 3),
         }
-    out = Path(args.out or ROOT / "benchmarks/results" / f"backend_agreement-{args.size}-{args.backend}-{args.dtype}.json")
+    out = Path(
+        args.out or ROOT / "benchmarks/results" / f"backend_agreement-{args.size}-{args.backend}-{args.dtype}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     json.dump(result, sys.stdout, indent=1)

@@ -88,27 +88,55 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ub-bench-"))
     cache = args.reuse_cache or str(work / "cache")
-    env = {**os.environ, "UNLEARNBENCH_CACHE": cache, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "UNLEARNBENCH_CACHE": cache,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     bench = f"toy,size={args.size}"
-    fig: dict = {"size": args.size, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                                "platform": platform.platform()}}
+    fig: dict = {
+        "size": args.size,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }
 
     wall, rss, res = timed([sys.executable, "-c", BUILD, args.size], env)
     t_target, t_oracle = map(float, res.stdout.split())
-    fig["build"] = {"cold": args.reuse_cache is None, "target_s": round(t_target, 1), "oracle_s": round(t_oracle, 1),
-                    "wall_s": round(wall, 1), "peak_rss_mib": round(rss)}
+    fig["build"] = {
+        "cold": args.reuse_cache is None,
+        "target_s": round(t_target, 1),
+        "oracle_s": round(t_oracle, 1),
+        "wall_s": round(wall, 1),
+        "peak_rss_mib": round(rss),
+    }
 
     store = work / "results.sqlite"
-    run = CLI + ["run", "--benchmark", bench, "--method", "npo", "--attack", "finetune:arith",
-                 "--store", str(store), "--json", "--quiet"]
+    run = CLI + [
+        "run",
+        "--benchmark",
+        bench,
+        "--method",
+        "npo",
+        "--attack",
+        "finetune:arith",
+        "--store",
+        str(store),
+        "--json",
+        "--quiet",
+    ]
     wall, rss, res = timed(run, env)
     doc = json.loads(res.stdout)
     unlearn = next(c for c in doc["cells"] if c["kind"] == "unlearn")["meta"]["stats"]
     attack = next(c for c in doc["cells"] if c["kind"] == "attack")["meta"]["stats"]
-    fig["run_models_cached"] = {"wall_s": round(wall, 1), "target_s": 90, "peak_rss_mib": round(rss),
-                                "unlearn_s": unlearn["seconds"], "unlearn_steps": unlearn["steps"],
-                                "attack_train_s_per_epoch": attack["epoch_train_seconds"]}
+    fig["run_models_cached"] = {
+        "wall_s": round(wall, 1),
+        "target_s": 90,
+        "peak_rss_mib": round(rss),
+        "unlearn_s": unlearn["seconds"],
+        "unlearn_steps": unlearn["steps"],
+        "attack_train_s_per_epoch": attack["epoch_train_seconds"],
+    }
     wall, rss, _ = timed(run, env)
     fig["run_all_cells_cached"] = {"wall_s": round(wall, 1)}
 
@@ -116,10 +144,17 @@ def main() -> None:
     fig["probe_items_per_s"] = json.loads(res.stdout)
 
     helps = [timed(CLI + ["--help"], env)[0] for _ in range(5)]
-    imp = subprocess.run([sys.executable, "-X", "importtime", "-m", "unlearnbench.cli", "--help"], env=env,
-                         capture_output=True, text=True)
-    fig["help"] = {"median_s": round(statistics.median(helps), 3), "target_s": 1.0,
-                   "imports_torch": any(line.split("|")[-1].strip() == "torch" for line in imp.stderr.splitlines())}
+    imp = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "unlearnbench.cli", "--help"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    fig["help"] = {
+        "median_s": round(statistics.median(helps), 3),
+        "target_s": 1.0,
+        "imports_torch": any(line.split("|")[-1].strip() == "torch" for line in imp.stderr.splitlines()),
+    }
 
     text = json.dumps(fig, indent=1)
     print(text)

@@ -59,24 +59,32 @@ def measure(model_name: str, method: str, steps: int, batch_size: int) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from unlearnbench.toy.world import WorldConfig, build_world
-    from unlearnbench.toy.model import ModelRecipe, train_tokenizer
     from unlearnbench.data.types import PlanContext, UnlearnData
     from unlearnbench.methods.ilu import ILU, ILUConfig
     from unlearnbench.progress import Progress, TaskHandle
     from unlearnbench.registry import METHODS
     from unlearnbench.spec import build_config
+    from unlearnbench.toy.model import ModelRecipe, train_tokenizer
+    from unlearnbench.toy.world import WorldConfig, build_world
 
     spec = MODELS[model_name]
     world = build_world(WorldConfig(n_entities=16, forget_frac=0.125, n_neighbours=3, n_retain_probe=4))
     tok = train_tokenizer(world, ModelRecipe(vocab_size=spec["vocab_size"]))
     torch.manual_seed(0)
-    cfg = LlamaConfig(**spec, num_key_value_heads=spec["num_attention_heads"], max_position_embeddings=256,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      tie_word_embeddings=True, attn_implementation="eager")
+    cfg = LlamaConfig(
+        **spec,
+        num_key_value_heads=spec["num_attention_heads"],
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=True,
+        attn_implementation="eager",
+    )
     model = LlamaForCausalLM(cfg)
-    data = UnlearnData(world.unlearning_examples(world.forget_ids),
-                       world.unlearning_examples(world.method_retain_ids()), tok)
+    data = UnlearnData(
+        world.unlearning_examples(world.forget_ids), world.unlearning_examples(world.method_retain_ids()), tok
+    )
 
     base_name = method.removeprefix("ilu+")
     options = {"lr": 1e-4, "max_steps": steps, "batch_size": batch_size, "epochs": 1000}
@@ -109,7 +117,7 @@ def measure(model_name: str, method: str, steps: int, batch_size: int) -> dict:
     class Timed(Progress):
         @contextmanager
         def task(self, description, total):
-            stamps.append(time.perf_counter())   # the loop starts: setup (e.g. NPO's reference) is done
+            stamps.append(time.perf_counter())  # the loop starts: setup (e.g. NPO's reference) is done
             yield Clock()
 
     # warm-up on a throwaway copy, the same for every variant: first-use initialisation inside
@@ -134,18 +142,24 @@ def measure(model_name: str, method: str, steps: int, batch_size: int) -> dict:
     del _
 
     rss_before = _rss_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")   # reset VmHWM to the current RSS
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         stats = m.unlearn(model, data, Timed())
     peak = _rss_kib("VmHWM")
     per_step = [b - a for a, b in zip(stamps, stamps[1:])]
-    return {"model": model_name, "method": method, "steps": stats["steps"],
-            "params": sum(p.numel() for p in model.parameters()),
-            "step_seconds_median": statistics.median(per_step[2:]),
-            "step_seconds_all": [round(s, 4) for s in per_step],
-            "rss_before_mib": rss_before / 1024, "rss_peak_mib": peak / 1024,
-            "train_mib": (peak - rss_before) / 1024, "saved_for_backward_mib": saved_peak[0] / 2**20,
-            "final_irm_penalty": stats["final"].get("irm_penalty")}
+    return {
+        "model": model_name,
+        "method": method,
+        "steps": stats["steps"],
+        "params": sum(p.numel() for p in model.parameters()),
+        "step_seconds_median": statistics.median(per_step[2:]),
+        "step_seconds_all": [round(s, 4) for s in per_step],
+        "rss_before_mib": rss_before / 1024,
+        "rss_peak_mib": peak / 1024,
+        "train_mib": (peak - rss_before) / 1024,
+        "saved_for_backward_mib": saved_peak[0] / 2**20,
+        "final_irm_penalty": stats["final"].get("irm_penalty"),
+    }
 
 
 def main() -> int:
@@ -168,39 +182,73 @@ def main() -> int:
     for model_name in MODELS:
         for base in bases:
             for method in (base, f"ilu+{base}"):
-                cmd = [sys.executable, __file__, "--one", model_name, method,
-                       "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--one",
+                    model_name,
+                    method,
+                    "--steps",
+                    str(args.steps),
+                    "--batch-size",
+                    str(args.batch_size),
+                ]
                 res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 if res.returncode != 0:
                     raise SystemExit(f"{model_name}/{method} failed:\n{res.stderr[-3000:]}")
                 r = json.loads(res.stdout.strip().splitlines()[-1])
                 runs[(model_name, method)] = r
-                print(f"{model_name:6s} {method:8s} {r['step_seconds_median'] * 1000:8.1f} ms/step  "
-                      f"saved for backward {r['saved_for_backward_mib']:6.2f} MiB  "
-                      f"peak RSS {r['rss_peak_mib']:7.1f} MiB (training +{r['train_mib']:6.1f})", flush=True)
+                print(
+                    f"{model_name:6s} {method:8s} {r['step_seconds_median'] * 1000:8.1f} ms/step  "
+                    f"saved for backward {r['saved_for_backward_mib']:6.2f} MiB  "
+                    f"peak RSS {r['rss_peak_mib']:7.1f} MiB (training +{r['train_mib']:6.1f})",
+                    flush=True,
+                )
     ratios = []
     for model_name in MODELS:
         for base in bases:
             b, i = runs[(model_name, base)], runs[(model_name, f"ilu+{base}")]
-            ratios.append({"model": model_name, "base": base,
-                           "time_ratio": i["step_seconds_median"] / b["step_seconds_median"],
-                           "saved_for_backward_ratio": i["saved_for_backward_mib"] / b["saved_for_backward_mib"],
-                           "train_memory_ratio": i["train_mib"] / b["train_mib"] if b["train_mib"] > 0 else None,
-                           "peak_rss_ratio": i["rss_peak_mib"] / b["rss_peak_mib"]})
+            ratios.append(
+                {
+                    "model": model_name,
+                    "base": base,
+                    "time_ratio": i["step_seconds_median"] / b["step_seconds_median"],
+                    "saved_for_backward_ratio": i["saved_for_backward_mib"] / b["saved_for_backward_mib"],
+                    "train_memory_ratio": i["train_mib"] / b["train_mib"] if b["train_mib"] > 0 else None,
+                    "peak_rss_ratio": i["rss_peak_mib"] / b["rss_peak_mib"],
+                }
+            )
     print("\nILU / base    time  saved-for-backward  training RSS  peak RSS")
     for r in ratios:
         mem = f"{r['train_memory_ratio']:.2f}x" if r["train_memory_ratio"] is not None else "n/a"
-        print(f"{r['model']:6s} {r['base']:4s} {r['time_ratio']:5.2f}x {r['saved_for_backward_ratio']:17.2f}x"
-              f" {mem:>13s} {r['peak_rss_ratio']:8.2f}x")
+        print(
+            f"{r['model']:6s} {r['base']:4s} {r['time_ratio']:5.2f}x {r['saved_for_backward_ratio']:17.2f}x"
+            f" {mem:>13s} {r['peak_rss_ratio']:8.2f}x"
+        )
     for n in notes:
         print("note:", n)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "steps": args.steps, "batch_size": args.batch_size, "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_1m_at_end": os.getloadavg()[0]},
-        "runs": list(runs.values()), "ratios": ratios, "notes": notes}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "steps": args.steps,
+                "batch_size": args.batch_size,
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "load_avg_1m_at_end": os.getloadavg()[0],
+                },
+                "runs": list(runs.values()),
+                "ratios": ratios,
+                "notes": notes,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
     return 0
 

@@ -32,8 +32,20 @@ def main() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     docs = {}
     for method in args.methods.split(","):
-        cmd = [sys.executable, "-m", "unlearnbench.cli", "run", "--benchmark", f"toy,size={args.size}",
-               "--method", method, "--store", args.store, "--json", "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "unlearnbench.cli",
+            "run",
+            "--benchmark",
+            f"toy,size={args.size}",
+            "--method",
+            method,
+            "--store",
+            args.store,
+            "--json",
+            "--quiet",
+        ]
         if args.attack:
             cmd += ["--attack", args.attack]
         res = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -50,11 +62,17 @@ def main() -> None:
         rows[method] = doc["recall"].get("unlearned", {})
         probs[method] = doc["prob"].get("unlearned", {})
         cell = next(c for c in doc["cells"] if c["kind"] == "unlearn")
-        extra[method] = {"status": cell["status"], "reason": cell["reason"],
-                         "unlearn_seconds": cell["meta"].get("stats", {}).get("seconds"),
-                         "forget_quality": doc["forget_quality"].get("unlearned", {}).get("mean"),
-                         "after_attack": {c["column"]: doc["forget_quality"].get(c["column"], {}).get("mean")
-                                          for c in doc["columns"] if c["kind"] == "attack"}}
+        extra[method] = {
+            "status": cell["status"],
+            "reason": cell["reason"],
+            "unlearn_seconds": cell["meta"].get("stats", {}).get("seconds"),
+            "forget_quality": doc["forget_quality"].get("unlearned", {}).get("mean"),
+            "after_attack": {
+                c["column"]: doc["forget_quality"].get(c["column"], {}).get("mean")
+                for c in doc["columns"]
+                if c["kind"] == "attack"
+            },
+        }
     lines = []
     for split in ("forget", "neighbour", "retain"):
         lines.append(f"\n**{split}** (recall; answer probability in brackets)\n")
@@ -67,8 +85,10 @@ def main() -> None:
                 cells.append("–" if r is None else f"{r:.2f} ({p:.2f})")
             fq = extra.get(name, {}).get("forget_quality")
             secs = extra.get(name, {}).get("unlearn_seconds")
-            lines.append(f"| {name} | " + " | ".join(cells) + f" | {'' if fq is None else f'{fq:.2f}'} | "
-                         f"{'' if secs is None else secs} |")
+            lines.append(
+                f"| {name} | " + " | ".join(cells) + f" | {'' if fq is None else f'{fq:.2f}'} | "
+                f"{'' if secs is None else secs} |"
+            )
     text = "\n".join(lines)
     print(text)
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"methods_forms-{args.size}.json")

@@ -27,8 +27,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--method", required=True)
     ap.add_argument("--size", default="small", choices=("micro", "small"))
-    ap.add_argument("--grid", nargs="*", default=["lr=3e-4+1e-3+3e-3", "epochs=5+10"],
-                    help="option=v1+v2 ... (cartesian product)")
+    ap.add_argument(
+        "--grid", nargs="*", default=["lr=3e-4+1e-3+3e-3", "epochs=5+10"], help="option=v1+v2 ... (cartesian product)"
+    )
     ap.add_argument("--fixed", default="", help="extra fixed options, spec style: alpha=1,beta=0.1")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -73,8 +74,18 @@ def main() -> None:
         rows.append({"options": options, "recall": r, "admissible": ok, "seconds": seconds, "error": error})
         print(json.dumps(rows[-1]), flush=True)
     good = [x for x in rows if x["admissible"]]
-    best = max(good, key=lambda x: ((x["recall"]["retain/bio"] + x["recall"]["retain/qa"]) / 2,
-                                    -float(x["options"].get("epochs", 0)), -float(x["options"].get("lr", 0)))) if good else None
+    best = (
+        max(
+            good,
+            key=lambda x: (
+                (x["recall"]["retain/bio"] + x["recall"]["retain/qa"]) / 2,
+                -float(x["options"].get("epochs", 0)),
+                -float(x["options"].get("lr", 0)),
+            ),
+        )
+        if good
+        else None
+    )
     doc = {"method": args.method, "size": args.size, "base": base, "oracle": orc, "grid": rows, "chosen": best}
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"tune-{args.method}-{args.size}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

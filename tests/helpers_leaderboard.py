@@ -26,12 +26,22 @@ TARGET, ORACLE = "a" * 64, "b" * 64
 def write_matrix(tasks: Path, seeds=(0, 1), harness=(__version__,)) -> Path:
     folder = tasks / "leaderboard"
     folder.mkdir(parents=True, exist_ok=True)
-    doc = {"name": MATRIX, "description": "test matrix.", "benchmark": "toy,size=micro", "attacks": [ATTACK],
-           "seeds": list(seeds), "probes": list(FORMS),
-           "versions": {"harness": list(harness), "benchmark": {"toy": ["1"]}, "attacks": {"finetune": ["1"]},
-                        "probes": {f: ["1"] for f in FORMS}},
-           "tolerance": {"recall": 0.1, "task_accuracy": 0.1, "forget_quality": 0.15},
-           "headline": {"utility_split": "retain", "utility_forms": list(FORMS)}}
+    doc = {
+        "name": MATRIX,
+        "description": "test matrix.",
+        "benchmark": "toy,size=micro",
+        "attacks": [ATTACK],
+        "seeds": list(seeds),
+        "probes": list(FORMS),
+        "versions": {
+            "harness": list(harness),
+            "benchmark": {"toy": ["1"]},
+            "attacks": {"finetune": ["1"]},
+            "probes": {f: ["1"] for f in FORMS},
+        },
+        "tolerance": {"recall": 0.1, "task_accuracy": 0.1, "forget_quality": 0.15},
+        "headline": {"utility_split": "retain", "utility_forms": list(FORMS)},
+    }
     (folder / f"{MATRIX}.yaml").write_text(yaml.safe_dump(doc))
     return folder / f"{MATRIX}.yaml"
 
@@ -49,13 +59,21 @@ def _rows(checkpoint: str, step: int, recall: dict[tuple[str, str], float], rng:
             rows.append(ScoreRow(checkpoint, step, split, form, f"{split}-{form}-{i}", "correct", correct))
             rows.append(ScoreRow(checkpoint, step, split, form, f"{split}-{form}-{i}", "prob", rng.random()))
     if fa is not None:
-        rows += [ScoreRow(checkpoint, step, "task", "arith", f"t{i}", "correct", 1.0 if i < fa * 4 else 0.0)
-                 for i in range(4)]
+        rows += [
+            ScoreRow(checkpoint, step, "task", "arith", f"t{i}", "correct", 1.0 if i < fa * 4 else 0.0)
+            for i in range(4)
+        ]
     return rows
 
 
-def make_store(path: Path, method: str = "npo", strength: float = 0.25, seeds=(0, 1), harness: str = __version__,
-               attack_version: str = "1") -> tuple[ResultStore, list[Cell]]:
+def make_store(
+    path: Path,
+    method: str = "npo",
+    strength: float = 0.25,
+    seeds=(0, 1),
+    harness: str = __version__,
+    attack_version: str = "1",
+) -> tuple[ResultStore, list[Cell]]:
     """Cells keyed like the runner's; ``strength`` sets the unlearned forget recall."""
     store = ResultStore(path)
     run_id = store.start_run(["test"], {})
@@ -67,32 +85,61 @@ def make_store(path: Path, method: str = "npo", strength: float = 0.25, seeds=(0
         common = {"harness": harness, "benchmark": bench, "seed": seed, "probes": probes}
         label = {"model": "toy-micro-s0", "probe_suite": ",".join(FORMS), "seed": seed}
         full = {(s, f): 1.0 for s in SPLITS for f in FORMS}
-        for kind, sha, rec in (("base", TARGET, full), ("oracle", ORACLE, {**full, ("forget", "bio"): 0.0,
-                                                                              ("forget", "qa"): 0.0})):
-            key = {**common, "kind": kind, "model": {"name": "toy-micro-s0" + ("-oracle" if kind == "oracle" else ""),
-                                                     "sha256": sha}}
+        for kind, sha, rec in (
+            ("base", TARGET, full),
+            ("oracle", ORACLE, {**full, ("forget", "bio"): 0.0, ("forget", "qa"): 0.0}),
+        ):
+            key = {
+                **common,
+                "kind": kind,
+                "model": {"name": "toy-micro-s0" + ("-oracle" if kind == "oracle" else ""), "sha256": sha},
+            }
             cid = cell_id(key)
             store.commit_cell(run_id, cid, key, kind, {**label, "method": kind}, _rows(kind, -1, rec, rng, 0.5))
             cells.append(Cell(cid, kind))
         mconf = {"lr": 0.001, "seed": seed, "trust_remote_code": False}
-        ukey = {**common, "kind": "unlearn", "model": {"name": "toy-micro-s0", "sha256": TARGET},
-                "method": {"name": method, "arg": None, "version": "1", "config": mconf}}
+        ukey = {
+            **common,
+            "kind": "unlearn",
+            "model": {"name": "toy-micro-s0", "sha256": TARGET},
+            "method": {"name": method, "arg": None, "version": "1", "config": mconf},
+        }
         ucid = cell_id(ukey)
         ulabel = {**label, "method": method, "method_config": mconf}
         unlearned = {**full, ("forget", "bio"): strength, ("forget", "qa"): strength / 2 + 0.25 * seed}
-        store.commit_cell(run_id, ucid, ukey, "unlearn", ulabel, _rows("unlearned", 0, unlearned, rng, 0.5),
-                          {"checkpoint_sha256": f"{seed:x}" * 64, "stats": {"steps": 3}})
+        store.commit_cell(
+            run_id,
+            ucid,
+            ukey,
+            "unlearn",
+            ulabel,
+            _rows("unlearned", 0, unlearned, rng, 0.5),
+            {"checkpoint_sha256": f"{seed:x}" * 64, "stats": {"steps": 3}},
+        )
         cells.append(Cell(ucid, "unlearn"))
         aconf = {"epochs": 2, "lr": 0.001, "seed": seed}
-        akey = {**ukey, "kind": "attack", "unlearn_cell": ucid,
-                "attack": {"name": "finetune", "arg": "arith", "version": attack_version, "config": aconf},
-                "task": {"name": "arith", "arg": None, "version": "1", "config": {}}}
+        akey = {
+            **ukey,
+            "kind": "attack",
+            "unlearn_cell": ucid,
+            "attack": {"name": "finetune", "arg": "arith", "version": attack_version, "config": aconf},
+            "task": {"name": "arith", "arg": None, "version": "1", "config": {}},
+        }
         acid = cell_id(akey)
         rows = []
         for ep in range(3):
-            rows += _rows(f"epoch={ep}", ep, {**unlearned, ("forget", "bio"): min(1.0, strength + 0.25 * ep)}, rng, 0.25)
-        store.commit_cell(run_id, acid, akey, "attack", {**ulabel, "attack": ATTACK, "attack_config": aconf}, rows,
-                          {"seconds": 1.0, "stats": {"steps": 6}})
+            rows += _rows(
+                f"epoch={ep}", ep, {**unlearned, ("forget", "bio"): min(1.0, strength + 0.25 * ep)}, rng, 0.25
+            )
+        store.commit_cell(
+            run_id,
+            acid,
+            akey,
+            "attack",
+            {**ulabel, "attack": ATTACK, "attack_config": aconf},
+            rows,
+            {"seconds": 1.0, "stats": {"steps": 6}},
+        )
         cells.append(Cell(acid, "attack"))
     return store, cells
 

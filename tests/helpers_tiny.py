@@ -14,8 +14,8 @@ import torch
 torch.set_num_threads(1)
 
 from unlearnbench.data.types import Example  # noqa: E402
-from unlearnbench.toy.world import WorldConfig, build_world  # noqa: E402
 from unlearnbench.toy.model import ModelRecipe, train_tokenizer  # noqa: E402
+from unlearnbench.toy.world import WorldConfig, build_world  # noqa: E402
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,11 +48,20 @@ def tiny_model(tokenizer=None, seed: int = 0, init_std: float = 0.2):
 
     tok = tokenizer or tiny_tokenizer()
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, initializer_range=init_std,
-                      attn_implementation="eager")
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        initializer_range=init_std,
+        attn_implementation="eager",
+    )
     model = LlamaForCausalLM(cfg).eval()
     model.generation_config.pad_token_id = tok.pad_token_id
     return model
@@ -113,5 +122,5 @@ def seq_nll(model, e):
 
     ids = torch.tensor([e.ids])
     logits = model(input_ids=ids).logits[0].float()
-    nll = F.cross_entropy(logits[e.n_prompt - 1:-1], ids[0, e.n_prompt:], reduction="sum")
+    nll = F.cross_entropy(logits[e.n_prompt - 1 : -1], ids[0, e.n_prompt :], reduction="sum")
     return nll.item(), len(e.ids) - e.n_prompt

@@ -27,7 +27,10 @@ def _targets(module: str, is_package: bool, node) -> list[str]:
         mod = ".".join(base + ([node.module] if node.module else []))
     else:
         mod = node.module or ""
-    return [mod] + [f"{mod}.{a.name}" for a in node.names]
+    # ``from pkg import sub`` depends on the submodule; on ``pkg`` itself only for names that are not
+    # submodules (a submodule's parent package is always imported first: that is no loop)
+    subs = [f"{mod}.{a.name}" for a in node.names]
+    return [t for t in subs if t in MODULES] + ([mod] if any(t not in MODULES for t in subs) else [])
 
 
 def _graph() -> dict[str, set[str]]:
@@ -81,8 +84,13 @@ def _under(module: str, *prefixes: str) -> bool:
 
 
 def _violations(sources: tuple[str, ...], forbidden: tuple[str, ...], allow=lambda src, dst: False) -> list[str]:
-    return sorted(f"{src} imports {dst}" for src, deps in GRAPH.items() if _under(src, *sources)
-                  for dst in deps if _under(dst, *forbidden) and not allow(src, dst))
+    return sorted(
+        f"{src} imports {dst}"
+        for src, deps in GRAPH.items()
+        if _under(src, *sources)
+        for dst in deps
+        if _under(dst, *forbidden) and not allow(src, dst)
+    )
 
 
 def test_the_graph_is_read():
@@ -98,20 +106,27 @@ PLUGINS = ("methods", "attacks", "probes", "benchmarks", "tasks")
 HARNESS = ("runner", "store", "cli", "report", "sweep", "study", "regress", "leaderboard", "taskvec")
 
 
-@pytest.mark.parametrize("sources, forbidden, allow", [
-    # plugins know the shared types and the loaders, never the runner, the store or the screen
-    (PLUGINS, HARNESS, None),
-    # benchmarks, tasks and probes do not need the methods package (UnlearnData is in data.types)
-    (("benchmarks", "tasks", "probes"), ("methods",), None),
-    # methods, attacks and probes never see the embedded world; only its two thin plugins wrap it
-    (("methods", "attacks", "probes"), ("toy",), None),
-    (("benchmarks", "tasks"), ("toy",),
-     lambda src, dst: src in ("unlearnbench.benchmarks.toy", "unlearnbench.tasks.synthetic")),
-    # the embedded world and the shared types are below the harness
-    (("toy", "data"), HARNESS + PLUGINS, None),
-    # reports read the store; they never run or load a model
-    (("report",), ("runner", "models", "inference", "generation", "methods", "attacks", "probes"), None),
-], ids=["plugins-harness", "no-methods", "no-toy", "thin-toy-plugins", "toy-data-below", "report-reads"])
+@pytest.mark.parametrize(
+    "sources, forbidden, allow",
+    [
+        # plugins know the shared types and the loaders, never the runner, the store or the screen
+        (PLUGINS, HARNESS, None),
+        # benchmarks, tasks and probes do not need the methods package (UnlearnData is in data.types)
+        (("benchmarks", "tasks", "probes"), ("methods",), None),
+        # methods, attacks and probes never see the embedded world; only its two thin plugins wrap it
+        (("methods", "attacks", "probes"), ("toy",), None),
+        (
+            ("benchmarks", "tasks"),
+            ("toy",),
+            lambda src, dst: src in ("unlearnbench.benchmarks.toy", "unlearnbench.tasks.synthetic"),
+        ),
+        # the embedded world and the shared types are below the harness
+        (("toy", "data"), HARNESS + PLUGINS, None),
+        # reports read the store; they never run or load a model
+        (("report",), ("runner", "models", "inference", "generation", "methods", "attacks", "probes"), None),
+    ],
+    ids=["plugins-harness", "no-methods", "no-toy", "thin-toy-plugins", "toy-data-below", "report-reads"],
+)
 def test_layers(sources, forbidden, allow):
     assert _violations(sources, forbidden, allow or (lambda s, d: False)) == []
 
@@ -119,7 +134,11 @@ def test_layers(sources, forbidden, allow):
 def test_only_the_runner_writes_results():
     """commit_cell / record_failure / start_run / finish_run are called in runner.py alone."""
     writers = {"commit_cell", "record_failure", "start_run", "finish_run"}
-    calls = sorted(m for m, path in MODULES.items() if m not in ("unlearnbench.runner", "unlearnbench.store")
-                   for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in writers)
+    calls = sorted(
+        m
+        for m, path in MODULES.items()
+        if m not in ("unlearnbench.runner", "unlearnbench.store")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in writers
+    )
     assert calls == []

@@ -15,7 +15,7 @@ PAIRS = [
     ("Question: Where was Pelton Valemere born?\nAnswer:", " Quessa"),
     ("The birthplace of Alric Ashwood is", " Varnholm."),
     ("Text: The striker won the final.\nTopic:", " Sports"),
-    ("x", "yz 123"),                 # target with no leading space, may merge with the prompt
+    ("x", "yz 123"),  # target with no leading space, may merge with the prompt
     ("Hello", " world, hello tokens!"),
 ]
 
@@ -27,8 +27,8 @@ def test_target_tokens_decode_to_target(prompt, target):
     assert e.ids == tok(prompt + target)["input_ids"]
     assert e.ids[0] == tok.bos_token_id
     assert 1 <= e.n_prompt < len(e.ids)
-    assert tok.decode(e.ids[e.n_prompt:]) == target
-    assert tok.decode(e.ids[1:e.n_prompt]) == prompt
+    assert tok.decode(e.ids[e.n_prompt :]) == target
+    assert tok.decode(e.ids[1 : e.n_prompt]) == prompt
 
 
 def test_promptless_example_has_only_bos_as_prompt():
@@ -61,10 +61,10 @@ def test_max_length_truncates_and_keeps_a_target_token():
     # prompt longer than max_length: BOS + the prompt's end + the target's start (never a prompt
     # token labelled as target)
     short = encode_example(tok, prompt, target, max_length=9)
-    tail = full.ids[full.n_prompt:]
+    tail = full.ids[full.n_prompt :]
     assert len(short.ids) == 9 and short.ids[0] == full.ids[0]
-    assert short.ids[short.n_prompt:] == tail[: len(short.ids) - short.n_prompt]
-    assert short.ids[1:short.n_prompt] == full.ids[full.n_prompt - (short.n_prompt - 1):full.n_prompt]
+    assert short.ids[short.n_prompt :] == tail[: len(short.ids) - short.n_prompt]
+    assert short.ids[1 : short.n_prompt] == full.ids[full.n_prompt - (short.n_prompt - 1) : full.n_prompt]
 
 
 def test_collate_labels_and_mask_right_padding():
@@ -87,9 +87,9 @@ def test_collate_pad_equal_to_eos_keeps_real_eos():
     out = collate([a, b], pad)
     n = len(a.ids)
     row_ids, row_mask, row_lab = out["input_ids"][0], out["attention_mask"][0], out["labels"][0]
-    assert row_mask[:n].tolist() == [1] * n            # the real EOS stays attended
+    assert row_mask[:n].tolist() == [1] * n  # the real EOS stays attended
     assert row_mask[n:].eq(0).all()
-    assert row_lab[n - 1].item() == eos                 # ... and labelled
+    assert row_lab[n - 1].item() == eos  # ... and labelled
     assert row_lab[n:].eq(-100).all()
     assert row_ids[n:].eq(eos).all()
     assert out["attention_mask"][1].eq(1).all() and out["labels"][1, -1].item() == eos

@@ -24,15 +24,24 @@ REQUESTS = [
     dict(benchmark=MICRO, method="rocr,projector=none", attacks=["relearn:arith,steps=5"], seed=1),
     dict(benchmark=MICRO, method="graddiff", attacks=["finetune:gsm8k"], seed=0, data=DATA),
     dict(benchmark=MICRO, method="ilu,envs=gsm8k,base=rmu", attacks=["relearn:gsm8k"], seed=2, data=DATA),
-    dict(benchmark=MICRO, method="simnpo,beta=2", attacks=["finetune:sentiment,lora=true"], seed=0,
-         probes=["bio", "qa", "js"]),
+    dict(
+        benchmark=MICRO,
+        method="simnpo,beta=2",
+        attacks=["finetune:sentiment,lora=true"],
+        seed=0,
+        probes=["bio", "qa", "js"],
+    ),
     dict(benchmark="toy", method="gradascent", attacks=[], seed=0),
 ]
 
 
 def _write_gsm8k(folder: Path) -> None:
-    rows = [json.dumps({"question": f"Tom has {i} apples and gets 2 more. How many?",
-                        "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"}) for i in range(12)]
+    rows = [
+        json.dumps(
+            {"question": f"Tom has {i} apples and gets 2 more. How many?", "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"}
+        )
+        for i in range(12)
+    ]
     (folder / "gsm8k_train.jsonl").write_text("\n".join(rows) + "\n")
     (folder / "gsm8k_test.jsonl").write_text("\n".join(rows[:4]) + "\n")
 

@@ -12,8 +12,10 @@ from unlearnbench.cli import main
 
 
 def test_help_imports_no_torch():
-    code = ("import sys\nfrom unlearnbench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "sys.exit(sorted(m for m in ('torch', 'transformers', 'rich') if m in sys.modules) != [])")
+    code = (
+        "import sys\nfrom unlearnbench.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "sys.exit(sorted(m for m in ('torch', 'transformers', 'rich') if m in sys.modules) != [])"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "usage: unlearnbench" in result.stdout
@@ -31,20 +33,30 @@ def test_no_command_prints_help_and_exits_2(capsys):
     assert "COMMAND" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("yaml, args, needle", [
-    ("methods: [npo]\nattacks: [finetune:arith]\n", [], "declares no expected findings"),
-    ("methods: [npo]\nattacks: [finetune:arith]\nbenchmark: muse-news\n"
-     "expected: [{claim: x, check: {kind: drop, method: npo}}]\n", ["--size", "micro"], "--size applies to the toy"),
-    ("methods: [npo]\nattacks: [finetune:arith]\nexpected: [{claim: x, check: {kind: drop, method: npo}}]\n",
-     ["--seeds", "a-b"], "--seeds 'a-b'"),
-])
+@pytest.mark.parametrize(
+    "yaml, args, needle",
+    [
+        ("methods: [npo]\nattacks: [finetune:arith]\n", [], "declares no expected findings"),
+        (
+            "methods: [npo]\nattacks: [finetune:arith]\nbenchmark: muse-news\n"
+            "expected: [{claim: x, check: {kind: drop, method: npo}}]\n",
+            ["--size", "micro"],
+            "--size applies to the toy",
+        ),
+        (
+            "methods: [npo]\nattacks: [finetune:arith]\nexpected: [{claim: x, check: {kind: drop, method: npo}}]\n",
+            ["--seeds", "a-b"],
+            "--seeds 'a-b'",
+        ),
+    ],
+)
 def test_study_bad_input_is_one_line_exit_2(tmp_path, capsys, yaml, args, needle):
     exp = tmp_path / "exp.yaml"
     exp.write_text(yaml)
     assert main(["study", str(exp), "--out", str(tmp_path / "out"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err
-    assert not (tmp_path / "out").exists()   # nothing is written before the preset is valid
+    assert not (tmp_path / "out").exists()  # nothing is written before the preset is valid
 
 
 def test_load_study_overrides():

@@ -14,8 +14,7 @@ from unlearnbench.cli import main
 from unlearnbench.data.types import Example
 from unlearnbench.errors import SpecError, UnlearnbenchError
 from unlearnbench.registry import TASKS
-from unlearnbench.spec import build_config
-from unlearnbench.spec import tasks_dir
+from unlearnbench.spec import build_config, tasks_dir
 from unlearnbench.tasks.datasets import DATASET_TASKS, DatasetTask, DatasetTaskConfig
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "samples"
@@ -67,9 +66,9 @@ def test_every_yaml_registers_a_task():
         if s.scoring == "choice":
             assert len(s.choices) >= 2 and s.label_field in s.columns
     assert TASKS.get("gsm8k").spec.scoring == "number"
-    assert TASKS.get("sst2").spec.splits["test"] == "validation"          # GLUE hides test labels
+    assert TASKS.get("sst2").spec.splits["test"] == "validation"  # GLUE hides test labels
     assert TASKS.get("mnli").spec.splits["test"] == "validation_matched"
-    assert TASKS.get("qqp").spec.choices == ("no", "yes")                 # not YAML booleans
+    assert TASKS.get("qqp").spec.choices == ("no", "yes")  # not YAML booleans
     assert TASKS.get("winogrande").spec.choices == ("1", "2")
     assert TASKS.get("agnews").spec.choices == ("World", "Sports", "Business", "Sci/Tech")
 
@@ -123,53 +122,84 @@ def test_agnews_sample_tsv_without_header():
 
 
 def test_winogrande_hub_layout(tmp_path):
-    f = jsonl(tmp_path / "wg.jsonl", [
-        {"sentence": "The trophy did not fit in the case because _ was too big.", "option1": "trophy",
-         "option2": "case", "answer": "1"},
-        {"sentence": "The trophy did not fit in the case because _ was too small.", "option1": "trophy",
-         "option2": "case", "answer": "2"}])
+    f = jsonl(
+        tmp_path / "wg.jsonl",
+        [
+            {
+                "sentence": "The trophy did not fit in the case because _ was too big.",
+                "option1": "trophy",
+                "option2": "case",
+                "answer": "1",
+            },
+            {
+                "sentence": "The trophy did not fit in the case because _ was too small.",
+                "option1": "trophy",
+                "option2": "case",
+                "answer": "2",
+            },
+        ],
+    )
     data = task("winogrande", train=str(f), test=str(f)).load()
-    assert data.train[0].prompt == ("Sentence: The trophy did not fit in the case because _ was too big.\n"
-                                    "Option 1: trophy\nOption 2: case\nAnswer:")
+    assert data.train[0].prompt == (
+        "Sentence: The trophy did not fit in the case because _ was too big.\nOption 1: trophy\nOption 2: case\nAnswer:"
+    )
     assert [ex.target for ex in data.train] == [" 1", " 2"]
 
 
 def test_mnli_hub_layout_and_glue_tsv(tmp_path):
-    hub = jsonl(tmp_path / "mnli.jsonl", [
-        {"premise": "A man sleeps.", "hypothesis": "A person rests.", "label": 0, "idx": 0},
-        {"premise": "A man sleeps.", "hypothesis": "He dreams.", "label": 1, "idx": 1},
-        {"premise": "A man sleeps.", "hypothesis": "He runs.", "label": 2, "idx": 2}])
+    hub = jsonl(
+        tmp_path / "mnli.jsonl",
+        [
+            {"premise": "A man sleeps.", "hypothesis": "A person rests.", "label": 0, "idx": 0},
+            {"premise": "A man sleeps.", "hypothesis": "He dreams.", "label": 1, "idx": 1},
+            {"premise": "A man sleeps.", "hypothesis": "He runs.", "label": 2, "idx": 2},
+        ],
+    )
     data = task("mnli", train=str(hub), test=str(hub)).load()
     assert data.choices == ("entailment", "neutral", "contradiction")
     assert [ex.target for ex in data.train] == [" entailment", " neutral", " contradiction"]
     assert data.train[0].prompt == "Premise: A man sleeps.\nHypothesis: A person rests.\nRelation:"
-    glue = tmp_path / "dev_matched.tsv"   # GLUE's own layout: sentence1, sentence2, gold_label
-    glue.write_text("index\tgenre\tsentence1\tsentence2\tgold_label\n"
-                    "0\tfiction\tA man sleeps.\tHe runs.\tcontradiction\n"
-                    "1\tfiction\tA man sleeps.\tA person rests.\tentailment\n", encoding="utf-8")
+    glue = tmp_path / "dev_matched.tsv"  # GLUE's own layout: sentence1, sentence2, gold_label
+    glue.write_text(
+        "index\tgenre\tsentence1\tsentence2\tgold_label\n"
+        "0\tfiction\tA man sleeps.\tHe runs.\tcontradiction\n"
+        "1\tfiction\tA man sleeps.\tA person rests.\tentailment\n",
+        encoding="utf-8",
+    )
     data = task("mnli", train=str(glue), test=str(glue)).load()
     assert [ex.target for ex in data.test] == [" contradiction", " entailment"]
 
 
 def test_qqp_hub_layout_csv_and_glue_tsv(tmp_path):
     hub = tmp_path / "qqp.csv"
-    hub.write_text('question1,question2,label,idx\n"How do I cook rice?","What is the way to cook rice?",1,0\n'
-                   '"Why is the sky blue?","How tall is Everest?",0,1\n', encoding="utf-8")
+    hub.write_text(
+        'question1,question2,label,idx\n"How do I cook rice?","What is the way to cook rice?",1,0\n'
+        '"Why is the sky blue?","How tall is Everest?",0,1\n',
+        encoding="utf-8",
+    )
     data = task("qqp", train=str(hub), test=str(hub)).load()
     assert data.choices == ("no", "yes")
     assert [ex.target for ex in data.train] == [" yes", " no"]
-    assert data.train[0].prompt == ("Question 1: How do I cook rice?\nQuestion 2: What is the way to cook rice?"
-                                    "\nDuplicate?")
+    assert data.train[0].prompt == (
+        "Question 1: How do I cook rice?\nQuestion 2: What is the way to cook rice?\nDuplicate?"
+    )
     glue = tmp_path / "dev.tsv"
-    glue.write_text("id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
-                    "0\t1\t2\tWhy is the sky blue?\tWhy is the sky not green?\t0\n", encoding="utf-8")
+    glue.write_text(
+        "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+        "0\t1\t2\tWhy is the sky blue?\tWhy is the sky not green?\t0\n",
+        encoding="utf-8",
+    )
     assert task("qqp", train=str(glue), test=str(glue)).load().train[0].target == " no"
 
 
 def test_agnews_hub_ints_and_sst2_parquet(tmp_path):
     f = jsonl(tmp_path / "ag.jsonl", [{"text": f"news {i}", "label": i} for i in range(4)])
-    assert [ex.target for ex in task("agnews", train=str(f), test=str(f)).load().train] == \
-        [" World", " Sports", " Business", " Sci/Tech"]
+    assert [ex.target for ex in task("agnews", train=str(f), test=str(f)).load().train] == [
+        " World",
+        " Sports",
+        " Business",
+        " Sci/Tech",
+    ]
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -217,10 +247,14 @@ def test_no_file_and_offline_gives_one_line(tmp_path):
     assert str(info.value) == (
         "gsm8k: no local train file given and dataset 'openai/gsm8k' (config 'main', split 'train') is not in "
         "the local cache (the hub is unreachable); pass one with --data gsm8k=path/to/train.jsonl "
-        "(and --data gsm8k:test=path/to/test.jsonl)")
+        "(and --data gsm8k:test=path/to/test.jsonl)"
+    )
     f = jsonl(tmp_path / "t.jsonl", sst2_rows(3))
-    with pytest.raises(UnlearnbenchError, match=r"^sst2: no local test file given and dataset 'nyu-mll/glue' "
-                                                r"\(config 'sst2', split 'validation'\).*--data sst2:test="):
+    with pytest.raises(
+        UnlearnbenchError,
+        match=r"^sst2: no local test file given and dataset 'nyu-mll/glue' "
+        r"\(config 'sst2', split 'validation'\).*--data sst2:test=",
+    ):
         task("sst2", train=str(f)).load()
 
 
@@ -235,7 +269,7 @@ def test_subsampling_is_deterministic(tmp_path):
     assert a == b and a.train != c.train
     assert len(a.train) == 10 and len(a.test) == 5 and a.train != a.test[:10]
     numbers = [int(ex.prompt.split()[3]) for ex in a.train]
-    assert numbers == sorted(numbers)                       # file order kept
+    assert numbers == sorted(numbers)  # file order kept
     assert len(task("sst2", train=f, test=f, n_train=-1).load().train) == 50
     assert len(task("sst2", train=f, test=f, n_train=500).load().train) == 50
 
@@ -265,8 +299,9 @@ def _plan(tmp_path, **kw):
 def test_plan_passes_data_files_to_the_attacked_task(tmp_path):
     tr = str(jsonl(tmp_path / "tr.jsonl", sst2_rows(6)))
     te = str(jsonl(tmp_path / "te.jsonl", sst2_rows(3)))
-    p = _plan(tmp_path, attacks=["finetune:sst2,epochs=1", "finetune:arith,epochs=1"],
-              data={"sst2": tr, "sst2:test": te})
+    p = _plan(
+        tmp_path, attacks=["finetune:sst2,epochs=1", "finetune:arith,epochs=1"], data={"sst2": tr, "sst2:test": te}
+    )
     (_, sst2), (_, arith) = p.attacks
     assert (sst2.config.train, sst2.config.test) == (tr, te)
     assert sst2.key()["data_sha256"]["test"] != sst2.key()["data_sha256"]["train"]
@@ -276,22 +311,30 @@ def test_plan_passes_data_files_to_the_attacked_task(tmp_path):
 
 def test_plan_threads_data_into_ilu_and_relearn(tmp_path):
     f = str(jsonl(tmp_path / "s.jsonl", sst2_rows(6)))
-    p = _plan(tmp_path, method="ilu,envs=sst2+arith", attacks=["relearn:sst2,steps=1"], data={"sst2": f, "sst2:test": f})
+    p = _plan(
+        tmp_path, method="ilu,envs=sst2+arith", attacks=["relearn:sst2,steps=1"], data={"sst2": f, "sst2:test": f}
+    )
     ilu = p.method.obj
     assert set(ilu.env_tasks) == {"sst2"} and len(ilu._env_examples("sst2")) == 6
     assert set(p.method.key()["env_data"]) == {"sst2"}
     assert p.method.key()["env_data"]["sst2"]["config"]["train"] == f
     relearn = p.attacks[0][0]
-    assert relearn.key()["source_task"]["data_sha256"]["train"] == p.method.key()["env_data"]["sst2"]["data_sha256"]["train"]
+    assert (
+        relearn.key()["source_task"]["data_sha256"]["train"]
+        == p.method.key()["env_data"]["sst2"]["data_sha256"]["train"]
+    )
     assert "env_data" not in _plan(tmp_path, method="ilu,envs=arith").method.key()
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"gsm8": "x.jsonl"}, "--data gsm8: unknown dataset 'gsm8'; did you mean 'gsm8k'?"),
-    ({"arith": "x.jsonl"}, "--data arith: task 'arith' reads no data files"),
-    ({"sst2:dev": "x.jsonl"}, "the split after ':' must be train or test"),
-    ({"sst2": "missing/x.jsonl"}, "no such data file: 'missing/x.jsonl'"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"gsm8": "x.jsonl"}, "--data gsm8: unknown dataset 'gsm8'; did you mean 'gsm8k'?"),
+        ({"arith": "x.jsonl"}, "--data arith: task 'arith' reads no data files"),
+        ({"sst2:dev": "x.jsonl"}, "the split after ':' must be train or test"),
+        ({"sst2": "missing/x.jsonl"}, "no such data file: 'missing/x.jsonl'"),
+    ],
+)
 def test_plan_rejects_bad_data(tmp_path, data, message):
     with pytest.raises(UnlearnbenchError) as info:
         _plan(tmp_path, attacks=["finetune:sst2"], data=data)
@@ -304,15 +347,28 @@ def test_plan_rejects_data_no_attack_uses(tmp_path):
         _plan(tmp_path, attacks=["finetune:arith"], data={"sst2": f})
 
 
-@pytest.mark.parametrize("data, message", [
-    (["qqq=x.jsonl"], "did you mean 'qqp'?"),
-    (["sst2=missing.jsonl"], "no such data file: 'missing.jsonl'"),
-    (["sst2"], "expected NAME=PATH or NAME:test=PATH"),
-    (["sst2=a.jsonl", "sst2:train=b.jsonl"], "--data sst2 is given twice"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (["qqq=x.jsonl"], "did you mean 'qqp'?"),
+        (["sst2=missing.jsonl"], "no such data file: 'missing.jsonl'"),
+        (["sst2"], "expected NAME=PATH or NAME:test=PATH"),
+        (["sst2=a.jsonl", "sst2:train=b.jsonl"], "--data sst2 is given twice"),
+    ],
+)
 def test_cli_bad_data_exits_2(tmp_path, capsys, data, message):
-    args = ["run", "--benchmark", "toy,size=micro", "--method", "npo", "--attack", "finetune:sst2",
-            "--store", str(tmp_path / "r.sqlite"), "--quiet"]
+    args = [
+        "run",
+        "--benchmark",
+        "toy,size=micro",
+        "--method",
+        "npo",
+        "--attack",
+        "finetune:sst2",
+        "--store",
+        str(tmp_path / "r.sqlite"),
+        "--quiet",
+    ]
     for d in data:
         args += ["--data", d]
     assert main(args) == 2

@@ -11,8 +11,8 @@ torch.set_num_threads(1)
 from helpers_tiny import state_copy, states_equal, tiny_model, tiny_tokenizer  # noqa: E402
 
 from unlearnbench.attacks.finetune import FinetuneAttack, FinetuneConfig  # noqa: E402
-from unlearnbench.toy.tasks import build_task  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
+from unlearnbench.toy.tasks import build_task  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +47,16 @@ def test_full_finetune_leaves_input_untouched_and_evaluates_each_epoch(task):
     assert len(out["epoch_train_seconds"]) == 3
     assert out["final_loss"] is not None and out["final_loss"] == out["final_loss"]
     assert all(m is not model for m in rec.models)
-    assert not any(rec.training)                        # evaluated in eval mode
-    assert states_equal(rec.states[0], before)          # epoch 0 = the model handed in
-    assert not states_equal(rec.states[1], rec.states[0])   # and training did change the copy
+    assert not any(rec.training)  # evaluated in eval mode
+    assert states_equal(rec.states[0], before)  # epoch 0 = the model handed in
+    assert not states_equal(rec.states[1], rec.states[0])  # and training did change the copy
     assert not states_equal(rec.states[3], rec.states[1])
 
 
 def test_max_steps_is_honoured(task):
     model, tok = tiny_model(), tiny_tokenizer()
     rec = Recorder()
-    cfg = FinetuneConfig(epochs=3, batch_size=4, max_steps=5, lr=1e-2)   # 4 steps per epoch
+    cfg = FinetuneConfig(epochs=3, batch_size=4, max_steps=5, lr=1e-2)  # 4 steps per epoch
     out = FinetuneAttack(cfg, arg="topic").run(model, tok, task, rec)
     assert out["steps"] == 5
     assert [c for c, _ in rec.calls] == ["epoch=0", "epoch=1", "epoch=2"]
@@ -65,7 +65,8 @@ def test_max_steps_is_honoured(task):
 def test_n_train_limits_the_data(task):
     model, tok = tiny_model(), tiny_tokenizer()
     out = FinetuneAttack(FinetuneConfig(epochs=2, batch_size=4, n_train=6), arg="topic").run(
-        model, tok, task, lambda *a: None)
+        model, tok, task, lambda *a: None
+    )
     assert out["steps"] == 2 * 2
 
 
@@ -74,8 +75,9 @@ def test_lora_trains_only_adapters_and_leaves_input_untouched(task):
     model, tok = tiny_model(), tiny_tokenizer()
     before = state_copy(model)
     rec = Recorder()
-    out = FinetuneAttack(FinetuneConfig(epochs=2, batch_size=8, lr=1e-2, lora=True, lora_r=2, lora_alpha=4),
-                         arg="topic").run(model, tok, task, rec)
+    out = FinetuneAttack(
+        FinetuneConfig(epochs=2, batch_size=8, lr=1e-2, lora=True, lora_r=2, lora_alpha=4), arg="topic"
+    ).run(model, tok, task, rec)
     assert states_equal(before, state_copy(model))
     assert [c for c, _ in rec.calls] == ["epoch=0", "epoch=1", "epoch=2"]
     assert out["steps"] == 4
@@ -87,10 +89,11 @@ def test_lora_trains_only_adapters_and_leaves_input_untouched(task):
     changed = [k for k in first if not torch.equal(first[k], last[k])]
     assert changed and all("lora_" in k for k in changed)
     # the base weights inside the adapted copy are still the input model's
-    base = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
-            for k, v in last.items() if "lora_" not in k}
+    base = {
+        k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in last.items() if "lora_" not in k
+    }
     assert all(torch.equal(before[k], base[k]) for k in before if k in base)
-    assert sum(k in base for k in before) >= len(before) - 1   # (tied lm_head may be absent)
+    assert sum(k in base for k in before) >= len(before) - 1  # (tied lm_head may be absent)
 
 
 def test_attack_needs_a_task_and_valid_config():
@@ -103,7 +106,7 @@ def test_attack_needs_a_task_and_valid_config():
 
 def test_full_finetune_trains_weights_frozen_in_the_input(task):
     model, tok = tiny_model(), tiny_tokenizer()
-    model.model.embed_tokens.weight.requires_grad_(False)     # e.g. left frozen by an unlearning method
+    model.model.embed_tokens.weight.requires_grad_(False)  # e.g. left frozen by an unlearning method
     rec = Recorder()
     FinetuneAttack(FinetuneConfig(epochs=1, batch_size=8, lr=1e-2), arg="topic").run(model, tok, task, rec)
     assert not model.model.embed_tokens.weight.requires_grad  # the input's flags are untouched

@@ -21,8 +21,7 @@ def test_ngram_entropy_hand_made():
     assert fl.ngram_entropy_bits(toks, 3) == pytest.approx(1.0)
     assert fl.rome_ngram_entropy("a b a b a b") == pytest.approx((2 / 3 * h(3 / 5, 2 / 5) + 4 / 3 * 1.0) / 2)
     # six distinct words: H2 = log2 5, H3 = log2 4
-    assert fl.rome_ngram_entropy("one two three four five six") == pytest.approx(
-        (2 / 3 * math.log2(5) + 4 / 3 * 2) / 2)
+    assert fl.rome_ngram_entropy("one two three four five six") == pytest.approx((2 / 3 * math.log2(5) + 4 / 3 * 2) / 2)
     # one repeated word: every n-gram is the same, entropy 0
     assert fl.rome_ngram_entropy("the the the the the the") == 0.0
     assert fl.rome_ngram_entropy("") == 0.0 and fl.rome_ngram_entropy("word") == 0.0
@@ -45,8 +44,10 @@ def test_repetition_rate_and_empty():
 def test_probe_on_tiny_model():
     from helpers_tiny import tiny_model, tiny_tokenizer
 
-    items = [SimpleNamespace(item_id=str(i), prompt=f"Question: Where was person {i} born?\nAnswer:", answer="x")
-             for i in range(3)]
+    items = [
+        SimpleNamespace(item_id=str(i), prompt=f"Question: Where was person {i} born?\nAnswer:", answer="x")
+        for i in range(3)
+    ]
     bench = SimpleNamespace(name="fake", text_items=lambda split: items if split == "forget" else [])
     p = fl.FluencyProbe(fl.FluencyConfig(max_new_tokens=12))
     assert p.items(bench, "forget") is items and p.items(bench, "retain") == []

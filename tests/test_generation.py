@@ -14,13 +14,21 @@ torch.set_num_threads(1)
 
 from helpers_tiny import eos_pad_tokenizer, perturb_, tiny_model, tiny_tokenizer  # noqa: E402
 
-from unlearnbench import generation
-from unlearnbench import inference  # noqa: E402
+from unlearnbench import (
+    generation,
+    inference,  # noqa: E402
+)
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 
-PROMPTS = ["Q:", "Question: Where was Pelton Valemere born?\nAnswer:", "The birthplace of Alric is",
-           "Text: The striker won the final.\nTopic:", "Pelton", "Review: a dull film.\nSentiment:"]
+PROMPTS = [
+    "Q:",
+    "Question: Where was Pelton Valemere born?\nAnswer:",
+    "The birthplace of Alric is",
+    "Text: The striker won the final.\nTopic:",
+    "Pelton",
+    "Review: a dull film.\nSentiment:",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +48,14 @@ def _hf_generate_ids(model, tok, prompts, max_new_tokens, eos):
     enc = [encode_example(tok, p, "") for p in prompts]
     batch = collate(enc, pad_id_of(tok), left_pad=True)
     with torch.no_grad():
-        gen = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id_of(tok),
-                             eos_token_id=sorted(eos))
+        gen = model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad_id_of(tok),
+            eos_token_id=sorted(eos),
+        )
     width = batch["input_ids"].shape[1]
     rows = []
     for r in gen[:, width:].tolist():
@@ -57,8 +70,7 @@ def test_hf_backend_equals_model_generate(tok_fn):
     model = tiny_model(tok, seed=3)
     eos = generation.eos_ids(model, tok)
     ref = _hf_generate_ids(model, tok, PROMPTS, 10, eos)
-    got = generation.greedy_tokens(model, [encode_example(tok, p, "").ids for p in PROMPTS], 10,
-                                   pad_id_of(tok), eos)
+    got = generation.greedy_tokens(model, [encode_example(tok, p, "").ids for p in PROMPTS], 10, pad_id_of(tok), eos)
     assert got == ref
     texts = generation.HFBackend().generate(model, tok, PROMPTS, 10, batch_size=len(PROMPTS))
     assert texts == [tok.decode(r, skip_special_tokens=True) for r in ref]
@@ -128,6 +140,7 @@ def test_scoring_entry_point_dispatches_with_newline_default(tm, monkeypatch):
 
 # -- selection ---------------------------------------------------------------------------------
 
+
 def test_resolve_names_and_errors(monkeypatch):
     assert generation.resolve() == "hf"
     assert generation.resolve("HF") == "hf"
@@ -190,6 +203,7 @@ def test_vllm_not_imported_when_hf_or_auto_without_gpu(tm, tmp_path, monkeypatch
 
 # -- the vLLM backend with a fake vllm module ---------------------------------------------------
 
+
 def _fake_vllm(log: dict):
     """A stand-in for vllm: LLM(path) loads the saved checkpoint with unlearnbench's loader and
     generates with the HF backend, honouring max_tokens and stop like vLLM does."""
@@ -214,8 +228,9 @@ def _fake_vllm(log: dict):
             eos = generation.eos_ids(self.lm.model, tok)
             out = []
             for r in requests:
-                ids = generation.greedy_tokens(self.lm.model, [r["prompt_token_ids"]], params.kw["max_tokens"],
-                                               pad_id_of(tok), eos)[0]
+                ids = generation.greedy_tokens(
+                    self.lm.model, [r["prompt_token_ids"]], params.kw["max_tokens"], pad_id_of(tok), eos
+                )[0]
                 text = generation.cut_at_stop(tok.decode(ids, skip_special_tokens=True), params.kw["stop"])
                 out.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=text)]))
             return out
@@ -233,7 +248,7 @@ def test_vllm_backend_saves_loads_by_path_and_reuses(tm, monkeypatch):
         stop = ["\n", "Question"]
         got = backend.generate(model, tok, PROMPTS, 9, batch_size=2, stop=stop)
         assert got == generation.HFBackend().generate(model, tok, PROMPTS, 9, stop=stop)
-        (path, kw), = log["inits"]
+        ((path, kw),) = log["inits"]
         assert kw["dtype"] == "float32" and kw["enforce_eager"] is True and kw["seed"] == 0
         assert log["params"][-1] == {"temperature": 0.0, "max_tokens": 9, "stop": stop}
         assert log["requests"][-1] == [{"prompt_token_ids": encode_example(tok, p, "").ids} for p in PROMPTS]
@@ -255,8 +270,9 @@ def test_vllm_backend_merges_lora_before_saving(tm, monkeypatch):
 
     base = tiny_model(tiny_tokenizer(), seed=6)
     tok = tiny_tokenizer()
-    peft_model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"],
-                                                 init_lora_weights=False))
+    peft_model = get_peft_model(
+        base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     log: dict = {}
     monkeypatch.setitem(sys.modules, "vllm", _fake_vllm(log))
     backend = generation.VLLMBackend()

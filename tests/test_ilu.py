@@ -21,10 +21,9 @@ from helpers_tiny import (  # noqa: E402
 )
 
 from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
-from unlearnbench.toy.tasks import build_task  # noqa: E402
+from unlearnbench.data.types import PlanContext, UnlearnData  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 from unlearnbench.methods import ilu  # noqa: E402
-from unlearnbench.data.types import PlanContext, UnlearnData  # noqa: E402
 from unlearnbench.methods.base import Batch  # noqa: E402
 from unlearnbench.methods.graddiff import GradDiff, GradDiffConfig  # noqa: E402
 from unlearnbench.methods.ilu import ILU, ILUConfig, irm_penalty  # noqa: E402
@@ -32,6 +31,7 @@ from unlearnbench.methods.npo import NPO, NPOConfig  # noqa: E402
 from unlearnbench.registry import METHODS  # noqa: E402
 from unlearnbench.runner import RunRequest, plan  # noqa: E402
 from unlearnbench.spec import build_config  # noqa: E402
+from unlearnbench.toy.tasks import build_task  # noqa: E402
 
 TRAIN = {"lr": 1e-2, "max_steps": 3, "batch_size": 4, "seed": 3}
 
@@ -56,11 +56,12 @@ def _answer_logits(model, enc):
     """(logits predicting each answer token, the answer tokens) of one example, unbatched."""
     ids = torch.tensor([enc.ids])
     with torch.no_grad():
-        logits = model(input_ids=ids).logits[0, enc.n_prompt - 1:-1]
-    return logits.double(), ids[0, enc.n_prompt:]
+        logits = model(input_ids=ids).logits[0, enc.n_prompt - 1 : -1]
+    return logits.double(), ids[0, enc.n_prompt :]
 
 
 # -- the penalty --------------------------------------------------------------------------
+
 
 def test_penalty_matches_finite_difference_of_scaled_ce():
     model = tiny_model()
@@ -71,10 +72,10 @@ def test_penalty_matches_finite_difference_of_scaled_ce():
         return torch.cat([F.cross_entropy(w * z, y, reduction="none") for z, y in parts]).mean().item()
 
     h = 1e-4
-    fd = (ce(1 + h) - ce(1 - h)) / (2 * h)   # truncation error O(h²) ~ 1e-8 relative
-    assert abs(fd) > 1e-2                    # a non-trivial derivative, so the comparison means something
+    fd = (ce(1 + h) - ce(1 - h)) / (2 * h)  # truncation error O(h²) ~ 1e-8 relative
+    assert abs(fd) > 1e-2  # a non-trivial derivative, so the comparison means something
     # float32 model forward (batched, padded) vs float64 finite difference: 1e-4 relative
-    assert irm_penalty(model, batch).item() == pytest.approx(fd ** 2, rel=1e-4)
+    assert irm_penalty(model, batch).item() == pytest.approx(fd**2, rel=1e-4)
 
 
 def test_penalty_equals_closed_form():
@@ -96,12 +97,17 @@ def test_penalty_gradients_reach_the_model():
     model = tiny_model()
     batch, _ = _env_batch("arith")
     irm_penalty(model, batch).backward()
-    for p in (model.model.embed_tokens.weight, model.model.layers[0].mlp.down_proj.weight,
-              model.model.layers[1].self_attn.q_proj.weight, model.lm_head.weight):
+    for p in (
+        model.model.embed_tokens.weight,
+        model.model.layers[0].mlp.down_proj.weight,
+        model.model.layers[1].self_attn.q_proj.weight,
+        model.lm_head.weight,
+    ):
         assert p.grad is not None and p.grad.abs().sum().item() > 0
 
 
 # -- wrapping a base method ---------------------------------------------------------------
+
 
 def _run(method):
     model = tiny_model()
@@ -115,10 +121,13 @@ def _ilu(base, lam, **kw):
     return m
 
 
-@pytest.mark.parametrize("base,make", [
-    ("npo", lambda: NPO(NPOConfig(beta=0.5, **TRAIN))),
-    ("graddiff", lambda: GradDiff(GradDiffConfig(**TRAIN))),
-])
+@pytest.mark.parametrize(
+    "base,make",
+    [
+        ("npo", lambda: NPO(NPOConfig(beta=0.5, **TRAIN))),
+        ("graddiff", lambda: GradDiff(GradDiffConfig(**TRAIN))),
+    ],
+)
 def test_lambda_zero_reproduces_base_and_lambda_positive_differs(base, make):
     plain, plain_stats = _run(make())
     zero, zero_stats = _run(_ilu(base, 0.0))
@@ -126,7 +135,7 @@ def test_lambda_zero_reproduces_base_and_lambda_positive_differs(base, make):
     assert zero_stats["steps"] == plain_stats["steps"] == 3
     assert zero_stats["base"] == base and zero_stats["lam"] == 0.0 and zero_stats["envs"] == ["arith"]
     assert all(h["irm_penalty"] > 0 for h in zero_stats["history"])
-    for k, v in plain_stats["final"].items():   # the base's own terms are still reported, unchanged
+    for k, v in plain_stats["final"].items():  # the base's own terms are still reported, unchanged
         assert zero_stats["final"][k] == v
     penalised, _ = _run(_ilu(base, 1.0))
     assert not states_equal(plain, penalised)
@@ -144,7 +153,7 @@ def test_rmu_base_trains_only_rmus_parameters():
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed == {f"model.layers.{i}.mlp.down_proj.weight" for i in stats["trainable_layers"]}
     assert stats["history"][0]["irm_penalty"] > 0
-    assert all(p.requires_grad for p in model.parameters())   # the base loop restored the flags
+    assert all(p.requires_grad for p in model.parameters())  # the base loop restored the flags
 
 
 def test_multiple_environments_sum_their_penalties(monkeypatch):
@@ -164,8 +173,8 @@ def test_multiple_environments_sum_their_penalties(monkeypatch):
     assert len(seen) == 2
     tok = tiny_tokenizer()
     texts = [tok.decode(b.tensors["input_ids"][0], skip_special_tokens=True) for b in seen]
-    assert texts[0].startswith("Question:") and texts[1].startswith("Text:")   # arith, then topic
-    assert [b.tensors["input_ids"].shape[0] for b in seen] == [4, 4]         # env_batch_size=-1: 4
+    assert texts[0].startswith("Question:") and texts[1].startswith("Text:")  # arith, then topic
+    assert [b.tensors["input_ids"].shape[0] for b in seen] == [4, 4]  # env_batch_size=-1: 4
     separate = [real(start, b).item() for b in seen]
     assert min(separate) > 0
     # step 0's penalty is computed on the starting weights
@@ -187,6 +196,7 @@ def test_sdpa_model_runs_with_eager_attention_and_is_switched_back(monkeypatch):
 
 # -- configuration ------------------------------------------------------------------------
 
+
 def test_bind_base_uses_defaults_and_overrides():
     asked = []
     m = ILU(ILUConfig(base="npo", lr=5e-4, seed=7))
@@ -195,10 +205,13 @@ def test_bind_base_uses_defaults_and_overrides():
     assert isinstance(m.base, NPO)
     c = m.base.config
     assert (c.lr, c.epochs, c.beta, c.seed) == (5e-4, 2, 0.3, 7)
-    assert m.key_extra()["base"] == {"name": "npo", "version": NPO.version,
-                                     "config": {**m.key_extra()["base"]["config"], "lr": 5e-4, "beta": 0.3}}
+    assert m.key_extra()["base"] == {
+        "name": "npo",
+        "version": NPO.version,
+        "config": {**m.key_extra()["base"]["config"], "lr": 5e-4, "beta": 0.3},
+    }
     unbound = ILU(ILUConfig(base="graddiff"))
-    assert unbound.key_extra()["base"]["config"]["lr"] == GradDiffConfig().lr   # empty defaults
+    assert unbound.key_extra()["base"]["config"]["lr"] == GradDiffConfig().lr  # empty defaults
 
 
 def test_refusals():
@@ -218,8 +231,8 @@ def test_runner_binds_base_to_benchmark_defaults_and_keys_it():
     p = plan(RunRequest(method="ilu,lam=0.5", benchmark="toy,size=micro", seed=4))
     base = p.method.obj.base
     assert isinstance(base, NPO)
-    tuned = p.benchmark.obj.defaults("methods", "npo")                            # toy.yaml npo defaults
-    assert tuned and tuned["epochs"] != NPO.Config().epochs                       # so the check below can fail
+    tuned = p.benchmark.obj.defaults("methods", "npo")  # toy.yaml npo defaults
+    assert tuned and tuned["epochs"] != NPO.Config().epochs  # so the check below can fail
     assert (base.config.lr, base.config.epochs, base.config.seed) == (tuned["lr"], tuned["epochs"], 4)
     key = p.method.key()
     assert key["config"]["lam"] == 0.5 and key["base"]["config"]["lr"] == tuned["lr"]

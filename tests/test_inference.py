@@ -35,9 +35,9 @@ def _hand_nll(model, tok, prompt, target):
     ids = torch.tensor([e.ids])
     with torch.no_grad():
         logits = model(input_ids=ids).logits[0].float()
-    tgt = ids[0, e.n_prompt:]
-    nll = F.cross_entropy(logits[e.n_prompt - 1:-1], tgt, reduction="none")
-    acc = (logits[e.n_prompt - 1:-1].argmax(-1) == tgt).float().mean().item()
+    tgt = ids[0, e.n_prompt :]
+    nll = F.cross_entropy(logits[e.n_prompt - 1 : -1], tgt, reduction="none")
+    acc = (logits[e.n_prompt - 1 : -1].argmax(-1) == tgt).float().mean().item()
     return nll.mean().item(), nll.sum().item(), len(tgt), acc
 
 
@@ -67,8 +67,12 @@ def test_score_targets_batched_equals_unbatched(tm):
 
 def test_greedy_generate_batched_equals_unbatched(tm):
     model, tok = tm
-    prompts = ["Q:", "Question: Where was Pelton Valemere born?\nAnswer:", "The birthplace of Alric is",
-               "Text: The striker won the final.\nTopic:"]
+    prompts = [
+        "Q:",
+        "Question: Where was Pelton Valemere born?\nAnswer:",
+        "The birthplace of Alric is",
+        "Text: The striker won the final.\nTopic:",
+    ]
     one = [inference.greedy_generate(model, tok, [p], max_new_tokens=8, stop=())[0] for p in prompts]
     many = inference.greedy_generate(model, tok, prompts, max_new_tokens=8, batch_size=len(prompts), stop=())
     assert many == one
@@ -101,4 +105,5 @@ def test_softmax_prob():
     assert inference.softmax_prob([0.0, 0.0], 0) == pytest.approx(0.5)
     assert inference.softmax_prob([0.0, math.log(3.0)], 1) == pytest.approx(0.75)
     assert inference.softmax_prob([-1000.0, -1001.0, -1002.0], 0) == pytest.approx(
-        1 / (1 + math.exp(-1) + math.exp(-2)))
+        1 / (1 + math.exp(-1) + math.exp(-2))
+    )

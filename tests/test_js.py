@@ -38,8 +38,10 @@ def test_coarsen_keeps_mass():
 
 
 def items():
-    return [SimpleNamespace(item_id=f"i{k}", prompt=f"Question: Where was person {k} born?\nAnswer:", answer=a)
-            for k, a in enumerate(("Varnholm", "Quessa Otterlee", "Brisca"))]
+    return [
+        SimpleNamespace(item_id=f"i{k}", prompt=f"Question: Where was person {k} born?\nAnswer:", answer=a)
+        for k, a in enumerate(("Varnholm", "Quessa Otterlee", "Brisca"))
+    ]
 
 
 def lm(model, tok, sha):
@@ -57,9 +59,9 @@ def test_identical_zero_different_positive():
     assert [r["js"] for r in same] == pytest.approx([0.0] * 3, abs=1e-6)
     diff = [r["js"] for r in p.score(a, tok, its, reference=lm(b, tok, "b"))]
     assert all(0.0 < v <= LN2 for v in diff)
-    assert len(p._cache) == 2   # one oracle entry per (oracle, item list)
+    assert len(p._cache) == 2  # one oracle entry per (oracle, item list)
     p.score(a, tok, its, reference=lm(b, tok, "b"))
-    assert len(p._cache) == 2   # reused
+    assert len(p._cache) == 2  # reused
     # top-k + tail: a lower bound of the exact value; with k = vocab it is exact
     approx = jsp.JSDistanceProbe(jsp.JSConfig(full_vocab_max=10, top_k=5))
     low = [r["js"] for r in approx.score(a, tok, its, reference=lm(b, tok, "b"))]
@@ -102,14 +104,26 @@ def test_report_table_from_store(tmp_path):
         run = store.start_run([], {})
         base = {"model": "m", "probe_suite": "js,fluency", "seed": 0}
         for kind, js in (("base", (0.3, 0.1)), ("oracle", (0.0, 0.0))):
-            commit(store, run, kind, {**base, "method": kind},
-                   [ScoreRow(kind, -1, "forget", "js", f"i{k}", "js", js[0] + k * 0.1) for k in range(2)]
-                   + [ScoreRow(kind, -1, "retain", "js", "i0", "js", js[1]),
-                      ScoreRow(kind, -1, "forget", "fluency", "i0", "empty", 1.0)])
+            commit(
+                store,
+                run,
+                kind,
+                {**base, "method": kind},
+                [ScoreRow(kind, -1, "forget", "js", f"i{k}", "js", js[0] + k * 0.1) for k in range(2)]
+                + [
+                    ScoreRow(kind, -1, "retain", "js", "i0", "js", js[1]),
+                    ScoreRow(kind, -1, "forget", "fluency", "i0", "empty", 1.0),
+                ],
+            )
         label = {**base, "method": "npo", "method_config": {"lr": 1}}
         commit(store, run, "unlearn", label, [ScoreRow("unlearned", 0, "forget", "js", "i0", "js", 0.2)])
-        commit(store, run, "attack", {**label, "attack": "finetune:arith", "attack_config": {}},
-               [ScoreRow(f"epoch={e}", e, "forget", "js", "i0", "js", 0.1 * e) for e in range(3)])
+        commit(
+            store,
+            run,
+            "attack",
+            {**label, "attack": "finetune:arith", "attack_config": {}},
+            [ScoreRow(f"epoch={e}", e, "forget", "js", "i0", "js", 0.1 * e) for e in range(3)],
+        )
         store.finish_run(run)
         t = distance_fluency_table(store)
     assert t.header == ["metric / split", "base", "oracle", "npo", "npo + finetune:arith"]
@@ -118,7 +132,7 @@ def test_report_table_from_store(tmp_path):
     assert rows["JS to oracle (nats) / retain"][:2] == pytest.approx([0.1, 0.0])
     assert math.isnan(rows["JS to oracle (nats) / retain"][2])
     assert rows["empty generations / forget"][:2] == [1.0, 1.0]
-    assert "empty generations / retain" not in rows   # no values: no row
+    assert "empty generations / retain" not in rows  # no values: no row
     written = write_report(path, tmp_path / "out")
     assert "distance_fluency_table.csv" in written
     assert "Distribution distance and fluency" in (tmp_path / "out" / "report.html").read_text()

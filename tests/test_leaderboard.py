@@ -13,8 +13,8 @@ import pickle
 import sys
 
 import pytest
-
 from helpers_leaderboard import ATTACK, MATRIX, make_bundle, make_store, write_matrix
+
 from unlearnbench.leaderboard import bundle as B
 from unlearnbench.leaderboard.verify import check_schema, verify
 from unlearnbench.store import cell_id
@@ -89,8 +89,10 @@ def test_aggregates_agree_with_run_summary(tmp_path, tasks):
     with store:
         for seed in (0, 1):
             cells = [c for c in m["cells"] if c["seed"] == seed]
-            results = [CellResult(c["kind"], c["cell_id"], {k: v for k, v in c["label"].items() if v is not None},
-                                  "finished") for c in cells]
+            results = [
+                CellResult(c["kind"], c["cell_id"], {k: v for k, v in c["label"].items() if v is not None}, "finished")
+                for c in cells
+            ]
             summary = run_summary(store, results)
             attack = next(c for c in cells if c["kind"] == "attack")
             for agg in attack["aggregates"][1:]:  # run_summary drops the attack's step 0
@@ -274,7 +276,7 @@ def test_build_lists_only_verified_submissions_and_escapes(tmp_path, tasks):
     assert list(result["refused"]) == [str(subs / "bad")]
     index = (tmp_path / "site" / "index.html").read_text()
     assert "gradascent" not in index and "<b>x</b>" not in index and "&lt;b&gt;x&lt;/b&gt;" in index
-    assert index.count("<tr><td class=\"l\"><a href=") == 2 and "<svg" in index
+    assert index.count('<tr><td class="l"><a href=') == 2 and "<svg" in index
     detail = (tmp_path / "site" / f"submission-{MATRIX}-npo.html").read_text()
     assert "a" * 64 in detail and "Verified:" in detail
     again = build(subs, tmp_path / "site")
@@ -296,15 +298,31 @@ def test_committed_submissions_verify_and_site_is_current(tmp_path):
     build(root / "submissions", tmp_path / "site")
     for page in sorted((tmp_path / "site").iterdir()):
         committed = root / "site" / page.name
-        assert committed.is_file() and committed.read_text() == page.read_text(), f"leaderboard/site/{page.name} is stale"
+        assert committed.is_file() and committed.read_text() == page.read_text(), (
+            f"leaderboard/site/{page.name} is stale"
+        )
 
 
 def test_submit_refuses_unknown_matrix_and_a_busy_out_folder(tmp_path, tasks):
     from unlearnbench.cli import main
     from unlearnbench.errors import UnlearnbenchError
 
-    assert main(["submit", "--method", "npo", "--matrix", "nope", "--out", str(tmp_path / "o"),
-                 "--store", str(tmp_path / "s.sqlite")]) == 2
+    assert (
+        main(
+            [
+                "submit",
+                "--method",
+                "npo",
+                "--matrix",
+                "nope",
+                "--out",
+                str(tmp_path / "o"),
+                "--store",
+                str(tmp_path / "s.sqlite"),
+            ]
+        )
+        == 2
+    )
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "weights.safetensors").write_bytes(b"x")

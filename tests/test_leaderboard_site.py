@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from helpers_leaderboard import make_bundle, write_matrix
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -26,8 +25,14 @@ def _driver(tmp_path):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
@@ -68,16 +73,18 @@ def test_site_loads_sorts_and_links_in_headless_chromium(site, tmp_path):
         assert [h.text for h in headers[:2]] == ["method", "version"]
         assert len(driver.find_elements(By.CSS_SELECTOR, "svg.heatmap rect")) == 3 * 2
 
-        headers[0].click()                      # method name, ascending
+        headers[0].click()  # method name, ascending
         assert _column(driver, table, 0) == ["graddiff", "npo", "rmu"]
         assert headers[0].get_attribute("aria-sort") == "ascending"
-        headers[0].click()                      # and descending
+        headers[0].click()  # and descending
         assert _column(driver, table, 0) == ["rmu", "npo", "graddiff"]
 
         fq = next(i for i, h in enumerate(headers) if h.text.startswith("FQ after"))
-        headers[fq].click()                     # numeric sort on data-v, not on the "0.75 ± 0.00" text
-        values = [float(r.find_elements(By.TAG_NAME, "td")[fq].get_attribute("data-v"))
-                  for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        headers[fq].click()  # numeric sort on data-v, not on the "0.75 ± 0.00" text
+        values = [
+            float(r.find_elements(By.TAG_NAME, "td")[fq].get_attribute("data-v"))
+            for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")
+        ]
         assert values == sorted(values) and len(set(values)) == 3
 
         shot = tmp_path / "leaderboard.png"

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 torch.set_num_threads(1)
 
+from helpers_tiny import encode_all as _enc  # noqa: E402
 from helpers_tiny import (  # noqa: E402
     forget_examples,
     perturb_,
@@ -21,26 +22,20 @@ from helpers_tiny import (  # noqa: E402
     tiny_model,
     tiny_tokenizer,
 )
-from helpers_tiny import encode_all as _enc, make_batch as _batch, unlearn_data as _data, seq_nll as _seq_nll  # noqa: E402
+from helpers_tiny import make_batch as _batch
+from helpers_tiny import seq_nll as _seq_nll
+from helpers_tiny import unlearn_data as _data
 
 from unlearnbench import inference  # noqa: E402
-from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
-from unlearnbench.errors import UnlearnbenchError  # noqa: E402
+from unlearnbench.batching import encode_example  # noqa: E402
 from unlearnbench.data.types import UnlearnData  # noqa: E402
-from unlearnbench.methods.base import Batch, GradientMethodConfig, MethodDiverged  # noqa: E402
+from unlearnbench.errors import UnlearnbenchError  # noqa: E402
+from unlearnbench.methods.base import GradientMethodConfig, MethodDiverged  # noqa: E402
 from unlearnbench.methods.gradascent import GradAscent, GradAscentConfig  # noqa: E402
 from unlearnbench.methods.graddiff import GradDiff, GradDiffConfig  # noqa: E402
 from unlearnbench.methods.npo import NPO, NPOConfig, npo_forget_loss  # noqa: E402
 
-
 # -- helpers ------------------------------------------------------------------------------
-
-
-
-
-
-
-
 
 
 def _token_mean(model, enc, idx):
@@ -59,12 +54,16 @@ IDX = [0, 5, 11, 20]  # examples of different lengths
 
 # -- NPO ----------------------------------------------------------------------------------
 
+
 def test_npo_forget_loss_formula_on_random_tensors():
     g = torch.Generator().manual_seed(0)
     nll, ref = torch.rand(7, generator=g) * 30, torch.rand(7, generator=g) * 30
     for beta in (0.1, 0.5, 2.0):
-        want = -(2 / beta) * sum(math.log(1 / (1 + math.exp(-beta * (a - b))))
-                                 for a, b in zip(nll.tolist(), ref.tolist())) / 7
+        want = (
+            -(2 / beta)
+            * sum(math.log(1 / (1 + math.exp(-beta * (a - b)))) for a, b in zip(nll.tolist(), ref.tolist()))
+            / 7
+        )
         assert npo_forget_loss(nll, ref, beta).item() == pytest.approx(want, rel=1e-5)
     # at nll == ref: log sigma(0) = -log 2
     assert npo_forget_loss(ref, ref, 0.1).item() == pytest.approx(20 * math.log(2), rel=1e-6)
@@ -75,11 +74,11 @@ def test_npo_summed_loss_at_step0_is_two_over_beta_log2():
     beta = 0.1
     m = NPO(NPOConfig(beta=beta, retain_loss="none"))
     m.setup(model, _data(), enc)
-    full = _batch(enc, list(range(len(enc))))   # the very batch setup used: bit-identical
+    full = _batch(enc, list(range(len(enc))))  # the very batch setup used: bit-identical
     loss, parts = m.loss(model, full, None)
     assert loss.item() == pytest.approx((2 / beta) * math.log(2), rel=1e-6)
     assert parts["forget_loss"] == pytest.approx((2 / beta) * math.log(2), rel=1e-6)
-    sub = _batch(enc, IDX)                      # other padding width: equal up to float noise
+    sub = _batch(enc, IDX)  # other padding width: equal up to float noise
     loss, _ = m.loss(model, sub, None)
     assert loss.item() == pytest.approx((2 / beta) * math.log(2), abs=1e-4)
 
@@ -118,19 +117,20 @@ def test_npo_loss_by_hand_after_perturbation(variant):
     else:
         ds = [_seq_nll(model, enc[i])[0] - _seq_nll(ref, enc[i])[0] for i in IDX]
         want = -(2 / beta) * F.logsigmoid(beta * torch.tensor(ds, dtype=torch.float64)).mean().item()
-    assert abs(want - (2 / beta) * math.log(2)) > 1e-2   # the perturbation moved it
+    assert abs(want - (2 / beta) * math.log(2)) > 1e-2  # the perturbation moved it
     assert loss.item() == pytest.approx(want, rel=1e-4)
     assert parts["forget_nll"] == pytest.approx(_token_mean(model, enc, IDX), rel=1e-4)
 
 
 # -- GradAscent / GradDiff ----------------------------------------------------------------
 
+
 def test_gradascent_loss_is_negative_token_mean_ce():
     model, enc = tiny_model(), _enc(forget_examples())
     loss, parts = GradAscent().loss(model, _batch(enc, IDX), None)
     want = _token_mean(model, enc, IDX)
     mean_of_means = sum(s / n for s, n in (_seq_nll(model, enc[i]) for i in IDX)) / len(IDX)
-    assert abs(want - mean_of_means) > 1e-4          # the distinction below is observable
+    assert abs(want - mean_of_means) > 1e-4  # the distinction below is observable
     assert loss.item() == pytest.approx(-want, rel=1e-5)
     assert parts["forget_ce"] == pytest.approx(want, rel=1e-5)
 
@@ -162,18 +162,22 @@ def test_kl_retain_term_zero_at_start_positive_after_perturbation():
     e = renc[2]
     ids = torch.tensor([e.ids])
     with torch.no_grad():
-        lp = F.log_softmax(model(input_ids=ids).logits[0, e.n_prompt - 1:-1].float(), -1)
-        lq = F.log_softmax(m.ref_model(input_ids=ids).logits[0, e.n_prompt - 1:-1].float(), -1)
+        lp = F.log_softmax(model(input_ids=ids).logits[0, e.n_prompt - 1 : -1].float(), -1)
+        lq = F.log_softmax(m.ref_model(input_ids=ids).logits[0, e.n_prompt - 1 : -1].float(), -1)
     want = (lp.exp() * (lp - lq)).sum(-1).mean().item()
     assert m.retain_term(model, _batch(renc, [2])).item() == pytest.approx(want, rel=1e-4)
 
 
 # -- the training loop --------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", [
-    GradAscent(GradAscentConfig(lr=1e-2, max_steps=3, batch_size=4)),
-    NPO(NPOConfig(lr=1e-2, max_steps=3, batch_size=4, beta=0.5)),
-])
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        GradAscent(GradAscentConfig(lr=1e-2, max_steps=3, batch_size=4)),
+        NPO(NPOConfig(lr=1e-2, max_steps=3, batch_size=4, beta=0.5)),
+    ],
+)
 def test_unlearn_lowers_forget_likelihood(method):
     model = tiny_model()
     before = _mean_forget_nll(model)
@@ -200,7 +204,7 @@ def test_steps_and_effective_batch_size_with_grad_accum(monkeypatch):
     b = GradAscent(GradAscentConfig(lr=1e-3, epochs=1, batch_size=4, grad_accum=3)).unlearn(tiny_model(), _data())
     assert a["steps"] == math.ceil(n / 4) == 9 and a["effective_batch_size"] == 4
     assert b["steps"] == math.ceil(n / 12) == 3 and b["effective_batch_size"] == 12
-    assert calls[1] == 9 and calls[3] == 9   # micro-batches per epoch unchanged
+    assert calls[1] == 9 and calls[3] == 9  # micro-batches per epoch unchanged
 
 
 def test_grad_accum_matches_large_batch(monkeypatch):
@@ -262,18 +266,21 @@ def test_empty_forget_set_is_an_error():
         GradAscent().unlearn(tiny_model(), UnlearnData([], retain_examples(), tiny_tokenizer()))
 
 
-@pytest.mark.parametrize("cls,kwargs", [
-    (GradientMethodConfig, {"lr": 0.0}),
-    (GradientMethodConfig, {"lr": -1e-3}),
-    (GradientMethodConfig, {"warmup": 1.0}),
-    (GradientMethodConfig, {"warmup": -0.1}),
-    (GradientMethodConfig, {"batch_size": 0}),
-    (GradientMethodConfig, {"grad_accum": 0}),
-    (GradientMethodConfig, {"epochs": 0}),
-    (NPOConfig, {"beta": 0.0}),
-    (NPOConfig, {"beta": -0.1}),
-    (NPOConfig, {"lr": 0.0}),
-])
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        (GradientMethodConfig, {"lr": 0.0}),
+        (GradientMethodConfig, {"lr": -1e-3}),
+        (GradientMethodConfig, {"warmup": 1.0}),
+        (GradientMethodConfig, {"warmup": -0.1}),
+        (GradientMethodConfig, {"batch_size": 0}),
+        (GradientMethodConfig, {"grad_accum": 0}),
+        (GradientMethodConfig, {"epochs": 0}),
+        (NPOConfig, {"beta": 0.0}),
+        (NPOConfig, {"beta": -0.1}),
+        (NPOConfig, {"lr": 0.0}),
+    ],
+)
 def test_config_validation(cls, kwargs):
     with pytest.raises(ValueError):
         cls(**kwargs)
@@ -287,7 +294,7 @@ def test_unlearn_restores_trainability_and_drops_reference_even_on_divergence(mo
     m = GradDiff(GradDiffConfig(retain_loss="kl", max_steps=2, batch_size=4))
 
     def loss(self, model, forget, retain):
-        for p in model.parameters():   # a method that freezes weights while training
+        for p in model.parameters():  # a method that freezes weights while training
             p.requires_grad_(False)
         return torch.tensor(float("nan")), {}
 

@@ -23,23 +23,26 @@ from unlearnbench.metrics import (  # noqa: E402
 def test_normalize_answer():
     assert normalize_answer("The  Varnholm!") == "varnholm"
     assert normalize_answer("A beekeeper, an oboe.") == "beekeeper oboe"
-    assert normalize_answer("theatre") == "theatre"          # articles only as whole words
+    assert normalize_answer("theatre") == "theatre"  # articles only as whole words
     assert normalize_answer("  Brightwell\nMills ") == "brightwell mills"
 
 
-@pytest.mark.parametrize("gen,answer,expected", [
-    ("Varnholm.", "Varnholm", 1.0),
-    ("varnholm", "Varnholm", 1.0),
-    ("Varnholm, a town in the north", "Varnholm", 1.0),
-    ("Varnholmer", "Varnholm", 0.0),
-    ("Quessa", "Varnholm", 0.0),
-    ("in Varnholm", "Varnholm", 0.0),
-    ("the harp", "harp", 1.0),
-    ("Brightwell Mills since 1990", "Brightwell Mills", 1.0),
-    ("Brightwell", "Brightwell Mills", 0.0),
-    ("anything", "", 0.0),
-    ("", "Varnholm", 0.0),
-])
+@pytest.mark.parametrize(
+    "gen,answer,expected",
+    [
+        ("Varnholm.", "Varnholm", 1.0),
+        ("varnholm", "Varnholm", 1.0),
+        ("Varnholm, a town in the north", "Varnholm", 1.0),
+        ("Varnholmer", "Varnholm", 0.0),
+        ("Quessa", "Varnholm", 0.0),
+        ("in Varnholm", "Varnholm", 0.0),
+        ("the harp", "harp", 1.0),
+        ("Brightwell Mills since 1990", "Brightwell Mills", 1.0),
+        ("Brightwell", "Brightwell Mills", 0.0),
+        ("anything", "", 0.0),
+        ("", "Varnholm", 0.0),
+    ],
+)
 def test_exact_match_prefix_rule(gen, answer, expected):
     assert exact_match(gen, answer) == expected
 
@@ -59,10 +62,10 @@ def test_forget_quality_endpoints_and_symmetry():
     base, oracle = 0.9, 0.5
     assert forget_quality(oracle, base, oracle) == 1.0
     assert forget_quality(base, base, oracle) == 0.0
-    assert forget_quality(1.0, base, oracle) == 0.0             # beyond base: clipped at 0
+    assert forget_quality(1.0, base, oracle) == 0.0  # beyond base: clipped at 0
     assert forget_quality(0.7, base, oracle) == pytest.approx(0.5)
-    assert forget_quality(0.3, base, oracle) == pytest.approx(0.5)   # over-forgetting penalised alike
-    assert forget_quality(0.0, base, oracle) == 0.0             # far below the oracle
+    assert forget_quality(0.3, base, oracle) == pytest.approx(0.5)  # over-forgetting penalised alike
+    assert forget_quality(0.0, base, oracle) == 0.0  # far below the oracle
     # oracle above base (e.g. a metric where lower is "more knowledge")
     assert forget_quality(0.4, 0.2, 0.6) == pytest.approx(0.5)
 
@@ -84,18 +87,20 @@ def test_mean_forget_quality_skips_nan_and_missing_forms():
     assert math.isnan(mean_forget_quality({}, {}, {}))
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("2 + 16 = 18. #### 18", "18"),
-    ("#### 1,234", "1234"),
-    ("she lost 5. #### -5", "-5"),
-    ("#### 18.", "18"),
-    ("#### 2.5 apples", "2.5"),
-    ("3 boxes then 7 boxes", "7"),
-    ("1,000 and 2,500", "2500"),
-    ("no number at all", None),
-    ("12 things #### none", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("2 + 16 = 18. #### 18", "18"),
+        ("#### 1,234", "1234"),
+        ("she lost 5. #### -5", "-5"),
+        ("#### 18.", "18"),
+        ("#### 2.5 apples", "2.5"),
+        ("3 boxes then 7 boxes", "7"),
+        ("1,000 and 2,500", "2500"),
+        ("no number at all", None),
+        ("12 things #### none", None),
+        ("", None),
+    ],
+)
 def test_final_number(text, expected):
     assert final_number(text) == expected
-

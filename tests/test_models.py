@@ -49,7 +49,8 @@ def _offline(monkeypatch):
 
 def _tiny_tokenizer(pad: bool = True, padding_side: str = "right"):
     """A byte-level BPE with bos/eos(/pad), trained on a few sentences: no download needed."""
-    from tokenizers import Tokenizer, decoders, models as tok_models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+    from tokenizers import models as tok_models
     from transformers import PreTrainedTokenizerFast
 
     specials = ["<|bos|>", "<|eos|>"] + (["<|pad|>"] if pad else [])
@@ -282,8 +283,10 @@ def test_load_with_explicit_dtype(tiny):
 
 def _permute_for_gguf(weight, n_heads: int):
     """llama.cpp stores each head's rotary halves interleaved; transformers undoes this on load."""
-    return weight.reshape(n_heads, 2, weight.shape[0] // n_heads // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(
-        weight.shape
+    return (
+        weight.reshape(n_heads, 2, weight.shape[0] // n_heads // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
     )
 
 
@@ -408,7 +411,7 @@ def test_smollm2_gguf_loads_and_answers():
     ids = loaded.tokenizer("The capital of France is", return_tensors="pt").input_ids
     with torch.no_grad():
         out = loaded.model.generate(ids, max_new_tokens=3, do_sample=False)
-    assert "Paris" in loaded.tokenizer.decode(out[0, ids.shape[1]:])
+    assert "Paris" in loaded.tokenizer.decode(out[0, ids.shape[1] :])
 
 
 # ---------------------------------------------------------------------------- import cost

@@ -55,18 +55,19 @@ def bench(root, cls=MuseNews, **kw):
 
 # -- metrics --------------------------------------------------------------------------------------
 
+
 def test_min_k_percent_takes_the_lowest_fraction():
     lp = [-1.0, -2.0, -3.0, -4.0, -5.0]
-    assert metrics.min_k_percent(lp, 0.4) == pytest.approx(4.5)      # int(5 * 0.4) = 2 lowest: -5, -4
-    assert metrics.min_k_percent(lp, 0.1) == pytest.approx(5.0)      # at least one token
-    assert metrics.min_k_percent(lp, 1.0) == pytest.approx(3.0)      # all: the mean NLL
+    assert metrics.min_k_percent(lp, 0.4) == pytest.approx(4.5)  # int(5 * 0.4) = 2 lowest: -5, -4
+    assert metrics.min_k_percent(lp, 0.1) == pytest.approx(5.0)  # at least one token
+    assert metrics.min_k_percent(lp, 1.0) == pytest.approx(3.0)  # all: the mean NLL
     assert math.isnan(metrics.min_k_percent([], 0.4))
     with pytest.raises(ValueError):
         metrics.min_k_percent(lp, 0.0)
 
 
 def test_mia_auc_direction_ties_and_sklearn_agreement():
-    assert metrics.mia_auc([1.0, 2.0], [3.0, 4.0]) == 0.0   # forget far more familiar: the target model
+    assert metrics.mia_auc([1.0, 2.0], [3.0, 4.0]) == 0.0  # forget far more familiar: the target model
     assert metrics.mia_auc([3.0, 4.0], [1.0, 2.0]) == 1.0
     assert metrics.mia_auc([1.0, 1.0], [1.0, 1.0]) == 0.5
     assert math.isnan(metrics.mia_auc([], [1.0]))
@@ -89,14 +90,16 @@ def test_privleak_formula():
 def test_summary_privleak_uses_the_oracle_else_the_constant():
     from unlearnbench.report.summary import _privleak
 
-    with_oracle = _privleak({"oracle": {"auc": 0.5, "auc_retrain": 0.4772},
-                             "unlearned": {"auc": 0.25, "auc_retrain": 0.4772}})
+    with_oracle = _privleak(
+        {"oracle": {"auc": 0.5, "auc_retrain": 0.4772}, "unlearned": {"auc": 0.25, "auc_retrain": 0.4772}}
+    )
     assert with_oracle["unlearned"] == {"auc": 0.25, "auc_retrain": 0.5, "reference": "oracle", "privleak": -50.0}
     alone = _privleak({"base": {"auc": 0.0, "auc_retrain": 0.4772}})
     assert alone["base"]["reference"] == "constant" and alone["base"]["privleak"] == -100.0
 
 
 # -- config and models ----------------------------------------------------------------------------
+
 
 def test_yaml_models_constants_and_oracle_pairing(tmp_path):
     news = MuseNews()
@@ -112,6 +115,7 @@ def test_yaml_models_constants_and_oracle_pairing(tmp_path):
 
 # -- layouts --------------------------------------------------------------------------------------
 
+
 def test_flat_layout_items_and_icl_prefix(tmp_path):
     b = bench(write_flat(tmp_path / "d"))
     verb = b.probe_items("verbmem", "forget")
@@ -119,7 +123,7 @@ def test_flat_layout_items_and_icl_prefix(tmp_path):
     assert b.probe_items("verbmem", "retain") == [] and b.probe_items("verbmem", "holdout") == []
     know = b.probe_items("knowmem", "forget")
     assert len(know) == 4
-    prefix = icl_prefix((f"icl question {i}?", f"icl answer {i}") for i in range(10))   # 10 shots of 12
+    prefix = icl_prefix((f"icl question {i}?", f"icl answer {i}") for i in range(10))  # 10 shots of 12
     assert know[1].prompt == prefix + "Question: forget question 1?\nAnswer:"
     assert know[1].prompt.count("Question:") == 11 and know[1].answer == "forget answer 1"
     # no retain ICL file in the older layout: the forget ICL examples stand in
@@ -137,11 +141,13 @@ def test_text_items_have_no_icl_prefix(tmp_path):
     items = b.text_items("forget")
     assert [(it.item_id, it.prompt, it.answer) for it in items] == [
         ("qa-forget-0", "Question: forget question 0?\nAnswer:", "forget answer 0"),
-        ("qa-forget-1", "Question: forget question 1?\nAnswer:", "forget answer 1")]
+        ("qa-forget-1", "Question: forget question 1?\nAnswer:", "forget answer 1"),
+    ]
     assert len(b.text_items("retain")) == 2 and b.text_items("holdout") == []
     # the retain ICL file is used where present, with icl_shots examples
-    assert b.probe_items("knowmem", "retain")[0].prompt.startswith(icl_prefix([("ricl question 0?", "ricl answer 0"),
-                                                                             ("ricl question 1?", "ricl answer 1")]))
+    assert b.probe_items("knowmem", "retain")[0].prompt.startswith(
+        icl_prefix([("ricl question 0?", "ricl answer 0"), ("ricl question 1?", "ricl answer 1")])
+    )
 
 
 def test_nested_layout_with_jsonl_raw(tmp_path):
@@ -168,13 +174,15 @@ def test_hub_snapshot_parquet_layout(tmp_path):
 
     root = tmp_path / "snapshot"
     tables = {
-        "raw/forget": {"text": [ARTICLE * 8, ARTICLE * 3]}, "raw/retain1": {"text": [ARTICLE * 4]},
+        "raw/forget": {"text": [ARTICLE * 8, ARTICLE * 3]},
+        "raw/retain1": {"text": [ARTICLE * 4]},
         "verbmem/forget": {"prompt": ["p0", "p1"], "gt": ["g0", "g1"]},
         "knowmem/forget_qa": {"question": ["q0"], "answer": ["a0"]},
         "knowmem/forget_qa_icl": {"question": ["iq"], "answer": ["ia"]},
         "knowmem/retain_qa": {"question": ["rq"], "answer": ["ra"]},
         "knowmem/retain_qa_icl": {"question": ["riq"], "answer": ["ria"]},
-        "privleak/forget": {"text": ["f0", "f1"]}, "privleak/holdout": {"text": ["h0"]},
+        "privleak/forget": {"text": ["f0", "f1"]},
+        "privleak/holdout": {"text": ["h0"]},
     }
     for stem, cols in tables.items():
         (root / stem).parent.mkdir(parents=True, exist_ok=True)
@@ -201,11 +209,13 @@ def test_hub_ids_per_part(monkeypatch):
     b.probe_items("verbmem", "forget")
     b.probe_items("privleak", "holdout")
     b.part("raw_retain")
-    assert calls == [("muse-bench/MUSE-Books", "knowmem", "retain_qa"),
-                     ("muse-bench/MUSE-Books", "knowmem", "retain_qa_icl"),
-                     ("muse-bench/MUSE-Books", "verbmem", "forget"),
-                     ("muse-bench/MUSE-Books", "privleak", "holdout"),
-                     ("muse-bench/MUSE-Books", "raw", "retain1")]
+    assert calls == [
+        ("muse-bench/MUSE-Books", "knowmem", "retain_qa"),
+        ("muse-bench/MUSE-Books", "knowmem", "retain_qa_icl"),
+        ("muse-bench/MUSE-Books", "verbmem", "forget"),
+        ("muse-bench/MUSE-Books", "privleak", "holdout"),
+        ("muse-bench/MUSE-Books", "raw", "retain1"),
+    ]
 
 
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"samples folder absent: {SAMPLES}")
@@ -230,6 +240,7 @@ def test_real_format_samples(tmp_path):
 
 
 # -- errors ---------------------------------------------------------------------------------------
+
 
 def test_missing_probe_part_names_the_file_and_both_sources(tmp_path):
     b = bench(write_flat(tmp_path / "d", skip=("privleak_holdout.json",)))
@@ -256,6 +267,7 @@ def test_missing_column_is_one_line(tmp_path):
 
 # -- unlearning data ------------------------------------------------------------------------------
 
+
 def test_unlearn_data_chunks_raw_text(tmp_path):
     tok = tiny_tokenizer()
     b = bench(write_flat(tmp_path / "d"), max_length=32)
@@ -272,8 +284,9 @@ def test_unlearn_data_chunks_raw_text(tmp_path):
 
 # -- probes on a tiny model -----------------------------------------------------------------------
 
+
 def test_probes_score_ranges_and_privleak_aggregate(tmp_path):
-    from unlearnbench.probes.knowmem import KnowMemProbe, KnowMemConfig
+    from unlearnbench.probes.knowmem import KnowMemConfig, KnowMemProbe
     from unlearnbench.probes.privleak import PrivLeakProbe
     from unlearnbench.probes.verbmem import VerbMemConfig, VerbMemProbe
 
@@ -284,7 +297,7 @@ def test_probes_score_ranges_and_privleak_aggregate(tmp_path):
     assert len(rows) == 2 and all(0 <= r["rougeL_f1"] <= 1 and r["correct"] == r["rougeL_f1"] for r in rows)
     know = KnowMemProbe(KnowMemConfig(max_new_tokens=8))
     items = know.items(b, "forget")
-    assert len(tok(items[0].prompt)["input_ids"]) > 256 - 8   # longer than the model's context: cut
+    assert len(tok(items[0].prompt)["input_ids"]) > 256 - 8  # longer than the model's context: cut
     rows = know.score(model, tok, items)
     assert len(rows) == 4 and all(0 <= r["correct"] <= 1 for r in rows)
     leak = PrivLeakProbe()

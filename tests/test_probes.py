@@ -78,12 +78,16 @@ def test_choice_probe_keys_and_ranges(tm, probe_cls, form):
 
 def test_choice_correct_iff_argmax_is_label(tm, monkeypatch):
     model, tok = tm
-    items = [ProbeItem(f"mcq/x/{i}", 0, "city", "mcq", f"Question {i}?\nAnswer:", "ABCD"[lab],
-                       ("A", "B", "C", "D"), lab) for i, lab in enumerate([0, 2, 3, 1])]
-    fake = [[-1.0, -2.0, -3.0, -4.0],      # argmax 0, label 0 -> right
-            [-1.0, -2.0, -0.5, -4.0],      # argmax 2, label 2 -> right
-            [-0.1, -2.0, -3.0, -0.2],      # argmax 0, label 3 -> wrong (close second)
-            [-5.0, -5.0, -5.0, -5.0]]      # a tie: argmax taken as the first, label 1 -> wrong
+    items = [
+        ProbeItem(f"mcq/x/{i}", 0, "city", "mcq", f"Question {i}?\nAnswer:", "ABCD"[lab], ("A", "B", "C", "D"), lab)
+        for i, lab in enumerate([0, 2, 3, 1])
+    ]
+    fake = [
+        [-1.0, -2.0, -3.0, -4.0],  # argmax 0, label 0 -> right
+        [-1.0, -2.0, -0.5, -4.0],  # argmax 2, label 2 -> right
+        [-0.1, -2.0, -3.0, -0.2],  # argmax 0, label 3 -> wrong (close second)
+        [-5.0, -5.0, -5.0, -5.0],
+    ]  # a tie: argmax taken as the first, label 1 -> wrong
     monkeypatch.setattr(inference, "score_choices", lambda *a, **k: [list(s) for s in fake])
     rows = MCQProbe().score(model, tok, items)
     assert [r["correct"] for r in rows] == [1.0, 1.0, 0.0, 0.0]

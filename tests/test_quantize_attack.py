@@ -11,19 +11,16 @@ torch.set_num_threads(1)
 
 from helpers_tiny import state_copy, states_equal, tiny_model  # noqa: E402
 
-from unlearnbench.attacks.quantize import (QuantizeAttack, QuantizeConfig, parse_bits, quantize_rtn,  # noqa: E402
-                                           rtn_scales)
+from unlearnbench.attacks.quantize import QuantizeAttack, QuantizeConfig, parse_bits, quantize_rtn, rtn_scales  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 
-W = torch.tensor([[0.3, -1.0, 0.25, 0.1],
-                  [2.0, 0.3, -0.7, 1.1]])
+W = torch.tensor([[0.3, -1.0, 0.25, 0.1], [2.0, 0.3, -0.7, 1.1]])
 
 
 def test_8bit_matches_a_hand_computation():
     # row 0: scale 1/127; 0.3*127 = 38.1 -> 38, -127, 31.75 -> 32, 12.7 -> 13
     # row 1: scale 2/127; 0.3*63.5 = 19.05 -> 19, -0.7*63.5 = -44.45 -> -44, 1.1*63.5 = 69.85 -> 70
-    expected = torch.tensor([[38 / 127, -1.0, 32 / 127, 13 / 127],
-                             [2.0, 19 * 2 / 127, -44 * 2 / 127, 70 * 2 / 127]])
+    expected = torch.tensor([[38 / 127, -1.0, 32 / 127, 13 / 127], [2.0, 19 * 2 / 127, -44 * 2 / 127, 70 * 2 / 127]])
     assert torch.allclose(quantize_rtn(W, 8), expected, atol=1e-7, rtol=0)
     # 2 bits: levels {-1, 0, 1} x max|row|; row 1: -0.7/2 -> 0, 1.1/2 -> 1
     assert torch.equal(quantize_rtn(W, 2), torch.tensor([[0.0, -1.0, 0.0, 0.0], [2.0, 0.0, 0.0, 2.0]]))
@@ -37,13 +34,13 @@ def test_scales_are_per_output_channel():
     q = quantize_rtn(m, 4)
     assert (q[0] != 0).sum() >= 3
     assert ((q[0] - m[0]).norm() / m[0].norm()) < 0.2
-    assert torch.equal(rtn_scales(torch.zeros(2, 3), 4), torch.ones(2, 1))   # zero rows: no 0/0
+    assert torch.equal(rtn_scales(torch.zeros(2, 3), 4), torch.ones(2, 1))  # zero rows: no 0/0
     assert torch.equal(quantize_rtn(torch.zeros(2, 3), 4), torch.zeros(2, 3))
 
 
 def test_group_wise_differs_from_per_channel_and_is_finer():
     g = torch.Generator().manual_seed(0)
-    m = torch.randn(6, 16, generator=g) * torch.logspace(-2, 0, 16)   # column magnitudes vary
+    m = torch.randn(6, 16, generator=g) * torch.logspace(-2, 0, 16)  # column magnitudes vary
     per_channel, grouped = quantize_rtn(m, 4), quantize_rtn(m, 4, group_size=4)
     assert not torch.equal(per_channel, grouped)
     assert (grouped - m).norm() < (per_channel - m).norm()
@@ -69,7 +66,7 @@ def test_values_lie_on_the_grid(bits, group_size):
     k = q / per_col
     assert torch.allclose(k, k.round(), atol=1e-4)
     assert k.abs().max() <= 2 ** (bits - 1) - 1 + 1e-4
-    assert len(torch.unique(k.round())) <= 2 ** bits - 1
+    assert len(torch.unique(k.round())) <= 2**bits - 1
 
 
 class Recorder:
@@ -103,8 +100,10 @@ def test_attack_quantizes_a_copy_and_evaluates_before_and_after():
 
 def test_fewer_bits_more_error():
     model = tiny_model()
-    err = {b: QuantizeAttack(QuantizeConfig(), arg=str(b)).run(model, None, None, lambda *a: None)
-           ["mean_relative_error"] for b in (8, 4, 2)}
+    err = {
+        b: QuantizeAttack(QuantizeConfig(), arg=str(b)).run(model, None, None, lambda *a: None)["mean_relative_error"]
+        for b in (8, 4, 2)
+    }
     assert 0 < err[8] < err[4] < err[2]
     assert (quantize_rtn(W, 4) - W).norm() > (quantize_rtn(W, 8) - W).norm()
 
@@ -126,7 +125,7 @@ def test_embeddings_lm_head_and_tied_weights():
     assert torch.equal(rec.states[1]["model.embed_tokens.weight"], tied.model.embed_tokens.weight)
     rec = Recorder()
     out = QuantizeAttack(QuantizeConfig(embeddings=True), arg="4").run(tied, None, None, rec)
-    assert out["skipped_tied"] == [] and out["tensors_quantized"] == 2 * 7 + 1   # the shared matrix once
+    assert out["skipped_tied"] == [] and out["tensors_quantized"] == 2 * 7 + 1  # the shared matrix once
     w = rec.models[1]
     assert w.lm_head.weight is w.model.embed_tokens.weight
     assert torch.equal(w.lm_head.weight, quantize_rtn(tied.lm_head.weight, 4))
@@ -135,7 +134,7 @@ def test_embeddings_lm_head_and_tied_weights():
 def test_conv1d_is_quantized_per_output_channel():
     from transformers.pytorch_utils import Conv1D
 
-    net = nn.Sequential(Conv1D(nf=3, nx=8))          # weight (in=8, out=3)
+    net = nn.Sequential(Conv1D(nf=3, nx=8))  # weight (in=8, out=3)
     torch.nn.init.normal_(net[0].weight)
     w0 = net[0].weight.detach().clone()
     rec = Recorder()

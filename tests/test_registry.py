@@ -12,7 +12,6 @@ import importlib.metadata
 import itertools
 import sys
 import textwrap
-from types import SimpleNamespace
 
 import pytest
 
@@ -335,7 +334,9 @@ def test_broken_real_entry_point(monkeypatch):
     monkeypatch.setattr(registry_mod, "_entry_points", lambda group: (ep,))
     reg = Registry("attack", None, "g")
     assert reg.names() == ["gone"]  # listing does not import
-    with pytest.raises(UnlearnbenchError, match=r"cannot load attack entry point 'gone' \(no_such_module_ub:Thing\).*No module named"):
+    with pytest.raises(
+        UnlearnbenchError, match=r"cannot load attack entry point 'gone' \(no_such_module_ub:Thing\).*No module named"
+    ):
         reg.get("gone")
 
 
@@ -350,7 +351,9 @@ def test_entry_point_clashing_with_builtin(make_pkg, monkeypatch):
     reg, _ = make_pkg(PLUGINS, group="g")
     ep = FakeEntryPoint("npo", plugin())
     monkeypatch.setattr(registry_mod, "_entry_points", lambda group: (ep,))
-    with pytest.raises(UnlearnbenchError, match=r"duplicate method 'npo': entry point 'npo'.*already registered by .*NPO"):
+    with pytest.raises(
+        UnlearnbenchError, match=r"duplicate method 'npo': entry point 'npo'.*already registered by .*NPO"
+    ):
         reg.get("npo")
     with pytest.raises(UnlearnbenchError, match="duplicate method 'npo'"):
         reg.items()
@@ -387,7 +390,10 @@ def test_entry_point_module_that_registers_itself(make_pkg, tmp_path, monkeypatc
 
 def test_entry_point_name_must_match_class_name(fake_eps):
     reg = fake_eps(FakeEntryPoint("alias_ep", plugin("real_name")))
-    with pytest.raises(UnlearnbenchError, match="entry point 'alias_ep'.*registered as 'alias_ep' but its name attribute is 'real_name'"):
+    with pytest.raises(
+        UnlearnbenchError,
+        match="entry point 'alias_ep'.*registered as 'alias_ep' but its name attribute is 'real_name'",
+    ):
         reg.get("alias_ep")
 
 

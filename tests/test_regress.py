@@ -11,8 +11,11 @@ TOL = {"recall": 0.1, "task_accuracy": 0.1, "forget_quality": 0.15}
 
 
 def _numbers(bio=0.5, fa=0.8, fq=0.9):
-    return {"npo": {"unlearned": {"recall": {"forget/bio": bio}, "task_accuracy": {"arith": fa},
-                                  "forget_quality": {"bio": fq}}}}
+    return {
+        "npo": {
+            "unlearned": {"recall": {"forget/bio": bio}, "task_accuracy": {"arith": fa}, "forget_quality": {"bio": fq}}
+        }
+    }
 
 
 def _baseline(**kw):
@@ -21,14 +24,14 @@ def _baseline(**kw):
 
 def test_identical_numbers_pass_and_edges_of_tolerance():
     assert compare(_baseline(), _numbers()) == []
-    assert compare(_baseline(), _numbers(bio=0.6)) == []          # exactly at tolerance
+    assert compare(_baseline(), _numbers(bio=0.6)) == []  # exactly at tolerance
     diffs = compare(_baseline(), _numbers(bio=0.61))
     assert [(d.metric, d.where) for d in diffs] == [("recall", "forget/bio")]
     assert diffs[0].delta == pytest.approx(0.11)
 
 
 def test_each_metric_has_its_own_tolerance():
-    assert compare(_baseline(), _numbers(fq=0.76)) == []           # 0.14 < 0.15
+    assert compare(_baseline(), _numbers(fq=0.76)) == []  # 0.14 < 0.15
     assert [d.metric for d in compare(_baseline(), _numbers(fa=0.69))] == ["task_accuracy"]
 
 
@@ -59,10 +62,14 @@ def test_update_needs_a_reason_and_records_history(tmp_path):
     assert again["history"][-1]["reason"] == "NPO lr changed" and doc == again
 
 
-@pytest.mark.parametrize("content, needle", [
-    ("{", "not valid JSON"), ('{"matrix": {}, "forms": []}', "lacks 'tolerance'"),
-    ('{"matrix": {}, "forms": [], "tolerance": {"recall": 0.1}}', "no tolerance for"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("{", "not valid JSON"),
+        ('{"matrix": {}, "forms": []}', "lacks 'tolerance'"),
+        ('{"matrix": {}, "forms": [], "tolerance": {"recall": 0.1}}', "no tolerance for"),
+    ],
+)
 def test_bad_baseline_files(tmp_path, content, needle):
     path = tmp_path / "b.json"
     path.write_text(content)
@@ -73,10 +80,13 @@ def test_bad_baseline_files(tmp_path, content, needle):
 
 
 def test_extract_numbers_reads_a_run_document():
-    summary = {"columns": [{"column": "base"}],
-               "recall": {"base": {"forget": {"bio": 1.0, "mcq": 0.25}}},
-               "task_accuracy": {"base": {"arith": 0.1}},
-               "forget_quality": {"base": {"mean": 0.0, "per_form": {"bio": 0.0, "mcq": None}}}}
+    summary = {
+        "columns": [{"column": "base"}],
+        "recall": {"base": {"forget": {"bio": 1.0, "mcq": 0.25}}},
+        "task_accuracy": {"base": {"arith": 0.1}},
+        "forget_quality": {"base": {"mean": 0.0, "per_form": {"bio": 0.0, "mcq": None}}},
+    }
     got = extract_numbers(summary, ["bio"])
-    assert got == {"base": {"recall": {"forget/bio": 1.0}, "task_accuracy": {"arith": 0.1},
-                            "forget_quality": {"bio": 0.0}}}
+    assert got == {
+        "base": {"recall": {"forget/bio": 1.0}, "task_accuracy": {"arith": 0.1}, "forget_quality": {"bio": 0.0}}
+    }

@@ -8,12 +8,21 @@ import torch
 
 torch.set_num_threads(1)
 
-from helpers_tiny import (encode_all, forget_examples, retain_examples, seq_nll, state_copy,  # noqa: E402
-                          states_equal, tiny_model, tiny_tokenizer, tiny_world)
+from helpers_tiny import (  # noqa: E402
+    encode_all,
+    forget_examples,
+    retain_examples,
+    seq_nll,
+    state_copy,
+    states_equal,
+    tiny_model,
+    tiny_tokenizer,
+    tiny_world,
+)
 
 from unlearnbench.attacks.relearn import RelearnAttack, RelearnConfig  # noqa: E402
-from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 from unlearnbench.data.types import UnlearnData  # noqa: E402
+from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 
 
 class FakeBenchmark:
@@ -28,9 +37,14 @@ class FakeBenchmark:
         self.calls += 1
         w = tiny_world()
         owners = [k for k, i in enumerate(w.forget_ids) for _ in w.unlearning_examples([i])] if self.with_world else []
-        return UnlearnData(forget_examples(), retain_examples(), tokenizer,
-                           concepts=[w.by_id(i).name for i in w.forget_ids], forget_owners=owners,
-                           concept_ids=list(w.forget_ids) if self.with_world else [])
+        return UnlearnData(
+            forget_examples(),
+            retain_examples(),
+            tokenizer,
+            concepts=[w.by_id(i).name for i in w.forget_ids],
+            forget_owners=owners,
+            concept_ids=list(w.forget_ids) if self.with_world else [],
+        )
 
 
 class Recorder:
@@ -47,8 +61,9 @@ class Recorder:
 def _run(cfg, arg="forget", benchmark=None, model=None, rec=None):
     model = model or tiny_model()
     rec = rec or Recorder()
-    out = RelearnAttack(cfg, arg=arg).run(model, tiny_tokenizer(), None, rec,
-                                          benchmark=benchmark if benchmark is not None else FakeBenchmark())
+    out = RelearnAttack(cfg, arg=arg).run(
+        model, tiny_tokenizer(), None, rec, benchmark=benchmark if benchmark is not None else FakeBenchmark()
+    )
     return out, rec
 
 
@@ -84,7 +99,7 @@ def test_relearning_lowers_the_forget_set_nll():
     final = rec.models[-1]
     assert _mean_nll(final, drawn) < 0.8 * _mean_nll(model, drawn)
     assert _mean_nll(final, forget) < 0.8 * _mean_nll(model, forget)
-    assert _mean_nll(final, held) < _mean_nll(model, held)   # other sentences of the same people
+    assert _mean_nll(final, held) < _mean_nll(model, held)  # other sentences of the same people
 
 
 def test_draw_is_seeded_recorded_and_names_the_people():
@@ -124,7 +139,7 @@ def test_people_holds_the_other_forget_people_out(with_world):
 def test_relearn_on_a_task_uses_the_task_registry():
     rec = Recorder()
     attack = RelearnAttack(RelearnConfig(n=6, steps=2, eval_every=1, batch_size=4, lr=1e-2), arg="topic")
-    out = attack.run(tiny_model(), tiny_tokenizer(), None, rec, benchmark=None)   # no benchmark needed
+    out = attack.run(tiny_model(), tiny_tokenizer(), None, rec, benchmark=None)  # no benchmark needed
     assert out["source"] == "topic" and out["n_samples"] == 6 and len(set(out["sample_indices"])) == 6
     assert "relearned_people" not in out
     assert [c for c, _ in rec.calls] == ["step=0", "step=1", "step=2"]
@@ -142,10 +157,10 @@ def test_unknown_source_and_bad_options_fail_clearly():
     with pytest.raises(UnlearnbenchError, match="people"):
         RelearnAttack(RelearnConfig(people=1), arg="topic")
     with pytest.raises(UnlearnbenchError, match="benchmark"):
-        RelearnAttack(RelearnConfig(steps=1), arg="forget").run(tiny_model(), tiny_tokenizer(), None,
-                                                                lambda *a: None, benchmark=None)
-    for bad in ({"steps": 0}, {"eval_every": 0}, {"lr": 0.0}, {"batch_size": 0}, {"n": 0}, {"n": -2},
-                {"people": 0}):
+        RelearnAttack(RelearnConfig(steps=1), arg="forget").run(
+            tiny_model(), tiny_tokenizer(), None, lambda *a: None, benchmark=None
+        )
+    for bad in ({"steps": 0}, {"eval_every": 0}, {"lr": 0.0}, {"batch_size": 0}, {"n": 0}, {"n": -2}, {"people": 0}):
         with pytest.raises(ValueError):
             RelearnConfig(**bad)
 
@@ -154,8 +169,7 @@ def test_lora_trains_only_adapters():
     pytest.importorskip("peft")
     model = tiny_model()
     before = state_copy(model)
-    out, rec = _run(RelearnConfig(n=8, steps=3, eval_every=3, lr=1e-2, lora=True, lora_r=2, lora_alpha=4),
-                    model=model)
+    out, rec = _run(RelearnConfig(n=8, steps=3, eval_every=3, lr=1e-2, lora=True, lora_r=2, lora_alpha=4), model=model)
     assert states_equal(before, state_copy(model))
     work = rec.models[-1]
     trainable = [n for n, p in work.named_parameters() if p.requires_grad]
@@ -168,8 +182,9 @@ def test_lora_trains_only_adapters():
 def test_runner_plan_resolves_relearn_without_a_task():
     from unlearnbench import runner
 
-    p = runner.plan(runner.RunRequest(method="npo", attacks=["relearn:forget,n=4", "relearn:topic"],
-                                      benchmark="toy,size=micro"))
+    p = runner.plan(
+        runner.RunRequest(method="npo", attacks=["relearn:forget,n=4", "relearn:topic"], benchmark="toy,size=micro")
+    )
     assert [(a.label(), t) for a, t in p.attacks] == [("relearn:forget,n=4", None), ("relearn:topic", None)]
     assert p.attacks[0][0].config.n == 4
     with pytest.raises(UnlearnbenchError, match="did you mean 'forget'"):

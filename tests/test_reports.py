@@ -17,7 +17,7 @@ from unlearnbench.report import collect, curves_frame, form_table, heatmap_frame
 from unlearnbench.store import ResultStore, ScoreRow, cell_id
 
 MODEL, SUITE = "tiny", "bio,qa,mcq"
-STD2 = math.sqrt(2 * 0.125 ** 2)  # sample std of two values 0.25 apart
+STD2 = math.sqrt(2 * 0.125**2)  # sample std of two values 0.25 apart
 
 
 def _rows(checkpoint, step, values):
@@ -38,21 +38,42 @@ def _commit(store, run, kind, label, rows):
 
 
 def _references(store, run, seed):
-    base = {**_forget(1.0, 1.0, 0.25), ("neighbour", "bio"): 1.0, ("neighbour", "qa"): 1.0,
-            ("retain", "qa"): 1.0, ("task", "arith"): 0.1}
-    oracle = {**_forget(0.0, 0.0, 0.25), ("neighbour", "bio"): 1.0, ("neighbour", "qa"): 0.9,
-              ("retain", "qa"): 1.0, ("task", "arith"): 0.2}
+    base = {
+        **_forget(1.0, 1.0, 0.25),
+        ("neighbour", "bio"): 1.0,
+        ("neighbour", "qa"): 1.0,
+        ("retain", "qa"): 1.0,
+        ("task", "arith"): 0.1,
+    }
+    oracle = {
+        **_forget(0.0, 0.0, 0.25),
+        ("neighbour", "bio"): 1.0,
+        ("neighbour", "qa"): 0.9,
+        ("retain", "qa"): 1.0,
+        ("task", "arith"): 0.2,
+    }
     for kind, vals in (("base", base), ("oracle", oracle)):
-        _commit(store, run, kind, {"model": MODEL, "method": kind, "probe_suite": SUITE, "seed": seed},
-                _rows(kind, -1, vals))
+        _commit(
+            store,
+            run,
+            kind,
+            {"model": MODEL, "method": kind, "probe_suite": SUITE, "seed": seed},
+            _rows(kind, -1, vals),
+        )
 
 
 def _method(store, run, envs, seed, unlearned, epochs, neighbour, retain_qa, fa):
-    label = {"model": MODEL, "method": "ilu", "method_config": {"envs": envs, "lr": 1, "seed": seed},
-             "probe_suite": SUITE, "seed": seed}
+    label = {
+        "model": MODEL,
+        "method": "ilu",
+        "method_config": {"envs": envs, "lr": 1, "seed": seed},
+        "probe_suite": SUITE,
+        "seed": seed,
+    }
     extra = {("neighbour", "bio"): neighbour[0], ("neighbour", "qa"): neighbour[1], ("retain", "qa"): retain_qa}
-    _commit(store, run, "unlearn", label, _rows("unlearned", 0, {**_forget(*unlearned), **extra,
-                                                                ("task", "arith"): 0.1}))
+    _commit(
+        store, run, "unlearn", label, _rows("unlearned", 0, {**_forget(*unlearned), **extra, ("task", "arith"): 0.1})
+    )
     rows = _rows("epoch=0", 0, {**_forget(*unlearned), **extra, ("task", "arith"): 0.1})
     for e, (bio, qa) in enumerate(epochs, start=1):
         rows += _rows(f"epoch={e}", e, {**_forget(bio, qa), **extra, ("task", "arith"): fa})

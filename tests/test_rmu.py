@@ -8,13 +8,12 @@ import torch.nn.functional as F
 
 torch.set_num_threads(1)
 
-from helpers_tiny import forget_examples, retain_examples, state_copy, tiny_model, tiny_tokenizer  # noqa: E402
-from helpers_tiny import encode_all as _enc, make_batch as _batch, unlearn_data as _data, seq_nll as _seq_nll  # noqa: E402
+from helpers_tiny import encode_all as _enc  # noqa: E402
+from helpers_tiny import forget_examples, retain_examples, state_copy, tiny_model  # noqa: E402
+from helpers_tiny import make_batch as _batch
+from helpers_tiny import unlearn_data as _data
 
-from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
-from unlearnbench.data.types import UnlearnData  # noqa: E402
-from unlearnbench.methods.base import Batch  # noqa: E402
 from unlearnbench.methods.rmu import (  # noqa: E402
     RMU,
     RMUConfig,
@@ -27,7 +26,7 @@ from unlearnbench.methods.rmu import (  # noqa: E402
 from unlearnbench.registry import METHODS  # noqa: E402
 from unlearnbench.spec import build_config  # noqa: E402
 
-IDX = [0, 5, 11, 20]        # forget examples of different lengths: padded
+IDX = [0, 5, 11, 20]  # forget examples of different lengths: padded
 
 
 def _same_length(enc, k=4):
@@ -38,12 +37,6 @@ def _same_length(enc, k=4):
     group = max(by_len.values(), key=len)
     assert len(group) >= k
     return group[:k]
-
-
-
-
-
-
 
 
 def _ready(config=None, model=None):
@@ -61,16 +54,30 @@ def _hidden_states(model, batch):
 
 # -- configuration --------------------------------------------------------------------------
 
+
 def test_registered_and_config_defaults():
     assert "rmu" in METHODS.names() and METHODS.get("rmu") is RMU and RMU.version == "1"
     c = RMUConfig()
-    assert (c.steering_coeff, c.alpha, c.gamma, c.layer, c.trainable_layers, c.vector_seed, c.mask_padding,
-            c.retain_loss) == (6.5, 1200.0, 1.0, -1, (), 42, True, "activation")
+    assert (
+        c.steering_coeff,
+        c.alpha,
+        c.gamma,
+        c.layer,
+        c.trainable_layers,
+        c.vector_seed,
+        c.mask_padding,
+        c.retain_loss,
+    ) == (6.5, 1200.0, 1.0, -1, (), 42, True, "activation")
     # options as typed on a command line
     c = build_config(RMUConfig, {"trainable_layers": "0+1", "mask_padding": "false", "layer": "1"})
     assert c.trainable_layers == (0, 1) and c.mask_padding is False and c.layer == 1
-    for bad in ({"layer": -2}, {"trainable_layers": (-1,)}, {"steering_coeff": 0.0}, {"alpha": -1.0},
-                {"retain_loss": "nll"}):
+    for bad in (
+        {"layer": -2},
+        {"trainable_layers": (-1,)},
+        {"steering_coeff": 0.0},
+        {"alpha": -1.0},
+        {"retain_loss": "nll"},
+    ):
         with pytest.raises(ValueError):
             RMUConfig(**bad)
 
@@ -93,12 +100,13 @@ def test_default_layer_choice():
 
 # -- control vector -------------------------------------------------------------------------
 
+
 def test_control_vector_is_scaled_uniform_noise():
     u = control_vector(32, 6.5, 42)
     assert u.shape == (1, 1, 32)
     assert torch.linalg.vector_norm(u).item() == pytest.approx(6.5, rel=1e-6)
     r = torch.rand(1, 1, 32, generator=torch.Generator().manual_seed(42))
-    assert (r >= 0).all() and (u >= 0).all()          # uniform [0,1): no negative entries
+    assert (r >= 0).all() and (u >= 0).all()  # uniform [0,1): no negative entries
     assert torch.allclose(u, 6.5 * r / r.norm())
     assert torch.equal(u, control_vector(32, 6.5, 42))
     assert not torch.allclose(u, control_vector(32, 6.5, 43))
@@ -115,6 +123,7 @@ def test_setup_uses_the_configured_seed_and_coeff():
 
 # -- which tensor is h_L --------------------------------------------------------------------
 
+
 def test_block_output_is_the_residual_stream_after_block_l():
     model, enc = tiny_model(), _enc(forget_examples())
     b = _batch(enc, IDX)
@@ -122,7 +131,7 @@ def test_block_output_is_the_residual_stream_after_block_l():
     assert len(hs) == 3
     with torch.no_grad():
         h0, h1 = block_output(model, 0, b.tensors), block_output(model, 1, b.tensors)
-    assert torch.allclose(h0, hs[1], atol=1e-5)         # output of block 0 == hidden_states[1]
+    assert torch.allclose(h0, hs[1], atol=1e-5)  # output of block 0 == hidden_states[1]
     # for the last block transformers returns the *final-normed* state in hidden_states[-1]
     assert not torch.allclose(h1, hs[2], atol=1e-2)
     assert torch.allclose(model.model.norm(h1), hs[2], atol=1e-5)
@@ -159,7 +168,7 @@ def test_frozen_partial_stack_matches_start_and_stays_frozen():
         live = block_output(model, m.layer, b.tensors)
     frozen = m.frozen_block_output(model, b.tensors)
     assert torch.allclose(frozen, live, atol=1e-5)
-    assert torch.allclose(model.model.norm(frozen), hs[-1], atol=1e-5)   # L=1 is the last block
+    assert torch.allclose(model.model.norm(frozen), hs[-1], atol=1e-5)  # L=1 is the last block
     m0, model0 = _ready(RMUConfig(layer=0))
     assert torch.allclose(m0.frozen_block_output(model0, b.tensors), hs[1], atol=1e-5)
 
@@ -178,6 +187,7 @@ def test_frozen_partial_stack_matches_start_and_stays_frozen():
 
 # -- the loss -------------------------------------------------------------------------------
 
+
 def test_forget_loss_by_hand_masked_and_unmasked():
     model, enc = tiny_model(), _enc(forget_examples())
     b = _batch(enc, IDX)
@@ -192,16 +202,20 @@ def test_forget_loss_by_hand_masked_and_unmasked():
         lm, pm = masked.loss(model, b, None)
         lu, _ = unmasked.loss(model, b, None)
     u = masked.control
-    want_masked = ((h[mask] - u[0]) ** 2).mean().item()        # real tokens only
-    want_unmasked = ((h - u) ** 2).mean().item()               # the reference: every position
-    assert lm.item() == pytest.approx(want_masked, rel=1e-5) and pm["forget_loss"] == pytest.approx(want_masked, rel=1e-5)
+    want_masked = ((h[mask] - u[0]) ** 2).mean().item()  # real tokens only
+    want_unmasked = ((h - u) ** 2).mean().item()  # the reference: every position
+    assert lm.item() == pytest.approx(want_masked, rel=1e-5) and pm["forget_loss"] == pytest.approx(
+        want_masked, rel=1e-5
+    )
     assert lu.item() == pytest.approx(want_unmasked, rel=1e-5)
-    assert abs(lm.item() - lu.item()) > 1e-3 * lm.item()       # padding present: they differ
+    assert abs(lm.item() - lu.item()) > 1e-3 * lm.item()  # padding present: they differ
     # no padding: the same number
     nb = _batch(enc, _same_length(enc))
     assert nb.tensors["attention_mask"].all()
     with torch.no_grad():
-        assert masked.loss(model, nb, None)[0].item() == pytest.approx(unmasked.loss(model, nb, None)[0].item(), rel=1e-6)
+        assert masked.loss(model, nb, None)[0].item() == pytest.approx(
+            unmasked.loss(model, nb, None)[0].item(), rel=1e-6
+        )
 
 
 def test_activation_mse_ignores_padding_values_when_masked():
@@ -211,7 +225,9 @@ def test_activation_mse_ignores_padding_values_when_masked():
     h2 = h.clone()
     h2[0, 3:] += 100.0
     assert activation_mse(h2, t, mask, True).item() == pytest.approx(activation_mse(h, t, mask, True).item(), rel=1e-6)
-    assert activation_mse(h, t, mask, True).item() == pytest.approx(F.mse_loss(h[mask.bool()], t[mask.bool()]).item(), rel=1e-6)
+    assert activation_mse(h, t, mask, True).item() == pytest.approx(
+        F.mse_loss(h[mask.bool()], t[mask.bool()]).item(), rel=1e-6
+    )
     assert activation_mse(h2, t, mask, False).item() > activation_mse(h, t, mask, False).item() + 100
 
 
@@ -235,9 +251,10 @@ def test_retain_term_is_zero_at_start_then_weighted_by_alpha():
 
 # -- training -------------------------------------------------------------------------------
 
+
 def test_unlearn_trains_only_down_proj_of_chosen_layers_and_restores_flags():
     model = tiny_model()
-    model.lm_head.weight.requires_grad_(False)       # an unusual pattern that must come back as it was
+    model.lm_head.weight.requires_grad_(False)  # an unusual pattern that must come back as it was
     model.model.norm.weight.requires_grad_(False)
     flags = {n: p.requires_grad for n, p in model.named_parameters()}
     before = state_copy(model)
@@ -252,10 +269,12 @@ def test_unlearn_trains_only_down_proj_of_chosen_layers_and_restores_flags():
 
     model = tiny_model()
     before = state_copy(model)
-    RMU(RMUConfig(lr=1e-2, max_steps=2, batch_size=4)).unlearn(model, _data())   # default: L=1, blocks 0,1
+    RMU(RMUConfig(lr=1e-2, max_steps=2, batch_size=4)).unlearn(model, _data())  # default: L=1, blocks 0,1
     after = state_copy(model)
     assert {k for k in before if not torch.equal(before[k], after[k])} == {
-        "model.layers.0.mlp.down_proj.weight", "model.layers.1.mlp.down_proj.weight"}
+        "model.layers.0.mlp.down_proj.weight",
+        "model.layers.1.mlp.down_proj.weight",
+    }
     assert all(p.requires_grad for p in model.parameters())
 
 

@@ -17,9 +17,9 @@ torch.set_num_threads(1)
 
 from helpers_tiny import state_copy, tiny_model, tiny_tokenizer, tiny_world  # noqa: E402
 
+from unlearnbench.data.types import UnlearnData  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 from unlearnbench.methods import rocr  # noqa: E402
-from unlearnbench.data.types import UnlearnData  # noqa: E402
 from unlearnbench.methods.rocr import ROCR, ROCRConfig, default_layers, read_subject, subject_position  # noqa: E402
 from unlearnbench.registry import METHODS  # noqa: E402
 
@@ -53,8 +53,9 @@ def _generic():
 
 
 def _data(concepts, generic=()):
-    return UnlearnData([], [], tiny_tokenizer(), concepts=list(concepts), replacement=REPLACEMENT,
-                       generic_text=list(generic))
+    return UnlearnData(
+        [], [], tiny_tokenizer(), concepts=list(concepts), replacement=REPLACEMENT, generic_text=list(generic)
+    )
 
 
 def _out(model, subject, layer, templates=BARE):
@@ -69,6 +70,7 @@ def _changed(before, model):
 
 
 # -- layers, positions, registry ------------------------------------------------------------------
+
 
 def test_default_layers_rule():
     assert default_layers(32) == (4, 5, 6)  # the paper's Llama-3-8B layers
@@ -94,10 +96,11 @@ def test_subject_position_is_last_subject_token():
     for template in ("{}", "Tell me about {}.", "{} is known for", "Here is a fact about {}:"):
         ids, pos = subject_position(tok, template, REPLACEMENT)
         assert tok.decode(ids[: pos + 1]).endswith("Smith")
-        assert not tok.decode(ids[pos:pos + 1]).strip().startswith("John")
+        assert not tok.decode(ids[pos : pos + 1]).strip().startswith("John")
 
 
 # -- the edit -------------------------------------------------------------------------------------
+
 
 @torch.no_grad()
 def test_single_layer_edit_moves_output_to_replacement_and_touches_nothing_else():
@@ -158,6 +161,7 @@ def test_update_formula_matches_direct_solve():
 
 # -- null space -----------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def test_nullspace_update_leaves_preserved_subspace_alone():
     model = tiny_model()
@@ -198,6 +202,7 @@ def test_nullspace_needs_generic_text():
 
 
 # -- several concepts -----------------------------------------------------------------------------
+
 
 @torch.no_grad()
 @pytest.mark.parametrize("batch", [False, True])
@@ -244,6 +249,7 @@ def test_sequential_memory_protects_the_first_edit():
 
 # -- cache ----------------------------------------------------------------------------------------
 
+
 def test_second_moment_cache(monkeypatch, _cache):
     calls = []
     real = rocr.compute_second_moments
@@ -287,7 +293,10 @@ def test_second_moment_cache(monkeypatch, _cache):
         changed.model.embed_tokens.weight.mul_(1.01)
     assert ROCR(ROCRConfig()).unlearn(changed, data)["cache_misses"] == [0, 1]
     # a different corpus is a different statistic
-    assert ROCR(ROCRConfig()).unlearn(copy.deepcopy(model), _data(_concepts(1), LOW_RANK_TEXT[:5]))["cache_misses"] == [0, 1]
+    assert ROCR(ROCRConfig()).unlearn(copy.deepcopy(model), _data(_concepts(1), LOW_RANK_TEXT[:5]))["cache_misses"] == [
+        0,
+        1,
+    ]
 
 
 def test_damaged_cache_file_is_recomputed(monkeypatch, _cache):
@@ -301,6 +310,7 @@ def test_damaged_cache_file_is_recomputed(monkeypatch, _cache):
 
 # -- modes and stats ------------------------------------------------------------------------------
 
+
 @torch.no_grad()
 def test_noise_mode_has_target_norm_and_is_reached():
     model = tiny_model()
@@ -308,7 +318,8 @@ def test_noise_mode_has_target_norm_and_is_reached():
     norms = {c: float(_out(model, c, 1)[0].norm()) for c in (a, b)}
     # batch editing: both targets are solved together, so each reaches its own noise vector
     stats = ROCR(ROCRConfig(mode="noise", projector="none", templates=BARE, seed=3, batch=True)).unlearn(
-        model, _data([a, b]))
+        model, _data([a, b])
+    )
     for c in (a, b):
         assert stats["noise_norms"][c]["z"] == pytest.approx(norms[c], rel=1e-6)
         assert stats["noise_norms"][c]["z_cur"] == pytest.approx(norms[c], rel=1e-6)
@@ -318,8 +329,19 @@ def test_noise_mode_has_target_norm_and_is_reached():
 
 def test_stats_fields():
     stats = ROCR(ROCRConfig(templates=BARE)).unlearn(tiny_model(), _data(_concepts(2), LOW_RANK_TEXT))
-    for key in ("seconds", "targets", "delta_rank", "projector_rank", "update_norm", "layers", "cache_hits",
-                "cache_misses", "stats_tokens", "final_relative_residual", "history"):
+    for key in (
+        "seconds",
+        "targets",
+        "delta_rank",
+        "projector_rank",
+        "update_norm",
+        "layers",
+        "cache_hits",
+        "cache_misses",
+        "stats_tokens",
+        "final_relative_residual",
+        "history",
+    ):
         assert key in stats, key
     assert stats["layers"] == [0, 1] and set(stats["projector_rank"]) == {"0", "1"}
     assert all(t["seconds"] >= 0 and set(t["delta_rank"]) == {"0", "1"} for t in stats["targets"])

@@ -11,25 +11,17 @@ import torch.nn.functional as F
 
 torch.set_num_threads(1)
 
+from helpers_tiny import encode_all as _enc  # noqa: E402
 from helpers_tiny import forget_examples, perturb_, retain_examples, tiny_model, tiny_tokenizer  # noqa: E402
-from helpers_tiny import encode_all as _enc, make_batch as _batch, unlearn_data as _data, seq_nll as _seq_nll  # noqa: E402
+from helpers_tiny import make_batch as _batch
+from helpers_tiny import seq_nll as _seq_nll
+from helpers_tiny import unlearn_data as _data
 
 from unlearnbench import inference  # noqa: E402
-from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
-from unlearnbench.data.types import UnlearnData  # noqa: E402
-from unlearnbench.methods.base import Batch  # noqa: E402
 from unlearnbench.methods.simnpo import SimNPO, SimNPOConfig, simnpo_forget_loss  # noqa: E402
 from unlearnbench.registry import METHODS  # noqa: E402
 
 IDX = [0, 5, 11, 20]  # different lengths: the batch is padded
-
-
-
-
-
-
-
-
 
 
 def _by_hand(model, enc, idx, beta, delta):
@@ -54,8 +46,11 @@ def test_forget_loss_formula_on_random_tensors():
     g = torch.Generator().manual_seed(0)
     s, n = torch.rand(6, generator=g) * 40, torch.randint(1, 12, (6,), generator=g)
     for beta, delta in ((4.5, 0.0), (1.0, 0.7), (0.2, -1.0)):
-        want = -(2 / beta) * sum(math.log(1 / (1 + math.exp(-beta * (a / b - delta))))
-                                 for a, b in zip(s.tolist(), n.tolist())) / 6
+        want = (
+            -(2 / beta)
+            * sum(math.log(1 / (1 + math.exp(-beta * (a / b - delta)))) for a, b in zip(s.tolist(), n.tolist()))
+            / 6
+        )
         assert simnpo_forget_loss(s, n, beta, delta).item() == pytest.approx(want, rel=1e-5)
     # NLL -> 0 at δ=0 gives (2/β)·log 2, and the loss falls as the forget NLL rises
     assert simnpo_forget_loss(torch.zeros(3), torch.ones(3), 4.5, 0.0).item() == pytest.approx(2 / 4.5 * math.log(2))
@@ -68,8 +63,10 @@ def test_loss_equals_formula_by_hand_on_a_padded_batch():
     m = SimNPO(SimNPOConfig(beta=beta, gamma=1.0, retain_loss="none"))
     loss, parts = m.loss(model, _batch(enc, IDX), None)
     want = _by_hand(model, enc, IDX, beta, 0.0)
-    summed = -(2 / beta) * sum(F.logsigmoid(torch.tensor(beta * _seq_nll(model, enc[i])[0])).item() for i in IDX) / len(IDX)
-    assert abs(want - summed) > 1e-2          # length normalisation is observable
+    summed = (
+        -(2 / beta) * sum(F.logsigmoid(torch.tensor(beta * _seq_nll(model, enc[i])[0])).item() for i in IDX) / len(IDX)
+    )
+    assert abs(want - summed) > 1e-2  # length normalisation is observable
     assert loss.item() == pytest.approx(want, rel=1e-5)
     assert parts["forget_loss"] == pytest.approx(want, rel=1e-5)
     assert parts["retain"] == 0.0
@@ -107,7 +104,9 @@ def test_keeps_no_reference_model():
     assert not any(isinstance(v, (torch.Tensor, torch.nn.Module)) for v in vars(m).values())
     # the loss is a function of the current model only: after a change it is the formula again
     perturb_(model, 0.05)
-    assert m.loss(model, _batch(enc, IDX), None)[1]["forget_loss"] == pytest.approx(_by_hand(model, enc, IDX, 0.5, 0.0), rel=1e-5)
+    assert m.loss(model, _batch(enc, IDX), None)[1]["forget_loss"] == pytest.approx(
+        _by_hand(model, enc, IDX, 0.5, 0.0), rel=1e-5
+    )
 
 
 def test_unlearn_lowers_forget_likelihood():

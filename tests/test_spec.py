@@ -158,9 +158,7 @@ def ft(**options):
     return build_config(FinetuneConfig, options, plugin="finetune")
 
 
-@pytest.mark.parametrize(
-    "value, expected", [("3", 3), ("-2", -2), ("1e3", 1000), ("3.0", 3), ("1e20", 10**20)]
-)
+@pytest.mark.parametrize("value, expected", [("3", 3), ("-2", -2), ("1e3", 1000), ("3.0", 3), ("1e20", 10**20)])
 def test_int(value, expected):
     got = ft(epochs=value).epochs
     assert got == expected and type(got) is int
@@ -256,7 +254,9 @@ def test_tuple_of_numbers():
     assert ft(layers="4+8+12").layers == (4, 8, 12)
     assert ft(weights="1e-4+0.5").weights == (1e-4, 0.5)
     assert ft(weights="1e+3+2").weights == (1000.0, 2.0)  # exponent '+' is not a separator
-    with pytest.raises(SpecError, match=r"option 'layers' of finetune expects a '\+'-separated list of integers, got '4\+x'"):
+    with pytest.raises(
+        SpecError, match=r"option 'layers' of finetune expects a '\+'-separated list of integers, got '4\+x'"
+    ):
         ft(layers="4+x")
 
 

@@ -241,7 +241,9 @@ def test_kill_9_mid_commit_loses_nothing_and_leaves_no_half_cell(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(db), str(signal_file)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 60
@@ -392,17 +394,25 @@ def test_export_summary_means(filled):
 
 
 def test_item_means_frame_per_step_of_the_asked_forms_without_aggregate_rows(filled, run_id):
-    filled.commit_cell(run_id, "js-cell", {"k": "js"}, "unlearn", {"model": "m"},
-                       [ScoreRow("unlearned", 0, "forget", "js", "i0", "js", 0.2),
-                        ScoreRow("unlearned", 0, "forget", "js", "i1", "js", 0.4),
-                        ScoreRow("unlearned", 0, "forget", "js", "i2", "js", math.nan),   # skipped by the mean
-                        ScoreRow("unlearned", 0, "forget", "js", "*", "js", 9.0),        # aggregate row: left out
-                        ScoreRow("unlearned", 0, "retain", "js", "i0", "js", math.nan)])
+    filled.commit_cell(
+        run_id,
+        "js-cell",
+        {"k": "js"},
+        "unlearn",
+        {"model": "m"},
+        [
+            ScoreRow("unlearned", 0, "forget", "js", "i0", "js", 0.2),
+            ScoreRow("unlearned", 0, "forget", "js", "i1", "js", 0.4),
+            ScoreRow("unlearned", 0, "forget", "js", "i2", "js", math.nan),  # skipped by the mean
+            ScoreRow("unlearned", 0, "forget", "js", "*", "js", 9.0),  # aggregate row: left out
+            ScoreRow("unlearned", 0, "retain", "js", "i0", "js", math.nan),
+        ],
+    )
     frame = filled.item_means_frame(["js", "qa"])
     assert list(frame.columns) == ["cell_id", "step", "split", "form", "metric", "value"]
     means = {(r.cell_id, r.step, r.split, r.form): r.value for r in frame.itertuples()}
     assert means[("js-cell", 0, "forget", "js")] == pytest.approx(0.3)
-    assert math.isnan(means[("js-cell", 0, "retain", "js")])   # only NaN: NaN
+    assert math.isnan(means[("js-cell", 0, "retain", "js")])  # only NaN: NaN
     assert means[("attack-cell", 1, "forget", "qa")] == pytest.approx(0.6)
     assert means[("base-cell", -1, "forget", "qa")] == pytest.approx(0.5)
     assert len(frame) == 5 and frame.value.dtype == "float64" and frame.step.dtype == "int64"

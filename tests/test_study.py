@@ -21,11 +21,15 @@ def _numbers(monkeypatch, fq, recall):
     monkeypatch.setattr(_Numbers, "__init__", fake_init)
 
 
-FQ = {"npo": {"unlearned": {0: 0.8, 1: 0.7}, "finetune:arith": {0: 0.4, 1: 0.5}},
-      "ilu": {"unlearned": {0: 0.8, 1: 0.8}, "finetune:arith": {0: 0.7, 1: 0.6}}}
+FQ = {
+    "npo": {"unlearned": {0: 0.8, 1: 0.7}, "finetune:arith": {0: 0.4, 1: 0.5}},
+    "ilu": {"unlearned": {0: 0.8, 1: 0.8}, "finetune:arith": {0: 0.7, 1: 0.6}},
+}
 BASE = {"forget": {"bio": 1.0, "qa": 1.0}, "neighbour": {"bio": 1.0}}
-RECALL = {"npo": {"base": [BASE], "unlearned": [{"forget": {"bio": 0.0, "qa": 0.6}, "neighbour": {"bio": 0.9}}]},
-          "rocr": {"base": [BASE], "unlearned": [{"forget": {"bio": 0.5, "qa": 0.45}, "neighbour": {"bio": 0.5}}]}}
+RECALL = {
+    "npo": {"base": [BASE], "unlearned": [{"forget": {"bio": 0.0, "qa": 0.6}, "neighbour": {"bio": 0.9}}]},
+    "rocr": {"base": [BASE], "unlearned": [{"forget": {"bio": 0.5, "qa": 0.45}, "neighbour": {"bio": 0.5}}]},
+}
 
 
 def test_checks(monkeypatch):
@@ -43,7 +47,9 @@ def test_checks(monkeypatch):
     f = check_findings(expected, None, _Result())
     assert [x.holds for x in f] == [True, True, False, True, False, True, False, None]  # rocr: bio -0.5 < qa -0.55
     assert f[0].measured["drop"] == pytest.approx(0.3)
-    assert f[4].measured["npo"]["rel_drop_trained"] == 1.0 and f[4].measured["rocr"]["rel_drop_others"] == pytest.approx(0.55)
+    assert f[4].measured["npo"]["rel_drop_trained"] == 1.0 and f[4].measured["rocr"][
+        "rel_drop_others"
+    ] == pytest.approx(0.55)
     assert f[6].measured["neighbour_drop"] == {"npo": pytest.approx(0.1), "rocr": pytest.approx(0.5)}
     assert "not measured" in f[7].detail
 

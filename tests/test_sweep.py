@@ -3,15 +3,17 @@
 import pytest
 
 from unlearnbench.errors import UnlearnbenchError
-from unlearnbench.sweep import (Experiment, SweepState, canonical, load_experiment, parse_seeds, plan_sweep,
-                                split_specs)
+from unlearnbench.spec import canonical_spec as canonical
+from unlearnbench.sweep import Experiment, SweepState, load_experiment, parse_seeds, plan_sweep, split_specs
 
 
 def test_split_specs_keeps_options_with_their_spec():
     assert split_specs("npo,rmu,ilu,rocr") == ["npo", "rmu", "ilu", "rocr"]
     assert split_specs("npo,beta=0.1,lr=1e-3,rmu") == ["npo,beta=0.1,lr=1e-3", "rmu"]
-    assert split_specs("finetune:arith,epochs=2,relearn:forget,steps=5") == \
-        ["finetune:arith,epochs=2", "relearn:forget,steps=5"]
+    assert split_specs("finetune:arith,epochs=2,relearn:forget,steps=5") == [
+        "finetune:arith,epochs=2",
+        "relearn:forget,steps=5",
+    ]
     with pytest.raises(UnlearnbenchError, match="comes before"):
         split_specs("beta=0.1,npo")
 
@@ -30,7 +32,9 @@ def test_canonical_sorts_options():
 
 def test_experiment_yaml(tmp_path):
     f = tmp_path / "e.yaml"
-    f.write_text("name: e\nbenchmark: toy,size=micro\nmethods: [npo, rmu]\nattacks: ['finetune:arith']\nseeds: [0, 1]\n")
+    f.write_text(
+        "name: e\nbenchmark: toy,size=micro\nmethods: [npo, rmu]\nattacks: ['finetune:arith']\nseeds: [0, 1]\n"
+    )
     exp = load_experiment(str(f))
     assert exp.methods == ["npo", "rmu"] and exp.seeds == [0, 1] and exp.benchmark == "toy,size=micro"
     assert [(r.method, r.seed) for r in exp.requests()] == [("npo", 0), ("rmu", 0), ("npo", 1), ("rmu", 1)]

@@ -22,7 +22,9 @@ def test_cosines_match_flat_vectors(tmp_path):
     u = {k: v + torch.randn(v.shape, generator=g) for k, v in o.items()}
     ft = {k: v + torch.randn(v.shape, generator=g) for k, v in o.items()}
     uft = {k: u[k] - 0.5 * (u[k] - o[k]) + 0.1 * torch.randn(v.shape, generator=g) for k, v in o.items()}
-    r = cosines(_ckpt(tmp_path / "o", o), _ckpt(tmp_path / "u", u), _ckpt(tmp_path / "uft", uft), _ckpt(tmp_path / "ft", ft))
+    r = cosines(
+        _ckpt(tmp_path / "o", o), _ckpt(tmp_path / "u", u), _ckpt(tmp_path / "uft", uft), _ckpt(tmp_path / "ft", ft)
+    )
 
     def flat(d):
         return torch.cat([d[k].flatten().double() for k in sorted(d)])
@@ -32,7 +34,7 @@ def test_cosines_match_flat_vectors(tmp_path):
     assert r.cosine["u_ft~u"] == pytest.approx(float(cos(tuft, tu, dim=0)), abs=1e-9)
     assert r.cosine["u_ft~ft"] == pytest.approx(float(cos(tuft, tft, dim=0)), abs=1e-9)
     assert r.cosine["u~ft"] == pytest.approx(float(cos(tu, tft, dim=0)), abs=1e-9)
-    assert r.cosine["u_ft~u"] < -0.5          # the "attack" undoes half of the unlearning
+    assert r.cosine["u_ft~u"] < -0.5  # the "attack" undoes half of the unlearning
     assert r.norms["u"] == pytest.approx(float(tu.norm()), rel=1e-9)
     assert r.n_params == 17 and set(r.per_tensor) == {"a", "b"}
 
@@ -52,7 +54,9 @@ def test_sharded_checkpoint_and_mismatch(tmp_path):
 
 
 def test_summarize_over_seeds():
-    rows = [{"method": "npo", "attack": "finetune:arith", "seed": s, "cos_uft_u": v, "cos_uft_ft": 0.1,
-             "cos_u_ft": 0.0} for s, v in ((0, -0.4), (1, -0.2))]
+    rows = [
+        {"method": "npo", "attack": "finetune:arith", "seed": s, "cos_uft_u": v, "cos_uft_ft": 0.1, "cos_u_ft": 0.0}
+        for s, v in ((0, -0.4), (1, -0.2))
+    ]
     (row,) = summarize(rows)
     assert row["cos_uft_u"] == pytest.approx(-0.3) and row["seeds"] == [0, 1] and row["cos_uft_u_std"] > 0

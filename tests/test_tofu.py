@@ -16,15 +16,26 @@ SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "samp
 def qa(i: int, author: str, perturbed: bool = True) -> dict:
     r = {"question": f"Where was {author} born? ({i})", "answer": f"{author} was born in City {i}."}
     if perturbed:
-        r.update(paraphrased_answer=f"City {i} is the birthplace of {author}.",
-                 perturbed_answer=[f"City {i + 1} is the birthplace of {author}.",
-                                   f"Town {i} is the birthplace of {author}."],
-                 paraphrased_question=f"In which city was {author} born? ({i})")
+        r.update(
+            paraphrased_answer=f"City {i} is the birthplace of {author}.",
+            perturbed_answer=[
+                f"City {i + 1} is the birthplace of {author}.",
+                f"Town {i} is the birthplace of {author}.",
+            ],
+            paraphrased_question=f"In which city was {author} born? ({i})",
+        )
     return r
 
 
-def write_tofu(root: Path, *, forget_n: int = 4, retain_n: int = 12, perturbed_forget: bool = True,
-               optional: bool = True, jsonl: bool = False) -> Path:
+def write_tofu(
+    root: Path,
+    *,
+    forget_n: int = 4,
+    retain_n: int = 12,
+    perturbed_forget: bool = True,
+    optional: bool = True,
+    jsonl: bool = False,
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
 
     def dump(name, records):
@@ -33,14 +44,22 @@ def write_tofu(root: Path, *, forget_n: int = 4, retain_n: int = 12, perturbed_f
         else:
             (root / f"{name}.json").write_text(json.dumps(records))
 
-    dump("forget01_perturbed" if perturbed_forget else "forget01",
-         [qa(i, "Ada Quill", perturbed_forget) for i in range(forget_n)])
+    dump(
+        "forget01_perturbed" if perturbed_forget else "forget01",
+        [qa(i, "Ada Quill", perturbed_forget) for i in range(forget_n)],
+    )
     dump("retain99", [qa(i, "Bo Lintel", False) for i in range(retain_n)])
     if optional:
         dump("retain_perturbed", [qa(i, "Bo Lintel") for i in range(5)])
         dump("holdout01", [qa(i, "Cy Fennel", False) for i in range(3)])
-        ra = [{"question": f"Who wrote book {i}?", "answer": f"Author {i}",
-               "perturbed_answer": [f"Author {i + 10}", f"Author {i + 20}", f"Author {i + 30}"]} for i in range(3)]
+        ra = [
+            {
+                "question": f"Who wrote book {i}?",
+                "answer": f"Author {i}",
+                "perturbed_answer": [f"Author {i + 10}", f"Author {i + 20}", f"Author {i + 30}"],
+            }
+            for i in range(3)
+        ]
         dump("real_authors_perturbed", ra)
         dump("world_facts_perturbed", ra)
     return root
@@ -49,8 +68,16 @@ def write_tofu(root: Path, *, forget_n: int = 4, retain_n: int = 12, perturbed_f
 def bench(data, **options):
     from unlearnbench.benchmarks.tofu import TofuBenchmark, TofuConfig
 
-    return TofuBenchmark(TofuConfig(model="unused-model", oracle="unused-oracle", data=str(data), forget="forget01",
-                                    template=options.pop("template", "qa"), **options))
+    return TofuBenchmark(
+        TofuConfig(
+            model="unused-model",
+            oracle="unused-oracle",
+            data=str(data),
+            forget="forget01",
+            template=options.pop("template", "qa"),
+            **options,
+        )
+    )
 
 
 # -- formulas --------------------------------------------------------------------------------------
@@ -70,7 +97,7 @@ def test_truth_ratio_on_hand_made_nlls():
 
 def test_truth_ratio_stat_per_split():
     assert tp.truth_ratio_stat(0.25, "forget") == pytest.approx(0.25)
-    assert tp.truth_ratio_stat(4.0, "forget") == pytest.approx(0.25)   # min(R, 1/R)
+    assert tp.truth_ratio_stat(4.0, "forget") == pytest.approx(0.25)  # min(R, 1/R)
     assert tp.truth_ratio_stat(4.0, "holdout") == pytest.approx(0.25)
     assert tp.truth_ratio_stat(0.25, "retain") == pytest.approx(0.75)  # max(0, 1 - R)
     assert tp.truth_ratio_stat(4.0, "world_facts") == 0.0
@@ -110,9 +137,16 @@ def test_ks_same_vs_shifted_distributions():
 def test_aggregate_wires_reference_ratios_and_utility():
     probe = tp.TofuProbe()
     probe._reference_forget = [0.5, 0.6, 0.7, None]
-    rows = lambda xs: [{"prob": 0.5, "rougeL_recall": 0.5, "truth_ratio": x, "truth_ratio_stat": 0.5} for x in xs]
-    scores = {"forget": rows([0.5, 0.6, 0.7]), "retain": rows([0.2]), "real_authors": rows([0.2]),
-              "world_facts": rows([0.2])}
+
+    def rows(xs):
+        return [{"prob": 0.5, "rougeL_recall": 0.5, "truth_ratio": x, "truth_ratio_stat": 0.5} for x in xs]
+
+    scores = {
+        "forget": rows([0.5, 0.6, 0.7]),
+        "retain": rows([0.2]),
+        "real_authors": rows([0.2]),
+        "world_facts": rows([0.2]),
+    }
     out = {(s, m): v for s, m, v in probe.aggregate(scores)}
     assert out[("forget", "forget_quality_ks")] == pytest.approx(1.0)
     assert out[("utility", "model_utility")] == pytest.approx(0.5)
@@ -139,7 +173,7 @@ def test_local_layout_items_and_unlearn_data(tmp_path):
     it = forget[0]
     assert it.prompt == "Question: Where was Ada Quill born? (0)\nAnswer:" and it.answer_prefix == " "
     assert it.perturbed_answers and it.paraphrased_answer and it.paraphrased_prompt
-    assert len(b.tofu_items("retain")) == 5           # retain_perturbed wins over a retain sample
+    assert len(b.tofu_items("retain")) == 5  # retain_perturbed wins over a retain sample
     assert len(b.tofu_items("holdout")) == 3
     assert len(b.tofu_items("real_authors")) == 3 and len(b.tofu_items("world_facts")) == 3
     assert b.text_items("forget") is forget
@@ -156,10 +190,10 @@ def test_optional_parts_absent_and_retain_sample(tmp_path):
     b = bench(write_tofu(tmp_path / "d", optional=False, jsonl=True), n_retain_eval=7, limit=0)
     assert b.tofu_items("holdout") == [] and b.tofu_items("real_authors") == [] and b.tofu_items("world_facts") == []
     retain = b.tofu_items("retain")
-    assert len(retain) == 7 and not retain[0].perturbed_answers   # sampled from retain99, no truth ratio
+    assert len(retain) == 7 and not retain[0].perturbed_answers  # sampled from retain99, no truth ratio
     assert {"real_authors", "world_facts", "holdout01", "retain_perturbed"} <= set(b.describe()["missing"])
     again = bench(tmp_path / "d", n_retain_eval=7).tofu_items("retain")
-    assert [i.item_id for i in again] == [i.item_id for i in retain]   # seeded
+    assert [i.item_id for i in again] == [i.item_id for i in retain]  # seeded
 
 
 def test_chat_template_and_default_oracle(tmp_path):
@@ -223,7 +257,7 @@ def test_score_tiny_model_ranges_and_reference_cache(tmp_path):
     assert all(0 < r["prob"] < 1 and 0 < r["answer_prob"] <= 1 for r in ra)
     assert len(probe._reference_cache) == 1
     probe.score(model, tok, b.tofu_items("forget"), reference=oracle)
-    assert len(probe._reference_cache) == 1    # the oracle is scored once per item set
+    assert len(probe._reference_cache) == 1  # the oracle is scored once per item set
     p = {m: v for s, m, v in probe.aggregate({"forget": forget})}["forget_quality_ks"]
     assert 0 <= p <= 1
     # the model against itself: identical distributions

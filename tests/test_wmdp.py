@@ -24,12 +24,28 @@ def write_wmdp(root: Path, n_bio: int = 6, n_cyber: int = 4, n_mmlu: int = 6, mm
     root.mkdir(parents=True, exist_ok=True)
     with (root / "wmdp-bio.jsonl").open("w") as f:
         for i in range(n_bio):
-            f.write(json.dumps({"question": f"Which agent {i} spreads fastest?",
-                                "choices": ["alpha virus", "beta phage", "gamma spore", "delta toxin"], "answer": i % 4}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "question": f"Which agent {i} spreads fastest?",
+                        "choices": ["alpha virus", "beta phage", "gamma spore", "delta toxin"],
+                        "answer": i % 4,
+                    }
+                )
+                + "\n"
+            )
     with (root / "wmdp_cyber.jsonl").open("w") as f:
         for i in range(n_cyber):
-            f.write(json.dumps({"question": f"Which port does service {i} use?",
-                                "choices": ["22", "80", "443", "8080"], "answer": (i + 1) % 4}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "question": f"Which port does service {i} use?",
+                        "choices": ["22", "80", "443", "8080"],
+                        "answer": (i + 1) % 4,
+                    }
+                )
+                + "\n"
+            )
     subjects = ["virology", "college_biology"]
     if mmlu_format == "flat":
         with (root / "mmlu.csv").open("w", newline="") as f:
@@ -40,16 +56,35 @@ def write_wmdp(root: Path, n_bio: int = 6, n_cyber: int = 4, n_mmlu: int = 6, mm
     else:
         with (root / "mmlu.jsonl").open("w") as f:
             for i in range(n_mmlu):
-                f.write(json.dumps({"question": f"What is {i} plus one?", "subject": subjects[i % 2],
-                                    "choices": [str(i), str(i + 1), str(i + 2), str(i + 3)], "answer": 1}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "question": f"What is {i} plus one?",
+                            "subject": subjects[i % 2],
+                            "choices": [str(i), str(i + 1), str(i + 2), str(i + 3)],
+                            "answer": 1,
+                        }
+                    )
+                    + "\n"
+                )
     with (root / "forget_corpus.jsonl").open("w") as f:
         for i in range(12):
-            f.write(json.dumps({"text": f"Report {i}: the alpha virus spreads through contact; the beta phage "
-                                        f"infects cells quickly and the gamma spore survives heat for days."}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "text": f"Report {i}: the alpha virus spreads through contact; the beta phage "
+                        f"infects cells quickly and the gamma spore survives heat for days."
+                    }
+                )
+                + "\n"
+            )
         f.write(json.dumps({"text": "too short"}) + "\n")
-    (root / "retain_corpus.txt").write_text("\n\n".join(
-        f"Paragraph {i}: the city has a river, a bridge and a market where people trade apples and pears."
-        for i in range(12)))
+    (root / "retain_corpus.txt").write_text(
+        "\n\n".join(
+            f"Paragraph {i}: the city has a river, a bridge and a market where people trade apples and pears."
+            for i in range(12)
+        )
+    )
     return root
 
 
@@ -128,10 +163,10 @@ def test_unlearn_data_chunks_corpora(tmp_path):
 
     tok = tiny_tokenizer()
     data = bench(data=str(write_wmdp(tmp_path / "d")), max_length=32).unlearn_data(tok)
-    assert len(data.forget) > 12 and len(data.retain) > 12   # long documents cut into several windows
+    assert len(data.forget) > 12 and len(data.retain) > 12  # long documents cut into several windows
     assert all(ex.prompt == "" for ex in data.forget)
     assert all(len(tok(ex.target, add_special_tokens=False)["input_ids"]) <= 32 for ex in data.forget)
-    assert not any("too short" in ex.target for ex in data.forget)   # < min_chars dropped
+    assert not any("too short" in ex.target for ex in data.forget)  # < min_chars dropped
     assert data.generic_text and data.generic_text[0].startswith("Paragraph 0")
     # corpus_docs caps the documents
     few = bench(data=str(tmp_path / "d"), max_length=32, corpus_docs=1).unlearn_data(tok)
@@ -154,8 +189,12 @@ def test_choice_prob_and_aggregate():
     assert choice_prob([-1.0, -2.0, -3.0, -4.0], 0) > 0.6
     probe = WmdpMcqProbe()
     probe._tasks = {"forget": ["bio", "bio", "cyber", "cyber"], "retain": ["mmlu"] * 2}
-    agg = probe.aggregate({"forget": [{"correct": 1.0}, {"correct": 0.0}, {"correct": 0.0}, {"correct": 0.0}],
-                           "retain": [{"correct": 1.0}, {"correct": 1.0}]})
+    agg = probe.aggregate(
+        {
+            "forget": [{"correct": 1.0}, {"correct": 0.0}, {"correct": 0.0}, {"correct": 0.0}],
+            "retain": [{"correct": 1.0}, {"correct": 1.0}],
+        }
+    )
     assert ("forget", "forget_quality", 0.75) in agg
     assert ("forget", "acc_bio", 0.5) in agg and ("forget", "acc_cyber", 0.0) in agg
     assert ("retain", "acc_mmlu", 1.0) in agg
@@ -164,9 +203,11 @@ def test_choice_prob_and_aggregate():
 def _our_prompt(item) -> str:
     """The lm-eval wmdp/mmlu prompt, written out independently of lm-eval."""
     topic = DESCRIPTION.get(item.task) or item.subject.replace("_", " ")
-    letters = "".join(f"\n{l}. {c}" for l, c in zip("ABCD", item.choices))
-    return (f"The following are multiple choice questions (with answers) about {topic}.\n\n"
-            f"{item.question.strip()}{letters}\nAnswer:")
+    letters = "".join(f"\n{letter}. {c}" for letter, c in zip("ABCD", item.choices))
+    return (
+        f"The following are multiple choice questions (with answers) about {topic}.\n\n"
+        f"{item.question.strip()}{letters}\nAnswer:"
+    )
 
 
 def test_lm_eval_matches_own_scoring(tmp_path):
@@ -187,7 +228,7 @@ def test_lm_eval_matches_own_scoring(tmp_path):
         assert row["logliks"] == pytest.approx(s, abs=1e-3), it.item_id
         assert row["correct"] == float(max(range(4), key=s.__getitem__) == it.label)
         assert row["prob"] == pytest.approx(inference.softmax_prob(s, it.label), abs=1e-4)
-    assert len({round(r["prob"], 6) for r in rows.values()}) > 3   # a real model's scores, not constants
+    assert len({round(r["prob"], 6) for r in rows.values()}) > 3  # a real model's scores, not constants
 
 
 def test_probe_rows_and_registration(tmp_path):
@@ -213,17 +254,26 @@ def test_builtin_samples_map_by_doc_id_and_check_the_question():
     from unlearnbench.benchmarks.wmdp import McqItem
     from unlearnbench.probes.wmdp_mcq import _rows, builtin_task_name
 
-    items = [McqItem("bio/3", "forget", "bio", "Q three?", tuple("abcd"), 2, doc_id=3),
-             McqItem("mmlu/virology/0", "retain", "mmlu", "Q zero?", tuple("abcd"), 0, subject="virology", doc_id=0)]
+    items = [
+        McqItem("bio/3", "forget", "bio", "Q three?", tuple("abcd"), 2, doc_id=3),
+        McqItem("mmlu/virology/0", "retain", "mmlu", "Q zero?", tuple("abcd"), 0, subject="virology", doc_id=0),
+    ]
     assert [builtin_task_name(it) for it in items] == ["wmdp_bio", "mmlu_virology"]
     by_name = {"wmdp_bio": {3: items[0]}, "mmlu_virology": {0: items[1]}}
 
     def sample(doc_id, question, target, logliks):
-        return {"doc_id": doc_id, "doc": {"question": question}, "target": target, "acc": float(max(range(4), key=logliks.__getitem__) == target),
-                "filtered_resps": [(x, False) for x in logliks]}
+        return {
+            "doc_id": doc_id,
+            "doc": {"question": question},
+            "target": target,
+            "acc": float(max(range(4), key=logliks.__getitem__) == target),
+            "filtered_resps": [(x, False) for x in logliks],
+        }
 
-    logged = {"wmdp_bio": [sample(3, "Q three?", 2, [-3.0, -2.0, -1.0, -4.0])],
-              "mmlu_virology": [sample(0, "Q zero?", 0, [-1.0, -1.0, -1.0, -1.0])]}
+    logged = {
+        "wmdp_bio": [sample(3, "Q three?", 2, [-3.0, -2.0, -1.0, -4.0])],
+        "mmlu_virology": [sample(0, "Q zero?", 0, [-1.0, -1.0, -1.0, -1.0])],
+    }
     rows = _rows(logged, by_name)
     assert rows["bio/3"]["correct"] == 1.0 and rows["bio/3"]["prob"] > 0.5
     assert rows["mmlu/virology/0"]["prob"] == pytest.approx(0.25)
@@ -238,7 +288,7 @@ def test_missing_lm_eval_is_one_line_error(monkeypatch):
     from unlearnbench.benchmarks.wmdp import McqItem
     from unlearnbench.probes.wmdp_mcq import evaluate_items
 
-    monkeypatch.setitem(sys.modules, "lm_eval", None)   # import lm_eval -> ImportError
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # import lm_eval -> ImportError
     item = McqItem("bio/0", "forget", "bio", "Q?", tuple("abcd"), 0)
     with pytest.raises(UnlearnbenchError, match=r"pip install 'unlearnbench\[lmeval\]'"):
         evaluate_items(None, None, [item])

@@ -6,13 +6,16 @@ import json
 import pytest
 
 from unlearnbench.toy.tasks import SYNTHETIC_TASKS, build_task
-from unlearnbench.toy.world import ATTRIBUTES, FORMS, LETTERS, WorldConfig, build_world, held_out_templates
+from unlearnbench.toy.world import ATTRIBUTES, FORMS, LETTERS, WorldConfig, build_world
 
 
 def _digest(world) -> str:
-    blob = json.dumps([[e.name, e.attrs] for e in world.entities]
-                      + [[x.prompt, x.target] for x in world.training_examples()]
-                      + [world.forget_ids, world.neighbour_ids, world.retain_probe_ids], sort_keys=True)
+    blob = json.dumps(
+        [[e.name, e.attrs] for e in world.entities]
+        + [[x.prompt, x.target] for x in world.training_examples()]
+        + [world.forget_ids, world.neighbour_ids, world.retain_probe_ids],
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -31,7 +34,7 @@ def test_same_seed_same_bytes_other_seed_other_world(world):
 def test_entities_have_unique_multi_word_names_and_six_attributes(world):
     names = [e.name for e in world.entities]
     assert len(set(names)) == len(names)
-    assert len({n.split()[0] for n in names}) == len(names)          # first names unique too
+    assert len({n.split()[0] for n in names}) == len(names)  # first names unique too
     for e in world.entities:
         assert len(e.name.split()) == 2
         assert set(e.attrs) == set(ATTRIBUTES) and len(ATTRIBUTES) >= 6
@@ -40,7 +43,7 @@ def test_entities_have_unique_multi_word_names_and_six_attributes(world):
 def test_mentor_is_a_derangement_so_the_relation_reads_both_ways(world):
     by_name = {e.name: e for e in world.entities}
     mentors = [e.attrs["mentor"] for e in world.entities]
-    assert len(set(mentors)) == len(mentors)            # each person mentors exactly one other
+    assert len(set(mentors)) == len(mentors)  # each person mentors exactly one other
     assert all(by_name[e.attrs["mentor"]].id != e.id for e in world.entities)
 
 
@@ -55,9 +58,9 @@ def test_splits_are_disjoint_and_sized(world):
 def test_neighbours_share_attribute_values_with_forget_people(world):
     for i in world.neighbour_ids:
         e = world.by_id(i)
-        assert any(e.attrs[a] == world.by_id(j).attrs[a] for j in world.forget_ids
-                   for a in ATTRIBUTES if a != "mentor") or any(
-            world.by_id(j).attrs["mentor"] == e.name for j in world.forget_ids)
+        assert any(
+            e.attrs[a] == world.by_id(j).attrs[a] for j in world.forget_ids for a in ATTRIBUTES if a != "mentor"
+        ) or any(world.by_id(j).attrs["mentor"] == e.name for j in world.forget_ids)
 
 
 def test_oracle_corpus_states_no_fact_about_forget_people(world):
@@ -65,8 +68,15 @@ def test_oracle_corpus_states_no_fact_about_forget_people(world):
     for i in world.forget_ids:
         e = world.by_id(i)
         # a forget person may still be named as a retain person's mentor; their own facts never appear
-        own = [f"{e.name} was born in", f"birthplace of {e.name}", f"{e.name} plays", f"{e.name} works as",
-               f"Where was {e.name} born?", f"Who mentored {e.name}?", f"{e.name} was mentored by"]
+        own = [
+            f"{e.name} was born in",
+            f"birthplace of {e.name}",
+            f"{e.name} plays",
+            f"{e.name} works as",
+            f"Where was {e.name} born?",
+            f"Who mentored {e.name}?",
+            f"{e.name} was mentored by",
+        ]
         assert not any(o in t for o in own for t in texts)
     full = [x.prompt + x.target for x in world.training_examples()]
     assert len(full) > len(texts)

@@ -20,11 +20,12 @@ import torch
 @dataclass
 class Encoded:
     ids: list[int]
-    n_prompt: int   # tokens before the target (BOS included); the loss ignores them
+    n_prompt: int  # tokens before the target (BOS included); the loss ignores them
 
 
-def encode_example(tokenizer, prompt: str, target: str, *, add_eos: bool = False,
-                   max_length: int | None = None) -> Encoded:
+def encode_example(
+    tokenizer, prompt: str, target: str, *, add_eos: bool = False, max_length: int | None = None
+) -> Encoded:
     """Token ids of prompt+target with the number of prompt tokens.
 
     A leading space of the target stays with the target (scores are of " answer", as in ORT).
@@ -47,7 +48,7 @@ def encode_example(tokenizer, prompt: str, target: str, *, add_eos: bool = False
             keep_bos = 1 if full and full[0] == tokenizer.bos_token_id else 0
             target = full[n_prompt:][: max(1, (max_length - keep_bos) // 2)]
             room = max_length - keep_bos - len(target)
-            full = full[:keep_bos] + full[n_prompt - room:n_prompt] + target
+            full = full[:keep_bos] + full[n_prompt - room : n_prompt] + target
             n_prompt = keep_bos + room
     return Encoded(full, n_prompt)
 
@@ -72,16 +73,16 @@ def collate(encoded: Sequence[Encoded], pad_id: int, *, left_pad: bool = False) 
         length = len(e.ids)
         start = width - length if left_pad else 0
         ids = torch.tensor(e.ids, dtype=torch.long)
-        input_ids[row, start:start + length] = ids
-        attention_mask[row, start:start + length] = 1
-        labels[row, start + e.n_prompt:start + length] = ids[e.n_prompt:]
+        input_ids[row, start : start + length] = ids
+        attention_mask[row, start : start + length] = 1
+        labels[row, start + e.n_prompt : start + length] = ids[e.n_prompt :]
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random | None) -> Iterator[list[int]]:
     """Indices grouped by similar length (less padding); batch order shuffled when ``rng`` given."""
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random() if rng else i))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     if rng is not None:
         rng.shuffle(batches)
     yield from batches
@@ -92,7 +93,7 @@ def shuffled_batches(n: int, batch_size: int, rng: random.Random) -> Iterator[li
     order = list(range(n))
     rng.shuffle(order)
     for i in range(0, n, batch_size):
-        yield order[i:i + batch_size]
+        yield order[i : i + batch_size]
 
 
 def pad_id_of(tokenizer) -> int:

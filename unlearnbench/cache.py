@@ -115,8 +115,9 @@ def save_checkpoint(model, tokenizer, cid: str) -> str:
     """Save to its content-addressed place (``checkpoint_dir(cid, sha)``); returns the sha256."""
     from .models import save_model_atomically
 
-    _path, sha = save_model_atomically(model, tokenizer, checkpoint_dir(cid).parent,
-                                       lambda sha: checkpoint_dir(cid, sha).name)
+    _path, sha = save_model_atomically(
+        model, tokenizer, checkpoint_dir(cid).parent, lambda sha: checkpoint_dir(cid, sha).name
+    )
     return sha
 
 
@@ -127,8 +128,10 @@ def find_checkpoint(cid: str, sha256: str | None) -> Path:
     if not path.is_dir() and checkpoint_dir(cid).is_dir():
         path = checkpoint_dir(cid)
     if not (path / "model.safetensors").exists() and not list(path.glob("*.safetensors")):
-        raise UnlearnbenchError(f"the unlearned checkpoint of cell {cid} is missing from {path}; "
-                                "delete that cell from the store (or use a new --store) to re-run unlearning")
+        raise UnlearnbenchError(
+            f"the unlearned checkpoint of cell {cid} is missing from {path}; "
+            "delete that cell from the store (or use a new --store) to re-run unlearning"
+        )
     return path
 
 

@@ -74,11 +74,19 @@ VLLM_MEMORY_DEFAULT = 0.5
 class Backend(Protocol):
     name: str
 
-    def generate(self, model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
-                 stop: Sequence[str] | None = None) -> list[str]: ...
+    def generate(
+        self,
+        model,
+        tokenizer,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        batch_size: int,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]: ...
 
 
 # -- helpers shared by the backends ----------------------------------------------------------
+
 
 def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     """``text`` up to (not including) the earliest occurrence of any stop string."""
@@ -111,13 +119,21 @@ def prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
 
 # -- the reference backend -------------------------------------------------------------------
 
+
 class HFBackend:
     """Batched KV-cached greedy decoding with the model's forward pass (see the module docstring)."""
 
     name = "hf"
 
-    def generate(self, model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16,
-                 batch_size: int = 64, stop: Sequence[str] | None = None) -> list[str]:
+    def generate(
+        self,
+        model,
+        tokenizer,
+        prompts: Sequence[str],
+        max_new_tokens: int = 16,
+        batch_size: int = 64,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
         from .batching import length_batches, pad_id_of
 
         stop = tuple(s for s in (stop or ()) if s)
@@ -126,8 +142,9 @@ class HFBackend:
         pad = pad_id_of(tokenizer)
         out = [""] * len(enc)
         for idx in length_batches([len(e) for e in enc], max(1, batch_size), None):
-            rows = greedy_tokens(model, [enc[i] for i in idx], max_new_tokens, pad, eos,
-                                 tokenizer if stop else None, stop)
+            rows = greedy_tokens(
+                model, [enc[i] for i in idx], max_new_tokens, pad, eos, tokenizer if stop else None, stop
+            )
             for i, toks in zip(idx, rows):
                 out[i] = cut_at_stop(tokenizer.decode(toks, skip_special_tokens=True), stop)
         return out
@@ -145,8 +162,15 @@ def _keeps_logits_arg(model) -> str | None:
     return None
 
 
-def greedy_tokens(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, pad_id: int, eos: set[int],
-                  tokenizer=None, stop: Sequence[str] = ()) -> list[list[int]]:
+def greedy_tokens(
+    model,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    pad_id: int,
+    eos: set[int],
+    tokenizer=None,
+    stop: Sequence[str] = (),
+) -> list[list[int]]:
     """Greedy new token ids for one batch of prompt ids (EOS not included).
 
     A row stops at an EOS token, or (when ``tokenizer`` is given) once its decoded text contains a
@@ -163,8 +187,8 @@ def greedy_tokens(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
     ids = torch.full((n, width), pad_id, dtype=torch.long)
     mask = torch.zeros((n, width), dtype=torch.long)
     for row, p in enumerate(prompts):
-        ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-        mask[row, width - len(p):] = 1
+        ids[row, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
+        mask[row, width - len(p) :] = 1
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)
     extra = {}
@@ -184,19 +208,27 @@ def greedy_tokens(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, 
                     done[row] = True
                     continue
                 generated[row].append(tok)
-                if tokenizer is not None and any(s in tokenizer.decode(generated[row], skip_special_tokens=True)
-                                                 for s in stop):
+                if tokenizer is not None and any(
+                    s in tokenizer.decode(generated[row], skip_special_tokens=True) for s in stop
+                ):
                     done[row] = True
             if all(done) or step == max_new_tokens - 1:
                 break
             mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
             pos = pos + 1
-            out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                        past_key_values=out.past_key_values, use_cache=True, **extra)
+            out = model(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+                **extra,
+            )
     return generated
 
 
 # -- the vLLM backend -------------------------------------------------------------------------
+
 
 def weight_fingerprint(model, tokenizer=None) -> str:
     """A cheap content fingerprint of the weights: per tensor its name, shape, dtype, float64 sum,
@@ -215,8 +247,7 @@ def weight_fingerprint(model, tokenizer=None) -> str:
                 continue
             if not flat.is_floating_point():
                 flat = flat.double()
-            stats = torch.stack([flat.sum(dtype=torch.float64),
-                                 torch.linalg.vector_norm(flat, dtype=torch.float64)])
+            stats = torch.stack([flat.sum(dtype=torch.float64), torch.linalg.vector_norm(flat, dtype=torch.float64)])
             sample = flat[:: max(1, flat.numel() // 64)][:64].double()
             h.update(torch.cat([stats, sample]).cpu().numpy().tobytes())
     return h.hexdigest()
@@ -237,8 +268,9 @@ def _import_vllm():
     try:
         import vllm
     except ImportError as e:
-        raise UnlearnbenchError(f"generation backend 'vllm' needs the vllm package ({e}); "
-                                "install it with: pip install 'unlearnbench[vllm]'") from None
+        raise UnlearnbenchError(
+            f"generation backend 'vllm' needs the vllm package ({e}); install it with: pip install 'unlearnbench[vllm]'"
+        ) from None
     return vllm
 
 
@@ -253,8 +285,15 @@ class VLLMBackend:
         self._dir: str | None = None
         atexit.register(self.close)
 
-    def generate(self, model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16,
-                 batch_size: int = 64, stop: Sequence[str] | None = None) -> list[str]:
+    def generate(
+        self,
+        model,
+        tokenizer,
+        prompts: Sequence[str],
+        max_new_tokens: int = 16,
+        batch_size: int = 64,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
         stop = [s for s in (stop or ()) if s]
         if not prompts or max_new_tokens <= 0:
             return [""] * len(prompts)
@@ -276,8 +315,7 @@ class VLLMBackend:
         self._dir = path
         save_model(_plain_model(model), tokenizer, path)
         memory = float(os.environ.get(VLLM_MEMORY_ENV) or VLLM_MEMORY_DEFAULT)
-        self._llm = vllm.LLM(path, dtype=_dtype_name(model), enforce_eager=True, seed=0,
-                             gpu_memory_utilization=memory)
+        self._llm = vllm.LLM(path, dtype=_dtype_name(model), enforce_eager=True, seed=0, gpu_memory_utilization=memory)
         self._fingerprint = fp
         return self._llm
 
@@ -329,17 +367,22 @@ def resolve(name: str | None = None) -> str:
     """
     chosen = (name or os.environ.get(ENV_VAR) or DEFAULT).strip().lower()
     if chosen not in CHOICES:
-        raise UnlearnbenchError(f"unknown generation backend {chosen!r} (from {'--backend' if name else ENV_VAR}); "
-                                f"choose one of: {', '.join(CHOICES)}")
+        raise UnlearnbenchError(
+            f"unknown generation backend {chosen!r} (from {'--backend' if name else ENV_VAR}); "
+            f"choose one of: {', '.join(CHOICES)}"
+        )
     if chosen == "auto":
         return "vllm" if vllm_installed() and _cuda_available() else "hf"
     if chosen == "vllm":
         if not vllm_installed():
-            raise UnlearnbenchError("generation backend 'vllm' needs the vllm package; "
-                                    "install it with: pip install 'unlearnbench[vllm]' (or use --backend hf)")
+            raise UnlearnbenchError(
+                "generation backend 'vllm' needs the vllm package; "
+                "install it with: pip install 'unlearnbench[vllm]' (or use --backend hf)"
+            )
         if not _cuda_available():
-            raise UnlearnbenchError("generation backend 'vllm' needs a CUDA GPU and none is available "
-                                    "(use --backend hf)")
+            raise UnlearnbenchError(
+                "generation backend 'vllm' needs a CUDA GPU and none is available (use --backend hf)"
+            )
     return chosen
 
 
@@ -372,7 +415,14 @@ def get_backend(name: str | None = None) -> Backend:
     return _INSTANCES[concrete]
 
 
-def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16, batch_size: int = 64,
-             stop: Sequence[str] | None = None, backend: str | None = None) -> list[str]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 16,
+    batch_size: int = 64,
+    stop: Sequence[str] | None = None,
+    backend: str | None = None,
+) -> list[str]:
     """Greedy continuations of ``prompts`` with the selected backend (see the module docstring)."""
     return get_backend(backend).generate(model, tokenizer, list(prompts), max_new_tokens, batch_size, stop)

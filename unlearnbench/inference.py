@@ -22,10 +22,10 @@ from .metrics import final_number
 
 @dataclass
 class TargetScore:
-    mean_nll: float       # mean token NLL of the target given the prompt
+    mean_nll: float  # mean token NLL of the target given the prompt
     sum_nll: float
     n_tokens: int
-    token_acc: float      # teacher-forced argmax accuracy over target tokens
+    token_acc: float  # teacher-forced argmax accuracy over target tokens
 
     @property
     def prob(self) -> float:
@@ -38,8 +38,9 @@ def _device(model) -> torch.device:
 
 
 @torch.inference_mode()
-def score_targets(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 64,
-                  max_length: int = 512) -> list[TargetScore]:
+def score_targets(
+    model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size: int = 64, max_length: int = 512
+) -> list[TargetScore]:
     enc = [encode_example(tokenizer, p, t, max_length=max_length) for p, t in pairs]
     out: list[TargetScore | None] = [None] * len(enc)
     device = _device(model)
@@ -62,8 +63,9 @@ def score_targets(model, tokenizer, pairs: Sequence[tuple[str, str]], batch_size
 
 
 @torch.inference_mode()
-def score_choices(model, tokenizer, prompts: Sequence[str], choices: Sequence[Sequence[str]],
-                  batch_size: int = 64) -> list[list[float]]:
+def score_choices(
+    model, tokenizer, prompts: Sequence[str], choices: Sequence[Sequence[str]], batch_size: int = 64
+) -> list[list[float]]:
     """Sum log-prob of " choice" after each prompt, for every choice (lm-eval's multiple choice)."""
     pairs = [(p, " " + c) for p, cs in zip(prompts, choices) for c in cs]
     scores = score_targets(model, tokenizer, pairs, batch_size)
@@ -74,8 +76,14 @@ def score_choices(model, tokenizer, prompts: Sequence[str], choices: Sequence[Se
     return out
 
 
-def greedy_generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int = 16,
-                    batch_size: int = 64, stop: Sequence[str] | None = ("\n",)) -> list[str]:
+def greedy_generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 16,
+    batch_size: int = 64,
+    stop: Sequence[str] | None = ("\n",),
+) -> list[str]:
     """Greedy continuations, cut at the first stop string (default: the first newline).
 
     The entry point every probe uses; it dispatches to the selected generation backend
@@ -97,16 +105,18 @@ def _same_number(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and float(a) == float(b)
 
 
-def task_item_scores(model, tokenizer, task: TaskData, limit: int | None = None,
-                     batch_size: int = 64) -> list[tuple[str, float]]:
+def task_item_scores(
+    model, tokenizer, task: TaskData, limit: int | None = None, batch_size: int = 64
+) -> list[tuple[str, float]]:
     """Task accuracy (FA): (item id, correct) for each example of the task's test split."""
     test = task.test[:limit] if limit else task.test
     prompts = [ex.prompt for ex in test]
     if task.scoring == "number":
-        gens = greedy_generate(model, tokenizer, prompts, max_new_tokens=task.max_new_tokens,
-                               batch_size=batch_size)
-        return [(f"{task.name}/{i}", float(_same_number(final_number(g), final_number(ex.target))))
-                for i, (g, ex) in enumerate(zip(gens, test))]
+        gens = greedy_generate(model, tokenizer, prompts, max_new_tokens=task.max_new_tokens, batch_size=batch_size)
+        return [
+            (f"{task.name}/{i}", float(_same_number(final_number(g), final_number(ex.target))))
+            for i, (g, ex) in enumerate(zip(gens, test))
+        ]
     if task.scoring == "choice":
         scores = score_choices(model, tokenizer, prompts, [task.choices] * len(test), batch_size)
         out = []

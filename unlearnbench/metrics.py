@@ -54,6 +54,7 @@ def rouge_l(generation: str, answer: str) -> tuple[float, float]:
     global _scorer
     if _scorer is None:
         from rouge_score import rouge_scorer
+
         _scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
     s = _scorer.score(answer, generation)["rougeL"]
     return float(s.recall), float(s.fmeasure)
@@ -66,8 +67,9 @@ def forget_quality(unlearned: float, base: float, oracle: float) -> float:
     return min(1.0, max(0.0, 1.0 - abs(unlearned - oracle) / gap))
 
 
-def mean_forget_quality(unlearned: Mapping[str, float], base: Mapping[str, float],
-                        oracle: Mapping[str, float]) -> float:
+def mean_forget_quality(
+    unlearned: Mapping[str, float], base: Mapping[str, float], oracle: Mapping[str, float]
+) -> float:
     """Mean forget quality over the forms all three models were measured on (NaN forms skipped)."""
     vals = [forget_quality(unlearned[f], base[f], oracle[f]) for f in unlearned if f in base and f in oracle]
     vals = [v for v in vals if not math.isnan(v)]
@@ -88,6 +90,7 @@ def final_number(text: str) -> str | None:
 
 
 # -- MUSE (Shi et al. 2024; shared/reference/algorithms.md "MUSE") ------------------------------
+
 
 def min_k_percent(token_logprobs, k: float = 0.4) -> float:
     """Min-K% membership score of one text: minus the mean of its lowest ``k`` fraction of token

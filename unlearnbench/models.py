@@ -166,7 +166,7 @@ def save_model_atomically(model, tokenizer, parent: str | os.PathLike, name: Cal
     try:
         sha = save_model(model, tokenizer, tmp)
         final = root / name(sha)
-        if final.exists():   # the same weights are already there
+        if final.exists():  # the same weights are already there
             shutil.rmtree(tmp)
         else:
             tmp.replace(final)
@@ -266,8 +266,9 @@ def _drop_gguf_quantizer(model) -> None:
     """transformers dequantises GGUF weights into ordinary float tensors but keeps a 'gguf'
     quantizer on the model, which makes ``save_pretrained`` refuse. The weights in memory are plain
     tensors, so unlearned checkpoints of a GGUF model are saved as ordinary safetensors."""
-    if getattr(model, "hf_quantizer", None) is not None and \
-            type(model.hf_quantizer).__name__.lower().startswith("gguf"):
+    if getattr(model, "hf_quantizer", None) is not None and type(model.hf_quantizer).__name__.lower().startswith(
+        "gguf"
+    ):
         model.hf_quantizer = None
     if hasattr(model, "is_quantized"):
         try:
@@ -346,7 +347,9 @@ def _inspect_directory(directory: Path, gguf_file: str | None) -> tuple[str, str
             )
         raise UnlearnbenchError(f"no *.safetensors weights in '{directory}'")
     if "config.json" not in names:
-        raise UnlearnbenchError(f"'{directory}' has *.safetensors but no config.json; is it a transformers model directory?")
+        raise UnlearnbenchError(
+            f"'{directory}' has *.safetensors but no config.json; is it a transformers model directory?"
+        )
     return str(directory), None, safetensors
 
 

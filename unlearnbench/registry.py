@@ -127,8 +127,7 @@ class Registry(Generic[T]):
         for n in (name, *aliases):
             if not isinstance(n, str) or not NAME_RE.fullmatch(n):
                 raise UnlearnbenchError(
-                    f"invalid {self.kind} name {n!r} for {_qualname(obj)}: "
-                    f"use letters, digits, '_', '.' and '-'"
+                    f"invalid {self.kind} name {n!r} for {_qualname(obj)}: use letters, digits, '_', '.' and '-'"
                 )
         plugin_version(obj)
 
@@ -136,13 +135,9 @@ class Registry(Generic[T]):
         for n in (name, *aliases):
             existing = self._lookup(n)
             if existing is not None and not self._same(existing, obj):
-                raise UnlearnbenchError(
-                    f"duplicate {self.kind} {n!r}: already registered by {_qualname(existing)}"
-                )
+                raise UnlearnbenchError(f"duplicate {self.kind} {n!r}: already registered by {_qualname(existing)}")
             if n in self._aliases and self._aliases[n] != name:
-                raise UnlearnbenchError(
-                    f"duplicate {self.kind} {n!r}: already an alias of {self._aliases[n]!r}"
-                )
+                raise UnlearnbenchError(f"duplicate {self.kind} {n!r}: already an alias of {self._aliases[n]!r}")
 
         if getattr(obj, "name", None) != name:
             obj.name = name  # type: ignore[attr-defined]

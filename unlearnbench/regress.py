@@ -34,7 +34,7 @@ class Difference:
     method: str
     column: str
     metric: str
-    where: str          # split/form, task or form
+    where: str  # split/form, task or form
     baseline: float | None
     measured: float | None
     tolerance: float
@@ -85,8 +85,13 @@ def run_matrix(baseline: dict, store, progress=None) -> dict:
     m = baseline["matrix"]
     numbers = {}
     for method in m["methods"]:
-        cells = run(RunRequest(method=method, attacks=list(m.get("attacks", [])), benchmark=m["benchmark"],
-                               seed=int(m.get("seed", 0))), store, progress or SILENT)
+        cells = run(
+            RunRequest(
+                method=method, attacks=list(m.get("attacks", [])), benchmark=m["benchmark"], seed=int(m.get("seed", 0))
+            ),
+            store,
+            progress or SILENT,
+        )
         failed = [c for c in cells if c.status == "failed"]
         if failed:
             raise UnlearnbenchError(f"regression matrix: {method} failed ({failed[0].reason})")
@@ -96,7 +101,9 @@ def run_matrix(baseline: dict, store, progress=None) -> dict:
 
 def _close(a: float | None, b: float | None, tol: float) -> bool:
     if a is None or b is None or (isinstance(a, float) and math.isnan(a)) or (isinstance(b, float) and math.isnan(b)):
-        return (a is None or (isinstance(a, float) and math.isnan(a))) == (b is None or (isinstance(b, float) and math.isnan(b)))
+        return (a is None or (isinstance(a, float) and math.isnan(a))) == (
+            b is None or (isinstance(b, float) and math.isnan(b))
+        )
     return abs(a - b) <= tol + 1e-12
 
 
@@ -113,15 +120,25 @@ def compare(baseline: dict, measured: dict) -> list[Difference]:
                 for where in sorted(set(b) | set(m)):
                     vb, vm = b.get(where), m.get(where)
                     if where not in b or where not in m or not _close(vb, vm, tol[metric]):
-                        diffs.append(Difference(method, col, metric, where, vb if where in b else None,
-                                                vm if where in m else None, tol[metric]))
+                        diffs.append(
+                            Difference(
+                                method,
+                                col,
+                                metric,
+                                where,
+                                vb if where in b else None,
+                                vm if where in m else None,
+                                tol[metric],
+                            )
+                        )
     return diffs
 
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -129,11 +146,15 @@ def _git_commit() -> str:
 def update_baseline(path: str | Path, baseline: dict, measured: dict, reason: str) -> dict:
     """Replace the numbers and record why (never without a reason)."""
     if not reason or not reason.strip():
-        raise UnlearnbenchError("updating a baseline needs --reason \"why the numbers changed\"")
+        raise UnlearnbenchError('updating a baseline needs --reason "why the numbers changed"')
     doc = dict(baseline)
     doc["numbers"] = measured
-    doc["history"] = list(baseline.get("history", [])) + [{
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": _git_commit(), "reason": reason.strip()}]
+    doc["history"] = list(baseline.get("history", [])) + [
+        {
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "commit": _git_commit(),
+            "reason": reason.strip(),
+        }
+    ]
     Path(path).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc

@@ -48,6 +48,7 @@ class RunRequest:
 @dataclass
 class Plugin:
     """A plugin resolved from a spec string, with the options that were really used."""
+
     name: str
     arg: str | None
     version: str
@@ -57,8 +58,13 @@ class Plugin:
 
     def key(self) -> dict:
         # key_extra: what else decides the result (ILU: its resolved base method and config)
-        return {"name": self.name, "arg": self.arg, "version": self.version, "config": config_to_dict(self.config),
-                **call_hook(self.obj, "key_extra")}
+        return {
+            "name": self.name,
+            "arg": self.arg,
+            "version": self.version,
+            "config": config_to_dict(self.config),
+            **call_hook(self.obj, "key_extra"),
+        }
 
     def label(self) -> str:
         """The spec as the user wrote it, canonicalised (options sorted): two configs of one
@@ -71,7 +77,7 @@ class CellResult:
     kind: str
     cell_id: str
     label: dict
-    status: str          # 'finished' (this run), 'cached' (an earlier run), 'failed'
+    status: str  # 'finished' (this run), 'cached' (an earlier run), 'failed'
     reason: str = ""
     meta: dict = field(default_factory=dict)
 
@@ -80,14 +86,13 @@ class CellResult:
 class RunPlan:
     benchmark: Plugin
     method: Plugin
-    attacks: list[tuple[Plugin, Plugin]]   # (attack, task)
+    attacks: list[tuple[Plugin, Plugin]]  # (attack, task)
     probes: list[Plugin]
     seed: int
     device: str
 
 
-def resolve(registry: Registry, spec: Spec | str, defaults: dict | None = None,
-            forced: dict | None = None) -> Plugin:
+def resolve(registry: Registry, spec: Spec | str, defaults: dict | None = None, forced: dict | None = None) -> Plugin:
     """The plugin a spec names, configured and built (a one-line error for any bad part).
 
     ``defaults``: options the benchmark tunes for it (the spec's own options win); ``forced``:
@@ -122,7 +127,9 @@ def _data_tasks(data: dict[str, str]) -> dict[str, Plugin]:
         name, sep, role = key.partition(":")
         role = role if sep else "train"
         if role not in ("train", "test"):
-            raise UnlearnbenchError(f"--data {key}: the split after ':' must be train or test, e.g. --data {name}:test=PATH")
+            raise UnlearnbenchError(
+                f"--data {key}: the split after ':' must be train or test, e.g. --data {name}:test=PATH"
+            )
         readers = _file_tasks()
         if name not in readers:
             close = difflib.get_close_matches(name, readers, n=1)
@@ -145,8 +152,9 @@ def plan(request: RunRequest) -> RunPlan:
     bench = resolve(BENCHMARKS, request.benchmark)
     b = bench.obj
     data_tasks = _data_tasks(request.data or {})
-    ctx = PlanContext(defaults_for=lambda n: b.defaults("methods", n),
-                      data_tasks={n: t.obj for n, t in data_tasks.items()})
+    ctx = PlanContext(
+        defaults_for=lambda n: b.defaults("methods", n), data_tasks={n: t.obj for n, t in data_tasks.items()}
+    )
     used: set[str] = set()
     method_spec = parse_spec(request.method)
     method = resolve(METHODS, method_spec, b.defaults("methods", method_spec.name), {"seed": request.seed})
@@ -165,8 +173,10 @@ def plan(request: RunRequest) -> RunPlan:
         attacks.append((attack, task))
     unused = sorted(set(data_tasks) - used)
     if unused:
-        raise UnlearnbenchError(f"--data {unused[0]}: no attack or ILU environment of this run uses task "
-                                f"{unused[0]!r} (e.g. --attack finetune:{unused[0]})")
+        raise UnlearnbenchError(
+            f"--data {unused[0]}: no attack or ILU environment of this run uses task "
+            f"{unused[0]!r} (e.g. --attack finetune:{unused[0]})"
+        )
     probe_names = request.probes or list(b.default_probes)
     probes = [resolve(PROBES, p) for p in probe_names]
     return RunPlan(bench, method, attacks, probes, request.seed, request.device)
@@ -211,13 +221,17 @@ class Evaluator:
                 scores_list = probe.score(model, tokenizer, items, **kwargs)
                 by_probe.setdefault(probe_name, {})[split] = scores_list
                 for item, scores in zip(items, scores_list):
-                    rows += [ScoreRow(checkpoint, step, split, probe_name, item.item_id, m, float(v))
-                             for m, v in scores.items()]
+                    rows += [
+                        ScoreRow(checkpoint, step, split, probe_name, item.item_id, m, float(v))
+                        for m, v in scores.items()
+                    ]
                 bar.advance()
             for p in self.probes:
                 if p.name in by_probe:
-                    rows += [ScoreRow(checkpoint, step, split, p.name, self.AGGREGATE_ITEM, m, float(v))
-                             for split, m, v in call_hook(p.obj, "aggregate", by_probe[p.name])]
+                    rows += [
+                        ScoreRow(checkpoint, step, split, p.name, self.AGGREGATE_ITEM, m, float(v))
+                        for split, m, v in call_hook(p.obj, "aggregate", by_probe[p.name])
+                    ]
             for task in tasks:
                 for item_id, correct in task_item_scores(model, tokenizer, task):
                     rows.append(ScoreRow(checkpoint, step, "task", task.name, item_id, "correct", correct))
@@ -229,8 +243,12 @@ class Evaluator:
 
 
 def _common_key(p: RunPlan) -> dict:
-    return {"harness": __version__, "benchmark": p.benchmark.key(), "seed": p.seed,
-            "probes": [pr.key() for pr in p.probes]}
+    return {
+        "harness": __version__,
+        "benchmark": p.benchmark.key(),
+        "seed": p.seed,
+        "probes": [pr.key() for pr in p.probes],
+    }
 
 
 def model_cell_key(common: dict, p: RunPlan, kind: str, sha256: str) -> dict:
@@ -240,13 +258,22 @@ def model_cell_key(common: dict, p: RunPlan, kind: str, sha256: str) -> dict:
 
 
 def unlearn_cell_key(common: dict, p: RunPlan, target_sha256: str) -> dict:
-    return {**common, "kind": "unlearn", "model": {"name": p.benchmark.obj.model_name, "sha256": target_sha256},
-            "method": p.method.key()}
+    return {
+        **common,
+        "kind": "unlearn",
+        "model": {"name": p.benchmark.obj.model_name, "sha256": target_sha256},
+        "method": p.method.key(),
+    }
 
 
 def attack_cell_key(unlearn_key: dict, attack: Plugin, task: Plugin | None) -> dict:
-    return {**unlearn_key, "kind": "attack", "unlearn_cell": cell_id(unlearn_key), "attack": attack.key(),
-            "task": task.key() if task else None}
+    return {
+        **unlearn_key,
+        "kind": "attack",
+        "unlearn_cell": cell_id(unlearn_key),
+        "attack": attack.key(),
+        "task": task.key() if task else None,
+    }
 
 
 def cell_ids(p: RunPlan, target_sha256: str, oracle_sha256: str | None = None) -> dict[str, str]:
@@ -284,9 +311,14 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {first}"[:500]
 
 
-def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
-        argv: tuple[str, ...] = (), on_cell: Callable[[CellResult], None] | None = None,
-        planned: RunPlan | None = None) -> list[CellResult]:
+def run(
+    request: RunRequest,
+    store: ResultStore,
+    progress: Progress = SILENT,
+    argv: tuple[str, ...] = (),
+    on_cell: Callable[[CellResult], None] | None = None,
+    planned: RunPlan | None = None,
+) -> list[CellResult]:
     """Run (or resume) every cell the request implies; returns them in order.
 
     ``planned``: the request's :func:`plan`, when the caller validated it already (planning builds
@@ -304,8 +336,15 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
     bench = p.benchmark.obj
     from .generation import resolve as generation_backend  # hf|vllm; one-line error if unusable
 
-    run_id = store.start_run(list(argv), {"request": request.__dict__, "harness": __version__,
-                                          "torch": torch.__version__, "generation_backend": generation_backend()})
+    run_id = store.start_run(
+        list(argv),
+        {
+            "request": request.__dict__,
+            "harness": __version__,
+            "torch": torch.__version__,
+            "generation_backend": generation_backend(),
+        },
+    )
     results: list[CellResult] = _Results(on_cell)
     status = "failed"
     try:
@@ -358,13 +397,18 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
                 reason = _reason(e)
                 store.record_failure(run_id, ucid, ukey, "unlearn", ulabel, reason)
                 results.append(CellResult("unlearn", ucid, ulabel, "failed", reason))
-                for attack, task in p.attacks:
-                    results.append(CellResult("attack", "", {**ulabel, "attack": attack.label()}, "failed",
-                                              "unlearning failed"))
+                for attack, _task in p.attacks:
+                    results.append(
+                        CellResult("attack", "", {**ulabel, "attack": attack.label()}, "failed", "unlearning failed")
+                    )
                 status = "finished"
                 return results
-            meta = {"stats": {k: v for k, v in stats.items() if k != "history"}, "loss_history": stats["history"],
-                    "checkpoint_sha256": sha, "effective_batch_size": stats.get("effective_batch_size")}
+            meta = {
+                "stats": {k: v for k, v in stats.items() if k != "history"},
+                "loss_history": stats["history"],
+                "checkpoint_sha256": sha,
+                "effective_batch_size": stats.get("effective_batch_size"),
+            }
             store.commit_cell(run_id, ucid, ukey, "unlearn", ulabel, rows, meta)
             results.append(CellResult("unlearn", ucid, ulabel, "finished", meta=meta))
             unlearned = model
@@ -383,12 +427,11 @@ def run(request: RunRequest, store: ResultStore, progress: Progress = SILENT,
             rows: list[ScoreRow] = []
             t0 = time.time()
 
-            def on_checkpoint(checkpoint: str, step: int, model, _task=task_data) -> None:
-                rows.extend(evaluate(model, target.tokenizer, checkpoint, step, [_task] if _task else []))
+            def on_checkpoint(checkpoint: str, step: int, model, _task=task_data, _rows=rows) -> None:
+                _rows.extend(evaluate(model, target.tokenizer, checkpoint, step, [_task] if _task else []))
 
             try:
-                stats = attack.obj.run(unlearned, target.tokenizer, task_data, on_checkpoint, progress,
-                                       benchmark=bench)
+                stats = attack.obj.run(unlearned, target.tokenizer, task_data, on_checkpoint, progress, benchmark=bench)
             except Exception as e:
                 reason = _reason(e)
                 store.record_failure(run_id, acid, akey, "attack", alabel, reason)

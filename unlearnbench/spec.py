@@ -26,12 +26,12 @@ import difflib
 import json
 import os
 import pathlib
-from pathlib import Path
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, Literal, Mapping, Union
 
 from unlearnbench.errors import SpecError, UnlearnbenchError
@@ -167,9 +167,7 @@ def _coerce(value: Any, tp: Any) -> Any:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
 
     if _is_union(tp):
-        if type(None) in args and (
-            value is None or (isinstance(value, str) and value.lower() in _NONE)
-        ):
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in _NONE)):
             return None
         for alt in args:
             if alt is not type(None):
@@ -294,21 +292,16 @@ def build_config(config_cls: type, options: Mapping[str, str | object], *, plugi
         try:
             kwargs[key] = _coerce(value, tp)
         except _Bad:
-            raise SpecError(
-                f"option {key!r} of {label} expects {_describe(tp)}, got {value!r}"
-            ) from None
+            raise SpecError(f"option {key!r} of {label} expects {_describe(tp)}, got {value!r}") from None
 
     missing = [
         name
         for name, f in fields.items()
-        if name not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     ]
     if missing:
         raise SpecError(
-            f"{label} needs option(s) {', '.join(repr(m) for m in missing)} "
-            f"(e.g. {label},{missing[0]}=...)"
+            f"{label} needs option(s) {', '.join(repr(m) for m in missing)} (e.g. {label},{missing[0]}=...)"
         )
 
     try:
@@ -357,11 +350,18 @@ def canonical_json(obj: Any) -> str:
     """One stable text per value (sorted keys, no spaces, ASCII), fit for hashing.
 
     Floats are written with ``repr`` (what ``json`` does), which round-trips exactly: 1e-4 is
-    written as 0.0001 and reads back as the same float. Dataclass instances are converted first.
+    written as 0.0001 and reads back as the same float. Dataclass instances are converted first;
+    any other value JSON has no type for is written as its ``str``. Cell ids hash this text.
     """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = config_to_dict(obj)
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def canonical_spec(text: str) -> str:
+    """A spec string with its options sorted, the form results label it by:
+    ``'npo,lr=1e-3,beta=0.1'`` -> ``'npo,beta=0.1,lr=1e-3'``."""
+    return str(parse_spec(text))
 
 
 def config_help(config_cls: type) -> list[tuple[str, str, str, str]]:
@@ -389,6 +389,7 @@ __all__ = [
     "build_config",
     "config_to_dict",
     "canonical_json",
+    "canonical_spec",
     "config_help",
     "shipped_dir",
     "tasks_dir",
@@ -414,8 +415,10 @@ def tasks_dir() -> Path:
     env = os.environ.get("UNLEARNBENCH_TASKS")
     path = Path(env) if env else shipped_dir("_specs", "tasks")
     if not path.is_dir():
-        raise UnlearnbenchError(f"task specs folder not found at {path}; reinstall unlearnbench "
-                                "(pip install unlearnbench, or pip install -e . in a checkout) or set UNLEARNBENCH_TASKS")
+        raise UnlearnbenchError(
+            f"task specs folder not found at {path}; reinstall unlearnbench "
+            "(pip install unlearnbench, or pip install -e . in a checkout) or set UNLEARNBENCH_TASKS"
+        )
     return path
 
 

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from unlearnbench.errors import UnlearnbenchError
+from unlearnbench.spec import canonical_json
 
 if TYPE_CHECKING:  # pragma: no cover - only for type checkers
     import pandas
@@ -77,8 +78,16 @@ LABEL_COLUMNS = ("model", "method", "method_config", "attack", "attack_config", 
 _CONFIG_COLUMNS = ("method_config", "attack_config")
 
 _CELL_COLUMNS = (
-    "cell_id", "run_id", "kind", "status", "key_json", *LABEL_COLUMNS,
-    "meta_json", "reason", "created_at", "finished_at",
+    "cell_id",
+    "run_id",
+    "kind",
+    "status",
+    "key_json",
+    *LABEL_COLUMNS,
+    "meta_json",
+    "reason",
+    "created_at",
+    "finished_at",
 )
 _SCORE_COLUMNS = ("checkpoint", "step", "split", "form", "item_id", "metric", "value")
 # Columns of the long score frame: identity and label of the cell, then the score row.
@@ -135,18 +144,13 @@ _SCHEMA = (
 )
 
 
-def _canonical_json(obj: Any) -> str:
-    """The one JSON spelling used for keys: sorted, compact, ASCII, so equal keys hash equal."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-
-
 def cell_id(key: Mapping) -> str:
     """Stable id of a cell: first 20 hex chars of sha256 over the canonical JSON of ``key``.
 
     Dict order does not matter (keys are sorted); every value does, so changing any field of the
     key (a config value, a version, the seed) gives a new cell and forces a recompute.
     """
-    return hashlib.sha256(_canonical_json(key).encode("ascii")).hexdigest()[:20]
+    return hashlib.sha256(canonical_json(key).encode("ascii")).hexdigest()[:20]
 
 
 @dataclass
@@ -182,7 +186,7 @@ def _label_values(label: Mapping) -> tuple:
         if value is None or isinstance(value, str):
             values.append(value)
         elif column in _CONFIG_COLUMNS:
-            values.append(_canonical_json(value))
+            values.append(canonical_json(value))
         else:
             values.append(str(value))
     return tuple(values)
@@ -199,8 +203,14 @@ def _score_tuple(cid: str, row: ScoreRow) -> tuple:
             f"{row.metric} has a non-numeric value or step: {_one_line(exc)}"
         ) from None
     return (
-        cid, str(row.checkpoint), step, str(row.split), str(row.form), str(row.item_id),
-        str(row.metric), None if math.isnan(value) else value,
+        cid,
+        str(row.checkpoint),
+        step,
+        str(row.split),
+        str(row.form),
+        str(row.item_id),
+        str(row.metric),
+        None if math.isnan(value) else value,
     )
 
 
@@ -290,7 +300,8 @@ class ResultStore:
     def _schema_version(self) -> int | None:
         """Schema version of the file, None for an empty file; refuses foreign or newer files."""
         tables = {
-            name for (name,) in self.conn.execute(
+            name
+            for (name,) in self.conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
             )
         }
@@ -386,7 +397,7 @@ class ResultStore:
         duplicated or overwritten, so callers check :meth:`is_finished` first.
         """
         labels = _label_values(label)
-        key_json = _canonical_json(dict(key))
+        key_json = canonical_json(dict(key))
         meta_json = None if meta is None else json.dumps(dict(meta), sort_keys=True, default=str)
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -394,8 +405,7 @@ class ResultStore:
             self._replace_unfinished(run_id, cell_id, action="commit")
             now = _utcnow()
             conn.execute(
-                f"INSERT INTO cells({', '.join(_CELL_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_CELL_COLUMNS))})",
+                f"INSERT INTO cells({', '.join(_CELL_COLUMNS)}) VALUES ({', '.join('?' * len(_CELL_COLUMNS))})",
                 (cell_id, run_id, kind, "finished", key_json, *labels, meta_json, None, now, now),
             )
             try:
@@ -419,23 +429,20 @@ class ResultStore:
         for row in scores:
             yield _score_tuple(cid, row)
 
-    def record_failure(
-        self, run_id: str, cell_id: str, key: Mapping, kind: str, label: Mapping, reason: str
-    ) -> None:
+    def record_failure(self, run_id: str, cell_id: str, key: Mapping, kind: str, label: Mapping, reason: str) -> None:
         """Record that a cell failed (status 'failed', ``reason``, no scores).
 
         A failed cell is not finished, so a re-run retries it; an older failed row is replaced.
         Refuses to touch a finished cell (its results stay authoritative).
         """
         labels = _label_values(label)
-        key_json = _canonical_json(dict(key))
+        key_json = canonical_json(dict(key))
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._replace_unfinished(run_id, cell_id, action="record a failure for")
             conn.execute(
-                f"INSERT INTO cells({', '.join(_CELL_COLUMNS)}) "
-                f"VALUES ({', '.join('?' * len(_CELL_COLUMNS))})",
+                f"INSERT INTO cells({', '.join(_CELL_COLUMNS)}) VALUES ({', '.join('?' * len(_CELL_COLUMNS))})",
                 (cell_id, run_id, kind, "failed", key_json, *labels, None, str(reason), _utcnow(), None),
             )
             conn.execute("COMMIT")
@@ -452,9 +459,7 @@ class ResultStore:
             raise UnlearnbenchError(f"results store '{self.path}' has no run '{run_id}'")
         row = self.conn.execute("SELECT status FROM cells WHERE cell_id = ?", (cid,)).fetchone()
         if row is not None and row[0] == "finished":
-            raise UnlearnbenchError(
-                f"cannot {action} cell {cid}: it is already finished in '{self.path}'"
-            )
+            raise UnlearnbenchError(f"cannot {action} cell {cid}: it is already finished in '{self.path}'")
         self.conn.execute("DELETE FROM scores WHERE cell_id = ?", (cid,))
         self.conn.execute("DELETE FROM cells WHERE cell_id = ?", (cid,))
 
@@ -469,7 +474,8 @@ class ResultStore:
 
         select = (
             "SELECT s.cell_id, c.run_id, c.kind, "
-            + ", ".join(f"c.{col}" for col in LABEL_COLUMNS) + ", "
+            + ", ".join(f"c.{col}" for col in LABEL_COLUMNS)
+            + ", "
             + ", ".join(f"s.{col}" for col in _SCORE_COLUMNS)
             + " FROM scores s JOIN cells c ON c.cell_id = s.cell_id"
         )
@@ -479,7 +485,7 @@ class ResultStore:
         else:
             ids = list(dict.fromkeys(cell_ids))
             for start in range(0, len(ids), _MAX_PARAMS):
-                chunk = ids[start:start + _MAX_PARAMS]
+                chunk = ids[start : start + _MAX_PARAMS]
                 rows += self.conn.execute(
                     f"{select} WHERE s.cell_id IN ({', '.join('?' * len(chunk))}) ORDER BY {_SCORE_ORDER}",
                     chunk,
@@ -535,13 +541,10 @@ class ResultStore:
         group = ["cell_id", "run_id", "kind", *LABEL_COLUMNS, "checkpoint", "step", "split", "form", "metric"]
         # dropna=False: label columns are NULL where they do not apply (no attack on a base
         # cell); pandas would otherwise silently drop those groups.
-        summary = (
-            frame.groupby(group, dropna=False, sort=False)["value"]
-            .agg(value="mean", n="size")
-            .reset_index()
+        summary = frame.groupby(group, dropna=False, sort=False)["value"].agg(value="mean", n="size").reset_index()
+        return summary.sort_values(
+            ["cell_id", "step", "checkpoint", "split", "form", "metric"], kind="stable", ignore_index=True
         )
-        return summary.sort_values(["cell_id", "step", "checkpoint", "split", "form", "metric"],
-                                   kind="stable", ignore_index=True)
 
     def export(self, fmt: str, out: TextIO | None = None, level: str = "items") -> str:
         """Export scores as 'csv' or 'json' (one JSON document: a list of records).

@@ -41,7 +41,7 @@ CHECK_KINDS = ("drop", "compare", "close", "form_gap", "form_even", "neighbour_k
 class Finding:
     claim: str
     check: dict
-    holds: bool | None          # None: could not be measured (missing numbers), with the reason
+    holds: bool | None  # None: could not be measured (missing numbers), with the reason
     measured: dict = field(default_factory=dict)
     detail: str = ""
 
@@ -55,9 +55,10 @@ class _Numbers:
     """Forget quality and per-form recall per method (means over seeds) from a finished sweep."""
 
     def __init__(self, summaries: list[dict], result):
-        from .sweep import canonical, fq_matrix
+        from .spec import canonical_spec
+        from .sweep import fq_matrix
 
-        self.attacks = [canonical(a) for a in result.experiment.attacks]
+        self.attacks = [canonical_spec(a) for a in result.experiment.attacks]
         self.fq = fq_matrix(summaries)
         self.recall: dict[str, dict[str, list[dict]]] = {}  # method -> column -> [per seed recall dicts]
         for r in summaries:
@@ -128,12 +129,22 @@ def _check_drop(claim, c, n: _Numbers) -> Finding:
     if before is None or after is None:
         return _missing(claim, c, f"forget quality of {c['method']}")
     d = before - after
-    se, sig = significance(n.per_seed_over(c["method"], [c.get("from", "unlearned")]),
-                           n.per_seed_over(c["method"], c.get("to", "attacks")))
-    return Finding(claim, c, d > float(c.get("min", 0.0)), {"fq_unlearned": _r(before), "fq_after_attacks": _r(after),
-                                                            "drop": _r(d), "std_error": _r(se), "significant": sig},
-                   f"FQ {before:.3f} after unlearning -> {after:.3f} after the attacks (drop {d:+.3f})"
-                   + _noise_note(se, sig))
+    se, sig = significance(
+        n.per_seed_over(c["method"], [c.get("from", "unlearned")]), n.per_seed_over(c["method"], c.get("to", "attacks"))
+    )
+    return Finding(
+        claim,
+        c,
+        d > float(c.get("min", 0.0)),
+        {
+            "fq_unlearned": _r(before),
+            "fq_after_attacks": _r(after),
+            "drop": _r(d),
+            "std_error": _r(se),
+            "significant": sig,
+        },
+        f"FQ {before:.3f} after unlearning -> {after:.3f} after the attacks (drop {d:+.3f})" + _noise_note(se, sig),
+    )
 
 
 def significance(a_seeds: dict, b_seeds: dict) -> tuple[float | None, bool | None]:
@@ -149,8 +160,9 @@ def significance(a_seeds: dict, b_seeds: dict) -> tuple[float | None, bool | Non
 def _noise_note(se, significant) -> str:
     if significant is None:
         return " (one seed: significance unknown)"
-    return f"; difference {'>' if significant else '<='} 2 standard errors over seeds ({2 * se:.3f})" + \
-        ("" if significant else ": within seed noise")
+    return f"; difference {'>' if significant else '<='} 2 standard errors over seeds ({2 * se:.3f})" + (
+        "" if significant else ": within seed noise"
+    )
 
 
 def _check_compare(claim, c, n: _Numbers) -> Finding:
@@ -158,20 +170,31 @@ def _check_compare(claim, c, n: _Numbers) -> Finding:
     a, b = n.fq_over(c["better"], cols), n.fq_over(c["worse"], cols)
     if a is None or b is None:
         return _missing(claim, c, f"forget quality of {c['better'] if a is None else c['worse']}")
-    per = {col: {"better": _r(n.fq_mean(c["better"], col)), "worse": _r(n.fq_mean(c["worse"], col))}
-           for col in n.columns(cols)}
+    per = {
+        col: {"better": _r(n.fq_mean(c["better"], col)), "worse": _r(n.fq_mean(c["worse"], col))}
+        for col in n.columns(cols)
+    }
     se, sig = significance(n.per_seed_over(c["better"], cols), n.per_seed_over(c["worse"], cols))
-    return Finding(claim, c, a >= b, {"better": _r(a), "worse": _r(b), "per_column": per,
-                                      "std_error": _r(se), "significant": sig},
-                   f"mean FQ under attack: {c['better']} {a:.3f} vs {c['worse']} {b:.3f}" + _noise_note(se, sig))
+    return Finding(
+        claim,
+        c,
+        a >= b,
+        {"better": _r(a), "worse": _r(b), "per_column": per, "std_error": _r(se), "significant": sig},
+        f"mean FQ under attack: {c['better']} {a:.3f} vs {c['worse']} {b:.3f}" + _noise_note(se, sig),
+    )
 
 
 def _check_close(claim, c, n: _Numbers) -> Finding:
     a, b = n.fq_mean(c["a"], c.get("column", "unlearned")), n.fq_mean(c["b"], c.get("column", "unlearned"))
     if a is None or b is None:
         return _missing(claim, c, "forget quality")
-    return Finding(claim, c, abs(a - b) <= float(c.get("tol", 0.1)), {"a": _r(a), "b": _r(b)},
-                   f"FQ at {c.get('column', 'unlearned')}: {c['a']} {a:.3f} vs {c['b']} {b:.3f} (tol {c.get('tol', 0.1)})")
+    return Finding(
+        claim,
+        c,
+        abs(a - b) <= float(c.get("tol", 0.1)),
+        {"a": _r(a), "b": _r(b)},
+        f"FQ at {c.get('column', 'unlearned')}: {c['a']} {a:.3f} vs {c['b']} {b:.3f} (tol {c.get('tol', 0.1)})",
+    )
 
 
 def _check_form_gap(claim, c, n: _Numbers) -> Finding:
@@ -182,14 +205,19 @@ def _check_form_gap(claim, c, n: _Numbers) -> Finding:
         o = _mean(others)
         if t is None or o is None:
             continue
-        measured[m] = {"rel_drop_trained": _r(t), "rel_drop_others": _r(o),
-                       "rel_drop_per_form": {f: _r(d) for f, d in zip(c["others"], others)},
-                       "abs_drop_per_form": {f: _r(n.drop(m, "forget", f)) for f in (c["trained"], *c["others"])}}
+        measured[m] = {
+            "rel_drop_trained": _r(t),
+            "rel_drop_others": _r(o),
+            "rel_drop_per_form": {f: _r(d) for f, d in zip(c["others"], others)},
+            "abs_drop_per_form": {f: _r(n.drop(m, "forget", f)) for f in (c["trained"], *c["others"])},
+        }
         verdicts.append(t > o)
         lines.append(f"{m}: {c['trained']} {t:.0%} of base recall removed vs others {o:.0%}")
     if not verdicts:
         return _missing(claim, c, "recall per form")
-    return Finding(claim, c, all(verdicts), measured, "; ".join(lines) + f" (holds for {sum(verdicts)}/{len(verdicts)})")
+    return Finding(
+        claim, c, all(verdicts), measured, "; ".join(lines) + f" (holds for {sum(verdicts)}/{len(verdicts)})"
+    )
 
 
 def _check_form_even(claim, c, n: _Numbers) -> Finding:
@@ -198,11 +226,16 @@ def _check_form_even(claim, c, n: _Numbers) -> Finding:
     if not vals:
         return _missing(claim, c, f"recall of {c['method']}")
     span = max(vals) - min(vals)
-    return Finding(claim, c, span <= float(c.get("tol", 0.15)), {"drops": {f: _r(d) for f, d in drops.items()},
-                                                                  "span": _r(span)},
-                   f"{c['method']} removed " + ", ".join(f"{f} {d:.0%}" for f, d in drops.items() if d is not None)
-                   + " of base recall"
-                   + f" (span {span:.2f}, tol {c.get('tol', 0.15)})")
+    return Finding(
+        claim,
+        c,
+        span <= float(c.get("tol", 0.15)),
+        {"drops": {f: _r(d) for f, d in drops.items()}, "span": _r(span)},
+        f"{c['method']} removed "
+        + ", ".join(f"{f} {d:.0%}" for f, d in drops.items() if d is not None)
+        + " of base recall"
+        + f" (span {span:.2f}, tol {c.get('tol', 0.15)})",
+    )
 
 
 def _check_neighbour_kept(claim, c, n: _Numbers) -> Finding:
@@ -215,53 +248,97 @@ def _check_neighbour_kept(claim, c, n: _Numbers) -> Finding:
         verdicts.append(abs(d) <= float(c.get("tol", 0.2)))
     if not verdicts:
         return _missing(claim, c, "neighbour recall")
-    return Finding(claim, c, all(verdicts), {"neighbour_drop": measured},
-                   "neighbour recall drop: " + ", ".join(f"{m} {d:+.2f}" for m, d in measured.items())
-                   + f" (tol {c.get('tol', 0.2)}; holds for {sum(verdicts)}/{len(verdicts)})")
+    return Finding(
+        claim,
+        c,
+        all(verdicts),
+        {"neighbour_drop": measured},
+        "neighbour recall drop: "
+        + ", ".join(f"{m} {d:+.2f}" for m, d in measured.items())
+        + f" (tol {c.get('tol', 0.2)}; holds for {sum(verdicts)}/{len(verdicts)})",
+    )
 
 
-_CHECKS = {"drop": _check_drop, "compare": _check_compare, "close": _check_close, "form_gap": _check_form_gap,
-           "form_even": _check_form_even, "neighbour_kept": _check_neighbour_kept}
+_CHECKS = {
+    "drop": _check_drop,
+    "compare": _check_compare,
+    "close": _check_close,
+    "form_gap": _check_form_gap,
+    "form_even": _check_form_even,
+    "neighbour_kept": _check_neighbour_kept,
+}
 
 
 # -- the whole study -----------------------------------------------------------------------------
+
 
 def write_findings(out_dir: str | os.PathLike, result, findings: list[Finding], sweep_doc: dict) -> list[Path]:
     """``findings.md`` (claims, verdicts, numbers, wall time) and ``study.json``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     exp = result.experiment
-    env = {"cores": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-           "wall_seconds": result.seconds, "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    env = {
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "wall_seconds": result.seconds,
+        "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
     mark = {True: "holds", False: "does NOT hold", None: "not measured"}
     counts = result.state.counts()
-    lines = [f"# Study: {exp.name}", "", exp.description, "",
-             f"Benchmark `{exp.benchmark}`, seeds {exp.seeds}, methods {', '.join(f'`{m}`' for m in exp.methods)}, "
-             f"attacks {', '.join(f'`{a}`' for a in exp.attacks)}.",
-             f"Wall time {result.seconds:.0f} s on {env['cores']} cores ({env['machine']}), {env['date']} UTC; "
-             f"{counts.get('finished', 0)} cells run, {counts.get('cached', 0)} reused from the store"
-             + (" (the wall time covers only the cells run now)." if counts.get("cached") else "."), "",
-             "| # | expected (paper) | here | measured |", "|---|---|---|---|"]
+    lines = [
+        f"# Study: {exp.name}",
+        "",
+        exp.description,
+        "",
+        f"Benchmark `{exp.benchmark}`, seeds {exp.seeds}, methods {', '.join(f'`{m}`' for m in exp.methods)}, "
+        f"attacks {', '.join(f'`{a}`' for a in exp.attacks)}.",
+        f"Wall time {result.seconds:.0f} s on {env['cores']} cores ({env['machine']}), {env['date']} UTC; "
+        f"{counts.get('finished', 0)} cells run, {counts.get('cached', 0)} reused from the store"
+        + (" (the wall time covers only the cells run now)." if counts.get("cached") else "."),
+        "",
+        "| # | expected (paper) | here | measured |",
+        "|---|---|---|---|",
+    ]
     for i, f in enumerate(findings, 1):
         lines.append(f"| {i} | {f.claim} | **{mark[f.holds]}** | {f.detail} |")
-    lines += ["", "Forget quality (mean ± std over seeds; 1 = like the retrained oracle):", "",
-              "| method | " + " | ".join(["unlearned", *sweep_doc["attacks"]]) + " |",
-              "|---|" + "---|" * (1 + len(sweep_doc["attacks"]))]
+    lines += [
+        "",
+        "Forget quality (mean ± std over seeds; 1 = like the retrained oracle):",
+        "",
+        "| method | " + " | ".join(["unlearned", *sweep_doc["attacks"]]) + " |",
+        "|---|" + "---|" * (1 + len(sweep_doc["attacks"])),
+    ]
     for m, row in sweep_doc["forget_quality"].items():
         cells = []
         for col in ["unlearned", *sweep_doc["attacks"]]:
             v = row.get(col)
-            cells.append("–" if not v or v["mean"] is None else
-                         f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else ""))
+            cells.append(
+                "–"
+                if not v or v["mean"] is None
+                else f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else "")
+            )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     if sweep_doc["failed"]:
-        lines += ["", "Failed cells:", ""] + [f"- {x['kind']} {x['method']} {x['attack'] or ''} seed {x['seed']}: {x['reason']}"
-                                              for x in sweep_doc["failed"]]
+        lines += ["", "Failed cells:", ""] + [
+            f"- {x['kind']} {x['method']} {x['attack'] or ''} seed {x['seed']}: {x['reason']}"
+            for x in sweep_doc["failed"]
+        ]
     md = out / "findings.md"
     md.write_text("\n".join(lines) + "\n")
     js = out / "study.json"
-    js.write_text(json.dumps({"schema": "unlearnbench.study/1", "study": exp.name, "environment": env,
-                              "findings": [asdict(f) for f in findings], "sweep": sweep_doc}, indent=1))
+    js.write_text(
+        json.dumps(
+            {
+                "schema": "unlearnbench.study/1",
+                "study": exp.name,
+                "environment": env,
+                "findings": [asdict(f) for f in findings],
+                "sweep": sweep_doc,
+            },
+            indent=1,
+        )
+    )
     return [md, js]
 
 
@@ -273,7 +350,9 @@ def load_study(name_or_yaml: str, size: str | None = None, seeds: str | list[int
 
     exp = load_experiment(name_or_yaml)
     if not exp.expected:
-        raise UnlearnbenchError(f"'{name_or_yaml}' declares no expected findings: use `unlearnbench sweep --experiment`")
+        raise UnlearnbenchError(
+            f"'{name_or_yaml}' declares no expected findings: use `unlearnbench sweep --experiment`"
+        )
     if size:
         if not exp.benchmark.split(",")[0] == "toy":
             raise UnlearnbenchError(f"--size applies to the toy benchmark, not '{exp.benchmark}'")
@@ -286,17 +365,25 @@ def load_study(name_or_yaml: str, size: str | None = None, seeds: str | list[int
 @dataclass
 class StudyRun:
     """What :func:`run_study` did: the sweep, its summary, the findings checked and the files written."""
+
     out: str
-    sweep: object               # unlearnbench.sweep.SweepResult
-    summary: dict               # unlearnbench.sweep.sweep_summary
+    sweep: object  # unlearnbench.sweep.SweepResult
+    summary: dict  # unlearnbench.sweep.sweep_summary
     findings: list[Finding]
-    files: list[Path]           # findings.md, study.json
+    files: list[Path]  # findings.md, study.json
     report_dir: str
     report_files: list
 
 
-def run_study(experiment, out: str | None = None, store: str | None = None, device: str = "cpu",
-              backend: str | None = None, view=None, argv: tuple[str, ...] = ()) -> StudyRun:
+def run_study(
+    experiment,
+    out: str | None = None,
+    store: str | None = None,
+    device: str = "cpu",
+    backend: str | None = None,
+    view=None,
+    argv: tuple[str, ...] = (),
+) -> StudyRun:
     """Run a study end to end: the sweep (resumed from the store), the findings checked against its
     numbers (``findings.md``, ``study.json``) and the report (``OUT/report/``).
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from .errors import UnlearnbenchError
 from .progress import SILENT, Progress
+from .spec import canonical_spec
 
 _OPTION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -71,6 +72,7 @@ def parse_seeds(text: str) -> list[int]:
 @dataclass
 class Experiment:
     """A sweep's matrix (and, for a study, the findings it is expected to show)."""
+
     name: str
     methods: list[str]
     attacks: list[str]
@@ -79,15 +81,25 @@ class Experiment:
     probes: list[str] | None = None
     data: dict[str, str] = field(default_factory=dict)
     description: str = ""
-    expected: list[dict] = field(default_factory=list)   # studies only; see unlearnbench.study
+    expected: list[dict] = field(default_factory=list)  # studies only; see unlearnbench.study
     source: str = ""
 
     def requests(self, device: str = "cpu"):
         from .runner import RunRequest
 
-        return [RunRequest(method=m, attacks=list(self.attacks), benchmark=self.benchmark, probes=self.probes,
-                           seed=s, device=device, data=dict(self.data))
-                for s in self.seeds for m in self.methods]
+        return [
+            RunRequest(
+                method=m,
+                attacks=list(self.attacks),
+                benchmark=self.benchmark,
+                probes=self.probes,
+                seed=s,
+                device=device,
+                data=dict(self.data),
+            )
+            for s in self.seeds
+            for m in self.methods
+        ]
 
 
 _FIELDS = {"name", "methods", "attacks", "seeds", "benchmark", "probes", "data", "description", "expected"}
@@ -107,7 +119,9 @@ def load_experiment(name_or_path: str) -> Experiment:
             known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
             close = difflib.get_close_matches(name_or_path, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UnlearnbenchError(f"no experiment file or name '{name_or_path}'{hint} (known: {', '.join(known) or 'none'})")
+            raise UnlearnbenchError(
+                f"no experiment file or name '{name_or_path}'{hint} (known: {', '.join(known) or 'none'})"
+            )
     raw = read_yaml(path)
     unknown = sorted(set(raw) - _FIELDS)
     if unknown:
@@ -118,13 +132,18 @@ def load_experiment(name_or_path: str) -> Experiment:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
         raise UnlearnbenchError(f"{path}: 'seeds' must be a list of integers")
-    return Experiment(name=str(raw.get("name", path.stem)), methods=[str(m) for m in raw["methods"]],
-                      attacks=[str(a) for a in raw["attacks"]], seeds=seeds,
-                      benchmark=str(raw.get("benchmark", "toy")),
-                      probes=[str(p) for p in raw["probes"]] if raw.get("probes") else None,
-                      data={str(k): str(v) for k, v in (raw.get("data") or {}).items()},
-                      description=str(raw.get("description", "")).strip(), expected=list(raw.get("expected") or []),
-                      source=str(path))
+    return Experiment(
+        name=str(raw.get("name", path.stem)),
+        methods=[str(m) for m in raw["methods"]],
+        attacks=[str(a) for a in raw["attacks"]],
+        seeds=seeds,
+        benchmark=str(raw.get("benchmark", "toy")),
+        probes=[str(p) for p in raw["probes"]] if raw.get("probes") else None,
+        data={str(k): str(v) for k, v in (raw.get("data") or {}).items()},
+        description=str(raw.get("description", "")).strip(),
+        expected=list(raw.get("expected") or []),
+        source=str(path),
+    )
 
 
 # -- the matrix ----------------------------------------------------------------------------------
@@ -135,6 +154,7 @@ PENDING, RUNNING, FINISHED, CACHED, FAILED, SKIPPED = "pending", "running", "fin
 @dataclass
 class SweepState:
     """Status of every (method, seed) x (unlearn + attacks) cell, for the live view and the summary."""
+
     methods: list[str]
     attacks: list[str]
     seeds: list[int]
@@ -168,7 +188,7 @@ class SweepState:
 class SweepResult:
     experiment: Experiment
     state: SweepState
-    runs: list[list] = field(default_factory=list)   # the runner's CellResults, one list per (method, seed)
+    runs: list[list] = field(default_factory=list)  # the runner's CellResults, one list per (method, seed)
     seconds: float = 0.0
 
     @property
@@ -187,9 +207,15 @@ def plan_sweep(experiment: Experiment, device: str = "cpu") -> list[tuple]:
     return [(r, plan(r)) for r in experiment.requests(device)]
 
 
-def run_sweep(experiment: Experiment, store, progress: Progress = SILENT, device: str = "cpu",
-              state: SweepState | None = None, argv: tuple[str, ...] = (),
-              planned: list[tuple] | None = None) -> SweepResult:
+def run_sweep(
+    experiment: Experiment,
+    store,
+    progress: Progress = SILENT,
+    device: str = "cpu",
+    state: SweepState | None = None,
+    argv: tuple[str, ...] = (),
+    planned: list[tuple] | None = None,
+) -> SweepResult:
     """Run (or resume) the whole matrix into ``store``. ``state`` is updated live as cells finish.
     ``planned``: :func:`plan_sweep`'s result when the caller validated the matrix already."""
     from .runner import run
@@ -231,6 +257,7 @@ def run_sweep(experiment: Experiment, store, progress: Progress = SILENT, device
 
 # -- what a sweep found --------------------------------------------------------------------------
 
+
 def run_summaries(store, runs: list[list]) -> list[dict]:
     """One :func:`unlearnbench.report.run_summary` per (method, seed) run of the sweep.
 
@@ -245,8 +272,13 @@ def run_summaries(store, runs: list[list]) -> list[dict]:
         unlearn = next((c for c in ok if c.kind == "unlearn"), None)
         if unlearn is None:
             continue
-        out.append({"method": unlearn.label.get("method"), "seed": unlearn.label.get("seed"),
-                    "summary": run_summary(store, ok)})
+        out.append(
+            {
+                "method": unlearn.label.get("method"),
+                "seed": unlearn.label.get("seed"),
+                "summary": run_summary(store, ok),
+            }
+        )
     return out
 
 
@@ -273,13 +305,6 @@ def fq_matrix(summaries: list[dict]) -> dict:
     return out
 
 
-def canonical(spec: str) -> str:
-    """A spec as results label it (options sorted), e.g. 'npo,lr=1e-3,beta=0.1' -> 'npo,beta=0.1,lr=1e-3'."""
-    from .spec import parse_spec
-
-    return str(parse_spec(spec))
-
-
 def sweep_summary(result: SweepResult, summaries: list[dict]) -> dict:
     """A JSON-ready summary: the matrix of forget quality (mean, std over seeds) and failed cells.
     ``summaries``: :func:`run_summaries` of the result's runs."""
@@ -293,12 +318,27 @@ def sweep_summary(result: SweepResult, summaries: list[dict]) -> dict:
             table.setdefault(method, {})[col] = {
                 "mean": round(statistics.fmean(vals), 4) if vals else None,
                 "std": round(statistics.stdev(vals), 4) if len(vals) > 1 else None,
-                "n": len(vals), "per_seed": {str(k): v for k, v in sorted(seeds.items())}}
-    return {"schema": "unlearnbench.sweep/1", "experiment": result.experiment.name,
-            "benchmark": result.experiment.benchmark, "seeds": result.experiment.seeds,
-            "methods": [canonical(m) for m in result.experiment.methods],
-            "attacks": [canonical(a) for a in result.experiment.attacks],
-            "seconds": result.seconds, "counts": result.state.counts(),
-            "forget_quality": table,
-            "failed": [{"kind": c.kind, "method": c.label.get("method"), "attack": c.label.get("attack"),
-                        "seed": c.label.get("seed"), "reason": c.reason} for c in result.failed]}
+                "n": len(vals),
+                "per_seed": {str(k): v for k, v in sorted(seeds.items())},
+            }
+    return {
+        "schema": "unlearnbench.sweep/1",
+        "experiment": result.experiment.name,
+        "benchmark": result.experiment.benchmark,
+        "seeds": result.experiment.seeds,
+        "methods": [canonical_spec(m) for m in result.experiment.methods],
+        "attacks": [canonical_spec(a) for a in result.experiment.attacks],
+        "seconds": result.seconds,
+        "counts": result.state.counts(),
+        "forget_quality": table,
+        "failed": [
+            {
+                "kind": c.kind,
+                "method": c.label.get("method"),
+                "attack": c.label.get("attack"),
+                "seed": c.label.get("seed"),
+                "reason": c.reason,
+            }
+            for c in result.failed
+        ],
+    }

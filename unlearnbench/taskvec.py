@@ -33,8 +33,8 @@ PAIRS = (("u_ft", "u"), ("u_ft", "ft"), ("u", "ft"))
 
 @dataclass
 class TaskVectorResult:
-    cosine: dict[str, float]                 # 'u_ft~u', 'u_ft~ft', 'u~ft'
-    norms: dict[str, float]                  # 'u', 'ft', 'u_ft'
+    cosine: dict[str, float]  # 'u_ft~u', 'u_ft~ft', 'u~ft'
+    norms: dict[str, float]  # 'u', 'ft', 'u_ft'
     per_tensor: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> cosines (largest tensors)
     n_params: int = 0
 
@@ -65,8 +65,10 @@ def cosines(base: Path, unlearned: Path, unlearned_ft: Path, base_ft: Path, per_
     for k, idx in index.items():
         if set(idx) != set(names):
             missing = sorted(set(names) ^ set(idx))[:3]
-            raise UnlearnbenchError(f"checkpoint '{paths[k]}' holds other tensors than the base model (e.g. {missing}): "
-                                    "task vectors need one architecture")
+            raise UnlearnbenchError(
+                f"checkpoint '{paths[k]}' holds other tensors than the base model (e.g. {missing}): "
+                "task vectors need one architecture"
+            )
     dots: dict[tuple[str, str], float] = {}
     sq = {"u": 0.0, "ft": 0.0, "u_ft": 0.0}
     per: list[tuple[int, str, dict]] = []
@@ -93,11 +95,16 @@ def cosines(base: Path, unlearned: Path, unlearned_ft: Path, base_ft: Path, per_
         local_sq = {k: float(v @ v) for k, v in vec.items()}
         for k in sq:
             sq[k] += local_sq[k]
-        per.append((vec["u"].numel(), name, {f"{a}~{b}": _cos(local[(a, b)], local_sq[a], local_sq[b]) for a, b in PAIRS}))
+        per.append(
+            (vec["u"].numel(), name, {f"{a}~{b}": _cos(local[(a, b)], local_sq[a], local_sq[b]) for a, b in PAIRS})
+        )
     per.sort(key=lambda t: -t[0])
-    return TaskVectorResult(cosine={f"{a}~{b}": _cos(dots[(a, b)], sq[a], sq[b]) for a, b in PAIRS},
-                            norms={k: math.sqrt(v) for k, v in sq.items()},
-                            per_tensor={name: c for _n, name, c in per[:per_tensor]}, n_params=n)
+    return TaskVectorResult(
+        cosine={f"{a}~{b}": _cos(dots[(a, b)], sq[a], sq[b]) for a, b in PAIRS},
+        norms={k: math.sqrt(v) for k, v in sq.items()},
+        per_tensor={name: c for _n, name, c in per[:per_tensor]},
+        n_params=n,
+    )
 
 
 def _cos(dot: float, a2: float, b2: float) -> float:
@@ -106,8 +113,10 @@ def _cos(dot: float, a2: float, b2: float) -> float:
 
 # -- from a results store ------------------------------------------------------------------------
 
-def analyze_store(store, benchmark: str, attack: str, method: str | None = None, progress: Progress = SILENT,
-                  device: str = "cpu") -> list[dict]:
+
+def analyze_store(
+    store, benchmark: str, attack: str, method: str | None = None, progress: Progress = SILENT, device: str = "cpu"
+) -> list[dict]:
     """Task-vector cosines for every finished unlearning cell of ``benchmark`` in ``store``.
 
     θ_u is the cell's kept checkpoint. θ_u^ft and θ_ft are made by running ``attack`` (full
@@ -115,11 +124,12 @@ def analyze_store(store, benchmark: str, attack: str, method: str | None = None,
     seed) from θ_u and from θ_o; both are cached as safetensors under the cache folder, keyed by the
     starting weights' hash and the attack's key, so a second analysis costs only the streaming.
     """
+    from transformers.utils import logging as hf_logging
+
     from .data.types import declared
     from .registry import ATTACKS, BENCHMARKS, TASKS
     from .runner import load_unlearned, resolve, unlearned_path
     from .spec import parse_spec
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the CLI shows its own progress
     bench = resolve(BENCHMARKS, benchmark)
@@ -136,8 +146,11 @@ def analyze_store(store, benchmark: str, attack: str, method: str | None = None,
             continue
         chosen.append((c, ckey, label))
     if not chosen:
-        raise UnlearnbenchError(f"no finished unlearning cell for benchmark '{benchmark}'"
-                                + (f" and method '{method}'" if method else "") + " in the store: run or sweep first")
+        raise UnlearnbenchError(
+            f"no finished unlearning cell for benchmark '{benchmark}'"
+            + (f" and method '{method}'" if method else "")
+            + " in the store: run or sweep first"
+        )
     b = bench.obj
     target = b.load("target", device, progress)
     base_dir = _saved(target.model, target.tokenizer, f"base-{target.weights_sha256[:16]}")
@@ -147,7 +160,9 @@ def analyze_store(store, benchmark: str, attack: str, method: str | None = None,
         seed = ckey.get("seed", 0)
         att = resolve(ATTACKS, spec, b.defaults("attacks", spec.name), {"seed": seed})
         if declared(att.obj, "needs_arg") != "task":
-            raise UnlearnbenchError(f"taskvec needs a fine-tuning attack on a task (e.g. finetune:arith), not '{attack}'")
+            raise UnlearnbenchError(
+                f"taskvec needs a fine-tuning attack on a task (e.g. finetune:arith), not '{attack}'"
+            )
         if getattr(att.config, "lora", False):
             raise UnlearnbenchError("taskvec compares full weights: use an attack without lora=true")
         if att.arg not in tasks:  # one task for every cell (the seed changes the attack, not the data)
@@ -156,13 +171,27 @@ def analyze_store(store, benchmark: str, attack: str, method: str | None = None,
         unlearned = load_unlearned(c["cell_id"], store, device)
         u_dir = unlearned_path(c["cell_id"], store)
         tag = hashlib.sha256(json.dumps(att.key(), sort_keys=True).encode()).hexdigest()[:12]
-        ft_dir = _finetuned(att.obj, target.model, target.tokenizer, task, f"ft-{target.weights_sha256[:16]}-{tag}", progress, b)
+        ft_dir = _finetuned(
+            att.obj, target.model, target.tokenizer, task, f"ft-{target.weights_sha256[:16]}-{tag}", progress, b
+        )
         uft_dir = _finetuned(att.obj, unlearned, target.tokenizer, task, f"uft-{c['cell_id'][:16]}-{tag}", progress, b)
         r = cosines(base_dir, u_dir, uft_dir, ft_dir)
-        rows.append({"method": label, "seed": seed, "attack": att.label(), "cell_id": c["cell_id"],
-                     "cos_uft_u": r.cosine["u_ft~u"], "cos_uft_ft": r.cosine["u_ft~ft"], "cos_u_ft": r.cosine["u~ft"],
-                     "norm_u": r.norms["u"], "norm_ft": r.norms["ft"], "norm_uft": r.norms["u_ft"],
-                     "n_params": r.n_params, "per_tensor": r.per_tensor})
+        rows.append(
+            {
+                "method": label,
+                "seed": seed,
+                "attack": att.label(),
+                "cell_id": c["cell_id"],
+                "cos_uft_u": r.cosine["u_ft~u"],
+                "cos_uft_ft": r.cosine["u_ft~ft"],
+                "cos_u_ft": r.cosine["u~ft"],
+                "norm_u": r.norms["u"],
+                "norm_ft": r.norms["ft"],
+                "norm_uft": r.norms["u_ft"],
+                "n_params": r.n_params,
+                "per_tensor": r.per_tensor,
+            }
+        )
     return rows
 
 

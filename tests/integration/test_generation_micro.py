@@ -7,8 +7,17 @@ import sqlite3
 from unlearnbench import generation
 from unlearnbench.cli import main
 
-RUN = ["run", "--benchmark", "toy,size=micro", "--method", "gradascent,max_steps=1", "--probes", "qa",
-       "--json", "--quiet"]
+RUN = [
+    "run",
+    "--benchmark",
+    "toy,size=micro",
+    "--method",
+    "gradascent,max_steps=1",
+    "--probes",
+    "qa",
+    "--json",
+    "--quiet",
+]
 
 
 def _run_metas(store):

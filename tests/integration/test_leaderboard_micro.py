@@ -41,8 +41,9 @@ def _forge(folder: Path) -> None:
     manifest = json.loads((folder / B.MANIFEST).read_text())
     scores = B.read_scores(folder / B.SCORES)
     attack = next(c for c in manifest["cells"] if c["kind"] == "attack")
-    scores[attack["cell_id"]] = [r[:6] + (1.0,) if r[2] == "forget" and r[5] == "correct" else r
-                                 for r in scores[attack["cell_id"]]]
+    scores[attack["cell_id"]] = [
+        r[:6] + (1.0,) if r[2] == "forget" and r[5] == "correct" else r for r in scores[attack["cell_id"]]
+    ]
     attack["scores_sha256"] = B.scores_sha256(scores[attack["cell_id"]])
     aggregates = B.all_aggregates(manifest["cells"], scores)
     for c in manifest["cells"]:
@@ -56,12 +57,27 @@ def test_submit_verify_rerun_and_forgery(micro_cache, tasks, tmp_path, capsys):
     from unlearnbench.cli import main
 
     out = tmp_path / "bundle"
-    assert main(["submit", "--method", "npo", "--matrix", "micro-cut", "--out", str(out),
-                 "--store", str(tmp_path / "s.sqlite"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                "--method",
+                "npo",
+                "--matrix",
+                "micro-cut",
+                "--out",
+                str(out),
+                "--store",
+                str(tmp_path / "s.sqlite"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     manifest = json.loads((out / B.MANIFEST).read_text())
     assert [c["kind"] for c in manifest["cells"]] == ["base", "oracle", "unlearn", "attack"]
-    assert manifest["method"]["config"]["beta"] == 0.1          # toy.yaml's tuned NPO defaults
+    assert manifest["method"]["config"]["beta"] == 0.1  # toy.yaml's tuned NPO defaults
     assert manifest["environment"]["torch"] and manifest["models"]["unlearned_sha256"]["0"]
     attack = manifest["cells"][3]
     assert [a["checkpoint"] for a in attack["aggregates"]] == ["epoch=0", "epoch=1"]
@@ -71,8 +87,10 @@ def test_submit_verify_rerun_and_forgery(micro_cache, tasks, tmp_path, capsys):
     assert any("attack cell re-run here, same cell id, within tolerance" in n for n in v.notes), v.notes
 
     _forge(out)
-    assert verify(out).accepted                                  # consistent, so the offline checks pass
+    assert verify(out).accepted  # consistent, so the offline checks pass
     v = verify(out, rerun=1)
     assert not v.accepted
-    assert any(r.startswith(f"rerun seed 0 {ATTACK}: attack cell outside the matrix tolerance: recall forget/")
-               for r in v.reasons), v.reasons
+    assert any(
+        r.startswith(f"rerun seed 0 {ATTACK}: attack cell outside the matrix tolerance: recall forget/")
+        for r in v.reasons
+    ), v.reasons

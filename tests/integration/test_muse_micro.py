@@ -21,8 +21,10 @@ from unlearnbench.cli import main
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from helpers_tiny import tiny_tokenizer  # noqa: E402
 
-WORDS = ("council bridge river market school doctor village harbour station garden museum festival "
-         "storm budget minister court police train farmer teacher report hospital winter summer").split()
+WORDS = (
+    "council bridge river market school doctor village harbour station garden museum festival "
+    "storm budget minister court police train farmer teacher report hospital winter summer"
+).split()
 
 
 def _article(rng: random.Random) -> str:
@@ -37,9 +39,18 @@ def _train(tok, texts: list[str], seed: int, out: Path) -> str:
     from unlearnbench.models import save_model
 
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                      pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     model = LlamaForCausalLM(cfg)
     batch = collate([encode_example(tok, "", t) for t in texts], tok.pad_token_id)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
@@ -65,13 +76,18 @@ def muse_world(micro_cache, tmp_path_factory):
     data = root / "data"
     data.mkdir()
     files = {
-        "verbmem_forget.json": [{"prompt": " ".join(a.split()[:10]), "gt": " " + " ".join(a.split()[10:])}
-                                for a in forget],
-        "knowmem_forget_qa.json": [{"question": f"Which word follows '{a.split()[0]}' in article {i}?",
-                                    "answer": a.split()[1]} for i, a in enumerate(forget)],
+        "verbmem_forget.json": [
+            {"prompt": " ".join(a.split()[:10]), "gt": " " + " ".join(a.split()[10:])} for a in forget
+        ],
+        "knowmem_forget_qa.json": [
+            {"question": f"Which word follows '{a.split()[0]}' in article {i}?", "answer": a.split()[1]}
+            for i, a in enumerate(forget)
+        ],
         "knowmem_forget_qa_icl.json": [{"question": "Which word opens the report?", "answer": "council"}],
-        "knowmem_retain2_qa.json": [{"question": f"Which word follows '{a.split()[0]}' in story {i}?",
-                                     "answer": a.split()[1]} for i, a in enumerate(retain)],
+        "knowmem_retain2_qa.json": [
+            {"question": f"Which word follows '{a.split()[0]}' in story {i}?", "answer": a.split()[1]}
+            for i, a in enumerate(retain)
+        ],
         "privleak_forget.json": forget,
         "privleak_holdout.json": holdout,
     }
@@ -102,16 +118,29 @@ def _check_ranges(doc: dict) -> None:
 def test_muse_run_without_oracle_uses_the_yaml_constant(muse_world, tmp_path, capsys):
     w = muse_world
     bench = f"muse-news,model={w['target']},data={w['data']},max_length=64"
-    code, doc = _run(capsys, ["run", "--benchmark", bench, "--method", "npo,epochs=1",
-                              "--attack", "finetune:arith,epochs=1", "--store", str(tmp_path / "r.sqlite"),
-                              "--json", "--quiet"])
+    code, doc = _run(
+        capsys,
+        [
+            "run",
+            "--benchmark",
+            bench,
+            "--method",
+            "npo,epochs=1",
+            "--attack",
+            "finetune:arith,epochs=1",
+            "--store",
+            str(tmp_path / "r.sqlite"),
+            "--json",
+            "--quiet",
+        ],
+    )
     assert code == 0
     assert [c["kind"] for c in doc["cells"]] == ["base", "unlearn", "attack"]
     assert all(c["status"] == "finished" for c in doc["cells"])
     _check_ranges(doc)
     base = doc["privleak"]["base"]
     assert base["reference"] == "constant" and base["auc_retrain"] == pytest.approx(0.4772)
-    assert base["auc"] < 0.25 and base["privleak"] < -40          # memorised forget texts leak
+    assert base["auc"] < 0.25 and base["privleak"] < -40  # memorised forget texts leak
     assert doc["recall"]["base"]["forget"]["verbmem"] > 0.3
     assert set(doc["task_accuracy"]["finetune:arith,epochs=1 ep1"]) == {"arith"}
 
@@ -122,8 +151,22 @@ def test_muse_run_with_oracle_and_report(muse_world, tmp_path, capsys):
     w = muse_world
     store = tmp_path / "r.sqlite"
     bench = f"muse-news,model={w['target']},oracle={w['oracle']},data={w['data']},max_length=64"
-    code, doc = _run(capsys, ["run", "--benchmark", bench, "--method", "npo,epochs=1,lr=1e-3",
-                              "--attack", "finetune:arith,epochs=1", "--store", str(store), "--json", "--quiet"])
+    code, doc = _run(
+        capsys,
+        [
+            "run",
+            "--benchmark",
+            bench,
+            "--method",
+            "npo,epochs=1,lr=1e-3",
+            "--attack",
+            "finetune:arith,epochs=1",
+            "--store",
+            str(store),
+            "--json",
+            "--quiet",
+        ],
+    )
     assert code == 0
     assert [c["kind"] for c in doc["cells"]] == ["base", "oracle", "unlearn", "attack"]
     _check_ranges(doc)
@@ -147,13 +190,34 @@ def test_muse_missing_file_is_a_one_line_cli_error(muse_world, tmp_path, capsys)
     for f in Path(w["data"]).iterdir():
         if f.name != "privleak_holdout.json":
             (data / f.name).write_text(f.read_text())
-    code = main(["run", "--benchmark", f"muse-news,model={w['target']},data={data}", "--method", "npo",
-                 "--store", str(tmp_path / "r.sqlite"), "--json", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            f"muse-news,model={w['target']},data={data}",
+            "--method",
+            "npo",
+            "--store",
+            str(tmp_path / "r.sqlite"),
+            "--json",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.count("\n") == 0 and "'privleak_holdout'" in err and "privleak_holdout.json" in err
     (data / "raw_forget.txt").unlink()
-    code = main(["run", "--benchmark", f"muse-news,model={w['target']},data={data}", "--method", "npo",
-                 "--store", str(tmp_path / "r.sqlite"), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            f"muse-news,model={w['target']},data={data}",
+            "--method",
+            "npo",
+            "--store",
+            str(tmp_path / "r.sqlite"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "'raw_forget'" in err and "raw_forget.txt" in err

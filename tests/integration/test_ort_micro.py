@@ -22,15 +22,31 @@ LN2 = math.log(2)
 def means(store, form, metric):
     """{(checkpoint, split): mean value} of one probe's metric over its items."""
     with sqlite3.connect(store) as db:
-        rows = db.execute("SELECT checkpoint, split, AVG(value), COUNT(*) FROM scores WHERE form = ? AND metric = ? "
-                          "AND item_id != '*' GROUP BY checkpoint, split", (form, metric)).fetchall()
+        rows = db.execute(
+            "SELECT checkpoint, split, AVG(value), COUNT(*) FROM scores WHERE form = ? AND metric = ? "
+            "AND item_id != '*' GROUP BY checkpoint, split",
+            (form, metric),
+        ).fetchall()
     return {(c, s): (v, n) for c, s, v, n in rows}
 
 
 def test_micro_world_forms_fluency_js(micro_cache, tmp_path, capsys):
     store = tmp_path / "r.sqlite"
-    code = main(["run", "--benchmark", "toy,size=micro", "--method", "npo",
-                 "--probes", "bio,qa,fluency,js,icl,adversarial", "--store", str(store), "--json", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            "toy,size=micro",
+            "--method",
+            "npo",
+            "--probes",
+            "bio,qa,fluency,js,icl,adversarial",
+            "--store",
+            str(store),
+            "--json",
+            "--quiet",
+        ]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert code == 0, doc["cells"]
     for form in ("icl", "adversarial"):
@@ -39,7 +55,7 @@ def test_micro_world_forms_fluency_js(micro_cache, tmp_path, capsys):
             assert 0 < doc["prob"]["base"][split][form] < 1
     js = means(store, "js", "js")
     assert {c for c, _ in js} == {"base", "oracle", "unlearned"}
-    for (checkpoint, split), (v, n) in js.items():
+    for (checkpoint, _split), (v, n) in js.items():
         assert n > 0 and 0 <= v <= LN2
         if checkpoint == "oracle":
             assert v == pytest.approx(0.0, abs=1e-6)
@@ -54,10 +70,17 @@ def test_micro_world_forms_fluency_js(micro_cache, tmp_path, capsys):
     dist = doc["distance"]
     assert dist["base"]["forget"]["js.js"] == pytest.approx(js[("base", "forget")][0], abs=1e-4)
     assert dist["oracle"]["retain"]["js.js"] == pytest.approx(0.0, abs=1e-4)
-    assert set(dist["unlearned"]["forget"]) == {"js.js", "fluency.ngram_entropy", "fluency.repetition_rate",
-                                               "fluency.empty"}
+    assert set(dist["unlearned"]["forget"]) == {
+        "js.js",
+        "fluency.ngram_entropy",
+        "fluency.repetition_rate",
+        "fluency.empty",
+    }
     # every text item was scored (the qa items of each split)
-    assert means(store, "fluency", "n_words")[("base", "forget")][1] == means(store, "qa", "correct")[("base", "forget")][1]
+    assert (
+        means(store, "fluency", "n_words")[("base", "forget")][1]
+        == means(store, "qa", "correct")[("base", "forget")][1]
+    )
 
 
 @pytest.fixture
@@ -76,9 +99,21 @@ def ort_dirs(tmp_path, monkeypatch):
 def test_ort_folder_end_to_end(ort_dirs, tmp_path, capsys):
     target, oracle, data = ort_dirs
     store = tmp_path / "r.sqlite"
-    code = main(["run", "--benchmark", f"ort,model={target},oracle={oracle},data={data}",
-                 "--probes", "qa,cloze,mcq,tf,adversarial,icl,fluency,js", "--method", "graddiff,epochs=1,batch_size=2",
-                 "--store", str(store), "--json", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            f"ort,model={target},oracle={oracle},data={data}",
+            "--probes",
+            "qa,cloze,mcq,tf,adversarial,icl,fluency,js",
+            "--method",
+            "graddiff,epochs=1,batch_size=2",
+            "--store",
+            str(store),
+            "--json",
+            "--quiet",
+        ]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert code == 0, doc["cells"]
     assert [c["kind"] for c in doc["cells"]] == ["base", "oracle", "unlearn"]
@@ -89,7 +124,7 @@ def test_ort_folder_end_to_end(ort_dirs, tmp_path, capsys):
     js = means(store, "js", "js")
     assert len(js) == 9 and all(0 <= v <= LN2 for v, _ in js.values())
     assert js[("oracle", "forget")][0] == pytest.approx(0.0, abs=1e-6)
-    assert js[("base", "forget")][0] > 0.001   # two different random models
+    assert js[("base", "forget")][0] > 0.001  # two different random models
     fl = means(store, "fluency", "ngram_entropy")
     assert len(fl) == 9 and all(v >= 0 for v, _ in fl.values())
     with sqlite3.connect(store) as db:
@@ -98,8 +133,21 @@ def test_ort_folder_end_to_end(ort_dirs, tmp_path, capsys):
 
     # without an oracle: no oracle cell, the js probe stores nothing, the rest runs
     store2 = tmp_path / "r2.sqlite"
-    code = main(["run", "--benchmark", f"ort,model={target},data={data}", "--probes", "qa,js",
-                 "--method", "graddiff,epochs=1,batch_size=2", "--store", str(store2), "--json", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            f"ort,model={target},data={data}",
+            "--probes",
+            "qa,js",
+            "--method",
+            "graddiff,epochs=1,batch_size=2",
+            "--store",
+            str(store2),
+            "--json",
+            "--quiet",
+        ]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and [c["kind"] for c in doc["cells"]] == ["base", "unlearn"]
     assert means(store2, "js", "js") == {} and means(store2, "qa", "prob")
@@ -109,7 +157,17 @@ def test_ort_missing_probes_file_is_one_line_error(ort_dirs, tmp_path, capsys):
     target, _, _ = ort_dirs
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = main(["run", "--benchmark", f"ort,model={target},data={empty}", "--method", "graddiff",
-                 "--store", str(tmp_path / "r.sqlite"), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            f"ort,model={target},data={empty}",
+            "--method",
+            "graddiff",
+            "--store",
+            str(tmp_path / "r.sqlite"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "probes.jsonl" in err and "target, split" in err and len(err.splitlines()) == 1

@@ -19,9 +19,25 @@ SST2 = SAMPLES / "sst2" / "dev.sample.tsv"
 @pytest.mark.skipif(not SST2.is_file(), reason=f"samples folder absent: {SAMPLES}")
 def test_finetune_attack_on_local_sst2_file(micro_cache, tmp_path, capsys):
     store = tmp_path / "r.sqlite"
-    code = main(["run", "--benchmark", "toy,size=micro", "--method", "npo", "--attack", "finetune:sst2,epochs=1",
-                 "--data", f"sst2={SST2}", "--data", f"sst2:test={SST2}", "--store", str(store),
-                 "--json", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            "toy,size=micro",
+            "--method",
+            "npo",
+            "--attack",
+            "finetune:sst2,epochs=1",
+            "--data",
+            f"sst2={SST2}",
+            "--data",
+            f"sst2:test={SST2}",
+            "--store",
+            str(store),
+            "--json",
+            "--quiet",
+        ]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
     assert [c["kind"] for c in doc["cells"]][-1] == "attack"

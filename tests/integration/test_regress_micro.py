@@ -26,8 +26,7 @@ def test_regress_passes_then_catches_a_moved_number(micro_cache, tmp_path, capsy
     copy = tmp_path / "copy.json"
     shutil.copy(moved, copy)
     assert main(["regress", "--baseline", str(copy), "--store", store, "--quiet", "--update"]) == 2
-    assert main(["regress", "--baseline", str(copy), "--store", store, "--quiet", "--update",
-                 "--reason", "test"]) == 0
+    assert main(["regress", "--baseline", str(copy), "--store", store, "--quiet", "--update", "--reason", "test"]) == 0
     updated = json.loads(copy.read_text())
     assert updated["history"][-1]["reason"] == "test"
     assert main(["regress", "--baseline", str(copy), "--store", store, "--quiet"]) == 0

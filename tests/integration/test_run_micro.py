@@ -96,15 +96,18 @@ def test_results_export(first_run, capsys):
     assert len(lines) > 1000
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["run", "--method", "nop", "--benchmark", MICRO], "did you mean 'npo'"),
-    (["run", "--method", "npo,bta=0.1", "--benchmark", MICRO], "did you mean 'beta'"),
-    (["run", "--method", "npo,beta=high", "--benchmark", MICRO], "beta"),
-    (["run", "--method", "npo", "--attack", "finetune:arithh", "--benchmark", MICRO], "did you mean 'arith'"),
-    (["run", "--method", "npo", "--attack", "finetune", "--benchmark", MICRO], "needs a task"),
-    (["run", "--method", "npo", "--benchmark", "toy,size=huge"], "size"),
-    (["results", "--store", "/nonexistent/x.sqlite"], "no results store"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["run", "--method", "nop", "--benchmark", MICRO], "did you mean 'npo'"),
+        (["run", "--method", "npo,bta=0.1", "--benchmark", MICRO], "did you mean 'beta'"),
+        (["run", "--method", "npo,beta=high", "--benchmark", MICRO], "beta"),
+        (["run", "--method", "npo", "--attack", "finetune:arithh", "--benchmark", MICRO], "did you mean 'arith'"),
+        (["run", "--method", "npo", "--attack", "finetune", "--benchmark", MICRO], "needs a task"),
+        (["run", "--method", "npo", "--benchmark", "toy,size=huge"], "size"),
+        (["results", "--store", "/nonexistent/x.sqlite"], "no results store"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_loses_nothing(first_run, capsys, args, needle):
     _, _, store = first_run
     before = sqlite3.connect(store).execute("select count(*) from scores").fetchone()[0]
@@ -121,16 +124,32 @@ def test_kill_9_mid_run_then_resume(micro_cache, tmp_path):
     """Kill the run once the unlearn cell is committed; the re-run skips it and finishes the attack."""
     store = tmp_path / "k.sqlite"
     env = {**os.environ, "UNLEARNBENCH_CACHE": micro_cache}
-    args = [sys.executable, "-m", "unlearnbench.cli", "run", "--benchmark", MICRO, "--method", "npo,epochs=2",
-            "--attack", "finetune:topic,epochs=3", "--quiet", "--store", str(store)]
+    args = [
+        sys.executable,
+        "-m",
+        "unlearnbench.cli",
+        "run",
+        "--benchmark",
+        MICRO,
+        "--method",
+        "npo,epochs=2",
+        "--attack",
+        "finetune:topic,epochs=3",
+        "--quiet",
+        "--store",
+        str(store),
+    ]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     try:
         while time.time() < deadline:
             if store.exists():
                 try:
-                    done = sqlite3.connect(store, timeout=1).execute(
-                        "select count(*) from cells where kind='unlearn' and status='finished'").fetchone()[0]
+                    done = (
+                        sqlite3.connect(store, timeout=1)
+                        .execute("select count(*) from cells where kind='unlearn' and status='finished'")
+                        .fetchone()[0]
+                    )
                 except sqlite3.OperationalError:
                     done = 0
                 if done:
@@ -195,5 +214,8 @@ def test_stored_cell_ids_are_the_ones_cell_ids_computes(first_run):
 
     p = plan(RunRequest(method="npo", attacks=["finetune:arith,epochs=2"], benchmark=MICRO))
     assert cell_ids(p, sha("base"), sha("oracle")) == {
-        "base": stored["base"], "oracle": stored["oracle"], "unlearn": stored["unlearn"],
-        "attack finetune:arith,epochs=2": stored["attack"]}
+        "base": stored["base"],
+        "oracle": stored["oracle"],
+        "unlearn": stored["unlearn"],
+        "attack finetune:arith,epochs=2": stored["attack"],
+    }

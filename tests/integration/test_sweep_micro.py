@@ -5,8 +5,19 @@ import json
 from unlearnbench.cli import main
 from unlearnbench.store import ResultStore
 
-ARGS = ["sweep", "--benchmark", "toy,size=micro", "--methods", "npo,epochs=2,graddiff,lr=1e10",
-        "--attacks", "finetune:arith,epochs=1,relearn:forget,steps=3", "--seeds", "0,1", "--json", "--quiet"]
+ARGS = [
+    "sweep",
+    "--benchmark",
+    "toy,size=micro",
+    "--methods",
+    "npo,epochs=2,graddiff,lr=1e10",
+    "--attacks",
+    "finetune:arith,epochs=1,relearn:forget,steps=3",
+    "--seeds",
+    "0,1",
+    "--json",
+    "--quiet",
+]
 
 
 def test_sweep_matrix_failures_and_resume(micro_cache, tmp_path, capsys):
@@ -37,11 +48,44 @@ def test_sweep_matrix_failures_and_resume(micro_cache, tmp_path, capsys):
 
 def test_taskvec_from_a_sweep_store(micro_cache, tmp_path, capsys):
     store = tmp_path / "t.sqlite"
-    assert main(["sweep", "--benchmark", "toy,size=micro", "--methods", "npo,epochs=2", "--attacks",
-                 "finetune:arith,epochs=1", "--seeds", "0", "--json", "--quiet", "--store", str(store)]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--benchmark",
+                "toy,size=micro",
+                "--methods",
+                "npo,epochs=2",
+                "--attacks",
+                "finetune:arith,epochs=1",
+                "--seeds",
+                "0",
+                "--json",
+                "--quiet",
+                "--store",
+                str(store),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    assert main(["analyze", "taskvec", "--benchmark", "toy,size=micro", "--attack", "finetune:arith,epochs=1",
-                 "--store", str(store), "--json", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "taskvec",
+                "--benchmark",
+                "toy,size=micro",
+                "--attack",
+                "finetune:arith,epochs=1",
+                "--store",
+                str(store),
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     doc = json.loads(capsys.readouterr().out)
     (row,) = doc["rows"]
     assert row["method"] == "npo,epochs=2" and row["n_params"] > 10_000
@@ -50,8 +94,9 @@ def test_taskvec_from_a_sweep_store(micro_cache, tmp_path, capsys):
     assert row["norm_u"] > 0 and row["norm_ft"] > 0 and row["norm_uft"] > 0
     # fine-tuning the unlearned model on arith resembles fine-tuning the original on arith
     assert row["cos_uft_ft"] > 0.1
-    assert main(["analyze", "taskvec", "--benchmark", "toy,size=micro", "--method", "rmu",
-                 "--store", str(store)]) == 2   # no such cell: a one-line error
+    assert (
+        main(["analyze", "taskvec", "--benchmark", "toy,size=micro", "--method", "rmu", "--store", str(store)]) == 2
+    )  # no such cell: a one-line error
 
 
 def test_study_writes_findings_and_report(micro_cache, tmp_path, capsys):
@@ -62,7 +107,8 @@ def test_study_writes_findings_and_report(micro_cache, tmp_path, capsys):
         "  - claim: relearning on forget samples brings knowledge back\n"
         "    check: {kind: drop, method: 'npo,epochs=2', min: 0.0}\n"
         "  - claim: a method that was not run\n"
-        "    check: {kind: compare, better: rmu, worse: 'npo,epochs=2'}\n")
+        "    check: {kind: compare, better: rmu, worse: 'npo,epochs=2'}\n"
+    )
     out = tmp_path / "study"
     assert main(["study", str(exp), "--out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out

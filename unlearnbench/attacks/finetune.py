@@ -77,8 +77,12 @@ def trainable_copy(model, lora: bool, lora_r: int = 8, lora_alpha: int = 16):
 
         present = {n.rsplit(".", 1)[-1] for n, _ in work.named_modules()}
         targets = [t for t in LORA_TARGETS if t in present]
-        work = get_peft_model(work, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0,
-                                               target_modules=targets, task_type="CAUSAL_LM"))
+        work = get_peft_model(
+            work,
+            LoraConfig(
+                r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM"
+            ),
+        )
     return work
 
 
@@ -125,8 +129,7 @@ class FinetuneAttack:
                 for idx in shuffled_batches(len(enc), cfg.batch_size, rng):
                     if step >= total:
                         break
-                    loss = sft_step(work, [enc[i] for i in idx], pad, opt, params,
-                                    f"finetune:{self.task_name}", step)
+                    loss = sft_step(work, [enc[i] for i in idx], pad, opt, params, f"finetune:{self.task_name}", step)
                     sched.step()
                     step += 1
                     losses.append(loss)
@@ -135,5 +138,9 @@ class FinetuneAttack:
                 epoch_seconds.append(round(time.time() - te, 3))
                 work.eval()
                 evaluate(f"epoch={epoch}", epoch, work)
-        return {"steps": step, "seconds": round(time.time() - t0, 3), "epoch_train_seconds": epoch_seconds,
-                "final_loss": losses[-1] if losses else None}
+        return {
+            "steps": step,
+            "seconds": round(time.time() - t0, 3),
+            "epoch_train_seconds": epoch_seconds,
+            "final_loss": losses[-1] if losses else None,
+        }

@@ -38,11 +38,14 @@ MIN_BITS, MAX_BITS = 2, 8
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    group_size: int = field(default=-1, metadata={
-        "help": "input columns sharing a scale (-1: the whole output channel)"})
+    group_size: int = field(
+        default=-1, metadata={"help": "input columns sharing a scale (-1: the whole output channel)"}
+    )
     embeddings: bool = field(default=False, metadata={"help": "also quantize the embedding matrices"})
-    lm_head: bool = field(default=True, metadata={
-        "help": "quantize the output layer too (real quantizers often keep it in full precision)"})
+    lm_head: bool = field(
+        default=True,
+        metadata={"help": "quantize the output layer too (real quantizers often keep it in full precision)"},
+    )
 
     def __post_init__(self):
         if self.group_size == 0 or self.group_size < -1:
@@ -95,8 +98,9 @@ def parse_bits(arg: str | None) -> int:
     except ValueError:
         bits = None
     if bits is None or not MIN_BITS <= bits <= MAX_BITS:
-        raise UnlearnbenchError(f"quantize needs a number of bits from {MIN_BITS} to {MAX_BITS}, "
-                                f"e.g. quantize:4 (got {arg!r})")
+        raise UnlearnbenchError(
+            f"quantize needs a number of bits from {MIN_BITS} to {MAX_BITS}, e.g. quantize:4 (got {arg!r})"
+        )
     return bits
 
 
@@ -159,7 +163,7 @@ class QuantizeAttack:
         evaluate("before", 0, work)
         errors, n_params = [], 0
         with progress.task(f"attack quantize:{self.bits}", len(chosen)) as bar, torch.no_grad():
-            for name, mod, transposed in chosen:
+            for _name, mod, transposed in chosen:
                 w = mod.weight
                 m = w.data.t() if transposed else w.data
                 q = quantize_rtn(m, self.bits, cfg.group_size)
@@ -169,6 +173,13 @@ class QuantizeAttack:
                 n_params += w.numel()
                 bar.advance()
         evaluate("quantized", 1, work)
-        return {"bits": self.bits, "group_size": cfg.group_size, "tensors_quantized": len(chosen),
-                "params_quantized": n_params, "mean_relative_error": sum(errors) / len(errors),
-                "max_relative_error": max(errors), "skipped_tied": skipped, "seconds": round(time.time() - t0, 3)}
+        return {
+            "bits": self.bits,
+            "group_size": cfg.group_size,
+            "tensors_quantized": len(chosen),
+            "params_quantized": n_params,
+            "mean_relative_error": sum(errors) / len(errors),
+            "max_relative_error": max(errors),
+            "skipped_tied": skipped,
+            "seconds": round(time.time() - t0, 3),
+        }

@@ -43,9 +43,13 @@ FORGET = "forget"
 @dataclass(frozen=True)
 class RelearnConfig:
     n: int = field(default=20, metadata={"help": "samples drawn from the source (-1: all)"})
-    people: int = field(default=-1, metadata={
-        "help": "relearn:forget only: draw the samples from this many randomly chosen forget people, "
-                "holding the others out (-1: all)"})
+    people: int = field(
+        default=-1,
+        metadata={
+            "help": "relearn:forget only: draw the samples from this many randomly chosen forget people, "
+            "holding the others out (-1: all)"
+        },
+    )
     steps: int = field(default=30, metadata={"help": "optimizer steps"})
     eval_every: int = field(default=10, metadata={"help": "evaluate every this many steps (and at the last)"})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate (constant); Hu et al.: 2e-4 with LoRA"})
@@ -85,8 +89,9 @@ class RelearnAttack:
             choices = [FORGET, *TASKS.names()]
             close = difflib.get_close_matches(arg, choices, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UnlearnbenchError(f"relearn: unknown source {arg!r}{hint} "
-                                    f"(use 'forget' or a task: {', '.join(choices[1:])})")
+            raise UnlearnbenchError(
+                f"relearn: unknown source {arg!r}{hint} (use 'forget' or a task: {', '.join(choices[1:])})"
+            )
         if arg != FORGET and self.config.people != -1:
             raise UnlearnbenchError("relearn: option people applies to relearn:forget only")
         self.source = arg
@@ -127,22 +132,28 @@ class RelearnAttack:
         pool = list(data.forget)
         if not pool:
             raise UnlearnbenchError("relearn:forget: the benchmark's forget set is empty")
-        owner, people = _owners(pool, data)   # index -> person key; key -> (name, world id)
+        owner, people = _owners(pool, data)  # index -> person key; key -> (name, world id)
         candidates = range(len(pool))
         if cfg.people != -1:
             if not people:
-                raise UnlearnbenchError("relearn:forget,people=...: the benchmark does not say whose the "
-                                        "forget examples are")
+                raise UnlearnbenchError(
+                    "relearn:forget,people=...: the benchmark does not say whose the forget examples are"
+                )
             chosen = set(rng.sample(sorted(people), min(cfg.people, len(people))))
             candidates = [i for i in candidates if owner.get(i) in chosen]
         idx = sorted(rng.sample(list(candidates), _count(cfg.n, len(candidates))))
         covered = sorted({owner[i] for i in idx if i in owner})
         held_out = sorted(set(people) - set(covered))
         per_person = {people[k][0]: sum(owner.get(i) == k for i in idx) for k in covered}
-        stats = {"source": FORGET, "n_samples": len(idx), "n_forget_examples": len(pool), "sample_indices": idx,
-                 "relearned_people": [people[k][0] for k in covered],
-                 "held_out_people": [people[k][0] for k in held_out],
-                 "samples_per_person": per_person}
+        stats = {
+            "source": FORGET,
+            "n_samples": len(idx),
+            "n_forget_examples": len(pool),
+            "sample_indices": idx,
+            "relearned_people": [people[k][0] for k in covered],
+            "held_out_people": [people[k][0] for k in held_out],
+            "samples_per_person": per_person,
+        }
         if any(people[k][1] is not None for k in people):
             stats["relearned_ids"] = [people[k][1] for k in covered]
             stats["held_out_ids"] = [people[k][1] for k in held_out]
@@ -157,8 +168,9 @@ class RelearnAttack:
         torch.manual_seed(cfg.seed)
         rng = random.Random(cfg.seed)
         work = trainable_copy(model, cfg.lora, cfg.lora_r, cfg.lora_alpha)
-        enc = [encode_example(tokenizer, ex.prompt, ex.target, add_eos=True, max_length=cfg.max_length)
-               for ex in samples]
+        enc = [
+            encode_example(tokenizer, ex.prompt, ex.target, add_eos=True, max_length=cfg.max_length) for ex in samples
+        ]
         params = [p for p in work.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         pad = pad_id_of(tokenizer)
@@ -184,9 +196,15 @@ class RelearnAttack:
                     evaluated.append(step)
                     work.train()
         work.eval()
-        return {**draw, "steps": cfg.steps, "evaluated_steps": evaluated, "seconds": round(time.time() - t0, 3),
-                "effective_batch_size": min(cfg.batch_size, len(enc)),
-                "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None}
+        return {
+            **draw,
+            "steps": cfg.steps,
+            "evaluated_steps": evaluated,
+            "seconds": round(time.time() - t0, 3),
+            "effective_batch_size": min(cfg.batch_size, len(enc)),
+            "first_loss": losses[0] if losses else None,
+            "final_loss": losses[-1] if losses else None,
+        }
 
 
 def _count(n: int, available: int) -> int:

@@ -34,6 +34,7 @@ _EXTS = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".txt")
 @dataclass(frozen=True)
 class RealBenchmarkConfig:
     """Fields every real benchmark's Config carries (subclass it and add your own)."""
+
     model: str = field(default="", metadata={"help": "target model: local dir, .gguf file or hub id"})
     oracle: str = field(default="", metadata={"help": "retrained (gold-standard) model, same forms as model"})
     data: str = field(default="", metadata={"help": "local data folder (default: the hub ids in the YAML spec)"})
@@ -72,9 +73,16 @@ class RealBenchmark:
 
         source = self.model_source if role == "target" else self.oracle_source
         if not source:
-            raise UnlearnbenchError(f"benchmark {self.name} has no {role} model (give {role if role != 'target' else 'model'}=PATH)")
-        return load_model(source, device=device, dtype="auto", trust_remote_code=self.config.trust_remote_code,
-                          gguf_file=self.config.gguf_file or None)
+            raise UnlearnbenchError(
+                f"benchmark {self.name} has no {role} model (give {role if role != 'target' else 'model'}=PATH)"
+            )
+        return load_model(
+            source,
+            device=device,
+            dtype="auto",
+            trust_remote_code=self.config.trust_remote_code,
+            gguf_file=self.config.gguf_file or None,
+        )
 
     def defaults(self, kind: str, name: str) -> dict:
         return dict(self._defaults.get(kind, {}).get(name, {}) or {})
@@ -92,21 +100,29 @@ class RealBenchmark:
                     f"{self.name}: no file for '{part}'{f' (split {split})' if split else ''} in {self.config.data}: "
                     f"expected {part}.jsonl (or .json/.csv/.tsv/.parquet/.txt)"
                     + (f" or {part}/{split}.jsonl" if split else "")
-                    + (f"; or drop data= to read the hub dataset {hub['path']}" if hub else ""))
+                    + (f"; or drop data= to read the hub dataset {hub['path']}" if hub else "")
+                )
             records = read_text_file(file) if file.suffix == ".txt" else load_records(file, columns=columns)
         elif hub:
             try:
-                records = load_records(hub["path"], config=hub.get("name"), split=hub.get("split", split),
-                                       columns=columns)
+                records = load_records(
+                    hub["path"], config=hub.get("name"), split=hub.get("split", split), columns=columns
+                )
             except UnlearnbenchError as e:
-                raise UnlearnbenchError(f"{self.name}: {offline_reason(e)}: give data=DIR holding {part}.jsonl") from None
+                raise UnlearnbenchError(
+                    f"{self.name}: {offline_reason(e)}: give data=DIR holding {part}.jsonl"
+                ) from None
         else:
             raise UnlearnbenchError(f"{self.name}: no data for '{part}': give data=DIR holding {part}.jsonl")
         return records[: self.config.limit] if self.config.limit else records
 
     def describe(self) -> dict:
-        return {"benchmark": self.name, "model": self.model_source, "oracle": self.oracle_source or None,
-                "data": self.config.data or "hub"}
+        return {
+            "benchmark": self.name,
+            "model": self.model_source,
+            "oracle": self.oracle_source or None,
+            "data": self.config.data or "hub",
+        }
 
 
 def offline_reason(e: BaseException) -> str:
@@ -152,7 +168,7 @@ def chunk_corpus(texts: Sequence[str], tokenizer, max_length: int, *, min_tokens
     for text in texts:
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         for start in range(0, len(ids), room):
-            window = ids[start:start + room]
+            window = ids[start : start + room]
             if len(window) < min_tokens:
                 continue
             out.append(Example(prompt="", target=tokenizer.decode(window)))

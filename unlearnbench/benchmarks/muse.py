@@ -45,10 +45,14 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "verbmem_forget": (("verbmem_forget", "verbmem/forget"), ("prompt", "gt")),
     "knowmem_forget_qa": (("knowmem_forget_qa", "knowmem/forget_qa"), ("question", "answer")),
     "knowmem_forget_qa_icl": (("knowmem_forget_qa_icl", "knowmem/forget_qa_icl"), ("question", "answer")),
-    "knowmem_retain_qa": (("knowmem_retain_qa", "knowmem/retain_qa", "knowmem_retain2_qa", "knowmem/retain2_qa"),
-                          ("question", "answer")),
-    "knowmem_retain_qa_icl": (("knowmem_retain_qa_icl", "knowmem/retain_qa_icl", "knowmem_retain2_qa_icl",
-                               "knowmem/retain2_qa_icl"), ("question", "answer")),
+    "knowmem_retain_qa": (
+        ("knowmem_retain_qa", "knowmem/retain_qa", "knowmem_retain2_qa", "knowmem/retain2_qa"),
+        ("question", "answer"),
+    ),
+    "knowmem_retain_qa_icl": (
+        ("knowmem_retain_qa_icl", "knowmem/retain_qa_icl", "knowmem_retain2_qa_icl", "knowmem/retain2_qa_icl"),
+        ("question", "answer"),
+    ),
     "privleak_forget": (("privleak_forget", "privleak/forget"), ("text",)),
     "privleak_holdout": (("privleak_holdout", "privleak/holdout"), ("text",)),
 }
@@ -61,6 +65,7 @@ class MuseItem:
     ``answer`` what its output is scored against (privleak: the text itself, prompt empty);
     ``question`` is the bare knowmem question (empty for the other forms); ``prompt_tokens`` > 0
     keeps only the prompt's last that many tokens (verbmem_prefix_tokens)."""
+
     item_id: str
     prompt: str
     answer: str
@@ -70,10 +75,18 @@ class MuseItem:
 
 @dataclass(frozen=True)
 class MuseConfig(RealBenchmarkConfig):
-    max_length: int = field(default=2048, metadata={"help": "tokens per unlearning example (raw text is chunked; MUSE: 2048)"})
-    icl_shots: int = field(default=10, metadata={"help": "in-context QA examples before each knowmem question (MUSE: 10)"})
-    verbmem_prefix_tokens: int = field(default=0, metadata={
-        "help": "keep only the last N tokens of each verbmem prompt (0: as given; the probe also cuts to the model's context)"})
+    max_length: int = field(
+        default=2048, metadata={"help": "tokens per unlearning example (raw text is chunked; MUSE: 2048)"}
+    )
+    icl_shots: int = field(
+        default=10, metadata={"help": "in-context QA examples before each knowmem question (MUSE: 10)"}
+    )
+    verbmem_prefix_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "keep only the last N tokens of each verbmem prompt (0: as given; the probe also cuts to the model's context)"
+        },
+    )
 
 
 def icl_prefix(pairs) -> str:
@@ -105,8 +118,10 @@ class MuseBenchmark(RealBenchmark):
         except (KeyError, TypeError, ValueError):
             raise UnlearnbenchError(f"tasks/{self.spec_file}: needs a numeric auc_retrain") from None
         if self.config.data and not Path(self.config.data).is_dir():
-            raise UnlearnbenchError(f"{self.name}: data={self.config.data} is not a folder (expected the MUSE "
-                                    "files, e.g. knowmem_forget_qa.json, raw_forget.txt; or drop data= for the hub)")
+            raise UnlearnbenchError(
+                f"{self.name}: data={self.config.data} is not a folder (expected the MUSE "
+                "files, e.g. knowmem_forget_qa.json, raw_forget.txt; or drop data= for the hub)"
+            )
         if self.config.icl_shots < 0 or self.config.verbmem_prefix_tokens < 0:
             raise UnlearnbenchError(f"{self.name}: icl_shots and verbmem_prefix_tokens must be >= 0")
         self._cache: dict[str, list[dict]] = {}
@@ -144,7 +159,9 @@ class MuseBenchmark(RealBenchmark):
         else:
             hub = (self.spec.get("data") or {}).get(part)
             if not hub:
-                raise UnlearnbenchError(f"{self.name}: tasks/{self.spec_file} names no hub data for '{part}'; give data=DIR")
+                raise UnlearnbenchError(
+                    f"{self.name}: tasks/{self.spec_file} names no hub data for '{part}'; give data=DIR"
+                )
             from ..data.loading import load_records
 
             records = load_records(hub["path"], config=hub.get("name"), split=hub.get("split"), columns=columns)
@@ -158,7 +175,8 @@ class MuseBenchmark(RealBenchmark):
         return UnlearnbenchError(
             f"{self.name}: no file for part '{part}' in {self.config.data} (expected {names}; "
             f"or drop data= to read the hub dataset {hub.get('path')} config {hub.get('name')} "
-            f"split {hub.get('split')})")
+            f"split {hub.get('split')})"
+        )
 
     @staticmethod
     def _read_local(file: Path, columns) -> list[dict]:
@@ -180,23 +198,32 @@ class MuseBenchmark(RealBenchmark):
         if not icl:  # the older local files have no retain ICL file: MUSE's forget ICL examples stand in
             icl = self.part("knowmem_forget_qa_icl")
         prefix = icl_prefix((r["question"], r["answer"]) for r in icl[: self.config.icl_shots])
-        return [MuseItem(f"knowmem-{split}-{i}", prefix + qa_prompt(str(r["question"])), str(r["answer"]),
-                         str(r["question"])) for i, r in enumerate(qa)]
+        return [
+            MuseItem(
+                f"knowmem-{split}-{i}", prefix + qa_prompt(str(r["question"])), str(r["answer"]), str(r["question"])
+            )
+            for i, r in enumerate(qa)
+        ]
 
     def probe_items(self, form: str, split: str) -> list[MuseItem]:
         if form == "verbmem":
             if split != "forget":
                 return []
-            return [MuseItem(f"verbmem-{i}", str(r["prompt"]), str(r["gt"]),
-                             prompt_tokens=self.config.verbmem_prefix_tokens)
-                    for i, r in enumerate(self._limited(self.part("verbmem_forget")))]
+            return [
+                MuseItem(
+                    f"verbmem-{i}", str(r["prompt"]), str(r["gt"]), prompt_tokens=self.config.verbmem_prefix_tokens
+                )
+                for i, r in enumerate(self._limited(self.part("verbmem_forget")))
+            ]
         if form == "knowmem":
             return self._knowmem_items(split) if split in ("forget", "retain") else []
         if form == "privleak":
             if split not in ("forget", "holdout"):
                 return []
-            return [MuseItem(f"privleak-{split}-{i}", "", str(r["text"]))
-                    for i, r in enumerate(self._limited(self.part(f"privleak_{split}")))]
+            return [
+                MuseItem(f"privleak-{split}-{i}", "", str(r["text"]))
+                for i, r in enumerate(self._limited(self.part(f"privleak_{split}")))
+            ]
         raise UnlearnbenchError(f"{self.name} has no probe form {form!r} (forms: {', '.join(self.forms)})")
 
     def text_items(self, split: str) -> list[MuseItem]:
@@ -204,8 +231,10 @@ class MuseBenchmark(RealBenchmark):
         generic probes (fluency, distances to the oracle); [] for the holdout split."""
         if split not in ("forget", "retain"):
             return []
-        return [MuseItem(f"qa-{split}-{i}", qa_prompt(str(r["question"])), str(r["answer"]), str(r["question"]))
-                for i, r in enumerate(self._limited(self.part(f"knowmem_{split}_qa")))]
+        return [
+            MuseItem(f"qa-{split}-{i}", qa_prompt(str(r["question"])), str(r["answer"]), str(r["question"]))
+            for i, r in enumerate(self._limited(self.part(f"knowmem_{split}_qa")))
+        ]
 
     def unlearn_data(self, tokenizer):
         """The raw forget corpus and the raw retain1 corpus, in ``max_length``-token windows."""
@@ -214,10 +243,10 @@ class MuseBenchmark(RealBenchmark):
         forget = chunk_corpus([r["text"] for r in self.part("raw_forget")], tokenizer, self.config.max_length)
         retain = chunk_corpus([r["text"] for r in self.part("raw_retain")], tokenizer, self.config.max_length)
         if not forget:
-            raise UnlearnbenchError(f"{self.name}: the raw forget corpus is empty after chunking "
-                                    f"(max_length={self.config.max_length})")
-        return UnlearnData(forget=forget, retain=retain, tokenizer=tokenizer,
-                           generic_text=[ex.target for ex in retain])
+            raise UnlearnbenchError(
+                f"{self.name}: the raw forget corpus is empty after chunking (max_length={self.config.max_length})"
+            )
+        return UnlearnData(forget=forget, retain=retain, tokenizer=tokenizer, generic_text=[ex.target for ex in retain])
 
     def describe(self) -> dict:
         return {**super().describe(), "auc_retrain": self.auc_retrain}

@@ -48,14 +48,18 @@ CHOICE_FORMS = ("mcq", "tf")
 FORMS = GENERATIVE_FORMS + CHOICE_FORMS
 SPLITS = ("forget", "neighbour", "retain")
 _SPLIT_ALIASES = {"neighbor": "neighbour"}
-_SCHEMA = ("fields target, split (forget|neighbour|retain), form, prompt, answer, "
-           "choices and label for mcq/tf (see tasks/benchmarks/ort.yaml)")
+_SCHEMA = (
+    "fields target, split (forget|neighbour|retain), form, prompt, answer, "
+    "choices and label for mcq/tf (see tasks/benchmarks/ort.yaml)"
+)
 
 
 @dataclass(frozen=True)
 class OrtConfig(RealBenchmarkConfig):
-    replacement: str = field(default="", metadata={
-        "help": "harmless concept editing methods redirect forget targets to (default: the YAML's)"})
+    replacement: str = field(
+        default="",
+        metadata={"help": "harmless concept editing methods redirect forget targets to (default: the YAML's)"},
+    )
     max_length: int = field(default=256, metadata={"help": "tokens per unlearning window of {text} records"})
 
 
@@ -72,8 +76,9 @@ class OrtBenchmark(RealBenchmark):
     def __init__(self, config: OrtConfig | None = None):
         super().__init__(config)
         if not self.config.data:
-            raise UnlearnbenchError("ort needs data=DIR holding probes.jsonl (" + _SCHEMA + "), forget.jsonl "
-                                    "and retain.jsonl")
+            raise UnlearnbenchError(
+                "ort needs data=DIR holding probes.jsonl (" + _SCHEMA + "), forget.jsonl and retain.jsonl"
+            )
         self.root = Path(self.config.data)
         if not self.root.is_dir():
             raise UnlearnbenchError(f"ort: data={self.root} is not a folder (give a folder holding probes.jsonl)")
@@ -94,8 +99,9 @@ class OrtBenchmark(RealBenchmark):
         if folder.is_dir():
             sources += [(f, f.stem) for f in sorted(folder.iterdir()) if f.is_file() and f.suffix in _EXTS]
         if not sources:
-            raise UnlearnbenchError(f"ort: no probes.jsonl (or probes/<form>.jsonl) in {self.root}: "
-                                    f"one record per item with {_SCHEMA}")
+            raise UnlearnbenchError(
+                f"ort: no probes.jsonl (or probes/<form>.jsonl) in {self.root}: one record per item with {_SCHEMA}"
+            )
         items: list[ProbeItem] = []
         seen: set[str] = set()
         for file, form in sources:
@@ -129,13 +135,16 @@ class OrtBenchmark(RealBenchmark):
 
         file = find_part_file(self.root, part, None)
         if file is None or file.parent != self.root:
-            raise UnlearnbenchError(f"ort: no {part}.jsonl (or .txt/.json/.csv/.tsv/.parquet) in {self.root}: records "
-                                    '{"prompt", "target"} or {"text"}, or plain text')
+            raise UnlearnbenchError(
+                f"ort: no {part}.jsonl (or .txt/.json/.csv/.tsv/.parquet) in {self.root}: records "
+                '{"prompt", "target"} or {"text"}, or plain text'
+            )
         self._files[file.name] = file
         if file.suffix == ".txt":
             records = read_text_file(file)
         else:
             from ..data.loading import load_records
+
             records = load_records(file)
         pairs, texts = [], []
         for row, r in enumerate(records):
@@ -147,8 +156,10 @@ class OrtBenchmark(RealBenchmark):
                     target = " " + target
                 pairs.append(Example(prompt, target))
             else:
-                raise UnlearnbenchError(f"ort: {file} record {row} has neither text nor prompt+target "
-                                        f"(found: {', '.join(map(str, r)) or 'nothing'})")
+                raise UnlearnbenchError(
+                    f"ort: {file} record {row} has neither text nor prompt+target "
+                    f"(found: {', '.join(map(str, r)) or 'nothing'})"
+                )
         return pairs, texts
 
     def unlearn_data(self, tokenizer):
@@ -159,12 +170,18 @@ class OrtBenchmark(RealBenchmark):
             pairs, texts = self._examples(part)
             data[part] = pairs + chunk_corpus(texts, tokenizer, self.config.max_length)
         if not data["forget"]:
-            raise UnlearnbenchError(f"ort: the forget data in {self.root} is empty (after chunking to "
-                                    f"max_length={self.config.max_length})")
+            raise UnlearnbenchError(
+                f"ort: the forget data in {self.root} is empty (after chunking to max_length={self.config.max_length})"
+            )
         concepts = list(dict.fromkeys(it.subject for it in self._items if it.split == "forget"))
-        return UnlearnData(forget=data["forget"], retain=data["retain"], tokenizer=tokenizer, concepts=concepts,
-                           replacement=self.config.replacement or self.spec.get("replacement") or None,
-                           generic_text=[ex.prompt + ex.target for ex in data["retain"]])
+        return UnlearnData(
+            forget=data["forget"],
+            retain=data["retain"],
+            tokenizer=tokenizer,
+            concepts=concepts,
+            replacement=self.config.replacement or self.spec.get("replacement") or None,
+            generic_text=[ex.prompt + ex.target for ex in data["retain"]],
+        )
 
     def key_extra(self) -> dict:
         """The data files decide the results: their content hashes go into the cell keys."""
@@ -172,8 +189,9 @@ class OrtBenchmark(RealBenchmark):
             file = find_part_file(self.root, part, None)
             if file is not None and file.parent == self.root:
                 self._files[file.name] = file
-        return {"data_sha256": {name: hashlib.sha256(f.read_bytes()).hexdigest()
-                                for name, f in sorted(self._files.items())}}
+        return {
+            "data_sha256": {name: hashlib.sha256(f.read_bytes()).hexdigest() for name, f in sorted(self._files.items())}
+        }
 
     def describe(self) -> dict:
         counts = {s: sum(it.split == s for it in self._items) for s in SPLITS}
@@ -198,8 +216,15 @@ def _item(r: dict, row: int, file: Path, form_default: str | None) -> ProbeItem:
         raise UnlearnbenchError(f"{where}: unknown form {form!r} (forms: {', '.join(FORMS)})")
     answer = "" if r.get("answer") is None else str(r["answer"]).strip()
     item_id = str(r.get("id") or f"{split}/{form}/{file.stem}:{row}")
-    base = dict(item_id=item_id, entity_id=-1, attribute="", subject=str(r["target"]), split=split, form=form,
-                prompt=str(r["prompt"]))
+    base = dict(
+        item_id=item_id,
+        entity_id=-1,
+        attribute="",
+        subject=str(r["target"]),
+        split=split,
+        form=form,
+        prompt=str(r["prompt"]),
+    )
     if form in GENERATIVE_FORMS:
         if not answer:
             raise UnlearnbenchError(f"{where}: form {form} needs an answer")
@@ -216,7 +241,9 @@ def _item(r: dict, row: int, file: Path, form_default: str | None) -> ProbeItem:
     if label in (None, "") or (isinstance(label, float) and label != label):
         lowered = [c.lower() for c in choices]
         if answer.lower() not in lowered:
-            raise UnlearnbenchError(f"{where}: no label and answer {answer!r} is not one of the choices {list(choices)}")
+            raise UnlearnbenchError(
+                f"{where}: no label and answer {answer!r} is not one of the choices {list(choices)}"
+            )
         label = lowered.index(answer.lower())
     try:
         label = int(label)

@@ -45,6 +45,7 @@ OPTIONAL = ("holdout", "real_authors", "world_facts")
 class TofuItem:
     """One TOFU question. ``prompt`` is the templated question; the scored text is
     ``answer_prefix + answer`` (likewise for the paraphrased and perturbed answers)."""
+
     item_id: str
     split: str
     question: str
@@ -59,11 +60,19 @@ class TofuItem:
 @dataclass(frozen=True)
 class TofuConfig(RealBenchmarkConfig):
     forget: Literal["forget01", "forget05", "forget10"] = field(
-        default="forget10", metadata={"help": "forget split (1, 5 or 10 % of the authors); picks the retain set and oracle"})
-    template: str = field(default="llama3_chat", metadata={
-        "help": "prompt template from tasks/benchmarks/tofu.yaml: llama3_chat (the default models) or qa"})
-    n_retain_eval: int = field(default=400, metadata={
-        "help": "retain questions scored when retain_perturbed is absent (a seeded sample of the retain set)"})
+        default="forget10",
+        metadata={"help": "forget split (1, 5 or 10 % of the authors); picks the retain set and oracle"},
+    )
+    template: str = field(
+        default="llama3_chat",
+        metadata={"help": "prompt template from tasks/benchmarks/tofu.yaml: llama3_chat (the default models) or qa"},
+    )
+    n_retain_eval: int = field(
+        default=400,
+        metadata={
+            "help": "retain questions scored when retain_perturbed is absent (a seeded sample of the retain set)"
+        },
+    )
     seed: int = field(default=0, metadata={"help": "seed of that retain sample"})
 
 
@@ -80,16 +89,19 @@ class TofuBenchmark(RealBenchmark):
         super().__init__(config)
         cfg = self.config
         if cfg.data and not Path(cfg.data).is_dir():
-            raise UnlearnbenchError(f"tofu: data={cfg.data} is not a folder (give a folder holding {cfg.forget}.json, ...)")
+            raise UnlearnbenchError(
+                f"tofu: data={cfg.data} is not a folder (give a folder holding {cfg.forget}.json, ...)"
+            )
         self.oracle_source = cfg.oracle or (self.spec.get("oracles") or {}).get(cfg.forget, "")
         templates = self.spec.get("templates") or {}
         if cfg.template not in templates:
-            raise UnlearnbenchError(f"tofu: unknown template {cfg.template!r} (tasks/benchmarks/tofu.yaml has: "
-                                    f"{', '.join(templates)})")
+            raise UnlearnbenchError(
+                f"tofu: unknown template {cfg.template!r} (tasks/benchmarks/tofu.yaml has: {', '.join(templates)})"
+            )
         self.template = templates[cfg.template]
         self.retain_part = self.spec["retain_of"][cfg.forget]
         self.holdout_part = self.spec["holdout_of"][cfg.forget]
-        self.missing: dict[str, str] = {}   # optional split -> why it is empty
+        self.missing: dict[str, str] = {}  # optional split -> why it is empty
         self._records: dict[str, list[dict] | None] = {}
         self._items: dict[str, list[TofuItem]] = {}
         self._files: dict[str, Path] = {}
@@ -112,18 +124,23 @@ class TofuBenchmark(RealBenchmark):
                 self._files[part] = file
             elif required:
                 names = " or ".join(f"{s}.json" for s in entry["local"])
-                raise UnlearnbenchError(f"tofu: {names} not found in {root}: copy TOFU's {entry['hub']} there "
-                                        f"(json list or jsonl), or drop data= to read {hub['path']} from the hub")
+                raise UnlearnbenchError(
+                    f"tofu: {names} not found in {root}: copy TOFU's {entry['hub']} there "
+                    f"(json list or jsonl), or drop data= to read {hub['path']} from the hub"
+                )
             else:
                 self.missing[part] = f"no {entry['local'][0]}.json in {root}"
         else:
             try:
-                records = load_records(hub["path"], config=entry["hub"], split=hub.get("split", "train"),
-                                       columns=("question", "answer"))
+                records = load_records(
+                    hub["path"], config=entry["hub"], split=hub.get("split", "train"), columns=("question", "answer")
+                )
             except UnlearnbenchError as e:
                 if required:  # the loader's hint names --data (for tasks); a benchmark takes data=DIR
-                    raise UnlearnbenchError(f"tofu: {offline_reason(e)}: give data=DIR holding "
-                                            f"{entry['local'][0]}.json (TOFU's {entry['hub']})") from None
+                    raise UnlearnbenchError(
+                        f"tofu: {offline_reason(e)}: give data=DIR holding "
+                        f"{entry['local'][0]}.json (TOFU's {entry['hub']})"
+                    ) from None
                 self.missing[part] = str(e)
         if records is not None and self.config.limit:
             records = records[: self.config.limit]
@@ -137,8 +154,9 @@ class TofuBenchmark(RealBenchmark):
         for split in SPLITS:
             self.tofu_items(split)
         self._part(self.retain_part, required=True)
-        return {"data_sha256": {part: hashlib.sha256(f.read_bytes()).hexdigest()
-                                for part, f in sorted(self._files.items())}}
+        return {
+            "data_sha256": {part: hashlib.sha256(f.read_bytes()).hexdigest() for part, f in sorted(self._files.items())}
+        }
 
     # -- items ----------------------------------------------------------------------------
     def _item(self, split: str, i: int, r: dict) -> TofuItem:
@@ -146,11 +164,17 @@ class TofuBenchmark(RealBenchmark):
         pert = r.get("perturbed_answer") or ()
         pert = (pert,) if isinstance(pert, str) else tuple(str(p) for p in pert)
         para_q = r.get("paraphrased_question")
-        return TofuItem(item_id=str(i), split=split, question=str(r["question"]),
-                        prompt=prompt.format(question=r["question"]), answer=str(r["answer"]).strip(),
-                        answer_prefix=self.template.get("answer_prefix", " "),
-                        paraphrased_answer=r.get("paraphrased_answer") or None, perturbed_answers=pert,
-                        paraphrased_prompt=prompt.format(question=para_q) if para_q else None)
+        return TofuItem(
+            item_id=str(i),
+            split=split,
+            question=str(r["question"]),
+            prompt=prompt.format(question=r["question"]),
+            answer=str(r["answer"]).strip(),
+            answer_prefix=self.template.get("answer_prefix", " "),
+            paraphrased_answer=r.get("paraphrased_answer") or None,
+            perturbed_answers=pert,
+            paraphrased_prompt=prompt.format(question=para_q) if para_q else None,
+        )
 
     def tofu_items(self, split: str) -> list[TofuItem]:
         """The scored questions of one split ([] for an unknown or missing optional split)."""
@@ -159,11 +183,16 @@ class TofuBenchmark(RealBenchmark):
         cfg = self.config
         if split == "forget":
             records = self._part(cfg.forget, required=True)
-            bad = next((i for i, r in enumerate(records) if not (r.get("paraphrased_answer") and r.get("perturbed_answer"))), None)
+            bad = next(
+                (i for i, r in enumerate(records) if not (r.get("paraphrased_answer") and r.get("perturbed_answer"))),
+                None,
+            )
             if bad is not None:
                 where = self._files.get(cfg.forget, f"{self.spec['hub']['path']} {cfg.forget}")
-                raise UnlearnbenchError(f"tofu: forget item {bad} of {where} has no paraphrased_answer/perturbed_answer "
-                                        f"(needed for the truth ratio): use TOFU's {cfg.forget}_perturbed file")
+                raise UnlearnbenchError(
+                    f"tofu: forget item {bad} of {where} has no paraphrased_answer/perturbed_answer "
+                    f"(needed for the truth ratio): use TOFU's {cfg.forget}_perturbed file"
+                )
             pairs = list(enumerate(records))
         elif split == "retain":
             records = self._part("retain_perturbed", required=False)
@@ -172,8 +201,9 @@ class TofuBenchmark(RealBenchmark):
             else:
                 self.missing["retain_perturbed"] += f" (retain scored on a sample of {self.retain_part})"
                 pool = self._part(self.retain_part, required=True)
-                idx = sorted(random.Random(f"tofu-retain:{cfg.seed}").sample(range(len(pool)),
-                                                                             min(cfg.n_retain_eval, len(pool))))
+                idx = sorted(
+                    random.Random(f"tofu-retain:{cfg.seed}").sample(range(len(pool)), min(cfg.n_retain_eval, len(pool)))
+                )
                 pairs = [(i, pool[i]) for i in idx]
         elif split in OPTIONAL:
             records = self._part(self.holdout_part if split == "holdout" else split, required=False)
@@ -199,14 +229,23 @@ class TofuBenchmark(RealBenchmark):
         from ..data.types import Example, UnlearnData
 
         def examples(records):
-            return [Example(prompt=self.template["prompt"].format(question=r["question"]),
-                            target=self.template.get("answer_prefix", " ") + str(r["answer"]).strip())
-                    for r in records]
+            return [
+                Example(
+                    prompt=self.template["prompt"].format(question=r["question"]),
+                    target=self.template.get("answer_prefix", " ") + str(r["answer"]).strip(),
+                )
+                for r in records
+            ]
 
         forget = self._part(self.config.forget, required=True)
         retain = self._part(self.retain_part, required=True)
         return UnlearnData(forget=examples(forget), retain=examples(retain), tokenizer=tokenizer)
 
     def describe(self) -> dict:
-        return {**super().describe(), "forget": self.config.forget, "retain": self.retain_part,
-                "template": self.config.template, "missing": dict(self.missing)}
+        return {
+            **super().describe(),
+            "forget": self.config.forget,
+            "retain": self.retain_part,
+            "template": self.config.template,
+            "missing": dict(self.missing),
+        }

@@ -72,6 +72,12 @@ class ToyBenchmark:
 
     def describe(self) -> dict:
         w = self.world
-        return {"benchmark": self.name, "size": self.config.size, "seed": self.config.seed,
-                "people": len(w.entities), "forget": len(w.forget_ids), "neighbour": len(w.neighbour_ids),
-                "retain_probed": len(w.retain_probe_ids)}
+        return {
+            "benchmark": self.name,
+            "size": self.config.size,
+            "seed": self.config.seed,
+            "people": len(w.entities),
+            "forget": len(w.forget_ids),
+            "neighbour": len(w.neighbour_ids),
+            "retain_probed": len(w.retain_probe_ids),
+        }

@@ -45,8 +45,7 @@ from pathlib import Path
 
 from ..errors import UnlearnbenchError
 from ..registry import register_benchmark
-from .common import (RealBenchmark, RealBenchmarkConfig, chunk_corpus, find_part_file, offline_reason,
-                     read_text_file)
+from .common import RealBenchmark, RealBenchmarkConfig, chunk_corpus, find_part_file, offline_reason, read_text_file
 
 LETTERS = "ABCD"
 
@@ -57,6 +56,7 @@ class McqItem:
     ``doc_id`` is the index lm-eval's built-in task gives the question (-1: from a local file,
     scored through the local task YAMLs). ``prompt``/``answer`` are the text-item view: the
     question followed by "Answer:", and the correct choice's text (continued after a space)."""
+
     item_id: str
     split: str
     task: str
@@ -79,14 +79,24 @@ class McqItem:
 
 @dataclass(frozen=True)
 class WmdpConfig(RealBenchmarkConfig):
-    subsets: tuple[str, ...] = field(default=("bio", "cyber"), metadata={
-        "help": "WMDP subsets forming the forget split: bio, cyber, chem (e.g. subsets=bio+cyber)"})
-    mmlu_subjects: tuple[str, ...] = field(default=(), metadata={
-        "help": "MMLU subjects of the retain split, e.g. college_biology+virology (empty: all 57)"})
-    forget_corpus: str = field(default="", metadata={
-        "help": "forget corpus file (.jsonl {text} or .txt) or hub id (default: data=DIR/forget_corpus.*, else the YAML's)"})
-    retain_corpus: str = field(default="", metadata={
-        "help": "retain corpus file or hub id (default: data=DIR/retain_corpus.*, else wikitext-2)"})
+    subsets: tuple[str, ...] = field(
+        default=("bio", "cyber"),
+        metadata={"help": "WMDP subsets forming the forget split: bio, cyber, chem (e.g. subsets=bio+cyber)"},
+    )
+    mmlu_subjects: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "MMLU subjects of the retain split, e.g. college_biology+virology (empty: all 57)"},
+    )
+    forget_corpus: str = field(
+        default="",
+        metadata={
+            "help": "forget corpus file (.jsonl {text} or .txt) or hub id (default: data=DIR/forget_corpus.*, else the YAML's)"
+        },
+    )
+    retain_corpus: str = field(
+        default="",
+        metadata={"help": "retain corpus file or hub id (default: data=DIR/retain_corpus.*, else wikitext-2)"},
+    )
     corpus_docs: int = field(default=0, metadata={"help": "use only the first N documents of each corpus (0: all)"})
     max_length: int = field(default=512, metadata={"help": "tokens per unlearning window (RMU: 512 bio, 768 cyber)"})
 
@@ -110,7 +120,9 @@ class WmdpBenchmark(RealBenchmark):
     def __init__(self, config: WmdpConfig | None = None):
         super().__init__(config)
         if self.config.data and not Path(self.config.data).is_dir():
-            raise UnlearnbenchError(f"wmdp: data={self.config.data} is not a folder (give a folder holding wmdp-bio.jsonl, mmlu.csv, ...)")
+            raise UnlearnbenchError(
+                f"wmdp: data={self.config.data} is not a folder (give a folder holding wmdp-bio.jsonl, mmlu.csv, ...)"
+            )
         self._items: dict[str, list[McqItem]] = {}
         self._files: dict[str, Path] = {}
 
@@ -140,20 +152,29 @@ class WmdpBenchmark(RealBenchmark):
             records, from_hub = self._hub(entry, f"wmdp-{subset}.jsonl"), True
         if self.config.limit:
             records = records[: self.config.limit]
-        return [_item(r, f"{subset}/{i}", "forget", subset, i if from_hub else -1, where=f"{subset} question {i}")
-                for i, r in enumerate(records)]
+        return [
+            _item(r, f"{subset}/{i}", "forget", subset, i if from_hub else -1, where=f"{subset} question {i}")
+            for i, r in enumerate(records)
+        ]
 
     def _mmlu(self) -> list[McqItem]:
         entry = self.spec["mmlu"]
         subjects = self.config.mmlu_subjects
         if self.config.data:
             root = Path(self.config.data)
-            if subjects and all(find_part_file(root / "mmlu", s, None) or find_part_file(root, f"{s}_test", None)
-                                for s in subjects):
-                per = {s: _read(self._track(find_part_file(root / "mmlu", s, None) or find_part_file(root, f"{s}_test", None)))
-                       for s in subjects}
+            if subjects and all(
+                find_part_file(root / "mmlu", s, None) or find_part_file(root, f"{s}_test", None) for s in subjects
+            ):
+                per = {
+                    s: _read(
+                        self._track(find_part_file(root / "mmlu", s, None) or find_part_file(root, f"{s}_test", None))
+                    )
+                    for s in subjects
+                }
                 return self._mmlu_items(per, from_hub=False)
-            file = self._local(entry["local"], "mmlu.csv or mmlu.jsonl ({question, subject, choices, answer})", "utility")
+            file = self._local(
+                entry["local"], "mmlu.csv or mmlu.jsonl ({question, subject, choices, answer})", "utility"
+            )
             return self._mmlu_items(_group_by_subject(_read(file), subjects, file), from_hub=False)
         if subjects:  # one hub config per subject: its test split is exactly lm-eval's mmlu_<subject>
             per = {s: self._hub({**entry, "name": s}, f"mmlu/{s}.csv") for s in subjects}
@@ -166,8 +187,18 @@ class WmdpBenchmark(RealBenchmark):
         for subject, records in per_subject.items():
             if self.config.limit:
                 records = records[: self.config.limit]
-            out += [_item(r, f"mmlu/{subject}/{i}", "retain", "mmlu", i if from_hub else -1, subject=subject,
-                          where=f"mmlu {subject} question {i}") for i, r in enumerate(records)]
+            out += [
+                _item(
+                    r,
+                    f"mmlu/{subject}/{i}",
+                    "retain",
+                    "mmlu",
+                    i if from_hub else -1,
+                    subject=subject,
+                    where=f"mmlu {subject} question {i}",
+                )
+                for i, r in enumerate(records)
+            ]
         return out
 
     # -- file and hub access ---------------------------------------------------------------
@@ -175,7 +206,9 @@ class WmdpBenchmark(RealBenchmark):
         root = Path(self.config.data)
         file = next((f for f in (find_part_file(root, s, None) for s in stems) if f and f.suffix != ".txt"), None)
         if file is None:
-            raise UnlearnbenchError(f"wmdp: no {what} file in {root}: expected {expected}; or drop data= to read the hub dataset")
+            raise UnlearnbenchError(
+                f"wmdp: no {what} file in {root}: expected {expected}; or drop data= to read the hub dataset"
+            )
         return self._track(file)
 
     def _track(self, file: Path) -> Path:
@@ -214,15 +247,19 @@ class WmdpBenchmark(RealBenchmark):
             corpora = self.spec["corpora"][role]
             entries = [corpora[s] for s in self.config.subsets if s in corpora] if role == "forget" else [corpora]
             if not entries:
-                raise UnlearnbenchError(f"wmdp: no hub forget corpus for subsets {'+'.join(self.config.subsets)}: "
-                                        f"give data=DIR holding forget_corpus.jsonl ({{text}}) or forget_corpus=FILE")
+                raise UnlearnbenchError(
+                    f"wmdp: no hub forget corpus for subsets {'+'.join(self.config.subsets)}: "
+                    f"give data=DIR holding forget_corpus.jsonl ({{text}}) or forget_corpus=FILE"
+                )
             records = []
             for e in entries:
                 try:
                     records += load_records(e["path"], config=e.get("name"), split=e.get("split"), columns=("text",))
                 except UnlearnbenchError as err:
-                    raise UnlearnbenchError(f"wmdp: {role} corpus: {offline_reason(err)}: give data=DIR holding {stem}.jsonl "
-                                            f"({{text}}) or {role}_corpus=FILE") from None
+                    raise UnlearnbenchError(
+                        f"wmdp: {role} corpus: {offline_reason(err)}: give data=DIR holding {stem}.jsonl "
+                        f"({{text}}) or {role}_corpus=FILE"
+                    ) from None
         texts = [str(r["text"]) for r in records if len(str(r["text"])) > self.spec["corpora"].get("min_chars", 0)]
         return texts[: self.config.corpus_docs] if self.config.corpus_docs else texts
 
@@ -231,11 +268,16 @@ class WmdpBenchmark(RealBenchmark):
         from ..data.types import UnlearnData
 
         forget, retain = self._corpus("forget"), self._corpus("retain")
-        data = UnlearnData(forget=chunk_corpus(forget, tokenizer, self.config.max_length),
-                           retain=chunk_corpus(retain, tokenizer, self.config.max_length),
-                           tokenizer=tokenizer, generic_text=retain[:256])
+        data = UnlearnData(
+            forget=chunk_corpus(forget, tokenizer, self.config.max_length),
+            retain=chunk_corpus(retain, tokenizer, self.config.max_length),
+            tokenizer=tokenizer,
+            generic_text=retain[:256],
+        )
         if not data.forget:
-            raise UnlearnbenchError(f"wmdp: the forget corpus gives no window of at least 8 tokens ({len(forget)} documents)")
+            raise UnlearnbenchError(
+                f"wmdp: the forget corpus gives no window of at least 8 tokens ({len(forget)} documents)"
+            )
         return data
 
     # -- keys and description ----------------------------------------------------------------
@@ -252,11 +294,16 @@ class WmdpBenchmark(RealBenchmark):
         def name(f: Path) -> str:  # relative to data=DIR, so moving the folder keeps the keys
             return str(f.relative_to(root)) if root and f.is_relative_to(root) else str(f)
 
-        return {"data_sha256": {name(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(self._files.values())}}
+        return {
+            "data_sha256": {name(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(self._files.values())}
+        }
 
     def describe(self) -> dict:
-        return {**super().describe(), "subsets": "+".join(self.config.subsets),
-                "mmlu_subjects": "+".join(self.config.mmlu_subjects) or "all"}
+        return {
+            **super().describe(),
+            "subsets": "+".join(self.config.subsets),
+            "mmlu_subjects": "+".join(self.config.mmlu_subjects) or "all",
+        }
 
 
 # -- record parsing ----------------------------------------------------------------------------
@@ -269,16 +316,20 @@ def _read(file: Path) -> list[dict]:
 def _group_by_subject(records: list[dict], subjects, where) -> dict[str, list[dict]]:
     """Records -> {subject: records} in file order; only ``subjects`` if given."""
     if any("subject" not in r for r in records[:1]):
-        raise UnlearnbenchError(f"wmdp: {where} has no 'subject' column: add one, or put one file per subject "
-                                "in DIR/mmlu/<subject>.csv and name them with mmlu_subjects=")
+        raise UnlearnbenchError(
+            f"wmdp: {where} has no 'subject' column: add one, or put one file per subject "
+            "in DIR/mmlu/<subject>.csv and name them with mmlu_subjects="
+        )
     per: dict[str, list[dict]] = {}
     for r in records:
         per.setdefault(str(r["subject"]), []).append(r)
     if subjects:
         missing = [s for s in subjects if s not in per]
         if missing:
-            raise UnlearnbenchError(f"wmdp: MMLU subject(s) {', '.join(missing)} not in {where} "
-                                    f"(it has {', '.join(sorted(per)[:5])}{', ...' if len(per) > 5 else ''})")
+            raise UnlearnbenchError(
+                f"wmdp: MMLU subject(s) {', '.join(missing)} not in {where} "
+                f"(it has {', '.join(sorted(per)[:5])}{', ...' if len(per) > 5 else ''})"
+            )
         return {s: per[s] for s in subjects}
     return per
 
@@ -293,8 +344,10 @@ def _choices(r: dict, where: str) -> tuple[str, ...]:
                 raw = [r[n] for n in names]
                 break
     if raw is None or isinstance(raw, str) or len(raw) != 4:
-        raise UnlearnbenchError(f"wmdp: {where} needs 4 choices: a 'choices' list or columns choice0..choice3 "
-                                f"(found: {', '.join(map(str, r))})")
+        raise UnlearnbenchError(
+            f"wmdp: {where} needs 4 choices: a 'choices' list or columns choice0..choice3 "
+            f"(found: {', '.join(map(str, r))})"
+        )
     return tuple(str(c) for c in raw)
 
 
@@ -308,5 +361,13 @@ def _label(value, where: str) -> int:
 
 
 def _item(r: dict, item_id: str, split: str, task: str, doc_id: int, *, subject: str = "", where: str) -> McqItem:
-    return McqItem(item_id=item_id, split=split, task=task, question=str(r["question"]),
-                   choices=_choices(r, where), label=_label(r["answer"], where), subject=subject, doc_id=doc_id)
+    return McqItem(
+        item_id=item_id,
+        split=split,
+        task=task,
+        question=str(r["question"]),
+        choices=_choices(r, where),
+        label=_label(r["answer"], where),
+        subject=subject,
+        doc_id=doc_id,
+    )

@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.version:
         from .. import __version__
+
         print(__version__)
         return 0
     if not args.command:

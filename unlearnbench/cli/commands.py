@@ -20,9 +20,15 @@ def cmd_run(args) -> int:
     from ..report import run_summary
     from ..store import ResultStore
 
-    request = runner.RunRequest(method=args.method, attacks=args.attack, benchmark=args.benchmark,
-                                probes=args.probes.split(",") if args.probes else None,
-                                seed=args.seed, device=args.device, data=_data_args(args.data))
+    request = runner.RunRequest(
+        method=args.method,
+        attacks=args.attack,
+        benchmark=args.benchmark,
+        probes=args.probes.split(",") if args.probes else None,
+        seed=args.seed,
+        device=args.device,
+        data=_data_args(args.data),
+    )
     planned = runner.plan(request)  # validate every spec before opening anything
     from .render import RichProgress, render_run
 
@@ -65,8 +71,15 @@ def cmd_study(args) -> int:
     from .render import SweepView, render_study
 
     exp = load_study(args.experiment, size=args.size, seeds=args.seeds)
-    study = run_study(exp, out=args.out, store=args.store, device=args.device, backend=args.backend,
-                      view=lambda state: SweepView(state, enabled=not args.quiet), argv=tuple(sys.argv))
+    study = run_study(
+        exp,
+        out=args.out,
+        store=args.store,
+        device=args.device,
+        backend=args.backend,
+        view=lambda state: SweepView(state, enabled=not args.quiet),
+        argv=tuple(sys.argv),
+    )
     render_study(study)
     return 1 if study.sweep.failed else 0
 
@@ -86,8 +99,16 @@ def cmd_analyze(args) -> int:
         with open(args.out, "w") as f:
             json.dump({"schema": "unlearnbench.taskvec/1", "rows": rows, "summary": summary}, f, indent=1)
     if args.json:
-        print(json.dumps({"schema": "unlearnbench.taskvec/1", "summary": summary,
-                          "rows": [{k: v for k, v in r.items() if k != "per_tensor"} for r in rows]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "schema": "unlearnbench.taskvec/1",
+                    "summary": summary,
+                    "rows": [{k: v for k, v in r.items() if k != "per_tensor"} for r in rows],
+                },
+                indent=1,
+            )
+        )
     else:
         render_taskvec(summary)
     return 0
@@ -97,8 +118,13 @@ def cmd_list(args) -> int:
     from .. import registry
     from ..spec import config_help
 
-    reg = {"methods": registry.METHODS, "attacks": registry.ATTACKS, "probes": registry.PROBES,
-           "benchmarks": registry.BENCHMARKS, "tasks": registry.TASKS}[args.kind]
+    reg = {
+        "methods": registry.METHODS,
+        "attacks": registry.ATTACKS,
+        "probes": registry.PROBES,
+        "benchmarks": registry.BENCHMARKS,
+        "tasks": registry.TASKS,
+    }[args.kind]
     for name, cls in reg.items():
         arg = f":<{cls.needs_arg}>" if getattr(cls, "needs_arg", None) else ""
         print(f"{name}{arg}  (v{cls.version})  {getattr(cls, 'description', '')}")
@@ -119,8 +145,10 @@ def cmd_regress(args) -> int:
     if args.update and not args.reason.strip():
         raise UnlearnbenchError('--update needs --reason "why the numbers changed" (it is recorded in the baseline)')
     with tempfile.TemporaryDirectory() as tmp:
-        with ResultStore(args.store or os.path.join(tmp, "regress.sqlite")) as store, \
-                RichProgress(enabled=not args.quiet) as progress:
+        with (
+            ResultStore(args.store or os.path.join(tmp, "regress.sqlite")) as store,
+            RichProgress(enabled=not args.quiet) as progress,
+        ):
             measured = run_matrix(baseline, store, progress)
     diffs = compare(baseline, measured)
     if args.update:
@@ -158,12 +186,22 @@ def cmd_results(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "study": cmd_study, "analyze": cmd_analyze, "list": cmd_list,
-            "results": cmd_results, "regress": cmd_regress, "report": cmd_report,
-            "submit": leaderboard.cmd_submit, "leaderboard": leaderboard.cmd_leaderboard}
+COMMANDS = {
+    "run": cmd_run,
+    "sweep": cmd_sweep,
+    "study": cmd_study,
+    "analyze": cmd_analyze,
+    "list": cmd_list,
+    "results": cmd_results,
+    "regress": cmd_regress,
+    "report": cmd_report,
+    "submit": leaderboard.cmd_submit,
+    "leaderboard": leaderboard.cmd_leaderboard,
+}
 
 
 # -- arguments to library inputs -------------------------------------------------------------------
+
 
 def _select_backend(args) -> None:
     if getattr(args, "backend", None):  # validated now; probes read the choice from $UNLEARNBENCH_BACKEND
@@ -208,8 +246,9 @@ def _data_args(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, path = (part.strip() for part in item.partition("="))
         if not sep or not key or not path:
-            raise UnlearnbenchError(f"--data {item!r}: expected NAME=PATH or NAME:test=PATH, "
-                                    f"e.g. --data gsm8k=path/to/train.jsonl")
+            raise UnlearnbenchError(
+                f"--data {item!r}: expected NAME=PATH or NAME:test=PATH, e.g. --data gsm8k=path/to/train.jsonl"
+            )
         key = key.removesuffix(":train")
         if key in data:
             raise UnlearnbenchError(f"--data {key} is given twice ('{data[key]}' and '{path}')")

@@ -12,40 +12,68 @@ KINDS = ("methods", "attacks", "probes", "benchmarks", "tasks")
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``unlearnbench`` command line (subcommands, their flags and help texts)."""
-    p = argparse.ArgumentParser(prog="unlearnbench",
-                                description="Does knowledge removed from an LLM stay removed? Unlearn, then "
-                                            "stress-test with relearning fine-tunes and other forms of asking.")
+    p = argparse.ArgumentParser(
+        prog="unlearnbench",
+        description="Does knowledge removed from an LLM stay removed? Unlearn, then "
+        "stress-test with relearning fine-tunes and other forms of asking.",
+    )
     p.add_argument("--version", action="store_true", help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    r = sub.add_parser("run", help="unlearn with a method, attack the result, evaluate every form",
-                       description="Unlearn with METHOD on a benchmark, then run each ATTACK from the unlearned "
-                                   "model, evaluating all probe forms before unlearning, after it and after "
-                                   "every attack epoch. Finished cells in the store are reused.")
+    r = sub.add_parser(
+        "run",
+        help="unlearn with a method, attack the result, evaluate every form",
+        description="Unlearn with METHOD on a benchmark, then run each ATTACK from the unlearned "
+        "model, evaluating all probe forms before unlearning, after it and after "
+        "every attack epoch. Finished cells in the store are reused.",
+    )
     r.add_argument("--method", required=True, help="method spec, e.g. npo or npo,beta=0.1,lr=5e-4")
-    r.add_argument("--attack", action="append", default=[], metavar="SPEC",
-                   help="attack spec, e.g. finetune:arith or finetune:arith,epochs=3,lr=1e-4,lora=true (repeatable)")
+    r.add_argument(
+        "--attack",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="attack spec, e.g. finetune:arith or finetune:arith,epochs=3,lr=1e-4,lora=true (repeatable)",
+    )
     r.add_argument("--benchmark", default="toy", help="benchmark spec (default: toy; e.g. toy,size=micro)")
-    r.add_argument("--data", action="append", default=[], metavar="NAME[:test]=PATH",
-                   help="local file for a dataset task instead of the hub, e.g. gsm8k=train.jsonl or "
-                        "gsm8k:test=test.jsonl (repeatable; datasets: gsm8k, agnews, sst2, winogrande, mnli, qqp)")
+    r.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="NAME[:test]=PATH",
+        help="local file for a dataset task instead of the hub, e.g. gsm8k=train.jsonl or "
+        "gsm8k:test=test.jsonl (repeatable; datasets: gsm8k, agnews, sst2, winogrande, mnli, qqp)",
+    )
     r.add_argument("--probes", default=None, help="comma-separated probe forms (default: the benchmark's)")
     r.add_argument("--seed", type=int, default=0, help="seed for unlearning and attacks (default 0)")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     r.add_argument("--store", default=DEFAULT_STORE, help=f"results store (SQLite; default ./{DEFAULT_STORE})")
-    r.add_argument("--json", action="store_true", help="print one JSON document (schema in the README) instead of tables")
+    r.add_argument(
+        "--json", action="store_true", help="print one JSON document (schema in the README) instead of tables"
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
-    r.add_argument("--backend", choices=("hf", "vllm", "auto"), default=None,
-                   help="generation backend for greedy decoding: hf (reference), vllm (CUDA, optional extra) "
-                        "or auto (default: $UNLEARNBENCH_BACKEND, else hf)")
+    r.add_argument(
+        "--backend",
+        choices=("hf", "vllm", "auto"),
+        default=None,
+        help="generation backend for greedy decoding: hf (reference), vllm (CUDA, optional extra) "
+        "or auto (default: $UNLEARNBENCH_BACKEND, else hf)",
+    )
 
-    sw = sub.add_parser("sweep", help="methods x attacks x seeds: each method unlearned once per seed",
-                        description="Run a matrix: every method is unlearned once per seed and every attack starts "
-                                    "from that checkpoint. Finished cells are reused; a failing cell is recorded "
-                                    "with its reason and the sweep goes on. Lists are comma-separated; an option "
-                                    "continues the spec before it (npo,beta=0.1,rmu = 'npo,beta=0.1' and 'rmu').")
-    sw.add_argument("--experiment", default=None, metavar="NAME_OR_YAML",
-                    help="an experiment file, or a name in tasks/experiments/ (e.g. ilu-robustness)")
+    sw = sub.add_parser(
+        "sweep",
+        help="methods x attacks x seeds: each method unlearned once per seed",
+        description="Run a matrix: every method is unlearned once per seed and every attack starts "
+        "from that checkpoint. Finished cells are reused; a failing cell is recorded "
+        "with its reason and the sweep goes on. Lists are comma-separated; an option "
+        "continues the spec before it (npo,beta=0.1,rmu = 'npo,beta=0.1' and 'rmu').",
+    )
+    sw.add_argument(
+        "--experiment",
+        default=None,
+        metavar="NAME_OR_YAML",
+        help="an experiment file, or a name in tasks/experiments/ (e.g. ilu-robustness)",
+    )
     sw.add_argument("--methods", default=None, help="e.g. npo,rmu,ilu,rocr")
     sw.add_argument("--attacks", default=None, help="e.g. finetune:arith,finetune:topic,relearn:forget")
     sw.add_argument("--seeds", default=None, help="e.g. 0,1,2 or 0-2 (default 0)")
@@ -58,13 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--json", action="store_true", help="print the sweep summary as JSON")
     sw.add_argument("--quiet", action="store_true", help="no live view")
 
-    st = sub.add_parser("study", help="a seed paper's experiment end to end: sweep, report, findings",
-                        description="Run a study preset (tasks/experiments/NAME.yaml with expected findings): the "
-                                    "sweep, the report, and findings.md stating for every expected finding whether "
-                                    "it holds here, with the numbers. Presets: ilu-robustness, form-dependence.")
+    st = sub.add_parser(
+        "study",
+        help="a seed paper's experiment end to end: sweep, report, findings",
+        description="Run a study preset (tasks/experiments/NAME.yaml with expected findings): the "
+        "sweep, the report, and findings.md stating for every expected finding whether "
+        "it holds here, with the numbers. Presets: ilu-robustness, form-dependence.",
+    )
     st.add_argument("experiment", metavar="NAME_OR_YAML", help="e.g. ilu-robustness or form-dependence")
-    st.add_argument("--size", choices=("micro", "small"), default=None,
-                    help="embedded world size (overrides the benchmark to toy,size=SIZE; default: the preset's)")
+    st.add_argument(
+        "--size",
+        choices=("micro", "small"),
+        default=None,
+        help="embedded world size (overrides the benchmark to toy,size=SIZE; default: the preset's)",
+    )
     st.add_argument("--seeds", default=None, help="override the preset's seeds, e.g. 0 or 0-2")
     st.add_argument("--store", default=None, help="results store (default OUT/results.sqlite)")
     st.add_argument("--out", default=None, help="output folder (default ./study-NAME)")
@@ -74,11 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", help="analyses of stored results (taskvec)")
     an_sub = an.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
-    tv = an_sub.add_parser("taskvec", help="task-vector cosines: does fine-tuning move back along the unlearning direction?",
-                           description="For every finished unlearning cell in the store: tau_u = unlearned - original, "
-                                       "tau_ft = original fine-tuned - original, tau_u->ft = unlearned fine-tuned - unlearned, "
-                                       "and their cosines over all parameters (streamed tensor by tensor). The fine-tunes "
-                                       "are run once with the attack's options and cached.")
+    tv = an_sub.add_parser(
+        "taskvec",
+        help="task-vector cosines: does fine-tuning move back along the unlearning direction?",
+        description="For every finished unlearning cell in the store: tau_u = unlearned - original, "
+        "tau_ft = original fine-tuned - original, tau_u->ft = unlearned fine-tuned - unlearned, "
+        "and their cosines over all parameters (streamed tensor by tensor). The fine-tunes "
+        "are run once with the attack's options and cached.",
+    )
     tv.add_argument("--attack", default="finetune:arith", help="fine-tuning attack spec (default finetune:arith)")
     tv.add_argument("--method", default=None, help="only this method (label or name)")
     tv.add_argument("--benchmark", default="toy", help="benchmark spec the cells were run on (default toy)")
@@ -91,28 +129,83 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list registered plugins")
     ls.add_argument("kind", choices=KINDS)
 
-    rg = sub.add_parser("regress", help="re-run a baseline's matrix and fail on numbers outside tolerance",
-                        description="Re-run the small deterministic matrix a baseline file declares and compare "
-                                    "every number with it (absolute tolerance per metric). Exit 1 on a regression.")
+    rg = sub.add_parser(
+        "regress",
+        help="re-run a baseline's matrix and fail on numbers outside tolerance",
+        description="Re-run the small deterministic matrix a baseline file declares and compare "
+        "every number with it (absolute tolerance per metric). Exit 1 on a regression.",
+    )
     rg.add_argument("--baseline", required=True, help="baseline JSON, e.g. leaderboard/baselines/micro.json")
     rg.add_argument("--store", default=None, help="results store to run into (default: a temporary one)")
     rg.add_argument("--update", action="store_true", help="write the measured numbers into the baseline")
     rg.add_argument("--reason", default="", help="why the numbers changed (required with --update; recorded)")
     rg.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    rp = sub.add_parser("report", help="figures and tables from the store (no model is run)",
-                        description="Write a forget-quality heatmap (methods x attacks), robustness curves, an "
-                                    "ORT-style form table, a MUSE-style table and one self-contained report.html.")
+    rp = sub.add_parser(
+        "report",
+        help="figures and tables from the store (no model is run)",
+        description="Write a forget-quality heatmap (methods x attacks), robustness curves, an "
+        "ORT-style form table, a MUSE-style table and one self-contained report.html.",
+    )
     rp.add_argument("--store", default=DEFAULT_STORE)
     rp.add_argument("--out", default="unlearnbench-report", help="output folder (default ./unlearnbench-report)")
 
     res = sub.add_parser("results", help="export stored results (pandas) as CSV or JSON")
     res.add_argument("--store", default=DEFAULT_STORE)
     res.add_argument("--format", choices=("csv", "json"), default="csv")
-    res.add_argument("--level", choices=("items", "summary"), default="summary",
-                     help="every per-item score, or means per cell/checkpoint/split/form/metric (default)")
+    res.add_argument(
+        "--level",
+        choices=("items", "summary"),
+        default="summary",
+        help="every per-item score, or means per cell/checkpoint/split/form/metric (default)",
+    )
     res.add_argument("--out", default=None, help="write to this file instead of stdout")
 
-    from .leaderboard import add_parsers as add_leaderboard_parsers  # submit, leaderboard verify/build
-    add_leaderboard_parsers(sub)
+    _add_leaderboard_parsers(sub)
     return p
+
+
+def _add_leaderboard_parsers(sub) -> None:
+    """``submit`` and ``leaderboard {verify,build}`` (handled by :mod:`unlearnbench.cli.leaderboard`)."""
+    s = sub.add_parser(
+        "submit",
+        help="run a method through a leaderboard matrix and write a submission bundle",
+        description="Run METHOD through every attack and seed a leaderboard matrix declares "
+        "(tasks/leaderboard/<matrix>.yaml) and write a bundle: manifest.json (schema "
+        "leaderboard/schema/submission-1.json) and scores.csv.gz (every per-item score).",
+    )
+    s.add_argument("--method", required=True, help="method spec, e.g. npo or rocr,projector=none")
+    s.add_argument("--matrix", default="toy-micro", help="leaderboard matrix name (default toy-micro)")
+    s.add_argument("--out", required=True, help="bundle folder to write (new or empty)")
+    s.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        help=f"results store to run into (default ./{DEFAULT_STORE}); finished cells are reused",
+    )
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    lb = sub.add_parser("leaderboard", help="verify submission bundles and build the static leaderboard site")
+    lsub = lb.add_subparsers(dest="leaderboard_command", metavar="ACTION", required=True)
+    v = lsub.add_parser(
+        "verify",
+        help="accept or refuse a bundle, one line per reason (exit 1 if refused)",
+        description="Check a submission bundle: files (no pickles, no code), schema, matrix "
+        "completeness, provenance and versions, per-cell score hashes, aggregates "
+        "recomputed from the per-item scores; optionally re-run K cells here.",
+    )
+    v.add_argument("bundle", help="bundle folder")
+    v.add_argument(
+        "--rerun",
+        type=int,
+        default=0,
+        metavar="K",
+        help="re-run K sampled attack cells here (method plugin must be installed) and compare "
+        "within the matrix's tolerance",
+    )
+    v.add_argument("--json", action="store_true", help="print the verdict as one JSON document")
+    b = lsub.add_parser("build", help="verify every bundle and render the static site (index.html + detail pages)")
+    b.add_argument(
+        "--submissions", default="leaderboard/submissions", help="folder of bundles (default leaderboard/submissions)"
+    )
+    b.add_argument("--out", default="leaderboard/site", help="site folder (default leaderboard/site)")

@@ -7,7 +7,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress as _RichProgress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as _RichProgress
 from rich.table import Table
 
 from ..progress import Progress, TaskHandle
@@ -34,9 +35,16 @@ class RichProgress(Progress):
     def __init__(self, enabled: bool = True, drop_finished: bool = False):
         self.enabled = enabled
         self.drop_finished = drop_finished
-        self.bar = _RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=_err,
-                                 disable=not enabled, transient=False)
+        self.bar = _RichProgress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=_err,
+            disable=not enabled,
+            transient=False,
+        )
 
     def __enter__(self):
         self.bar.__enter__()
@@ -77,8 +85,10 @@ def render_run(summary: dict, console: Console | None = None) -> None:
     recall, fa, fq = summary["recall"], summary["task_accuracy"], summary["forget_quality"]
     for c in summary["cells"]:
         if c["status"] == "failed":
-            console.print(f"[red]failed[/red] {c['kind']} {c['label'].get('method')} "
-                          f"{c['label'].get('attack') or ''}: {c['reason']}")
+            console.print(
+                f"[red]failed[/red] {c['kind']} {c['label'].get('method')} "
+                f"{c['label'].get('attack') or ''}: {c['reason']}"
+            )
     if not cols:
         return
     table = Table(title="Recall per form (em for free-text forms, accuracy for MCQ/TF)", show_lines=False)
@@ -98,19 +108,29 @@ def render_run(summary: dict, console: Console | None = None) -> None:
                 if f not in forms:
                     forms.append(f)
         for i, form in enumerate(forms):
-            table.add_row(split if i == 0 else "", form,
-                          *[_fmt(recall.get(col, {}).get(split, {}).get(form)) for col in cols],
-                          end_section=(i == len(forms) - 1))
+            table.add_row(
+                split if i == 0 else "",
+                form,
+                *[_fmt(recall.get(col, {}).get(split, {}).get(form)) for col in cols],
+                end_section=(i == len(forms) - 1),
+            )
     tasks = sorted({t for col in cols for t in fa.get(col, {})})
     for i, t in enumerate(tasks):
-        table.add_row("FA" if i == 0 else "", t, *[_fmt(fa.get(col, {}).get(t)) for col in cols],
-                      end_section=(i == len(tasks) - 1))
+        table.add_row(
+            "FA" if i == 0 else "",
+            t,
+            *[_fmt(fa.get(col, {}).get(t)) for col in cols],
+            end_section=(i == len(tasks) - 1),
+        )
     if fq:
         table.add_row("forget quality", "mean", *[_fmt(fq.get(col, {}).get("mean")) for col in cols])
     pl = summary.get("privleak") or {}
     if pl:  # MUSE: (AUC - AUC_retrain) / AUC_retrain x 100; ~0 ideal, negative = still memorised
-        table.add_row("PrivLeak %", "min-k 40%", *["–" if pl.get(c, {}).get("privleak") is None
-                                                   else f"{pl[c]['privleak']:+.1f}" for c in cols])
+        table.add_row(
+            "PrivLeak %",
+            "min-k 40%",
+            *["–" if pl.get(c, {}).get("privleak") is None else f"{pl[c]['privleak']:+.1f}" for c in cols],
+        )
     dist = summary.get("distance") or {}
     for split in ("forget", "neighbour", "retain"):
         if any("js.js" in dist.get(c, {}).get(split, {}) for c in cols):  # nats, 0 = the oracle's distributions
@@ -130,6 +150,7 @@ def render_run(summary: dict, console: Console | None = None) -> None:
 def tofu_table(tofu: dict, cols: list[str]) -> Table:
     """TOFU's numbers per column: split means of prob, ROUGE-L recall, truth ratio (raw R and TOFU's
     statistic), forget quality (KS p-value, often tiny: scientific notation) and model utility."""
+
     def fmt(v):
         return "–" if v is None else (f"{v:.2e}" if 0 < abs(v) < 0.01 else f"{v:.3f}")
 
@@ -146,16 +167,21 @@ def tofu_table(tofu: dict, cols: list[str]) -> Table:
                     rows[split].append(m)
     for split, metrics in rows.items():
         for i, m in enumerate(metrics):
-            table.add_row(split if i == 0 else "", m, *[fmt(tofu.get(col, {}).get(split, {}).get(m)) for col in cols],
-                          end_section=(i == len(metrics) - 1))
+            table.add_row(
+                split if i == 0 else "",
+                m,
+                *[fmt(tofu.get(col, {}).get(split, {}).get(m)) for col in cols],
+                end_section=(i == len(metrics) - 1),
+            )
     return table
 
 
 def render_regress(diffs, baseline: dict, console: Console | None = None) -> None:
     """The regression verdict: one row per number outside tolerance (or missing on one side)."""
     console = console or _stdout_console(130)
-    n = sum(len(where) for cols in baseline.get("numbers", {}).values() for col in cols.values()
-            for where in col.values())
+    n = sum(
+        len(where) for cols in baseline.get("numbers", {}).values() for col in cols.values() for where in col.values()
+    )
     if not diffs:
         console.print(f"[green]no regression[/green]: {n} numbers within tolerance {baseline['tolerance']}")
         return
@@ -164,15 +190,22 @@ def render_regress(diffs, baseline: dict, console: Console | None = None) -> Non
         table.add_column(name, justify="right" if name in ("baseline", "measured", "delta", "tolerance") else "left")
     for d in diffs:
         delta = "new/missing" if d.delta is None else f"{d.delta:+.3f}"
-        table.add_row(d.method, d.column, d.metric, d.where, _fmt(d.baseline), _fmt(d.measured), delta,
-                      f"{d.tolerance:g}")
+        table.add_row(
+            d.method, d.column, d.metric, d.where, _fmt(d.baseline), _fmt(d.measured), delta, f"{d.tolerance:g}"
+        )
     console.print(table)
 
 
 # -- sweeps ----------------------------------------------------------------------------------------
 
-_SYMBOL = {"pending": "[dim]·[/dim]", "running": "[yellow]▶[/yellow]", "finished": "[green]✓[/green]",
-           "cached": "[cyan]↺[/cyan]", "failed": "[red]✗[/red]", "skipped": "[red]-[/red]"}
+_SYMBOL = {
+    "pending": "[dim]·[/dim]",
+    "running": "[yellow]▶[/yellow]",
+    "finished": "[green]✓[/green]",
+    "cached": "[cyan]↺[/cyan]",
+    "failed": "[red]✗[/red]",
+    "skipped": "[red]-[/red]",
+}
 
 
 def sweep_table(state) -> Table:
@@ -181,9 +214,12 @@ def sweep_table(state) -> Table:
     done = sum(counts.get(k, 0) for k in ("finished", "cached", "failed", "skipped"))
     import time as _time
 
-    table = Table(title=f"sweep: {done}/{len(state.status)} cells · {_time.time() - state.started:.0f}s · "
-                        "✓ done ↺ reused ✗ failed ▶ running · one symbol per seed "
-                        f"({','.join(map(str, state.seeds))})", title_justify="left")
+    table = Table(
+        title=f"sweep: {done}/{len(state.status)} cells · {_time.time() - state.started:.0f}s · "
+        "✓ done ↺ reused ✗ failed ▶ running · one symbol per seed "
+        f"({','.join(map(str, state.seeds))})",
+        title_justify="left",
+    )
     table.add_column("method")
     for c in state.columns:
         table.add_column(c, justify="center")
@@ -239,10 +275,14 @@ def render_sweep(summary: dict, console: Console | None = None) -> None:
         table.add_row(method, *cells)
     console.print(table)
     for f in summary["failed"]:
-        console.print(f"[red]failed[/red] {f['kind']} {f['method']} {f['attack'] or ''} seed {f['seed']}: {f['reason']}")
+        console.print(
+            f"[red]failed[/red] {f['kind']} {f['method']} {f['attack'] or ''} seed {f['seed']}: {f['reason']}"
+        )
     counts = summary["counts"]
-    console.print(f"{counts.get('finished', 0)} cell(s) run, {counts.get('cached', 0)} reused, "
-                  f"{counts.get('failed', 0) + counts.get('skipped', 0)} failed, in {summary['seconds']}s.")
+    console.print(
+        f"{counts.get('finished', 0)} cell(s) run, {counts.get('cached', 0)} reused, "
+        f"{counts.get('failed', 0) + counts.get('skipped', 0)} failed, in {summary['seconds']}s."
+    )
 
 
 def render_taskvec(summary: list[dict], console: Console | None = None) -> None:
@@ -256,8 +296,14 @@ def render_taskvec(summary: list[dict], console: Console | None = None) -> None:
         return "–" if v is None else f"{v:+.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
 
     for r in summary:
-        table.add_row(r["method"], r["attack"], ",".join(map(str, r["seeds"])),
-                      cell(r, "cos_uft_u"), cell(r, "cos_uft_ft"), cell(r, "cos_u_ft"))
+        table.add_row(
+            r["method"],
+            r["attack"],
+            ",".join(map(str, r["seeds"])),
+            cell(r, "cos_uft_u"),
+            cell(r, "cos_uft_ft"),
+            cell(r, "cos_u_ft"),
+        )
     console.print(table)
 
 
@@ -269,5 +315,7 @@ def render_study(study) -> None:
     mark = {True: "[holds]", False: "[does NOT hold]", None: "[not measured]"}
     for i, f in enumerate(study.findings, 1):
         print(f"{i}. {mark[f.holds]} {f.claim}\n   {f.detail}")
-    print(f"wrote {study.files[0]}, {study.files[1]} and {len(study.report_files)} report files to {study.report_dir}/ "
-          f"({study.sweep.seconds:.0f} s)")
+    print(
+        f"wrote {study.files[0]}, {study.files[1]} and {len(study.report_files)} report files to {study.report_dir}/ "
+        f"({study.sweep.seconds:.0f} s)"
+    )

@@ -136,7 +136,9 @@ def _read_jsonl(file: Path) -> list[dict]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise UnlearnbenchError(f"'{file}' line {number} is not valid JSON: {exc.msg} (column {exc.colno})") from exc
+                raise UnlearnbenchError(
+                    f"'{file}' line {number} is not valid JSON: {exc.msg} (column {exc.colno})"
+                ) from exc
             if not isinstance(value, dict):
                 raise UnlearnbenchError(f"'{file}' line {number}: expected a JSON object, got {type(value).__name__}")
             records.append(value)
@@ -154,7 +156,9 @@ def _read_json(file: Path) -> list[dict]:
             value = json.load(handle)
     except json.JSONDecodeError as exc:
         hint = "; it looks like JSON Lines, name it .jsonl" if exc.msg == "Extra data" else ""
-        raise UnlearnbenchError(f"'{file}' is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}") from exc
+        raise UnlearnbenchError(
+            f"'{file}' is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}){hint}"
+        ) from exc
 
     if isinstance(value, dict):
         list_keys = [key for key, item in value.items() if isinstance(item, list)]
@@ -288,8 +292,7 @@ def _load_hub(dataset: str, config: str | None, split: str | None) -> list[dict]
     return loaded.to_list()
 
 
-def _hub_error_message(exc: BaseException, dataset: str, split: str | None,
-                       label: str) -> str | HubUnavailable | None:
+def _hub_error_message(exc: BaseException, dataset: str, split: str | None, label: str) -> str | HubUnavailable | None:
     """Recognise hub failures by exception type anywhere in the cause chain; None if unrelated
     (offline: a :class:`HubUnavailable`, whose hint callers other than tasks replace).
 
@@ -303,8 +306,10 @@ def _hub_error_message(exc: BaseException, dataset: str, split: str | None,
 
     if any(isinstance(e, (ConnectionError, LocalEntryNotFoundError, OfflineModeIsEnabled)) for e in chain):
         short = dataset.rsplit("/", 1)[-1]
-        return HubUnavailable(f"{label} is not in the local cache and the hub is unreachable",
-                              f"pass a local file, e.g. --data {short}=path/to/{split or 'train'}.jsonl")
+        return HubUnavailable(
+            f"{label} is not in the local cache and the hub is unreachable",
+            f"pass a local file, e.g. --data {short}=path/to/{split or 'train'}.jsonl",
+        )
     if any(isinstance(e, GatedRepoError) for e in chain):
         return f"{label} is gated on the hub — accept its terms and run huggingface-cli login"
     if any(isinstance(e, DatasetNotFoundError) for e in chain):

@@ -21,13 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
-
 # -- data ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Example:
     """A prompt and its target. Loss and scores look at the target tokens only."""
+
     prompt: str
     target: str
 
@@ -42,6 +42,7 @@ class ProbeItem:
     benchmark has entities (the embedded world; -1 / "" otherwise); ``subject`` is the concept the
     item is about and ``split`` the split it belongs to, where the benchmark's files say so (ORT).
     """
+
     item_id: str
     entity_id: int
     attribute: str
@@ -57,12 +58,13 @@ class ProbeItem:
 @dataclass(frozen=True)
 class TaskData:
     """A fine-tuning task: train and test examples and how accuracy (FA) is scored."""
+
     name: str
     train: list[Example]
     test: list[Example]
-    scoring: str                   # 'number' (final number after ####) or 'choice' (label words)
+    scoring: str  # 'number' (final number after ####) or 'choice' (label words)
     choices: tuple[str, ...] = ()  # label words for 'choice' tasks, scored with a leading space
-    max_new_tokens: int = 32       # 'number' tasks: tokens generated per answer
+    max_new_tokens: int = 32  # 'number' tasks: tokens generated per answer
 
 
 @dataclass
@@ -79,6 +81,7 @@ class UnlearnData:
     own ids of the concepts (parallel to ``concepts``). Empty: not known (``relearn:forget,people=k``
     then attributes examples by the concept named in them).
     """
+
     forget: list[Example]
     retain: list[Example]
     tokenizer: object
@@ -100,6 +103,7 @@ class PlanContext:
     method from them). ``data_tasks``: task objects configured with the user's ``--data`` files,
     by task name.
     """
+
     defaults_for: Callable[[str], dict]
     data_tasks: dict[str, Any]
 
@@ -116,6 +120,7 @@ class Benchmark(Protocol):
     decides the results, e.g. the sha256 of local data files: {}), ``text_items(split)`` (free-text
     items for generic probes such as fluency and the distance to the oracle).
     """
+
     name: ClassVar[str]
     version: ClassVar[str]
     splits: tuple[str, ...]
@@ -141,6 +146,7 @@ class Method(Protocol):
     ``effective_batch_size``. Optional: ``bind(ctx: PlanContext) -> list[str]`` (called once at plan
     time; returns the names of ``ctx.data_tasks`` it uses), ``key_extra()``.
     """
+
     name: ClassVar[str]
     version: ClassVar[str]
 
@@ -159,11 +165,19 @@ class Attack(Protocol):
     Optional: ``needs_arg`` (None: takes no ``:arg``; a word naming what the argument is),
     ``bind(ctx: PlanContext) -> list[str]``, ``key_extra()``.
     """
+
     name: ClassVar[str]
     version: ClassVar[str]
 
-    def run(self, model, tokenizer, task: TaskData | None, evaluate: Callable[[str, int, Any], None],
-            progress: Any = ..., benchmark: Any = None) -> dict: ...
+    def run(
+        self,
+        model,
+        tokenizer,
+        task: TaskData | None,
+        evaluate: Callable[[str, int, Any], None],
+        progress: Any = ...,
+        benchmark: Any = None,
+    ) -> dict: ...
 
 
 @runtime_checkable
@@ -173,6 +187,7 @@ class Task(Protocol):
     Optional: ``reads_files`` (False: whether ``--data NAME=PATH`` may configure it; its Config then
     has ``train`` and ``test`` fields), ``key_extra()``.
     """
+
     name: ClassVar[str]
     version: ClassVar[str]
 
@@ -192,7 +207,7 @@ OPTIONAL: dict[str, Any] = {
 HOOKS: dict[str, Callable[[], Any]] = {
     "key_extra": dict,
     "bind": list,
-    "aggregate": list,   # probes: numbers that are not means over items (see probes/base.py)
+    "aggregate": list,  # probes: numbers that are not means over items (see probes/base.py)
 }
 
 

@@ -43,7 +43,7 @@ SCORES = "scores.csv.gz"
 README = "README.md"
 SCORE_COLUMNS = ("cell_id", "checkpoint", "step", "split", "form", "item_id", "metric", "value")
 HEADLINE = "correct"
-DIGITS = 6   # aggregates are rounded to this many decimals; verification compares within 1e-6
+DIGITS = 6  # aggregates are rounded to this many decimals; verification compares within 1e-6
 
 
 def sha256_file(path: str | Path) -> str:
@@ -62,9 +62,21 @@ def scores_sha256(rows) -> str:
     """sha256 of the canonical listing of one cell's rows (tuples without the cell id)."""
     lines = sorted(rows, key=lambda r: (r[0], r[1], r[2], r[3], r[4], r[5]))
     text = "\n".join(
-        "[" + ",".join([json.dumps(str(c)), str(int(s)), json.dumps(str(sp)), json.dumps(str(f)),
-                        json.dumps(str(i)), json.dumps(str(m)), _value_json(v)]) + "]"
-        for c, s, sp, f, i, m, v in lines)
+        "["
+        + ",".join(
+            [
+                json.dumps(str(c)),
+                str(int(s)),
+                json.dumps(str(sp)),
+                json.dumps(str(f)),
+                json.dumps(str(i)),
+                json.dumps(str(m)),
+                _value_json(v),
+            ]
+        )
+        + "]"
+        for c, s, sp, f, i, m, v in lines
+    )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -107,6 +119,7 @@ def read_scores(path: Path) -> dict[str, list[tuple]]:
 
 # -- aggregates ----------------------------------------------------------------------------------
 
+
 def _mean(values: list[float]) -> float | None:
     vals = [v for v in values if not math.isnan(v)]
     return sum(vals) / len(vals) if vals else None
@@ -146,12 +159,19 @@ def cell_aggregates(rows, reference: dict | None) -> list[dict]:
                     continue
                 per_form[form] = forget_quality(u, base[form], oracle[form])
             vals = [v for v in per_form.values() if not math.isnan(v)]
-            fq = {"mean": _round(sum(vals) / len(vals)) if vals else None,
-                  "per_form": {k: _round(v) for k, v in per_form.items()}}
-        out.append({"checkpoint": cp["checkpoint"], "step": cp["step"],
-                    "recall": {k: _round(v) for k, v in cp["recall"].items()},
-                    "task_accuracy": {k: _round(v) for k, v in cp["task_accuracy"].items()},
-                    "forget_quality": fq})
+            fq = {
+                "mean": _round(sum(vals) / len(vals)) if vals else None,
+                "per_form": {k: _round(v) for k, v in per_form.items()},
+            }
+        out.append(
+            {
+                "checkpoint": cp["checkpoint"],
+                "step": cp["step"],
+                "recall": {k: _round(v) for k, v in cp["recall"].items()},
+                "task_accuracy": {k: _round(v) for k, v in cp["task_accuracy"].items()},
+                "forget_quality": fq,
+            }
+        )
     return out
 
 

@@ -33,10 +33,15 @@ def compare_aggregates(claimed: list[dict], measured: list[dict], tolerance: dic
         if k not in cl or k not in me:
             out.append(f"checkpoint {k[0]} is {'missing' if k not in me else 'not in the scores'}")
             continue
-        pairs = [("recall", cl[k]["recall"], me[k]["recall"]),
-                 ("task_accuracy", cl[k]["task_accuracy"], me[k]["task_accuracy"]),
-                 ("forget_quality", {"mean": cl[k]["forget_quality"]["mean"], **cl[k]["forget_quality"]["per_form"]},
-                  {"mean": me[k]["forget_quality"]["mean"], **me[k]["forget_quality"]["per_form"]})]
+        pairs = [
+            ("recall", cl[k]["recall"], me[k]["recall"]),
+            ("task_accuracy", cl[k]["task_accuracy"], me[k]["task_accuracy"]),
+            (
+                "forget_quality",
+                {"mean": cl[k]["forget_quality"]["mean"], **cl[k]["forget_quality"]["per_form"]},
+                {"mean": me[k]["forget_quality"]["mean"], **me[k]["forget_quality"]["per_form"]},
+            ),
+        ]
         for metric, a, b in pairs:
             for where in sorted(set(a) | set(b)):
                 d = _diff(a.get(where), b.get(where), tolerance[metric])
@@ -53,8 +58,11 @@ def max_difference(claimed: list[dict], measured: list[dict]) -> float:
         m = me.get((c["checkpoint"], c["step"]))
         if m is None:
             continue
-        for a, b in ((c["recall"], m["recall"]), (c["task_accuracy"], m["task_accuracy"]),
-                     (c["forget_quality"]["per_form"], m["forget_quality"]["per_form"])):
+        for a, b in (
+            (c["recall"], m["recall"]),
+            (c["task_accuracy"], m["task_accuracy"]),
+            (c["forget_quality"]["per_form"], m["forget_quality"]["per_form"]),
+        ):
             for k in set(a) & set(b):
                 if a[k] is not None and b[k] is not None:
                     worst = max(worst, abs(a[k] - b[k]))

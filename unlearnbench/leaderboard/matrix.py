@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import UnlearnbenchError
-from ..spec import parse_spec
+from ..spec import canonical_spec
 
 TOLERANCE_METRICS = ("recall", "task_accuracy", "forget_quality")
 
@@ -26,8 +26,8 @@ TOLERANCE_METRICS = ("recall", "task_accuracy", "forget_quality")
 @dataclass(frozen=True)
 class Matrix:
     name: str
-    benchmark: str                  # canonical spec
-    attacks: tuple[str, ...]        # canonical specs (the runner's attack labels)
+    benchmark: str  # canonical spec
+    attacks: tuple[str, ...]  # canonical specs (the runner's attack labels)
     seeds: tuple[int, ...]
     probes: tuple[str, ...] | None
     versions: dict = field(hash=False)
@@ -37,13 +37,13 @@ class Matrix:
 
     def as_manifest(self, probes: list[str]) -> dict:
         """The matrix as a bundle records it (with the probe suite that was really used)."""
-        return {"name": self.name, "benchmark": self.benchmark, "attacks": list(self.attacks),
-                "seeds": list(self.seeds), "probes": list(probes)}
-
-
-def canonical(spec: str) -> str:
-    """A spec string with its options sorted: the form the runner stores as a label."""
-    return str(parse_spec(spec))
+        return {
+            "name": self.name,
+            "benchmark": self.benchmark,
+            "attacks": list(self.attacks),
+            "seeds": list(self.seeds),
+            "probes": list(probes),
+        }
 
 
 def load_matrix(name: str) -> Matrix:
@@ -74,11 +74,17 @@ def load_matrix(name: str) -> Matrix:
     if len(set(seeds)) != len(seeds):
         raise UnlearnbenchError(f"{where}: a seed is listed twice")
     probes = doc.get("probes")
-    return Matrix(name=doc.get("name", name), benchmark=canonical(doc["benchmark"]),
-                  attacks=tuple(canonical(a) for a in doc["attacks"]), seeds=seeds,
-                  probes=tuple(probes) if probes else None, versions=dict(doc["versions"]),
-                  tolerance={k: float(doc["tolerance"][k]) for k in TOLERANCE_METRICS},
-                  description=doc.get("description", ""), headline=dict(doc.get("headline") or {}))
+    return Matrix(
+        name=doc.get("name", name),
+        benchmark=canonical_spec(doc["benchmark"]),
+        attacks=tuple(canonical_spec(a) for a in doc["attacks"]),
+        seeds=seeds,
+        probes=tuple(probes) if probes else None,
+        versions=dict(doc["versions"]),
+        tolerance={k: float(doc["tolerance"][k]) for k in TOLERANCE_METRICS},
+        description=doc.get("description", ""),
+        headline=dict(doc.get("headline") or {}),
+    )
 
 
 def list_matrices() -> list[str]:

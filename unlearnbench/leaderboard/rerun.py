@@ -24,8 +24,13 @@ def _rerun_one(manifest: dict, matrix: Matrix, cell: dict, progress) -> tuple[li
     from ..runner import RunRequest, run
     from ..store import ResultStore
 
-    request = RunRequest(method=manifest["method"]["spec"], attacks=[cell["attack"]], benchmark=matrix.benchmark,
-                         probes=list(matrix.probes) if matrix.probes else None, seed=cell["seed"])
+    request = RunRequest(
+        method=manifest["method"]["spec"],
+        attacks=[cell["attack"]],
+        benchmark=matrix.benchmark,
+        probes=list(matrix.probes) if matrix.probes else None,
+        seed=cell["seed"],
+    )
     what = f"rerun seed {cell['seed']} {cell['attack']}"
     with tempfile.TemporaryDirectory(prefix="unlearnbench-rerun-") as tmp:
         with ResultStore(Path(tmp) / "rerun.sqlite") as store:
@@ -47,10 +52,14 @@ def _rerun_one(manifest: dict, matrix: Matrix, cell: dict, progress) -> tuple[li
         if diffs:
             more = f" (+{len(diffs) - 1} more)" if len(diffs) > 1 else ""
             reasons.append(f"{what}: {kind} cell outside the matrix tolerance: {diffs[0]}{more}")
-        same = "same cell id" if by_kind[kind] == claimed["cell_id"] else "different cell id (other weights or versions)"
+        same = (
+            "same cell id" if by_kind[kind] == claimed["cell_id"] else "different cell id (other weights or versions)"
+        )
         worst = max_difference(claimed["aggregates"], measured[by_kind[kind]])
-        notes.append(f"{what}: {kind} cell re-run here, {same}, {'outside' if diffs else 'within'} tolerance "
-                     f"(largest difference {worst:.4f})")
+        notes.append(
+            f"{what}: {kind} cell re-run here, {same}, {'outside' if diffs else 'within'} tolerance "
+            f"(largest difference {worst:.4f})"
+        )
     return reasons, notes
 
 
@@ -64,8 +73,10 @@ def rerun_sample(manifest: dict, matrix: Matrix, k: int, progress=None) -> tuple
     except UnlearnbenchError:
         return [], [f"rerun skipped: method {name!r} is not installed here"]
     if str(getattr(installed, "version", "")) != version:
-        return [], [f"rerun skipped: method {name!r} is installed here as version "
-                    f"{getattr(installed, 'version', '?')}, the bundle's is {version}"]
+        return [], [
+            f"rerun skipped: method {name!r} is installed here as version "
+            f"{getattr(installed, 'version', '?')}, the bundle's is {version}"
+        ]
     reasons, notes = [], []
     for cell in sample_cells(manifest, k):
         r, n = _rerun_one(manifest, matrix, cell, progress)

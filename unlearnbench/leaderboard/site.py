@@ -28,8 +28,13 @@ from . import bundle as B
 from .verify import Verdict, verify
 
 AFTER_UNLEARNING = "after unlearning"
-_VIRIDIS = ((0.0, (68, 1, 84)), (0.25, (59, 82, 139)), (0.5, (33, 145, 140)), (0.75, (94, 201, 98)),
-            (1.0, (253, 231, 37)))
+_VIRIDIS = (
+    (0.0, (68, 1, 84)),
+    (0.25, (59, 82, 139)),
+    (0.5, (33, 145, 140)),
+    (0.75, (94, 201, 98)),
+    (1.0, (253, 231, 37)),
+)
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em;color:#222}
@@ -77,10 +82,12 @@ def esc(x) -> str:
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{esc(title)}</title>\n<style>{CSS}</style></head>\n<body>\n{body}\n"
-            f"<script>{SORT_JS}</script>\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{CSS}</style></head>\n<body>\n{body}\n"
+        f"<script>{SORT_JS}</script>\n</body></html>\n"
+    )
 
 
 def _stats(values: list) -> tuple[float, float, int]:
@@ -92,7 +99,7 @@ def _stats(values: list) -> tuple[float, float, int]:
 
 def _td(mean: float, std: float, n: int) -> str:
     v = "" if math.isnan(mean) else f"{mean:.6f}"
-    return f"<td data-v=\"{v}\">{esc(cell_text(mean, std, n))}</td>"
+    return f'<td data-v="{v}">{esc(cell_text(mean, std, n))}</td>'
 
 
 def slug(rel: str) -> str:
@@ -100,6 +107,7 @@ def slug(rel: str) -> str:
 
 
 # -- numbers per submission ---------------------------------------------------------------------------
+
 
 def summarise(manifest: dict, headline: dict) -> dict:
     """Per column (after unlearning, each attack): FQ stats over seeds; retain recall and FA."""
@@ -111,9 +119,14 @@ def summarise(manifest: dict, headline: dict) -> dict:
     split = headline.get("utility_split", "retain")
     forms = headline.get("utility_forms") or ["bio", "qa", "cloze"]
     unl = cols[AFTER_UNLEARNING]
-    retain = _stats([statistics.fmean(vals) if (vals := [h["recall"].get(f"{split}/{f}") for f in forms
-                                                          if h["recall"].get(f"{split}/{f}") is not None]) else None
-                     for h in unl])
+    retain = _stats(
+        [
+            statistics.fmean(vals)
+            if (vals := [h["recall"].get(f"{split}/{f}") for f in forms if h["recall"].get(f"{split}/{f}") is not None])
+            else None
+            for h in unl
+        ]
+    )
     fa = _stats([statistics.fmean(h["task_accuracy"].values()) if h.get("task_accuracy") else None for h in unl])
     attack_means = [fq[a][0] for a in manifest["matrix"]["attacks"] if not math.isnan(fq[a][0])]
     worst = min(attack_means) if attack_means else math.nan
@@ -135,106 +148,154 @@ def heatmap_svg(rows: list[tuple[str, dict]], columns: list[str]) -> str:
     """Inline SVG: one row per submission, one column per (after unlearning, attack)."""
     cw, ch, left, top = 150, 30, 170, 46
     w, h = left + cw * len(columns) + 10, top + ch * len(rows) + 4
-    out = [f"<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"heatmap\" width=\"{w}\" height=\"{h}\" "
-           f"viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"forget quality heatmap\" "
-           f"font-family=\"sans-serif\" font-size=\"12\">"]
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{w}" height="{h}" '
+        f'viewBox="0 0 {w} {h}" role="img" aria-label="forget quality heatmap" '
+        f'font-family="sans-serif" font-size="12">'
+    ]
     for j, col in enumerate(columns):
         x = left + cw * j + cw / 2
-        out.append(f"<text x=\"{x}\" y=\"{top - 10}\" text-anchor=\"middle\">{esc(col)}</text>")
+        out.append(f'<text x="{x}" y="{top - 10}" text-anchor="middle">{esc(col)}</text>')
     for i, (name, s) in enumerate(rows):
         y = top + ch * i
-        out.append(f"<text x=\"{left - 8}\" y=\"{y + ch / 2 + 4}\" text-anchor=\"end\">{esc(name)}</text>")
+        out.append(f'<text x="{left - 8}" y="{y + ch / 2 + 4}" text-anchor="end">{esc(name)}</text>')
         for j, col in enumerate(columns):
             mean, std, n = s["fq"][col]
             x = left + cw * j
             fill = _colour(mean)
             ink = "#000" if (math.isnan(mean) or mean > 0.6) else "#fff"
             label = cell_text(mean, std, n)
-            out.append(f"<rect x=\"{x}\" y=\"{y}\" width=\"{cw - 2}\" height=\"{ch - 2}\" fill=\"{fill}\">"
-                       f"<title>{esc(name)} / {esc(col)}: {esc(label)}</title></rect>"
-                       f"<text x=\"{x + cw / 2 - 1}\" y=\"{y + ch / 2 + 3}\" text-anchor=\"middle\" fill=\"{ink}\">"
-                       f"{esc(label)}</text>")
+            out.append(
+                f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{fill}">'
+                f"<title>{esc(name)} / {esc(col)}: {esc(label)}</title></rect>"
+                f'<text x="{x + cw / 2 - 1}" y="{y + ch / 2 + 3}" text-anchor="middle" fill="{ink}">'
+                f"{esc(label)}</text>"
+            )
     out.append("</svg>")
     return "\n".join(out)
 
 
 # -- pages -------------------------------------------------------------------------------------------
 
+
 def matrix_section(name: str, entries: list[tuple[str, dict, dict]], description: str, headline: dict) -> str:
     """``entries``: (detail page file, manifest, summary) of the verified submissions of one matrix."""
     first = entries[0][1]["matrix"]
     columns = [AFTER_UNLEARNING, *first["attacks"]]
-    ordered = sorted(entries, key=lambda e: (-(e[2]["worst"] if not math.isnan(e[2]["worst"]) else -1), e[1]["method"]["spec"]))
-    parts = [f"<h2 id=\"{esc(slug(name))}\">{esc(name)}</h2>",
-             f"<p>{esc(description)} Benchmark <code>{esc(first['benchmark'])}</code>; attacks "
-             + ", ".join(f"<code>{esc(a)}</code>" for a in first["attacks"])
-             + f"; seeds {esc(', '.join(map(str, first['seeds'])))}.</p>",
-             heatmap_svg([(e[1]["method"]["spec"], e[2]) for e in ordered], columns),
-             "<p class=\"note\">Forget quality after each column's last checkpoint, mean ± std over seeds "
-             "(1 = like the retrain oracle; 0 = as far from it as the model before unlearning).</p>"]
+    ordered = sorted(
+        entries, key=lambda e: (-(e[2]["worst"] if not math.isnan(e[2]["worst"]) else -1), e[1]["method"]["spec"])
+    )
+    parts = [
+        f'<h2 id="{esc(slug(name))}">{esc(name)}</h2>',
+        f"<p>{esc(description)} Benchmark <code>{esc(first['benchmark'])}</code>; attacks "
+        + ", ".join(f"<code>{esc(a)}</code>" for a in first["attacks"])
+        + f"; seeds {esc(', '.join(map(str, first['seeds'])))}.</p>",
+        heatmap_svg([(e[1]["method"]["spec"], e[2]) for e in ordered], columns),
+        '<p class="note">Forget quality after each column\'s last checkpoint, mean ± std over seeds '
+        "(1 = like the retrain oracle; 0 = as far from it as the model before unlearning).</p>",
+    ]
     split, forms = entries[0][2]["split"], entries[0][2]["forms"]
-    head = ["<th class=\"l\">method</th>", "<th class=\"l\">version</th>",
-            *(f"<th>FQ {esc(c)}</th>" for c in columns), "<th>worst FQ under attack</th>",
-            f"<th>{esc(split)} recall ({esc('/'.join(forms))})</th>", "<th>FA (utility tasks)</th>",
-            "<th class=\"l\">harness</th>", "<th class=\"l\">verified</th>"]
+    head = [
+        '<th class="l">method</th>',
+        '<th class="l">version</th>',
+        *(f"<th>FQ {esc(c)}</th>" for c in columns),
+        "<th>worst FQ under attack</th>",
+        f"<th>{esc(split)} recall ({esc('/'.join(forms))})</th>",
+        "<th>FA (utility tasks)</th>",
+        '<th class="l">harness</th>',
+        '<th class="l">verified</th>',
+    ]
     body = []
     for page, m, s in ordered:
         worst = s["worst"]
-        body.append("<tr>" + f"<td class=\"l\"><a href=\"{esc(page)}\">{esc(m['method']['spec'])}</a></td>"
-                    + f"<td class=\"l\">{esc(m['method']['version'])}</td>"
-                    + "".join(_td(*s["fq"][c]) for c in columns)
-                    + f"<td data-v=\"{'' if math.isnan(worst) else f'{worst:.6f}'}\">"
-                    + f"{'n/a' if math.isnan(worst) else f'{worst:.2f}'}</td>"
-                    + _td(*s["retain"]) + _td(*s["fa"])
-                    + f"<td class=\"l\">{esc(m['harness']['version'])}</td><td class=\"l ok\">verified</td></tr>")
-    parts.append(f"<table class=\"sortable\" id=\"table-{esc(slug(name))}\"><thead><tr>{''.join(head)}</tr></thead>"
-                 f"<tbody>\n{chr(10).join(body)}\n</tbody></table>")
-    parts.append("<p class=\"note\">Click a column header to sort. Rows are ordered by the worst forget quality "
-                 "under attack (higher is more robust). Methods are run with the options in their detail pages.</p>")
+        body.append(
+            "<tr>"
+            + f'<td class="l"><a href="{esc(page)}">{esc(m["method"]["spec"])}</a></td>'
+            + f'<td class="l">{esc(m["method"]["version"])}</td>'
+            + "".join(_td(*s["fq"][c]) for c in columns)
+            + f'<td data-v="{"" if math.isnan(worst) else f"{worst:.6f}"}">'
+            + f"{'n/a' if math.isnan(worst) else f'{worst:.2f}'}</td>"
+            + _td(*s["retain"])
+            + _td(*s["fa"])
+            + f'<td class="l">{esc(m["harness"]["version"])}</td><td class="l ok">verified</td></tr>'
+        )
+    parts.append(
+        f'<table class="sortable" id="table-{esc(slug(name))}"><thead><tr>{"".join(head)}</tr></thead>'
+        f"<tbody>\n{chr(10).join(body)}\n</tbody></table>"
+    )
+    parts.append(
+        '<p class="note">Click a column header to sort. Rows are ordered by the worst forget quality '
+        "under attack (higher is more robust). Methods are run with the options in their detail pages.</p>"
+    )
     return "\n".join(parts)
 
 
 def _kv(rows: list[tuple[str, object]]) -> str:
-    return "<table>" + "".join(f"<tr><th class=\"l\">{esc(k)}</th><td class=\"l mono\">{esc(v)}</td></tr>"
-                               for k, v in rows) + "</table>"
+    return (
+        "<table>"
+        + "".join(f'<tr><th class="l">{esc(k)}</th><td class="l mono">{esc(v)}</td></tr>' for k, v in rows)
+        + "</table>"
+    )
 
 
 def detail_page(manifest: dict, verdict: Verdict, summary: dict) -> str:
     m = manifest
     title = f"{m['method']['spec']} on {m['matrix']['name']}"
-    prov = [("method spec", m["method"]["spec"]), ("method version", m["method"]["version"]),
-            ("method config", json.dumps(m["method"]["config"], sort_keys=True)),
-            ("benchmark", f"{m['benchmark']['spec']} (v{m['benchmark']['version']})"),
-            ("benchmark config", json.dumps(m["benchmark"]["config"], sort_keys=True)),
-            ("model", m["models"]["name"]), ("target weights sha256", m["models"]["target_sha256"]),
-            ("oracle weights sha256", m["models"]["oracle_sha256"]),
-            *((f"unlearned checkpoint sha256 (seed {k})", v) for k, v in sorted(m["models"]["unlearned_sha256"].items())),
-            ("harness version", m["harness"]["version"]), ("harness git commit", m["harness"]["git_commit"] or "not a git checkout"),
-            ("uncommitted harness changes", m["harness"]["git_dirty"]),
-            ("scores file sha256", m["scores_file"]["sha256"]), ("per-item score rows", m["scores_file"]["rows"]),
-            ("bundle written", m["created_at"])]
+    prov = [
+        ("method spec", m["method"]["spec"]),
+        ("method version", m["method"]["version"]),
+        ("method config", json.dumps(m["method"]["config"], sort_keys=True)),
+        ("benchmark", f"{m['benchmark']['spec']} (v{m['benchmark']['version']})"),
+        ("benchmark config", json.dumps(m["benchmark"]["config"], sort_keys=True)),
+        ("model", m["models"]["name"]),
+        ("target weights sha256", m["models"]["target_sha256"]),
+        ("oracle weights sha256", m["models"]["oracle_sha256"]),
+        *((f"unlearned checkpoint sha256 (seed {k})", v) for k, v in sorted(m["models"]["unlearned_sha256"].items())),
+        ("harness version", m["harness"]["version"]),
+        ("harness git commit", m["harness"]["git_commit"] or "not a git checkout"),
+        ("uncommitted harness changes", m["harness"]["git_dirty"]),
+        ("scores file sha256", m["scores_file"]["sha256"]),
+        ("per-item score rows", m["scores_file"]["rows"]),
+        ("bundle written", m["created_at"]),
+    ]
     env = sorted(m["environment"].items())
-    status = (f"<p class=\"ok\">Verified: {esc(', '.join(verdict.checks))}.</p>" if verdict.accepted else
-              "<p class=\"bad\">Refused:</p><ul>" + "".join(f"<li>{esc(r)}</li>" for r in verdict.reasons) + "</ul>")
-    status += "".join(f"<p class=\"note\">{esc(n)}</p>" for n in verdict.notes)
+    status = (
+        f'<p class="ok">Verified: {esc(", ".join(verdict.checks))}.</p>'
+        if verdict.accepted
+        else '<p class="bad">Refused:</p><ul>' + "".join(f"<li>{esc(r)}</li>" for r in verdict.reasons) + "</ul>"
+    )
+    status += "".join(f'<p class="note">{esc(n)}</p>' for n in verdict.notes)
     rows = []
-    for c in sorted(m["cells"], key=lambda c: (c["seed"], ["base", "oracle", "unlearn", "attack"].index(c["kind"]), c["attack"] or "")):
+    for c in sorted(
+        m["cells"],
+        key=lambda c: (c["seed"], ["base", "oracle", "unlearn", "attack"].index(c["kind"]), c["attack"] or ""),
+    ):
         h = B.headline(c["aggregates"])
         fq = h.get("forget_quality", {}).get("mean")
-        curve = " → ".join("n/a" if a["forget_quality"]["mean"] is None else f"{a['forget_quality']['mean']:.2f}"
-                           for a in c["aggregates"])
-        rows.append(f"<tr><td>{c['seed']}</td><td class=\"l\">{esc(c['kind'])}</td><td class=\"l\">{esc(c['attack'] or '')}</td>"
-                    f"<td class=\"l mono\">{esc(c['cell_id'])}</td><td>{c['n_scores']}</td>"
-                    f"<td class=\"l mono\" title=\"{esc(c['scores_sha256'])}\">{esc(c['scores_sha256'][:16])}…</td>"
-                    f"<td data-v=\"{'' if fq is None else fq}\">{'n/a' if fq is None else f'{fq:.2f}'}</td>"
-                    f"<td class=\"l\">{esc(curve)}</td></tr>")
-    cells = ("<table class=\"sortable\" id=\"cells\"><thead><tr><th>seed</th><th class=\"l\">kind</th>"
-             "<th class=\"l\">attack</th><th class=\"l\">cell id</th><th>scores</th><th class=\"l\">scores sha256</th>"
-             "<th>FQ (last)</th><th class=\"l\">FQ per checkpoint</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
-    body = (f"<p><a href=\"index.html\">← leaderboard</a></p><h1>{esc(title)}</h1>"
-            f"<h2>Verification</h2>{status}<h2>Provenance</h2>{_kv(prov)}<h2>Environment</h2>{_kv(env)}"
-            f"<h2>Cells</h2><p class=\"note\">FQ: forget quality (1 = like the retrain oracle), mean over the "
-            f"informative forms; per checkpoint of the cell (attack: before the first epoch/step, then after each).</p>{cells}")
+        curve = " → ".join(
+            "n/a" if a["forget_quality"]["mean"] is None else f"{a['forget_quality']['mean']:.2f}"
+            for a in c["aggregates"]
+        )
+        rows.append(
+            f'<tr><td>{c["seed"]}</td><td class="l">{esc(c["kind"])}</td><td class="l">{esc(c["attack"] or "")}</td>'
+            f'<td class="l mono">{esc(c["cell_id"])}</td><td>{c["n_scores"]}</td>'
+            f'<td class="l mono" title="{esc(c["scores_sha256"])}">{esc(c["scores_sha256"][:16])}…</td>'
+            f'<td data-v="{"" if fq is None else fq}">{"n/a" if fq is None else f"{fq:.2f}"}</td>'
+            f'<td class="l">{esc(curve)}</td></tr>'
+        )
+    cells = (
+        '<table class="sortable" id="cells"><thead><tr><th>seed</th><th class="l">kind</th>'
+        '<th class="l">attack</th><th class="l">cell id</th><th>scores</th><th class="l">scores sha256</th>'
+        '<th>FQ (last)</th><th class="l">FQ per checkpoint</th></tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table>"
+    )
+    body = (
+        f'<p><a href="index.html">← leaderboard</a></p><h1>{esc(title)}</h1>'
+        f"<h2>Verification</h2>{status}<h2>Provenance</h2>{_kv(prov)}<h2>Environment</h2>{_kv(env)}"
+        f'<h2>Cells</h2><p class="note">FQ: forget quality (1 = like the retrain oracle), mean over the '
+        f"informative forms; per checkpoint of the cell (attack: before the first epoch/step, then after each).</p>{cells}"
+    )
     return _page(title, body)
 
 
@@ -268,12 +329,14 @@ def build(submissions: str | Path, out: str | Path) -> dict:
     for name in sorted(by_matrix):
         matrix = load_matrix(name)
         sections.append(matrix_section(name, by_matrix[name], matrix.description, matrix.headline))
-    intro = ("<h1>unlearnbench leaderboard</h1><p>Does knowledge removed from a model stay removed? Each row is one "
-             "unlearning method run through a declared matrix of attacks and seeds "
-             "(<code>tasks/leaderboard/&lt;matrix&gt;.yaml</code>) with <code>unlearnbench submit</code>. Only "
-             "submissions that pass <code>unlearnbench leaderboard verify</code> are listed: complete matrix, allowed "
-             "harness and plugin versions, per-item score hashes, and every number recomputed from the per-item "
-             "scores.</p>")
+    intro = (
+        "<h1>unlearnbench leaderboard</h1><p>Does knowledge removed from a model stay removed? Each row is one "
+        "unlearning method run through a declared matrix of attacks and seeds "
+        "(<code>tasks/leaderboard/&lt;matrix&gt;.yaml</code>) with <code>unlearnbench submit</code>. Only "
+        "submissions that pass <code>unlearnbench leaderboard verify</code> are listed: complete matrix, allowed "
+        "harness and plugin versions, per-item score hashes, and every number recomputed from the per-item "
+        "scores.</p>"
+    )
     if not sections:
         sections.append("<p>No verified submissions yet.</p>")
     (out / "index.html").write_text(_page("unlearnbench leaderboard", intro + "\n".join(sections)), encoding="utf-8")

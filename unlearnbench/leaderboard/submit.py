@@ -17,8 +17,9 @@ from pathlib import Path
 
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
+from ..spec import canonical_spec
 from . import bundle as B
-from .matrix import Matrix, canonical
+from .matrix import Matrix
 
 _LABEL_JSON = ("method_config", "attack_config")
 ENV_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "peft", "numpy")
@@ -26,8 +27,12 @@ ENV_PACKAGES = ("torch", "transformers", "tokenizers", "safetensors", "peft", "n
 
 def environment(device: str) -> dict:
     """Where the numbers were computed (package versions read from metadata: nothing imported)."""
-    env = {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
-           "device": device}
+    env = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "device": device,
+    }
     for name in ENV_PACKAGES:
         try:
             env[name] = metadata.version(name)
@@ -43,26 +48,40 @@ def harness_provenance() -> dict:
     root = Path(__file__).resolve().parents[2]
     out = {"version": __version__, "git_commit": None, "git_dirty": None}
     try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
         if commit.returncode == 0 and commit.stdout.strip():
             out["git_commit"] = commit.stdout.strip()
-            status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=10)
+            status = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
             out["git_dirty"] = bool(status.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         pass
     return out
 
 
-def run_matrix(method: str, matrix: Matrix, store, progress: Progress = SILENT, device: str = "cpu",
-               argv: tuple[str, ...] = ()) -> list:
+def run_matrix(
+    method: str, matrix: Matrix, store, progress: Progress = SILENT, device: str = "cpu", argv: tuple[str, ...] = ()
+) -> list:
     """Run every seed of the matrix for ``method``; returns all CellResults (seed order)."""
     from ..runner import RunRequest, plan, run
 
-    requests = [RunRequest(method=method, attacks=list(matrix.attacks), benchmark=matrix.benchmark,
-                           probes=list(matrix.probes) if matrix.probes else None, seed=seed, device=device)
-                for seed in matrix.seeds]
+    requests = [
+        RunRequest(
+            method=method,
+            attacks=list(matrix.attacks),
+            benchmark=matrix.benchmark,
+            probes=list(matrix.probes) if matrix.probes else None,
+            seed=seed,
+            device=device,
+        )
+        for seed in matrix.seeds
+    ]
     for r in requests:
         plan(r)  # every spec is checked before the first model is touched
     cells = []
@@ -72,8 +91,9 @@ def run_matrix(method: str, matrix: Matrix, store, progress: Progress = SILENT, 
     if failed:
         c = failed[0]
         what = c.kind + (f" {c.label.get('attack')}" if c.label.get("attack") else "")
-        raise UnlearnbenchError(f"{len(failed)} cell(s) failed, no bundle written; first: seed "
-                                f"{c.label.get('seed')} {what}: {c.reason}")
+        raise UnlearnbenchError(
+            f"{len(failed)} cell(s) failed, no bundle written; first: seed {c.label.get('seed')} {what}: {c.reason}"
+        )
     return cells
 
 
@@ -113,10 +133,20 @@ def write_bundle(out: str | Path, store, cells, matrix: Matrix, method_spec: str
     for cid in ids:
         stored = store.get_cell(cid)
         label = _label(stored)
-        entries.append({"cell_id": cid, "kind": stored["kind"], "seed": int(stored["key"]["seed"]),
-                        "attack": label.get("attack"), "status": stored["status"], "key": stored["key"],
-                        "label": label, "meta": _meta(stored["kind"], stored["meta"]),
-                        "n_scores": len(rows_by_cell[cid]), "scores_sha256": B.scores_sha256(rows_by_cell[cid])})
+        entries.append(
+            {
+                "cell_id": cid,
+                "kind": stored["kind"],
+                "seed": int(stored["key"]["seed"]),
+                "attack": label.get("attack"),
+                "status": stored["status"],
+                "key": stored["key"],
+                "label": label,
+                "meta": _meta(stored["kind"], stored["meta"]),
+                "n_scores": len(rows_by_cell[cid]),
+                "scores_sha256": B.scores_sha256(rows_by_cell[cid]),
+            }
+        )
     aggregates = B.all_aggregates(entries, rows_by_cell)
     for e in entries:
         e["aggregates"] = aggregates[e["cell_id"]]
@@ -128,15 +158,24 @@ def write_bundle(out: str | Path, store, cells, matrix: Matrix, method_spec: str
         "schema": B.SCHEMA_ID,
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "matrix": matrix.as_manifest([p["name"] for p in first_unlearn["probes"]]),
-        "method": {"spec": canonical(method_spec), "name": first_unlearn["method"]["name"],
-                   "version": first_unlearn["method"]["version"],
-                   "config": {k: v for k, v in first_unlearn["method"]["config"].items() if k != "seed"}},
-        "benchmark": {"spec": matrix.benchmark, "name": bench_key["name"], "version": bench_key["version"],
-                      "config": bench_key["config"]},
-        "models": {"name": first_unlearn["model"]["name"],
-                   "target_sha256": by_kind["base"][0]["key"]["model"]["sha256"],
-                   "oracle_sha256": by_kind["oracle"][0]["key"]["model"]["sha256"] if by_kind["oracle"] else None,
-                   "unlearned_sha256": {str(e["seed"]): e["meta"].get("checkpoint_sha256") for e in by_kind["unlearn"]}},
+        "method": {
+            "spec": canonical_spec(method_spec),
+            "name": first_unlearn["method"]["name"],
+            "version": first_unlearn["method"]["version"],
+            "config": {k: v for k, v in first_unlearn["method"]["config"].items() if k != "seed"},
+        },
+        "benchmark": {
+            "spec": matrix.benchmark,
+            "name": bench_key["name"],
+            "version": bench_key["version"],
+            "config": bench_key["config"],
+        },
+        "models": {
+            "name": first_unlearn["model"]["name"],
+            "target_sha256": by_kind["base"][0]["key"]["model"]["sha256"],
+            "oracle_sha256": by_kind["oracle"][0]["key"]["model"]["sha256"] if by_kind["oracle"] else None,
+            "unlearned_sha256": {str(e["seed"]): e["meta"].get("checkpoint_sha256") for e in by_kind["unlearn"]},
+        },
         "harness": harness_provenance(),
         "environment": environment(device),
         "seeds": list(matrix.seeds),
@@ -148,7 +187,8 @@ def write_bundle(out: str | Path, store, cells, matrix: Matrix, method_spec: str
     return manifest
 
 
-def submit(method: str, matrix: Matrix, store, out: str | Path, progress: Progress = SILENT,
-           device: str = "cpu") -> dict:
+def submit(
+    method: str, matrix: Matrix, store, out: str | Path, progress: Progress = SILENT, device: str = "cpu"
+) -> dict:
     cells = run_matrix(method, matrix, store, progress, device, argv=tuple(sys.argv))
     return write_bundle(out, store, cells, matrix, method, device)

@@ -28,15 +28,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UnlearnbenchError
+from ..spec import canonical_spec, parse_spec
 from . import bundle as B
-from ..spec import parse_spec
 from .compare import compare_aggregates
-from .matrix import Matrix, canonical, load_matrix
+from .matrix import Matrix, load_matrix
 from .rerun import rerun_sample
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz", ".h5", ".msgpack")
-CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyw", ".pyd", ".pyx", ".ipynb", ".sh", ".bash", ".zsh", ".bat", ".cmd",
-                 ".ps1", ".so", ".dll", ".dylib", ".exe", ".js", ".mjs", ".whl", ".egg", ".jar", ".pl", ".rb")
+CODE_SUFFIXES = (
+    ".py",
+    ".pyc",
+    ".pyo",
+    ".pyw",
+    ".pyd",
+    ".pyx",
+    ".ipynb",
+    ".sh",
+    ".bash",
+    ".zsh",
+    ".bat",
+    ".cmd",
+    ".ps1",
+    ".so",
+    ".dll",
+    ".dylib",
+    ".exe",
+    ".js",
+    ".mjs",
+    ".whl",
+    ".egg",
+    ".jar",
+    ".pl",
+    ".rb",
+)
 ALLOWED = (B.MANIFEST, B.SCORES, B.README)
 EXACT = 1e-6
 
@@ -44,9 +68,9 @@ EXACT = 1e-6
 @dataclass
 class Verdict:
     bundle: str
-    reasons: list[str] = field(default_factory=list)   # one line each; any reason refuses the bundle
-    notes: list[str] = field(default_factory=list)     # informative (e.g. a re-run that was skipped)
-    checks: list[str] = field(default_factory=list)    # the checks that ran
+    reasons: list[str] = field(default_factory=list)  # one line each; any reason refuses the bundle
+    notes: list[str] = field(default_factory=list)  # informative (e.g. a re-run that was skipped)
+    checks: list[str] = field(default_factory=list)  # the checks that ran
     manifest: dict | None = None
 
     @property
@@ -55,9 +79,15 @@ class Verdict:
 
     def as_json(self) -> dict:
         m = self.manifest or {}
-        return {"bundle": self.bundle, "accepted": self.accepted, "reasons": self.reasons, "notes": self.notes,
-                "checks": self.checks, "method": (m.get("method") or {}).get("spec"),
-                "matrix": (m.get("matrix") or {}).get("name")}
+        return {
+            "bundle": self.bundle,
+            "accepted": self.accepted,
+            "reasons": self.reasons,
+            "notes": self.notes,
+            "checks": self.checks,
+            "method": (m.get("method") or {}).get("spec"),
+            "matrix": (m.get("matrix") or {}).get("name"),
+        }
 
 
 def schema_path() -> Path:
@@ -70,6 +100,7 @@ def schema_path() -> Path:
 
 
 # -- 1. files ----------------------------------------------------------------------------------
+
 
 def _magic(path: Path) -> bytes:
     with open(path, "rb") as f:
@@ -86,8 +117,10 @@ def check_files(folder: Path) -> list[str]:
         elif p.is_dir():
             reasons.append(f"{rel}/: a sub-folder (bundles are flat: {', '.join(ALLOWED)})")
         elif name.endswith(PICKLE_SUFFIXES):
-            reasons.append(f"{rel}: pickled weights or arrays ({Path(name).suffix}) are refused; "
-                           "bundles carry sha256s of weights, not weights")
+            reasons.append(
+                f"{rel}: pickled weights or arrays ({Path(name).suffix}) are refused; "
+                "bundles carry sha256s of weights, not weights"
+            )
         elif name.endswith(CODE_SUFFIXES):
             reasons.append(f"{rel}: executable code ({Path(name).suffix}) is refused; bundles hold data only")
         else:
@@ -109,6 +142,7 @@ def check_files(folder: Path) -> list[str]:
 
 # -- 2. schema -----------------------------------------------------------------------------------
 
+
 def check_schema(manifest: dict) -> list[str]:
     import jsonschema
 
@@ -126,10 +160,14 @@ def check_schema(manifest: dict) -> list[str]:
 
 # -- 3. matrix -----------------------------------------------------------------------------------
 
+
 def check_matrix(manifest: dict, matrix: Matrix) -> list[str]:
     reasons = []
     m = manifest["matrix"]
-    if canonical(manifest["benchmark"]["spec"]) != matrix.benchmark or canonical(m["benchmark"]) != matrix.benchmark:
+    if (
+        canonical_spec(manifest["benchmark"]["spec"]) != matrix.benchmark
+        or canonical_spec(m["benchmark"]) != matrix.benchmark
+    ):
         reasons.append(f"matrix: benchmark {manifest['benchmark']['spec']!r} is not the matrix's {matrix.benchmark!r}")
     if sorted(m["seeds"]) != sorted(matrix.seeds) or sorted(manifest["seeds"]) != sorted(matrix.seeds):
         reasons.append(f"matrix: seeds {manifest['seeds']} are not the matrix's {list(matrix.seeds)}")
@@ -150,11 +188,14 @@ def check_matrix(manifest: dict, matrix: Matrix) -> list[str]:
         elif cells[0]["status"] != "finished":
             reasons.append(f"incomplete: the {what} cell is {cells[0]['status']!r}, not finished")
     for extra in sorted(set(have) - set(wanted), key=str):
-        reasons.append(f"matrix: cell seed {extra[0]} {extra[1]} {extra[2] or ''} is not in matrix {matrix.name!r}".rstrip())
+        reasons.append(
+            f"matrix: cell seed {extra[0]} {extra[1]} {extra[2] or ''} is not in matrix {matrix.name!r}".rstrip()
+        )
     return reasons
 
 
 # -- 4. provenance and versions -------------------------------------------------------------------
+
 
 def _allowed(policy: dict, name: str, version: str) -> bool:
     return str(version) in [str(v) for v in (policy.get(name) or [])]
@@ -167,8 +208,10 @@ def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
     v = matrix.versions
     harness_ok = [str(x) for x in v.get("harness", [])]
     if manifest["harness"]["version"] not in harness_ok:
-        reasons.append(f"version: harness {manifest['harness']['version']} is not allowed by matrix "
-                       f"{matrix.name!r} (allowed: {', '.join(harness_ok)})")
+        reasons.append(
+            f"version: harness {manifest['harness']['version']} is not allowed by matrix "
+            f"{matrix.name!r} (allowed: {', '.join(harness_ok)})"
+        )
     try:
         spec_name = parse_spec(manifest["method"]["spec"]).name
     except UnlearnbenchError as e:
@@ -203,10 +246,15 @@ def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
         if c["kind"] in ("unlearn", "attack"):
             mk = key.get("method") or {}
             cfg = {k: x for k, x in (mk.get("config") or {}).items() if k != "seed"}
-            if (mk.get("name"), mk.get("version"), cfg) != (manifest["method"]["name"], manifest["method"]["version"],
-                                                            manifest["method"]["config"]):
+            if (mk.get("name"), mk.get("version"), cfg) != (
+                manifest["method"]["name"],
+                manifest["method"]["version"],
+                manifest["method"]["config"],
+            ):
                 reasons.append(f"provenance: {where}: method name/version/config differ from the manifest's method")
-        if c["kind"] == "unlearn" and c["meta"].get("checkpoint_sha256") != models["unlearned_sha256"].get(str(c["seed"])):
+        if c["kind"] == "unlearn" and c["meta"].get("checkpoint_sha256") != models["unlearned_sha256"].get(
+            str(c["seed"])
+        ):
             reasons.append(f"provenance: {where}: unlearned checkpoint sha256 differs from models.unlearned_sha256")
         if c["kind"] == "attack":
             a = key.get("attack") or {}
@@ -219,6 +267,7 @@ def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
 
 
 # -- 5. scores and aggregates ---------------------------------------------------------------------
+
 
 def check_scores(folder: Path, manifest: dict) -> list[str]:
     path = folder / B.SCORES
@@ -252,6 +301,7 @@ def check_scores(folder: Path, manifest: dict) -> list[str]:
 
 # -- the whole verification -----------------------------------------------------------------------
 
+
 def verify(folder: str | Path, rerun: int = 0, progress=None) -> Verdict:
     folder = Path(folder)
     verdict = Verdict(str(folder))
@@ -268,8 +318,10 @@ def verify(folder: str | Path, rerun: int = 0, progress=None) -> Verdict:
         verdict.reasons.append(f"{B.MANIFEST} is not valid JSON: {str(e).splitlines()[0]}")
         return verdict
     verdict.checks.append("trust_remote_code")
-    verdict.reasons += [f"config asks for trust_remote_code at {w} (remote code is never run)"
-                        for w in B.find_trust_remote_code(manifest)]
+    verdict.reasons += [
+        f"config asks for trust_remote_code at {w} (remote code is never run)"
+        for w in B.find_trust_remote_code(manifest)
+    ]
     verdict.checks.append("schema")
     schema_errors = check_schema(manifest)
     verdict.reasons += schema_errors
@@ -281,9 +333,11 @@ def verify(folder: str | Path, rerun: int = 0, progress=None) -> Verdict:
     except UnlearnbenchError as e:
         verdict.reasons.append(f"matrix: {e}")
         return verdict
-    for name, check in (("matrix", lambda: check_matrix(manifest, matrix)),
-                        ("provenance", lambda: check_provenance(manifest, matrix)),
-                        ("scores", lambda: check_scores(folder, manifest))):
+    for name, check in (
+        ("matrix", lambda: check_matrix(manifest, matrix)),
+        ("provenance", lambda: check_provenance(manifest, matrix)),
+        ("scores", lambda: check_scores(folder, manifest)),
+    ):
         verdict.checks.append(name)
         try:
             verdict.reasons += check()

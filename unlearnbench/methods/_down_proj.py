@@ -26,13 +26,17 @@ def decoder(model):
     """The module holding ``layers`` (``model.model`` of a Llama-style causal LM)."""
     inner = getattr(model, "model", model)
     blocks = getattr(inner, "layers", None)
-    if blocks is None or not all(isinstance(getattr(getattr(b, "mlp", None), "down_proj", None), torch.nn.Linear)
-                                 for b in blocks):
-        raise UnlearnbenchError(f"rocr edits model.layers[i].mlp.down_proj (Llama-style); {type(model).__name__} has none")
+    if blocks is None or not all(
+        isinstance(getattr(getattr(b, "mlp", None), "down_proj", None), torch.nn.Linear) for b in blocks
+    ):
+        raise UnlearnbenchError(
+            f"rocr edits model.layers[i].mlp.down_proj (Llama-style); {type(model).__name__} has none"
+        )
     return inner
 
 
 # -- one recorded forward -------------------------------------------------------------------------
+
 
 class _Stop(Exception):
     """Raised by the deepest hook: later layers are not needed."""
@@ -51,6 +55,7 @@ def _recording(model, key_layers, out_layer=None):
             rec["keys"][layer] = args[0].detach()
             if layer == last and out_layer != last:
                 raise _Stop
+
         return hook
 
     def out_hook(module, args, out):
@@ -80,8 +85,8 @@ def record_forward(model, ids: list[list[int]], pad: int, key_layers, out_layer=
     input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for i, row in enumerate(ids):
-        input_ids[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row)] = 1
+        input_ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
     with _recording(model, key_layers, out_layer) as rec:
         try:
             decoder(model)(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False)
@@ -93,16 +98,18 @@ def record_forward(model, ids: list[list[int]], pad: int, key_layers, out_layer=
 
 # -- statistics -----------------------------------------------------------------------------------
 
+
 @torch.no_grad()
-def compute_second_moments(model, token_ids: list[list[int]], pad: int, layers,
-                           batch: int = STATS_BATCH) -> dict[int, torch.Tensor]:
+def compute_second_moments(
+    model, token_ids: list[list[int]], pad: int, layers, batch: int = STATS_BATCH
+) -> dict[int, torch.Tensor]:
     """M_l = mean over real tokens of k kᵀ for the down_proj input k of every layer (on CPU, float32)."""
     device = next(model.parameters()).device
     acc_dtype = torch.float64 if device.type == "cpu" else torch.float32
     sums: dict[int, torch.Tensor] = {}
     count = 0
     for start in range(0, len(token_ids), batch):
-        rec = record_forward(model, token_ids[start:start + batch], pad, layers)
+        rec = record_forward(model, token_ids[start : start + batch], pad, layers)
         for layer in layers:
             k = rec["keys"][layer][rec["mask"]].to(acc_dtype)
             sums[layer] = sums.get(layer, 0) + k.T @ k

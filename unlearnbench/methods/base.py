@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..batching import Encoded, collate, encode_example, pad_id_of
-from ..data.types import Example, UnlearnData
+from ..data.types import UnlearnData
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 
@@ -54,6 +54,7 @@ class GradientMethodConfig:
 @dataclass(frozen=True)
 class RetainConfigMixin:
     """Fields of methods that have a retain term (``γ·L_f + α·R``)."""
+
     retain_loss: Literal["nll", "kl", "none"] = field(default="nll", metadata={"help": "retain term R"})
     alpha: float = field(default=1.0, metadata={"help": "weight α of the retain term"})
     gamma: float = field(default=1.0, metadata={"help": "weight γ of the forget term"})
@@ -77,7 +78,7 @@ class _Cycler:
             fresh = list(range(len(self.enc)))
             self.rng.shuffle(fresh)
             self.order += fresh
-        idx, self.order = self.order[: self.bs], self.order[self.bs:]
+        idx, self.order = self.order[: self.bs], self.order[self.bs :]
         tensors = {k: v.to(self.device) for k, v in collate([self.enc[i] for i in idx], self.pad).items()}
         return Batch(tensors, torch.tensor(idx))
 
@@ -198,6 +199,10 @@ class GradientMethod:
                 history.append(stats)
                 bar.advance()
                 bar.update(**{k: round(v, 4) for k, v in stats.items()})
-        return {"steps": steps, "seconds": round(time.time() - t0, 3),
-                "effective_batch_size": cfg.batch_size * cfg.grad_accum,
-                "final": history[-1] if history else {}, "history": history}
+        return {
+            "steps": steps,
+            "seconds": round(time.time() - t0, 3),
+            "effective_batch_size": cfg.batch_size * cfg.grad_accum,
+            "final": history[-1] if history else {},
+            "history": history,
+        }

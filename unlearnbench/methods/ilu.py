@@ -49,7 +49,9 @@ class ILUConfig:
     base: str = field(default="npo", metadata={"help": "base unlearning method ℓ_u (any gradient method)"})
     envs: tuple[str, ...] = field(default=("arith",), metadata={"help": "tasks D_i used as IRM environments"})
     lam: float = field(default=1.0, metadata={"help": "weight λ of the IRMv1 penalty"})
-    env_batch_size: int = field(default=-1, metadata={"help": "examples per environment per micro-step (-1: the base's batch_size)"})
+    env_batch_size: int = field(
+        default=-1, metadata={"help": "examples per environment per micro-step (-1: the base's batch_size)"}
+    )
     lr: float | None = field(default=None, metadata={"help": "override the base's lr (none: the base's value)"})
     epochs: int | None = field(default=None, metadata={"help": "override the base's epochs (none: the base's value)"})
     seed: int | None = field(default=None, metadata={"help": "override the base's seed (none: the base's value)"})
@@ -141,12 +143,18 @@ class ILU:
     def key_extra(self) -> dict:
         """The resolved base goes into the result key: its tuned defaults decide the weights too."""
         base = self._bound()
-        out = {"base": {"name": self.config.base, "version": plugin_version(type(base)),
-                        "config": config_to_dict(base.config)}}
+        out = {
+            "base": {
+                "name": self.config.base,
+                "version": plugin_version(type(base)),
+                "config": config_to_dict(base.config),
+            }
+        }
         if self.env_tasks:  # environments read from local files: their config and content decide too
-            out["env_data"] = {n: {"config": config_to_dict(t.config),
-                                   **call_hook(t, "key_extra")}
-                               for n, t in sorted(self.env_tasks.items())}
+            out["env_data"] = {
+                n: {"config": config_to_dict(t.config), **call_hook(t, "key_extra")}
+                for n, t in sorted(self.env_tasks.items())
+            }
         return out
 
     def unlearn(self, model, data: UnlearnData, progress: Progress = SILENT) -> dict:
@@ -157,8 +165,10 @@ class ILU:
         bs = bc.batch_size if c.env_batch_size == -1 else c.env_batch_size
         envs = []
         for name in c.envs:
-            enc = [encode_example(data.tokenizer, ex.prompt, ex.target, max_length=bc.max_length)
-                   for ex in self._env_examples(name)]
+            enc = [
+                encode_example(data.tokenizer, ex.prompt, ex.target, max_length=bc.max_length)
+                for ex in self._env_examples(name)
+            ]
             if not enc:
                 raise UnlearnbenchError(f"ilu: environment {name!r} has no training examples")
             # own RNGs: the base's forget/retain batch order must not depend on the environments

@@ -31,7 +31,9 @@ from .base import Batch, GradientMethod, GradientMethodConfig, RetainConfigMixin
 @dataclass(frozen=True)
 class NPOConfig(RetainConfigMixin, GradientMethodConfig):
     beta: float = field(default=0.1, metadata={"help": "inverse temperature β"})
-    variant: Literal["summed", "mean"] = field(default="summed", metadata={"help": "NLL per sequence (summed) or batch token mean (mean)"})
+    variant: Literal["summed", "mean"] = field(
+        default="summed", metadata={"help": "NLL per sequence (summed) or batch token mean (mean)"}
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -89,4 +91,8 @@ class NPO(GradientMethod):
             ref_n = self.ref_count[forget.index].to(s.device)
             lf = npo_forget_loss((s.sum() / n.sum()).unsqueeze(0), (ref_s.sum() / ref_n.sum()).unsqueeze(0), c.beta)
         r = self.retain_term(model, retain)
-        return c.gamma * lf + c.alpha * r, {"forget_loss": lf.item(), "forget_nll": (s.sum() / n.sum()).item(), "retain": r.item()}
+        return c.gamma * lf + c.alpha * r, {
+            "forget_loss": lf.item(),
+            "forget_nll": (s.sum() / n.sum()).item(),
+            "retain": r.item(),
+        }

@@ -58,13 +58,22 @@ from .base import GradientMethod, GradientMethodConfig, RetainConfigMixin
 
 @dataclass(frozen=True)
 class RMUConfig(RetainConfigMixin, GradientMethodConfig):
-    retain_loss: Literal["activation", "none"] = field(default="activation", metadata={"help": "retain term: MSE to the frozen model's layer-L activations, or none"})
+    retain_loss: Literal["activation", "none"] = field(
+        default="activation", metadata={"help": "retain term: MSE to the frozen model's layer-L activations, or none"}
+    )
     alpha: float = field(default=1200.0, metadata={"help": "weight α of the retain MSE (Zephyr-7B recipe: 1200)"})
-    layer: int = field(default=-1, metadata={"help": "decoder block L whose output is steered (-1: round(0.25·n_layers), at least 1)"})
-    trainable_layers: tuple[int, ...] = field(default=(), metadata={"help": "blocks whose mlp.down_proj.weight is trained (empty: L-2..L)"})
+    layer: int = field(
+        default=-1, metadata={"help": "decoder block L whose output is steered (-1: round(0.25·n_layers), at least 1)"}
+    )
+    trainable_layers: tuple[int, ...] = field(
+        default=(), metadata={"help": "blocks whose mlp.down_proj.weight is trained (empty: L-2..L)"}
+    )
     steering_coeff: float = field(default=6.5, metadata={"help": "norm c of the control vector u"})
     vector_seed: int = field(default=42, metadata={"help": "seed of the control vector"})
-    mask_padding: bool = field(default=True, metadata={"help": "average the MSEs over real tokens only (False: all positions, as the reference code)"})
+    mask_padding: bool = field(
+        default=True,
+        metadata={"help": "average the MSEs over real tokens only (False: all positions, as the reference code)"},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -103,12 +112,16 @@ def resolve_layers(config: RMUConfig, n_layers: int) -> tuple[int, tuple[int, ..
         raise UnlearnbenchError(f"rmu: layer {layer} does not exist (the model has {n_layers} blocks)")
     trainable = tuple(sorted(set(config.trainable_layers))) or tuple(range(max(0, layer - 2), layer + 1))
     if any(i > layer for i in trainable):
-        raise UnlearnbenchError(f"rmu: trainable_layers {list(trainable)} include blocks after L={layer}, "
-                                f"which get no gradient from a loss on h_L")
+        raise UnlearnbenchError(
+            f"rmu: trainable_layers {list(trainable)} include blocks after L={layer}, "
+            f"which get no gradient from a loss on h_L"
+        )
     return layer, trainable
 
 
-def block_output(model, layer: int, tensors: dict[str, torch.Tensor], params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+def block_output(
+    model, layer: int, tensors: dict[str, torch.Tensor], params: dict[str, torch.Tensor] | None = None
+) -> torch.Tensor:
     """Residual stream leaving decoder block ``layer`` (batch, seq, d); the forward stops there.
 
     ``params``: parameters to use in place of the model's own (``torch.func.functional_call``).
@@ -156,7 +169,7 @@ class RMU(GradientMethod):
     version = "1"
     Config = RMUConfig
     description = "representation misdirection: steer layer-L activations of forget text to a random vector"
-    layer: int | None = None                       # resolved in setup
+    layer: int | None = None  # resolved in setup
     trainable: tuple[int, ...] = ()
     frozen: dict[str, torch.Tensor] | None = None  # starting values of the trainable weights
     control: torch.Tensor | None = None

@@ -73,8 +73,13 @@ from ._down_proj import (
     record_forward,
 )
 
-DEFAULT_TEMPLATES = ("{}", "Please answer the question about {}.", "Tell me about {}.", "{} is known for",
-                     "Here is a fact about {}:")
+DEFAULT_TEMPLATES = (
+    "{}",
+    "Please answer the question about {}.",
+    "Tell me about {}.",
+    "{} is known for",
+    "Here is a fact about {}:",
+)
 #: Longest generic text (tokens; enters the cache key) for the second moment.
 STATS_MAX_LENGTH = 256
 CACHE_FORMAT = "1"
@@ -85,13 +90,24 @@ CACHE_TENSOR = "second_moment"
 
 @dataclass(frozen=True)
 class ROCRConfig:
-    layers: tuple[int, ...] = field(default=(), metadata={"help": "down_proj layers to edit, ascending (empty: 3 from floor(n/8))"})
-    mode: Literal["unrelated", "noise"] = field(default="unrelated", metadata={"help": "value z: the replacement subject's state, or a random vector of the target's norm"})
+    layers: tuple[int, ...] = field(
+        default=(), metadata={"help": "down_proj layers to edit, ascending (empty: 3 from floor(n/8))"}
+    )
+    mode: Literal["unrelated", "noise"] = field(
+        default="unrelated",
+        metadata={"help": "value z: the replacement subject's state, or a random vector of the target's norm"},
+    )
     replacement: str | None = field(default=None, metadata={"help": "replacement subject (default: the benchmark's)"})
-    templates: tuple[str, ...] = field(default=DEFAULT_TEMPLATES, metadata={"help": "context templates, each with one {} for the subject"})
+    templates: tuple[str, ...] = field(
+        default=DEFAULT_TEMPLATES, metadata={"help": "context templates, each with one {} for the subject"}
+    )
     l2: float = field(default=1e-2, metadata={"help": "ridge λ₂ of the solve (AlphaEdit uses 10 on Llama-3-8B)"})
-    projector: Literal["nullspace", "none"] = field(default="nullspace", metadata={"help": "P: null space of generic inputs, or identity"})
-    nullspace_threshold: float = field(default=2e-2, metadata={"help": "eigenvalues of E[kkᵀ] below this span the null space (absolute)"})
+    projector: Literal["nullspace", "none"] = field(
+        default="nullspace", metadata={"help": "P: null space of generic inputs, or identity"}
+    )
+    nullspace_threshold: float = field(
+        default=2e-2, metadata={"help": "eigenvalues of E[kkᵀ] below this span the null space (absolute)"}
+    )
     stats_tokens: int = field(default=20000, metadata={"help": "generic-text tokens for the second moment"})
     batch: bool = field(default=False, metadata={"help": "edit all concepts in one solve instead of one after another"})
     seed: int = field(default=0, metadata={"help": "seed of the noise mode"})
@@ -116,6 +132,7 @@ def default_layers(n_layers: int) -> tuple[int, ...]:
 
 # -- keys and values ------------------------------------------------------------------------------
 
+
 def subject_position(tokenizer, template: str, subject: str) -> tuple[list[int], int]:
     """Token ids of ``template`` filled with ``subject`` and the index of the subject's last token.
 
@@ -123,11 +140,11 @@ def subject_position(tokenizer, template: str, subject: str) -> tuple[list[int],
     when it is a prefix of the full tokenization. When a merge crosses the subject's end (the two
     disagree), the character offsets of a fast tokenizer decide instead.
     """
-    head = template[:template.index("{}")] + subject
-    text = head + template[template.index("{}") + 2:]
+    head = template[: template.index("{}")] + subject
+    text = head + template[template.index("{}") + 2 :]
     full = tokenizer(text)["input_ids"]
     prefix = tokenizer(head)["input_ids"]
-    if full[:len(prefix)] == prefix:
+    if full[: len(prefix)] == prefix:
         return full, len(prefix) - 1
     if getattr(tokenizer, "is_fast", False):
         offsets = tokenizer(text, return_offsets_mapping=True)["offset_mapping"]
@@ -151,6 +168,7 @@ def read_subject(model, tokenizer, subject: str, templates, key_layers, out_laye
 
 # -- second moment, cached ------------------------------------------------------------------------
 
+
 def generic_token_ids(tokenizer, texts: list[str], max_tokens: int) -> list[list[int]]:
     """The generic corpus as the model sees it, cut at ``max_tokens`` tokens in all."""
     out, total = [], 0
@@ -165,8 +183,17 @@ def generic_token_ids(tokenizer, texts: list[str], max_tokens: int) -> list[list
 
 
 def _moment_key(layer: int, weights_sha: str, corpus_sha: str, n_tokens: int) -> str:
-    blob = json.dumps({"format": CACHE_FORMAT, "layer": layer, "weights": weights_sha, "corpus": corpus_sha,
-                       "tokens": n_tokens, "max_length": STATS_MAX_LENGTH}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "format": CACHE_FORMAT,
+            "layer": layer,
+            "weights": weights_sha,
+            "corpus": corpus_sha,
+            "tokens": n_tokens,
+            "max_length": STATS_MAX_LENGTH,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -175,8 +202,9 @@ def second_moments(model, tokenizer, texts: list[str], layers, max_tokens: int) 
     token_ids = generic_token_ids(tokenizer, texts, max_tokens)
     n_tokens = sum(map(len, token_ids))
     if n_tokens == 0:
-        raise UnlearnbenchError("rocr: projector=nullspace needs generic text (UnlearnData.generic_text is empty); "
-                                "use projector=none")
+        raise UnlearnbenchError(
+            "rocr: projector=nullspace needs generic text (UnlearnData.generic_text is empty); use projector=none"
+        )
     corpus = hashlib.sha256(json.dumps(token_ids).encode()).hexdigest()
     weights = feeding_weights_sha256(model, layers)
     d_ff = decoder(model).layers[layers[0]].mlp.down_proj.in_features
@@ -193,18 +221,35 @@ def second_moments(model, tokenizer, texts: list[str], layers, max_tokens: int) 
     if missing:
         fresh = compute_second_moments(model, token_ids, pad_id_of(tokenizer), missing)
         for layer, m in fresh.items():
-            cache.save_tensor(CACHE_KIND, keys[layer], CACHE_TENSOR, m, {
-                "key": keys[layer],  # first in the sidecar, as in the files written so far
-                "layer": layer, "module": f"model.layers.{layer}.mlp.down_proj (input)",
-                "tokens": n_tokens, "texts": len(token_ids), "max_length": STATS_MAX_LENGTH,
-                "corpus_token_ids_sha256": corpus, "feeding_weights_sha256": weights[layer],
-                "statistic": "uncentred second moment E[k kᵀ], float32", "format": CACHE_FORMAT})
+            cache.save_tensor(
+                CACHE_KIND,
+                keys[layer],
+                CACHE_TENSOR,
+                m,
+                {
+                    "key": keys[layer],  # first in the sidecar, as in the files written so far
+                    "layer": layer,
+                    "module": f"model.layers.{layer}.mlp.down_proj (input)",
+                    "tokens": n_tokens,
+                    "texts": len(token_ids),
+                    "max_length": STATS_MAX_LENGTH,
+                    "corpus_token_ids_sha256": corpus,
+                    "feeding_weights_sha256": weights[layer],
+                    "statistic": "uncentred second moment E[k kᵀ], float32",
+                    "format": CACHE_FORMAT,
+                },
+            )
             out[layer] = m
-    return out, {"cache_hits": hits, "cache_misses": missing, "stats_tokens": n_tokens,
-                 "stats_seconds": round(time.time() - t0, 3)}
+    return out, {
+        "cache_hits": hits,
+        "cache_misses": missing,
+        "stats_tokens": n_tokens,
+        "stats_seconds": round(time.time() - t0, 3),
+    }
 
 
 # -- the edit's linear algebra --------------------------------------------------------------------
+
 
 def null_projector(m: torch.Tensor, threshold: float) -> tuple[torch.Tensor, int, float]:
     """P = U₀U₀ᵀ over eigenvectors of the PSD ``m`` with eigenvalue < threshold; rank; smallest eigenvalue."""
@@ -225,6 +270,7 @@ def rocr_update(k: torch.Tensor, r: torch.Tensor, p: torch.Tensor, c: torch.Tens
 
 
 # -- one unlearn call -----------------------------------------------------------------------------
+
 
 class _Edit:
     """The state of one ``unlearn`` call: the edited layers, the solve's precision, P and C per layer.
@@ -282,7 +328,8 @@ class _Edit:
                 f"rocr: the null space of generic down_proj inputs is empty at layer(s) {', '.join(empty)} "
                 f"(smallest eigenvalue {', '.join(empty.values())} >= nullspace_threshold "
                 f"{cfg.nullspace_threshold}); the edit would change nothing there — use projector=none, "
-                f"a larger nullspace_threshold or earlier layers")
+                f"a larger nullspace_threshold or earlier layers"
+            )
         return {**info, "smallest_eigenvalue": smallest, "projector_rank": ranks}
 
     def values(self, concepts: list[str], replacement: str | None) -> tuple[dict, dict]:
@@ -294,7 +341,9 @@ class _Edit:
         targets, norms = {}, {}
         for i, c in enumerate(concepts):
             z_cur = self.read(c)[1]
-            g = torch.randn(z_cur.shape, generator=torch.Generator().manual_seed(cfg.seed + i), dtype=self.dt).to(self.dev)
+            g = torch.randn(z_cur.shape, generator=torch.Generator().manual_seed(cfg.seed + i), dtype=self.dt).to(
+                self.dev
+            )
             targets[c] = g * (z_cur.norm() / g.norm())
             norms[c] = {"z": float(targets[c].norm()), "z_cur": float(z_cur.norm())}
         return targets, {"noise_norms": norms}
@@ -321,13 +370,18 @@ class _Edit:
         keys, after = self.read_group(group)
         for layer in layers:  # AlphaEdit: remember the edited keys under the edited weights
             self.cov[layer] += keys[layer] @ keys[layer].T
-        return {"concepts": group, "seconds": round(time.time() - t0, 3),
-                "delta_rank": ranks, "delta_norm": norms,
-                "residual_before": [float(x) for x in (z - before).norm(dim=0)],
-                "residual_after": [float(x) for x in (z - after).norm(dim=0)]}
+        return {
+            "concepts": group,
+            "seconds": round(time.time() - t0, 3),
+            "delta_rank": ranks,
+            "delta_norm": norms,
+            "residual_before": [float(x) for x in (z - before).norm(dim=0)],
+            "residual_after": [float(x) for x in (z - after).norm(dim=0)],
+        }
 
 
 # -- the method -----------------------------------------------------------------------------------
+
 
 @register_method()
 class ROCR:
@@ -347,9 +401,18 @@ class ROCR:
         was_training = model.training
         model.eval()
         edit = _Edit(model, data.tokenizer, cfg, layers)
-        stats: dict = {"layers": list(layers), "mode": cfg.mode, "projector": cfg.projector, "batch": cfg.batch,
-                       "replacement": replacement if cfg.mode == "unrelated" else None, "l2": cfg.l2,
-                       "cache_hits": [], "cache_misses": [], "stats_tokens": 0, "history": []}
+        stats: dict = {
+            "layers": list(layers),
+            "mode": cfg.mode,
+            "projector": cfg.projector,
+            "batch": cfg.batch,
+            "replacement": replacement if cfg.mode == "unrelated" else None,
+            "l2": cfg.l2,
+            "cache_hits": [],
+            "cache_misses": [],
+            "stats_tokens": 0,
+            "history": [],
+        }
         try:
             # 1. projectors and 2. values z, from the unedited model
             stats.update(edit.build_projectors(data.generic_text))
@@ -362,10 +425,15 @@ class ROCR:
             final = {c: edit.residual(targets[c], c) / max(initial[c], 1e-12) for c in concepts}
         finally:
             model.train(was_training)
-        stats.update({"targets": per_target, "update_norm": edit.update_norm,
-                      "final_relative_residual": final,
-                      "delta_rank": [t["delta_rank"] for t in per_target],
-                      "seconds": round(time.time() - t_start, 3)})
+        stats.update(
+            {
+                "targets": per_target,
+                "update_norm": edit.update_norm,
+                "final_relative_residual": final,
+                "delta_rank": [t["delta_rank"] for t in per_target],
+                "seconds": round(time.time() - t_start, 3),
+            }
+        )
         return stats
 
     def _resolve(self, model, data: UnlearnData) -> tuple[tuple[int, ...], list[str], str | None]:

@@ -56,4 +56,8 @@ class SimNPO(GradientMethod):
         s, n = sequence_nll(model, forget)
         lf = simnpo_forget_loss(s, n, c.beta, c.delta)
         r = self.retain_term(model, retain)
-        return c.gamma * lf + c.alpha * r, {"forget_loss": lf.item(), "forget_nll": (s.sum() / n.sum()).item(), "retain": r.item()}
+        return c.gamma * lf + c.alpha * r, {
+            "forget_loss": lf.item(),
+            "forget_nll": (s.sum() / n.sum()).item(),
+            "retain": r.item(),
+        }

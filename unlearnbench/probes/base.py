@@ -49,19 +49,25 @@ class FormProbe:
 
         cfg = self.config
         if self.scoring == "choice":
-            all_scores = inference.score_choices(model, tokenizer, [it.prompt for it in items],
-                                               [it.choices for it in items], cfg.batch_size)
-            return [{"prob": inference.softmax_prob(s, it.label),
-                     "correct": float(max(range(len(s)), key=s.__getitem__) == it.label)}
-                    for s, it in zip(all_scores, items)]
-        targets = inference.score_targets(model, tokenizer, [(it.prompt, " " + it.answer) for it in items],
-                                        cfg.batch_size)
-        gens = inference.greedy_generate(model, tokenizer, [it.prompt for it in items],
-                                       cfg.max_new_tokens, cfg.batch_size)
+            all_scores = inference.score_choices(
+                model, tokenizer, [it.prompt for it in items], [it.choices for it in items], cfg.batch_size
+            )
+            return [
+                {
+                    "prob": inference.softmax_prob(s, it.label),
+                    "correct": float(max(range(len(s)), key=s.__getitem__) == it.label),
+                }
+                for s, it in zip(all_scores, items)
+            ]
+        targets = inference.score_targets(
+            model, tokenizer, [(it.prompt, " " + it.answer) for it in items], cfg.batch_size
+        )
+        gens = inference.greedy_generate(
+            model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens, cfg.batch_size
+        )
         rows = []
         for it, t, g in zip(items, targets, gens):
             em = metrics.exact_match(g, it.answer)
             recall, _f1 = metrics.rouge_l(g, it.answer)
-            rows.append({"prob": t.prob, "token_acc": t.token_acc, "em": em,
-                         "rougeL_recall": recall, "correct": em})
+            rows.append({"prob": t.prob, "token_acc": t.token_acc, "em": em, "rougeL_recall": recall, "correct": em})
         return rows

@@ -48,7 +48,7 @@ def words(text: str) -> list[str]:
 
 def ngram_entropy_bits(tokens: Sequence[str], n: int) -> float:
     """Entropy (bits) of the frequency distribution of the n-grams of ``tokens`` (0 if none)."""
-    grams = Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+    grams = Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
     total = sum(grams.values())
     if not total:
         return 0.0
@@ -64,19 +64,21 @@ def rome_ngram_entropy(text: str) -> float:
 def repetition_rate(text: str, n: int = 4) -> float:
     """seq-rep-n: ``1 - distinct n-grams / n-grams`` of the text's words (0 with no n-gram)."""
     toks = words(text)
-    grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+    grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
 def fluency_scores(text: str, rep_n: int = 4) -> dict[str, float]:
     """Every fluency metric of one generation (see the module docstring)."""
     toks = words(text)
-    return {"ngram_entropy": rome_ngram_entropy(text),
-            "bigram_entropy": ngram_entropy_bits(toks, 2),
-            "trigram_entropy": ngram_entropy_bits(toks, 3),
-            "repetition_rate": repetition_rate(text, rep_n),
-            "empty": float(not text.strip()),
-            "n_words": float(len(toks))}
+    return {
+        "ngram_entropy": rome_ngram_entropy(text),
+        "bigram_entropy": ngram_entropy_bits(toks, 2),
+        "trigram_entropy": ngram_entropy_bits(toks, 3),
+        "repetition_rate": repetition_rate(text, rep_n),
+        "empty": float(not text.strip()),
+        "n_words": float(len(toks)),
+    }
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,10 @@ class FluencyConfig:
 def text_items_of(benchmark, split: str, probe: str):
     """``benchmark.text_items(split)``, or a one-line error if the benchmark has none."""
     if not hasattr(benchmark, "text_items"):
-        raise UnlearnbenchError(f"probe {probe} needs a benchmark with text_items(split); "
-                                f"{getattr(benchmark, 'name', type(benchmark).__name__)} has none")
+        raise UnlearnbenchError(
+            f"probe {probe} needs a benchmark with text_items(split); "
+            f"{getattr(benchmark, 'name', type(benchmark).__name__)} has none"
+        )
     return benchmark.text_items(split)
 
 
@@ -118,6 +122,12 @@ class FluencyProbe:
         from .. import inference
 
         cfg = self.config
-        gens = inference.greedy_generate(model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens,
-                                       cfg.batch_size, stop=("\n",) if cfg.stop_at_newline else None)
+        gens = inference.greedy_generate(
+            model,
+            tokenizer,
+            [it.prompt for it in items],
+            cfg.max_new_tokens,
+            cfg.batch_size,
+            stop=("\n",) if cfg.stop_at_newline else None,
+        )
         return [fluency_scores(g, cfg.rep_n) for g in gens]

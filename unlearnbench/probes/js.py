@@ -45,8 +45,10 @@ LN2 = math.log(2.0)
 @dataclass(frozen=True)
 class JSConfig:
     batch_size: int = field(default=16, metadata={"help": "items per forward pass"})
-    full_vocab_max: int = field(default=8192, metadata={
-        "help": "vocabularies up to this size are compared exactly; larger ones through top_k + tail"})
+    full_vocab_max: int = field(
+        default=8192,
+        metadata={"help": "vocabularies up to this size are compared exactly; larger ones through top_k + tail"},
+    )
     top_k: int = field(default=256, metadata={"help": "oracle tokens kept per position above full_vocab_max"})
     max_length: int = field(default=512, metadata={"help": "tokens per prompt+answer (longer are cut)"})
 
@@ -79,11 +81,15 @@ def check_same_vocab(tokenizer, model, ref_tokenizer, ref_model) -> None:
     """Refuse models whose tokens do not mean the same thing (one-line error)."""
     n, m = model.config.vocab_size, ref_model.config.vocab_size
     if n != m:
-        raise UnlearnbenchError(f"js: the evaluated model and the oracle have different vocabularies ({n} vs {m} "
-                                "logits); the Jensen-Shannon distance needs one shared tokenizer")
+        raise UnlearnbenchError(
+            f"js: the evaluated model and the oracle have different vocabularies ({n} vs {m} "
+            "logits); the Jensen-Shannon distance needs one shared tokenizer"
+        )
     if tokenizer is not ref_tokenizer and tokenizer.get_vocab() != ref_tokenizer.get_vocab():
-        raise UnlearnbenchError("js: the evaluated model's tokenizer and the oracle's differ (same size, other "
-                                "tokens); the Jensen-Shannon distance needs one shared tokenizer")
+        raise UnlearnbenchError(
+            "js: the evaluated model's tokenizer and the oracle's differ (same size, other "
+            "tokens); the Jensen-Shannon distance needs one shared tokenizer"
+        )
 
 
 def answer_logprobs(model, tokenizer, items, batch_size: int, max_length: int):
@@ -93,8 +99,10 @@ def answer_logprobs(model, tokenizer, items, batch_size: int, max_length: int):
 
     from ..batching import collate, encode_example, length_batches, pad_id_of
 
-    enc = [encode_example(tokenizer, it.prompt, getattr(it, "answer_prefix", " ") + it.answer,
-                          max_length=max_length) for it in items]
+    enc = [
+        encode_example(tokenizer, it.prompt, getattr(it, "answer_prefix", " ") + it.answer, max_length=max_length)
+        for it in items
+    ]
     device = next(model.parameters()).device
     pad = pad_id_of(tokenizer)
     with torch.inference_mode():
@@ -160,8 +168,10 @@ class JSDistanceProbe:
         for i, lp in answer_logprobs(model, tokenizer, items, cfg.batch_size, cfg.max_length):
             r = ref[i]
             if (r if exact else r[1]).shape[0] != lp.shape[0]:
-                raise UnlearnbenchError(f"js: item {items[i].item_id} has {lp.shape[0]} answer tokens for the evaluated "
-                                        f"model but {(r if exact else r[1]).shape[0]} for the oracle (tokenizers differ)")
+                raise UnlearnbenchError(
+                    f"js: item {items[i].item_id} has {lp.shape[0]} answer tokens for the evaluated "
+                    f"model but {(r if exact else r[1]).shape[0]} for the oracle (tokenizers differ)"
+                )
             if exact:
                 js = js_from_logprobs(lp, r.to(lp.device))
             else:

@@ -24,7 +24,9 @@ from ..registry import register_probe
 @dataclass(frozen=True)
 class PrivLeakConfig:
     k: float = field(default=0.4, metadata={"help": "fraction of lowest-probability tokens in Min-K% (MUSE: 0.4)"})
-    max_length: int = field(default=2048, metadata={"help": "tokens per text (longer texts are cut; also capped by the model's context)"})
+    max_length: int = field(
+        default=2048, metadata={"help": "tokens per text (longer texts are cut; also capped by the model's context)"}
+    )
     batch_size: int = field(default=4, metadata={"help": "texts per forward pass"})
 
     def __post_init__(self):
@@ -54,20 +56,25 @@ class PrivLeakProbe:
         n_pos = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         max_len = min(cfg.max_length, int(n_pos)) if n_pos else cfg.max_length
         logps = token_logprobs(model, tokenizer, [it.answer for it in items], cfg.batch_size, max_len)
-        return [{"mink": metrics.min_k_percent(lp, cfg.k),
-                 "mean_nll": -sum(lp) / len(lp) if lp else float("nan")} for lp in logps]
+        return [
+            {"mink": metrics.min_k_percent(lp, cfg.k), "mean_nll": -sum(lp) / len(lp) if lp else float("nan")}
+            for lp in logps
+        ]
 
     def aggregate(self, scores_by_split: dict[str, list[dict]]) -> list[tuple[str, str, float]]:
         from .. import metrics
 
         if "forget" not in scores_by_split or "holdout" not in scores_by_split:
             return []
-        auc = metrics.mia_auc([s["mink"] for s in scores_by_split["forget"]],
-                              [s["mink"] for s in scores_by_split["holdout"]])
+        auc = metrics.mia_auc(
+            [s["mink"] for s in scores_by_split["forget"]], [s["mink"] for s in scores_by_split["holdout"]]
+        )
         rows = [("forget", "auc", auc)]
         if self.auc_retrain:
-            rows += [("forget", "auc_retrain", self.auc_retrain),
-                     ("forget", "privleak", metrics.privleak(auc, self.auc_retrain))]
+            rows += [
+                ("forget", "auc_retrain", self.auc_retrain),
+                ("forget", "privleak", metrics.privleak(auc, self.auc_retrain)),
+            ]
         return rows
 
 

@@ -102,7 +102,9 @@ def model_utility(split_means: Mapping[tuple[str, str], float]) -> tuple[float, 
     """Harmonic mean of the nine (split, metric) means present, and the names of the missing ones."""
     wanted = [(s, m) for s in UTILITY_SPLITS for m in UTILITY_METRICS]
     have = {k for k in wanted if k in split_means and not math.isnan(split_means[k])}
-    return harmonic_mean([split_means[k] for k in wanted if k in have]), [f"{s}/{m}" for s, m in wanted if (s, m) not in have]
+    return harmonic_mean([split_means[k] for k in wanted if k in have]), [
+        f"{s}/{m}" for s, m in wanted if (s, m) not in have
+    ]
 
 
 # -- the probe ------------------------------------------------------------------------------
@@ -110,8 +112,10 @@ def model_utility(split_means: Mapping[tuple[str, str], float]) -> tuple[float, 
 class TofuProbeConfig:
     max_new_tokens: int = field(default=128, metadata={"help": "greedy tokens generated per question (ROUGE)"})
     batch_size: int = field(default=16, metadata={"help": "sequences per forward pass"})
-    truth_ratio_mean: Literal["geometric", "arithmetic"] = field(default="geometric", metadata={
-        "help": "mean over perturbed answers: geometric (TOFU code) or arithmetic (paper equation)"})
+    truth_ratio_mean: Literal["geometric", "arithmetic"] = field(
+        default="geometric",
+        metadata={"help": "mean over perturbed answers: geometric (TOFU code) or arithmetic (paper equation)"},
+    )
 
 
 @register_probe()
@@ -130,7 +134,9 @@ class TofuProbe:
 
     def items(self, benchmark, split: str):
         if not hasattr(benchmark, "tofu_items"):
-            raise UnlearnbenchError(f"probe tofu needs the tofu benchmark (got {getattr(benchmark, 'name', benchmark)})")
+            raise UnlearnbenchError(
+                f"probe tofu needs the tofu benchmark (got {getattr(benchmark, 'name', benchmark)})"
+            )
         return benchmark.tofu_items(split)
 
     # -- scoring ---------------------------------------------------------------------------
@@ -150,7 +156,7 @@ class TofuProbe:
         k = len(usable)
         for j, it in enumerate(usable):
             n = len(it.perturbed_answers)
-            out[it.item_id] = truth_ratio(nll[k:k + n], nll[j], self.config.truth_ratio_mean)
+            out[it.item_id] = truth_ratio(nll[k : k + n], nll[j], self.config.truth_ratio_mean)
             k += n
         return [out.get(it.item_id) for it in items]
 
@@ -159,12 +165,16 @@ class TofuProbe:
 
         cfg = self.config
         answer_nll = self._nll(model, tokenizer, [(it.prompt, it.answer_prefix + it.answer) for it in items])
-        gens = inference.greedy_generate(model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens,
-                                       cfg.batch_size)
+        gens = inference.greedy_generate(
+            model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens, cfg.batch_size
+        )
         ratios = self._truth_ratios(model, tokenizer, items)
         options = [it for it in items if it.split in OPTION_SPLITS and it.perturbed_answers]
-        opt_nll = iter(self._nll(model, tokenizer, [(it.prompt, it.answer_prefix + p)
-                                                     for it in options for p in it.perturbed_answers]))
+        opt_nll = iter(
+            self._nll(
+                model, tokenizer, [(it.prompt, it.answer_prefix + p) for it in options for p in it.perturbed_answers]
+            )
+        )
         rows = []
         for it, a_nll, gen, r in zip(items, answer_nll, gens, ratios):
             row = {"prob": math.exp(-a_nll), "rougeL_recall": metrics.rouge_l(gen, it.answer)[0]}
@@ -181,8 +191,11 @@ class TofuProbe:
 
     def _reference_ratios(self, reference, items) -> list[float | None]:
         """The oracle's truth ratios on these items, computed once per (oracle weights, items)."""
-        key = (reference.weights_sha256 or id(reference.model), self.config.truth_ratio_mean,
-               tuple((it.item_id, it.prompt, it.paraphrased_answer, it.perturbed_answers) for it in items))
+        key = (
+            reference.weights_sha256 or id(reference.model),
+            self.config.truth_ratio_mean,
+            tuple((it.item_id, it.prompt, it.paraphrased_answer, it.perturbed_answers) for it in items),
+        )
         if key not in self._reference_cache:
             self._reference_cache[key] = self._truth_ratios(reference.model, reference.tokenizer, items)
         return self._reference_cache[key]
@@ -207,10 +220,14 @@ class TofuProbe:
         if not missing:
             out.append(("utility", "model_utility", mu))
         elif len(missing) < n_parts:
-            out += [("utility", "model_utility_partial", mu),
-                    ("utility", "model_utility_parts", float(n_parts - len(missing)))]
-            self._warn("mu", f"tofu: model utility from {n_parts - len(missing)} of {n_parts} parts; "
-                             f"missing: {', '.join(missing)}")
+            out += [
+                ("utility", "model_utility_partial", mu),
+                ("utility", "model_utility_parts", float(n_parts - len(missing))),
+            ]
+            self._warn(
+                "mu",
+                f"tofu: model utility from {n_parts - len(missing)} of {n_parts} parts; missing: {', '.join(missing)}",
+            )
         return out
 
     def _warn(self, key: str, message: str) -> None:

@@ -58,8 +58,12 @@ BUILTIN = {"bio": "wmdp_bio", "cyber": "wmdp_cyber", "chem": "wmdp_chem"}
 @dataclass(frozen=True)
 class WmdpMcqConfig:
     batch_size: int = field(default=16, metadata={"help": "lm-eval HFLM batch size (requests per forward pass)"})
-    source: Literal["auto", "local", "builtin"] = field(default="auto", metadata={
-        "help": "lm-eval tasks used: local (tasks/lm_eval YAMLs on the items, offline), builtin (lm-eval's wmdp_*/mmlu_*), auto"})
+    source: Literal["auto", "local", "builtin"] = field(
+        default="auto",
+        metadata={
+            "help": "lm-eval tasks used: local (tasks/lm_eval YAMLs on the items, offline), builtin (lm-eval's wmdp_*/mmlu_*), auto"
+        },
+    )
 
 
 def local_task_name(task: str) -> str:
@@ -82,7 +86,9 @@ def _import_lm_eval():
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
     except ImportError as e:
-        raise UnlearnbenchError(f"probe wmdp_mcq needs lm-eval ({e.name or e}): pip install 'unlearnbench[lmeval]'") from None
+        raise UnlearnbenchError(
+            f"probe wmdp_mcq needs lm-eval ({e.name or e}): pip install 'unlearnbench[lmeval]'"
+        ) from None
     return lm_eval, HFLM, TaskManager
 
 
@@ -146,8 +152,10 @@ def evaluate_items(model, tokenizer, items, *, source: str = "auto", batch_size:
     lm_eval, HFLM, TaskManager = _import_lm_eval()
     use_builtin = {it.item_id: source == "builtin" or (source == "auto" and it.doc_id >= 0) for it in items}
     if source == "builtin" and any(it.doc_id < 0 for it in items):
-        raise UnlearnbenchError("wmdp_mcq,source=builtin scores hub items only; these came from local files (use source=local)")
-    by_name: dict[str, dict] = {}       # lm-eval task name -> {key: item}
+        raise UnlearnbenchError(
+            "wmdp_mcq,source=builtin scores hub items only; these came from local files (use source=local)"
+        )
+    by_name: dict[str, dict] = {}  # lm-eval task name -> {key: item}
     samples: dict[str, list[int]] = {}
     tasks: list = []
     with tempfile.TemporaryDirectory(prefix="unlearnbench-lmeval-") as tmp:
@@ -162,8 +170,18 @@ def evaluate_items(model, tokenizer, items, *, source: str = "auto", batch_size:
             file = Path(tmp) / f"{task}.jsonl"
             with file.open("w", encoding="utf-8") as f:
                 for it in its:
-                    f.write(json.dumps({"item_id": it.item_id, "question": it.question, "subject": it.subject,
-                                        "choices": list(it.choices), "answer": it.label}) + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                "item_id": it.item_id,
+                                "question": it.question,
+                                "subject": it.subject,
+                                "choices": list(it.choices),
+                                "answer": it.label,
+                            }
+                        )
+                        + "\n"
+                    )
             tasks.append(local_task_config(task, file, Path(tmp) / "datasets-cache"))
             by_name[local_task_name(task)] = {it.item_id: it for it in its}
         for name, docs in by_name.items():
@@ -175,17 +193,28 @@ def evaluate_items(model, tokenizer, items, *, source: str = "auto", batch_size:
             with _env(**offline), _quiet():
                 lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
                 out = lm_eval.simple_evaluate(
-                    model=lm, tasks=tasks, task_manager=_task_manager(TaskManager, bool(samples)),
-                    samples=samples or None, log_samples=True, bootstrap_iters=0, verbosity="ERROR",
-                    random_seed=None, numpy_random_seed=None, torch_random_seed=None, fewshot_random_seed=None)
+                    model=lm,
+                    tasks=tasks,
+                    task_manager=_task_manager(TaskManager, bool(samples)),
+                    samples=samples or None,
+                    log_samples=True,
+                    bootstrap_iters=0,
+                    verbosity="ERROR",
+                    random_seed=None,
+                    numpy_random_seed=None,
+                    torch_random_seed=None,
+                    fewshot_random_seed=None,
+                )
         except UnlearnbenchError:
             raise
         except Exception as e:
             if samples and _is_missing_data(e):
                 names = ", ".join(sorted(samples))
-                raise UnlearnbenchError(f"wmdp_mcq: lm-eval could not load the data of {names} ({type(e).__name__}); "
-                                        "offline, give the benchmark data=DIR with the question files, "
-                                        "or use wmdp_mcq,source=local") from None
+                raise UnlearnbenchError(
+                    f"wmdp_mcq: lm-eval could not load the data of {names} ({type(e).__name__}); "
+                    "offline, give the benchmark data=DIR with the question files, "
+                    "or use wmdp_mcq,source=local"
+                ) from None
             raise
     return _rows(out["samples"], by_name)
 
@@ -205,11 +234,16 @@ def _rows(logged: Mapping[str, list[dict]], by_name: Mapping[str, dict]) -> dict
             if it is None:
                 continue
             if not local and str(sample["doc"].get("question", "")).strip() != it.question.strip():
-                raise UnlearnbenchError(f"wmdp_mcq: lm-eval's {name} doc {sample['doc_id']} is not item {it.item_id} "
-                                        "(the hub data differ from what the benchmark read): use wmdp_mcq,source=local")
+                raise UnlearnbenchError(
+                    f"wmdp_mcq: lm-eval's {name} doc {sample['doc_id']} is not item {it.item_id} "
+                    "(the hub data differ from what the benchmark read): use wmdp_mcq,source=local"
+                )
             logliks = [float(r[0]) for r in sample["filtered_resps"]]
-            rows[it.item_id] = {"correct": float(sample["acc"]), "prob": choice_prob(logliks, int(sample["target"])),
-                                "logliks": logliks}
+            rows[it.item_id] = {
+                "correct": float(sample["acc"]),
+                "prob": choice_prob(logliks, int(sample["target"])),
+                "logliks": logliks,
+            }
     missing = [it.item_id for docs in by_name.values() for it in docs.values() if it.item_id not in rows]
     if missing:
         raise UnlearnbenchError(f"wmdp_mcq: lm-eval returned no result for {len(missing)} item(s), e.g. {missing[0]}")
@@ -226,11 +260,13 @@ class WmdpMcqProbe:
 
     def __init__(self, config: WmdpMcqConfig | None = None):
         self.config = config or WmdpMcqConfig()
-        self._tasks: dict[str, list[str]] = {}   # split -> item tasks, in score order (for aggregate)
+        self._tasks: dict[str, list[str]] = {}  # split -> item tasks, in score order (for aggregate)
 
     def items(self, benchmark, split: str):
         if not hasattr(benchmark, "mcq_items"):
-            raise UnlearnbenchError(f"probe wmdp_mcq needs the wmdp benchmark (got {getattr(benchmark, 'name', benchmark)})")
+            raise UnlearnbenchError(
+                f"probe wmdp_mcq needs the wmdp benchmark (got {getattr(benchmark, 'name', benchmark)})"
+            )
         return benchmark.mcq_items(split)
 
     def score(self, model, tokenizer, items) -> list[dict[str, float]]:

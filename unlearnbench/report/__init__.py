@@ -20,5 +20,17 @@ from .page import write_report
 from .summary import run_summary
 from .tables import DISTANCE_METRICS, Table, distance_fluency_table, form_table, muse_table
 
-__all__ = ["DISTANCE_METRICS", "ReportData", "Table", "collect", "curves_frame", "distance_fluency_table",
-           "form_table", "heatmap_frame", "labels", "muse_table", "run_summary", "write_report"]
+__all__ = [
+    "DISTANCE_METRICS",
+    "ReportData",
+    "Table",
+    "collect",
+    "curves_frame",
+    "distance_fluency_table",
+    "form_table",
+    "heatmap_frame",
+    "labels",
+    "muse_table",
+    "run_summary",
+    "write_report",
+]

@@ -10,8 +10,10 @@ from pathlib import Path
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -99,10 +101,16 @@ def curves(frame, stem: Path) -> list[str]:
     seen = dict(zip(labels, handles))
     for row in axes:
         for ax in row:
-            for h, l in zip(*ax.get_legend_handles_labels()):
-                seen.setdefault(l, h)
-    fig.legend(seen.values(), seen.keys(), loc="lower center", ncol=min(4, len(seen)), fontsize=8,
-               bbox_to_anchor=(0.5, -0.02 - 0.03 * math.ceil(len(seen) / 4)))
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(label, handle)
+    fig.legend(
+        seen.values(),
+        seen.keys(),
+        loc="lower center",
+        ncol=min(4, len(seen)),
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.02 - 0.03 * math.ceil(len(seen) / 4)),
+    )
     fig.suptitle("Forget quality under attack (mean over seeds, band = min–max)", fontsize=10)
     fig.tight_layout()
     return _save(fig, stem)

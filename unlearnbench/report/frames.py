@@ -29,14 +29,15 @@ NO_ATTACK = "no attack"
 class ReportData:
     """Everything the figures and tables are drawn from (plain pandas frames)."""
 
-    fq: "object"          # DataFrame: one row per (unlearn/attack cell, checkpoint)
-    recall: "object"      # DataFrame: mean `metric` per (cell_id, kind, labels, checkpoint, step, split, form)
+    fq: "object"  # DataFrame: one row per (unlearn/attack cell, checkpoint)
+    recall: "object"  # DataFrame: mean `metric` per (cell_id, kind, labels, checkpoint, step, split, form)
     notes: list[str] = field(default_factory=list)
     # DataFrame: the probes' aggregate rows (item '*', e.g. MUSE privleak auc) with the cell labels
     aggregates: "object" = None
 
 
 # -- labels --------------------------------------------------------------------------------------
+
 
 def _config_dict(text) -> dict:
     if text is None or (isinstance(text, float) and math.isnan(text)):
@@ -68,11 +69,14 @@ def labels(names, configs) -> list[str]:
             out.append(str(n))
             continue
         keys = sorted({k for v in variants.values() for k in v})
-        differing = [k for k in keys if len({json.dumps(v.get(k), sort_keys=True, default=str)
-                                             for v in variants.values()}) > 1]
+        differing = [
+            k for k in keys if len({json.dumps(v.get(k), sort_keys=True, default=str) for v in variants.values()}) > 1
+        ]
         cfg = variants[i]
-        parts = [f"{k}={json.dumps(cfg.get(k), default=str) if not isinstance(cfg.get(k), (int, float, str)) else cfg.get(k)}"
-                 for k in differing]
+        parts = [
+            f"{k}={json.dumps(cfg.get(k), default=str) if not isinstance(cfg.get(k), (int, float, str)) else cfg.get(k)}"
+            for k in differing
+        ]
         text = " ".join(parts)
         if not text or len(text) > 60:
             text = hashlib.sha256(i.encode()).hexdigest()[:6]
@@ -83,11 +87,14 @@ def labels(names, configs) -> list[str]:
 def label_cells(cells):
     """``cells`` (rows of :meth:`ResultStore.cells_frame`) with ``method_label`` and ``attack_label``
     columns: :func:`labels` of the method / attack names and configs among these cells."""
-    return cells.assign(method_label=labels(cells.method.fillna(""), cells.method_config),
-                        attack_label=labels(cells.attack.fillna(""), cells.attack_config))
+    return cells.assign(
+        method_label=labels(cells.method.fillna(""), cells.method_config),
+        attack_label=labels(cells.attack.fillna(""), cells.attack_config),
+    )
 
 
 # -- aggregation ---------------------------------------------------------------------------------
+
 
 def collect(store: ResultStore, metric: str = "correct") -> ReportData:
     """Aggregate the finished cells of ``store`` into forget-quality records and recall means."""
@@ -96,8 +103,9 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
     notes: list[str] = []
     cells = store.cells_frame()
     cells = cells[cells.status == "finished"].copy()
-    empty_fq = pd.DataFrame(columns=["cell_id", "kind", "model", "method", "attack", "seed", "checkpoint",
-                                     "step", "fq", "per_form"])
+    empty_fq = pd.DataFrame(
+        columns=["cell_id", "kind", "model", "method", "attack", "seed", "checkpoint", "step", "fq", "per_form"]
+    )
     if cells.empty:
         notes.append("The store holds no finished cells.")
         return ReportData(empty_fq, pd.DataFrame(), notes)
@@ -105,17 +113,21 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
     for col in ("model", "probe_suite", "seed"):
         cells[col] = cells[col].fillna("").astype(str)
     all_scores = store.scores_frame(list(cells.cell_id))
-    aggregates = all_scores[all_scores.item_id == "*"][["cell_id", "checkpoint", "step", "split", "form", "metric",
-                                                        "value"]]
-    aggregates = aggregates.merge(cells[["cell_id", "kind", "model", "probe_suite", "seed", "method_label",
-                                         "attack_label", "attack"]], on="cell_id")
+    aggregates = all_scores[all_scores.item_id == "*"][
+        ["cell_id", "checkpoint", "step", "split", "form", "metric", "value"]
+    ]
+    aggregates = aggregates.merge(
+        cells[["cell_id", "kind", "model", "probe_suite", "seed", "method_label", "attack_label", "attack"]],
+        on="cell_id",
+    )
     scores = all_scores[all_scores.metric == metric]
     if scores.empty:
         notes.append(f"No score rows with metric '{metric}'.")
-    recall = (scores.groupby(["cell_id", "checkpoint", "step", "split", "form"])["value"].mean()
-              .reset_index())
-    recall = recall.merge(cells[["cell_id", "kind", "model", "probe_suite", "seed", "method_label",
-                                 "attack_label", "attack"]], on="cell_id")
+    recall = scores.groupby(["cell_id", "checkpoint", "step", "split", "form"])["value"].mean().reset_index()
+    recall = recall.merge(
+        cells[["cell_id", "kind", "model", "probe_suite", "seed", "method_label", "attack_label", "attack"]],
+        on="cell_id",
+    )
 
     def forget_of(cid, checkpoint=None):
         sub = recall[(recall.cell_id == cid) & (recall.split == "forget")]
@@ -131,8 +143,14 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
     for cell in cells[cells.kind.isin(["unlearn", "attack"])].itertuples():
         ref = refs.get((cell.model, cell.probe_suite, cell.seed), {})
         if "base" not in ref or "oracle" not in ref:
-            missing.add((cell.model, cell.probe_suite, cell.seed, "oracle" if "base" in ref else
-                         "base" if "oracle" in ref else "base and oracle"))
+            missing.add(
+                (
+                    cell.model,
+                    cell.probe_suite,
+                    cell.seed,
+                    "oracle" if "base" in ref else "base" if "oracle" in ref else "base and oracle",
+                )
+            )
             continue
         base, oracle = forget_of(ref["base"]), forget_of(ref["oracle"])
         ckpts = recall[recall.cell_id == cell.cell_id][["checkpoint", "step"]].drop_duplicates()
@@ -143,20 +161,30 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
                     q = forget_quality(u, base[form], oracle[form])
                     if not math.isnan(q):
                         per_form[form] = q
-            records.append({
-                "cell_id": cell.cell_id, "kind": cell.kind, "model": cell.model,
-                "method": cell.method_label,
-                "attack": cell.attack_label if cell.kind == "attack" else NO_ATTACK,
-                "attack_task": (str(cell.attack).split(":", 1)[1].split(",")[0]
-                                if cell.kind == "attack" and ":" in str(cell.attack) else None),
-                "seed": cell.seed, "checkpoint": ck.checkpoint,
-                "step": int(ck.step) if cell.kind == "attack" else AFTER_UNLEARNING,
-                "fq": sum(per_form.values()) / len(per_form) if per_form else float("nan"),
-                "per_form": per_form,
-            })
+            records.append(
+                {
+                    "cell_id": cell.cell_id,
+                    "kind": cell.kind,
+                    "model": cell.model,
+                    "method": cell.method_label,
+                    "attack": cell.attack_label if cell.kind == "attack" else NO_ATTACK,
+                    "attack_task": (
+                        str(cell.attack).split(":", 1)[1].split(",")[0]
+                        if cell.kind == "attack" and ":" in str(cell.attack)
+                        else None
+                    ),
+                    "seed": cell.seed,
+                    "checkpoint": ck.checkpoint,
+                    "step": int(ck.step) if cell.kind == "attack" else AFTER_UNLEARNING,
+                    "fq": sum(per_form.values()) / len(per_form) if per_form else float("nan"),
+                    "per_form": per_form,
+                }
+            )
     for model, suite, seed, what in sorted(missing):
-        notes.append(f"Forget quality unavailable for model '{model}', seed {seed} (probes {suite}): "
-                     f"no finished {what} cell in the store; those cells are left out of the figures.")
+        notes.append(
+            f"Forget quality unavailable for model '{model}', seed {seed} (probes {suite}): "
+            f"no finished {what} cell in the store; those cells are left out of the figures."
+        )
     fq = pd.DataFrame(records) if records else empty_fq
     return ReportData(fq, recall, notes, aggregates)
 

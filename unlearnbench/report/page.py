@@ -27,23 +27,30 @@ from .figures import curves, heatmap
 from .frames import collect, curves_frame, heatmap_frame
 from .tables import distance_fluency_table, form_table, muse_table
 
-
 _EXPLAIN = {
-    "fq": ("<p><b>Forget quality</b> per form is <code>clip(1 - |u - o| / |b - o|, 0, 1)</code> on the forget "
-           "split, with <i>u</i>, <i>b</i>, <i>o</i> the recall of the evaluated model, of the base model and of "
-           "the retrain oracle (same model label, probe suite and seed). 1 = indistinguishable from the oracle, "
-           "0 = as far from it as the base model. A checkpoint's forget quality is the mean over the forms where "
-           "base and oracle differ by at least 0.05; seeds are then averaged.</p>"),
-    "heatmap": ("<p>Forget quality after each attack's last epoch (columns) for each unlearning method (rows); "
-                "the <i>no attack</i> column is right after unlearning. Each cell shows the mean over seeds "
-                "&plusmn; the sample standard deviation (no spread with one seed). Colour scale fixed to 0..1.</p>"),
-    "curves": ("<p>Forget quality against attack epoch (epoch 0 = before the first attack epoch, i.e. the "
-               "unlearned model), one panel per attack, one line per method; the line is the mean over seeds "
-               "and the band the min&ndash;max over seeds. A falling line means the attack brings knowledge "
-               "back.</p>"),
+    "fq": (
+        "<p><b>Forget quality</b> per form is <code>clip(1 - |u - o| / |b - o|, 0, 1)</code> on the forget "
+        "split, with <i>u</i>, <i>b</i>, <i>o</i> the recall of the evaluated model, of the base model and of "
+        "the retrain oracle (same model label, probe suite and seed). 1 = indistinguishable from the oracle, "
+        "0 = as far from it as the base model. A checkpoint's forget quality is the mean over the forms where "
+        "base and oracle differ by at least 0.05; seeds are then averaged.</p>"
+    ),
+    "heatmap": (
+        "<p>Forget quality after each attack's last epoch (columns) for each unlearning method (rows); "
+        "the <i>no attack</i> column is right after unlearning. Each cell shows the mean over seeds "
+        "&plusmn; the sample standard deviation (no spread with one seed). Colour scale fixed to 0..1.</p>"
+    ),
+    "curves": (
+        "<p>Forget quality against attack epoch (epoch 0 = before the first attack epoch, i.e. the "
+        "unlearned model), one panel per attack, one line per method; the line is the mean over seeds "
+        "and the band the min&ndash;max over seeds. A falling line means the attack brings knowledge "
+        "back.</p>"
+    ),
     "forms": "<p>Recall (mean of the headline metric) after unlearning, per probe form.</p>",
-    "muse": ("<p>A MUSE-style table: MUSE's own metrics where the store holds the verbmem/knowmem/privleak "
-             "probes, else the embedded world's equivalents.</p>"),
+    "muse": (
+        "<p>A MUSE-style table: MUSE's own metrics where the store holds the verbmem/knowmem/privleak "
+        "probes, else the embedded world's equivalents.</p>"
+    ),
 }
 
 
@@ -87,22 +94,28 @@ def write_report(store_path, out_dir, *, metric: str = "correct") -> dict[str, s
 
     ft, best = form_table(data)
     mt = muse_table(data)
-    for stem, table, extra in (("form_table", ft, {"best": best}), ("muse_table", mt, None),
-                               ("distance_fluency_table", dt, None)):
+    for stem, table, extra in (
+        ("form_table", ft, {"best": best}),
+        ("muse_table", mt, None),
+        ("distance_fluency_table", dt, None),
+    ):
         put(f"{stem}.md", table.markdown())
         put(f"{stem}.html", table.html())
         put(f"{stem}.tex", table.latex())
         table.write_csv(out / f"{stem}.csv", extra)
         written[f"{stem}.csv"] = str(out / f"{stem}.csv")
 
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>unlearnbench report</title><style>",
-             "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
-             ".tbl{border-collapse:collapse;margin:1em 0}.tbl td,.tbl th{border:1px solid #ccc;padding:3px 8px;"
-             "text-align:right}.tbl td:first-child{text-align:left}caption{caption-side:bottom;font-size:90%}"
-             ".note{background:#fff3cd;padding:.5em 1em;border-left:4px solid #e0a800}img{max-width:100%}",
-             "</style></head><body>",
-             f"<h1>unlearnbench report</h1><p>Store: <code>{html.escape(str(store_path))}</code>; "
-             f"metric: <code>{html.escape(metric)}</code>.</p>", _EXPLAIN["fq"]]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>unlearnbench report</title><style>",
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
+        ".tbl{border-collapse:collapse;margin:1em 0}.tbl td,.tbl th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}.tbl td:first-child{text-align:left}caption{caption-side:bottom;font-size:90%}"
+        ".note{background:#fff3cd;padding:.5em 1em;border-left:4px solid #e0a800}img{max-width:100%}",
+        "</style></head><body>",
+        f"<h1>unlearnbench report</h1><p>Store: <code>{html.escape(str(store_path))}</code>; "
+        f"metric: <code>{html.escape(metric)}</code>.</p>",
+        _EXPLAIN["fq"],
+    ]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in data.notes]
     for key, title in (("heatmap", "Forget quality after attacks"), ("curves", "Robustness curves")):
         parts.append(f"<h2>{title}</h2>")
@@ -112,8 +125,16 @@ def write_report(store_path, out_dir, *, metric: str = "correct") -> dict[str, s
             parts += [_EXPLAIN[key], f"<img alt='{title}' src='data:image/png;base64,{b64}'>"]
         else:
             parts.append("<p class='note'>Not available (see the notes above).</p>")
-    parts += ["<h2>Recall per form after unlearning</h2>", _EXPLAIN["forms"], ft.html(),
-              "<h2>MUSE-style summary</h2>", _EXPLAIN["muse"], mt.html(),
-              "<h2>Distribution distance and fluency</h2>", dt.html(), "</body></html>"]
+    parts += [
+        "<h2>Recall per form after unlearning</h2>",
+        _EXPLAIN["forms"],
+        ft.html(),
+        "<h2>MUSE-style summary</h2>",
+        _EXPLAIN["muse"],
+        mt.html(),
+        "<h2>Distribution distance and fluency</h2>",
+        dt.html(),
+        "</body></html>",
+    ]
     put("report.html", "\n".join(parts))
     return written

@@ -27,12 +27,12 @@ def run_summary(store: ResultStore, cells) -> dict:
     ids = [c.cell_id for c in cells if c.cell_id and c.status in ("finished", "cached")]
     frame = store.scores_frame(ids) if ids else None
     columns: list[dict] = []
-    recall: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> form -> value
+    recall: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> form -> value
     probs: dict[str, dict[str, dict[str, float | None]]] = {}
     fa: dict[str, dict[str, float | None]] = {}
-    tofu: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> TOFU metric (mean/aggregate)
-    aucs: dict[str, dict[str, float]] = {}   # column -> MUSE privleak aggregates (auc, auc_retrain)
-    wmdp: dict[str, dict[str, dict[str, float | None]]] = {}   # column -> split -> wmdp_mcq aggregate
+    tofu: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> TOFU metric (mean/aggregate)
+    aucs: dict[str, dict[str, float]] = {}  # column -> MUSE privleak aggregates (auc, auc_retrain)
+    wmdp: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> wmdp_mcq aggregate
     distance: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> js / fluency means
     if frame is not None and len(frame):
         g = frame.groupby(["cell_id", "checkpoint", "step", "split", "form", "metric"], dropna=False)["value"].mean()
@@ -47,13 +47,23 @@ def run_summary(store: ResultStore, cells) -> dict:
                     continue  # identical weights to the unlearned column
                 col = _column_name(c, checkpoint)
                 rows = sub[(sub.checkpoint == checkpoint)]
-                columns.append({"column": col, "kind": c.kind, "cell_id": c.cell_id, "checkpoint": checkpoint,
-                                "step": step, "method": c.label.get("method"), "attack": c.label.get("attack")})
+                columns.append(
+                    {
+                        "column": col,
+                        "kind": c.kind,
+                        "cell_id": c.cell_id,
+                        "checkpoint": checkpoint,
+                        "step": step,
+                        "method": c.label.get("method"),
+                        "attack": c.label.get("attack"),
+                    }
+                )
                 for r in rows.itertuples():
                     if r.form == "tofu":  # TOFU's table: split means of each metric and its aggregates
                         # 6 significant digits, not _clean's 4 decimals: KS p-values are often < 1e-4
                         tofu.setdefault(col, {}).setdefault(r.split, {})[r.metric] = (
-                            None if math.isnan(r.value) else float(f"{r.value:.6g}"))
+                            None if math.isnan(r.value) else float(f"{r.value:.6g}")
+                        )
                     if r.form == "wmdp_mcq" and r.metric not in (HEADLINE, "prob"):  # forget_quality, acc_<subset>
                         wmdp.setdefault(col, {}).setdefault(r.split, {})[r.metric] = _clean(r.value)
                     if (r.form, r.metric) in _DISTANCE_KEYS:
@@ -70,9 +80,17 @@ def run_summary(store: ResultStore, cells) -> dict:
     fq = _forget_quality(columns, recall)
     return {
         "schema": "unlearnbench.run/1",
-        "cells": [{"kind": c.kind, "cell_id": c.cell_id, "status": c.status, "reason": c.reason,
-                   "label": c.label, "meta": {k: v for k, v in c.meta.items() if k != "loss_history"}}
-                  for c in cells],
+        "cells": [
+            {
+                "kind": c.kind,
+                "cell_id": c.cell_id,
+                "status": c.status,
+                "reason": c.reason,
+                "label": c.label,
+                "meta": {k: v for k, v in c.meta.items() if k != "loss_history"},
+            }
+            for c in cells
+        ],
         "columns": columns,
         "recall": recall,
         "prob": probs,
@@ -93,9 +111,12 @@ def _privleak(aucs: dict) -> dict:
     for col, a in aucs.items():
         use_oracle = oracle is not None and not math.isnan(oracle)
         ref = oracle if use_oracle else a.get("auc_retrain", float("nan"))
-        out[col] = {"auc": _clean(a.get("auc")), "auc_retrain": _clean(ref),
-                    "reference": "oracle" if use_oracle else "constant",
-                    "privleak": _clean(privleak(a.get("auc", float("nan")), ref))}
+        out[col] = {
+            "auc": _clean(a.get("auc")),
+            "auc_retrain": _clean(ref),
+            "reference": "oracle" if use_oracle else "constant",
+            "privleak": _clean(privleak(a.get("auc", float("nan")), ref)),
+        }
     return out
 
 

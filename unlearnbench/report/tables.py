@@ -21,26 +21,32 @@ from ..store import ResultStore
 from .frames import ReportData, label_cells
 
 # MUSE columns -> (split, form) in the embedded world.
-MUSE_COLUMNS = (("VerbMem-like (bio, D_f)", "forget", "bio"),
-                ("KnowMem on D_f (qa)", "forget", "qa"),
-                ("KnowMem on D_r (qa)", "retain", "qa"))
+MUSE_COLUMNS = (
+    ("VerbMem-like (bio, D_f)", "forget", "bio"),
+    ("KnowMem on D_f (qa)", "forget", "qa"),
+    ("KnowMem on D_r (qa)", "retain", "qa"),
+)
 # MUSE's own columns, when the store holds its probes (benchmarks muse-news / muse-books).
-MUSE_REAL_COLUMNS = (("VerbMem on D_f", "forget", "verbmem"),
-                     ("KnowMem on D_f", "forget", "knowmem"),
-                     ("KnowMem on D_r", "retain", "knowmem"))
+MUSE_REAL_COLUMNS = (
+    ("VerbMem on D_f", "forget", "verbmem"),
+    ("KnowMem on D_f", "forget", "knowmem"),
+    ("KnowMem on D_r", "retain", "knowmem"),
+)
 #: The distance/fluency table's rows, (probe form, metric, row label) in table order; also the
 #: ``distance`` numbers of :func:`unlearnbench.report.run_summary`.
-DISTANCE_METRICS = (("js", "js", "JS to oracle (nats)"),
-                    ("fluency", "ngram_entropy", "n-gram entropy (bits)"),
-                    ("fluency", "repetition_rate", "repetition rate"),
-                    ("fluency", "empty", "empty generations"))
+DISTANCE_METRICS = (
+    ("js", "js", "JS to oracle (nats)"),
+    ("fluency", "ngram_entropy", "n-gram entropy (bits)"),
+    ("fluency", "repetition_rate", "repetition rate"),
+    ("fluency", "empty", "empty generations"),
+)
 SPLIT_ORDER = ("forget", "neighbour", "retain", "holdout")
 
 
 @dataclass
 class Table:
     header: list[str]
-    rows: list[list]                      # first entry of a row is its label (str), then numbers / str
+    rows: list[list]  # first entry of a row is its label (str), then numbers / str
     bold: set = field(default_factory=set)  # (row index, column index)
     caption: str = ""
 
@@ -51,11 +57,15 @@ class Table:
         return "–" if v is None else str(v)
 
     def markdown(self) -> str:
-        lines = ["| " + " | ".join(h.replace("|", "\\|") for h in self.header) + " |",
-                 "|" + "|".join(["---"] + ["---:"] * (len(self.header) - 1)) + "|"]
+        lines = [
+            "| " + " | ".join(h.replace("|", "\\|") for h in self.header) + " |",
+            "|" + "|".join(["---"] + ["---:"] * (len(self.header) - 1)) + "|",
+        ]
         for i, row in enumerate(self.rows):
-            cells = [(f"**{self.cell(i, j)}**" if (i, j) in self.bold else self.cell(i, j)).replace("|", "\\|")
-                     for j in range(len(row))]
+            cells = [
+                (f"**{self.cell(i, j)}**" if (i, j) in self.bold else self.cell(i, j)).replace("|", "\\|")
+                for j in range(len(row))
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         return (f"{self.caption}\n\n" if self.caption else "") + "\n".join(lines) + "\n"
 
@@ -74,15 +84,33 @@ class Table:
 
     def latex(self) -> str:
         def esc(s: str) -> str:
-            for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"),
-                         ("#", r"\#"), ("{", r"\{"), ("}", r"\}"), ("$", r"\$"), ("–", "--")):
+            for a, b in (
+                ("\\", r"\textbackslash{}"),
+                ("&", r"\&"),
+                ("%", r"\%"),
+                ("_", r"\_"),
+                ("#", r"\#"),
+                ("{", r"\{"),
+                ("}", r"\}"),
+                ("$", r"\$"),
+                ("–", "--"),
+            ):
                 s = s.replace(a, b) if a != "\\" else s.replace(a, "\0")
             return s.replace("\0", r"\textbackslash{}")
-        lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l" + "r" * (len(self.header) - 1) + "}",
-                 r"\toprule", " & ".join(esc(h) for h in self.header) + r" \\", r"\midrule"]
+
+        lines = [
+            r"\begin{table}[t]",
+            r"\centering",
+            r"\begin{tabular}{l" + "r" * (len(self.header) - 1) + "}",
+            r"\toprule",
+            " & ".join(esc(h) for h in self.header) + r" \\",
+            r"\midrule",
+        ]
         for i, row in enumerate(self.rows):
-            cells = [(r"\textbf{" + esc(self.cell(i, j)) + "}") if (i, j) in self.bold else esc(self.cell(i, j))
-                     for j in range(len(row))]
+            cells = [
+                (r"\textbf{" + esc(self.cell(i, j)) + "}") if (i, j) in self.bold else esc(self.cell(i, j))
+                for j in range(len(row))
+            ]
             lines.append(" & ".join(cells) + r" \\")
         lines += [r"\bottomrule", r"\end{tabular}"]
         if self.caption:
@@ -121,12 +149,12 @@ def form_table(data: ReportData) -> tuple[Table, list[str]]:
         for form in forms:
             b = _mean_over_seeds(rec, ref_mask & (rec.kind == "base"), split, form)
             o = _mean_over_seeds(rec, ref_mask & (rec.kind == "oracle"), split, form)
-            vals = [_mean_over_seeds(rec, (rec.kind == "unlearn") & (rec.method_label == m), split, form)
-                    for m in methods]
+            vals = [
+                _mean_over_seeds(rec, (rec.kind == "unlearn") & (rec.method_label == m), split, form) for m in methods
+            ]
             i = len(rows)
             rows.append([f"{split} / {form}", b, o] + vals)
-            score = ([-abs(v - o) if not math.isnan(o) else float("nan") for v in vals] if split == "forget"
-                     else vals)
+            score = [-abs(v - o) if not math.isnan(o) else float("nan") for v in vals] if split == "forget" else vals
             finite = [s for s in score if not math.isnan(s)]
             names = []
             if finite:
@@ -136,8 +164,10 @@ def form_table(data: ReportData) -> tuple[Table, list[str]]:
                         bold.add((i, 3 + j))
                         names.append(methods[j])
             best.append(";".join(names))
-    cap = ("Recall after unlearning per form (mean over seeds). Bold: closest to the oracle on forget, "
-           "highest on neighbour.")
+    cap = (
+        "Recall after unlearning per form (mean over seeds). Bold: closest to the oracle on forget, "
+        "highest on neighbour."
+    )
     return Table(header, rows, bold, cap), best
 
 
@@ -170,8 +200,9 @@ def muse_table(data: ReportData) -> Table:
     real = bool({"verbmem", "knowmem"} & set(rec.form)) or (agg is not None and "privleak" in set(agg.form))
     columns = MUSE_REAL_COLUMNS if real else MUSE_COLUMNS
     scale = 100.0 if real else 1.0
-    tasks = sorted({str(a).split(":", 1)[1].split(",")[0] for a in rec[rec.kind == "attack"].attack.dropna()
-                    if ":" in str(a)})
+    tasks = sorted(
+        {str(a).split(":", 1)[1].split(",")[0] for a in rec[rec.kind == "attack"].attack.dropna() if ":" in str(a)}
+    )
     if not tasks:
         tasks = sorted(set(rec[rec.split == "task"].form))
     header = ["model"] + [c[0] for c in columns] + (["PrivLeak (%)"] if real else []) + [f"FA ({t})" for t in tasks]
@@ -205,17 +236,22 @@ def muse_table(data: ReportData) -> Table:
         for m in dict.fromkeys(att[att.attack_label == a].method_label):
             rows.append(row(f"Post-finetune on {a}: {m}", "attack", m, a))
     if real:
-        cap = ("MUSE summary (mean over seeds; post-finetune = last attack epoch). VerbMem on D_f and KnowMem on "
-               "D_f / D_r: ROUGE-L F1 x 100; PrivLeak = (AUC - AUC_retrain) / AUC_retrain x 100 of the Min-40% "
-               f"AUC (forget vs holdout; mean AUC over seeds), {ref_note or 'no privleak scores'}; "
-               "FA = task accuracy.")
+        cap = (
+            "MUSE summary (mean over seeds; post-finetune = last attack epoch). VerbMem on D_f and KnowMem on "
+            "D_f / D_r: ROUGE-L F1 x 100; PrivLeak = (AUC - AUC_retrain) / AUC_retrain x 100 of the Min-40% "
+            f"AUC (forget vs holdout; mean AUC over seeds), {ref_note or 'no privleak scores'}; "
+            "FA = task accuracy."
+        )
     else:
-        cap = ("MUSE-style summary (mean over seeds; post-finetune = last attack epoch). VerbMem-like = bio recall "
-               "on the forget split, KnowMem = qa recall on forget (D_f) / retain (D_r), FA = task accuracy.")
+        cap = (
+            "MUSE-style summary (mean over seeds; post-finetune = last attack epoch). VerbMem-like = bio recall "
+            "on the forget split, KnowMem = qa recall on forget (D_f) / retain (D_r), FA = task accuracy."
+        )
     return Table(header, rows, caption=cap)
 
 
 # -- distribution distance and fluency ----------------------------------------------------------
+
 
 def distance_fluency_table(store: ResultStore) -> Table:
     """The js and fluency means, from the store only.
@@ -228,13 +264,16 @@ def distance_fluency_table(store: ResultStore) -> Table:
     split's items (:meth:`ResultStore.item_means_frame`), then over seeds. Empty when no run used these
     probes."""
     frame = store.item_means_frame(list(dict.fromkeys(form for form, _metric, _label in DISTANCE_METRICS)))
-    caption = ("Distribution distance and fluency (mean over items, then seeds; attack columns: last "
-               "checkpoint). JS: Jensen-Shannon divergence of next-token distributions to the retrain oracle over "
-               "answer tokens, natural log, 0..ln 2 = 0.693. n-gram entropy: ROME's mean(2/3 H2, 4/3 H3) of each "
-               "greedy generation, bits. Repetition: seq-rep-4. Empty: fraction of empty generations.")
+    caption = (
+        "Distribution distance and fluency (mean over items, then seeds; attack columns: last "
+        "checkpoint). JS: Jensen-Shannon divergence of next-token distributions to the retrain oracle over "
+        "answer tokens, natural log, 0..ln 2 = 0.693. n-gram entropy: ROME's mean(2/3 H2, 4/3 H3) of each "
+        "greedy generation, bits. Repetition: seq-rep-4. Empty: fraction of empty generations."
+    )
     if frame.empty:
-        return Table(["metric / split"], [], caption="No js or fluency scores in the store "
-                                                     "(run with --probes ...,fluency,js).")
+        return Table(
+            ["metric / split"], [], caption="No js or fluency scores in the store (run with --probes ...,fluency,js)."
+        )
     cells = store.cells_frame()
     cells = label_cells(cells[cells.cell_id.isin(set(frame.cell_id))])
 
@@ -245,10 +284,11 @@ def distance_fluency_table(store: ResultStore) -> Table:
 
     cells["column"] = [column(c) for c in cells.itertuples()]
     frame = frame.merge(cells[["cell_id", "column"]], on="cell_id")
-    frame = frame[frame.step == frame.groupby("cell_id").step.transform("max")]   # attacks: last checkpoint
+    frame = frame[frame.step == frame.groupby("cell_id").step.transform("max")]  # attacks: last checkpoint
     means = frame.groupby(["form", "metric", "split", "column"]).value.mean()
-    columns = ([c for c in ("base", "oracle") if c in set(frame.column)]
-               + [c for c in dict.fromkeys(cells.column) if c not in ("base", "oracle")])
+    columns = [c for c in ("base", "oracle") if c in set(frame.column)] + [
+        c for c in dict.fromkeys(cells.column) if c not in ("base", "oracle")
+    ]
     splits = sorted(set(frame.split), key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 99, s))
     table_rows = []
     for form, metric, label in DISTANCE_METRICS:

@@ -39,10 +39,12 @@ _NO_SUCH_FILE = "no such data file: '{}' (expected jsonl, json, csv, tsv or parq
 
 @dataclass(frozen=True)
 class DatasetTaskConfig:
-    train: str | None = field(default=None, metadata={
-        "help": "local file replacing the hub's train split (jsonl, json, csv, tsv or parquet)"})
-    test: str | None = field(default=None, metadata={
-        "help": "local file replacing the hub's test split (FA is measured on it)"})
+    train: str | None = field(
+        default=None, metadata={"help": "local file replacing the hub's train split (jsonl, json, csv, tsv or parquet)"}
+    )
+    test: str | None = field(
+        default=None, metadata={"help": "local file replacing the hub's test split (FA is measured on it)"}
+    )
     n_train: int = field(default=1000, metadata={"help": "training examples drawn (-1: all)"})
     n_test: int = field(default=200, metadata={"help": "test examples drawn (-1: all)"})
     seed: int = field(default=0, metadata={"help": "seed of the draws"})
@@ -63,15 +65,15 @@ class DatasetSpec:
     description: str
     hub_id: str
     hub_config: str | None
-    splits: dict[str, str]                 # 'train'/'test' -> hub split
-    columns: dict[str, tuple[str, ...]]    # field -> (hub column, other names in local files)
-    names: tuple[str, ...] | None          # columns of a CSV/TSV file without a header row
+    splits: dict[str, str]  # 'train'/'test' -> hub split
+    columns: dict[str, tuple[str, ...]]  # field -> (hub column, other names in local files)
+    names: tuple[str, ...] | None  # columns of a CSV/TSV file without a header row
     prompt: str
     target: str
     scoring: str
     label_field: str | None
-    labels: dict[str, str]                 # normalised data value -> label word
-    label_values: tuple[str, ...]          # the values as the YAML writes them (for messages)
+    labels: dict[str, str]  # normalised data value -> label word
+    label_values: tuple[str, ...]  # the values as the YAML writes them (for messages)
     choices: tuple[str, ...]
     one_line: tuple[str, ...]
     max_new_tokens: int
@@ -79,10 +81,18 @@ class DatasetSpec:
 
     def key(self) -> dict:
         """What decides the examples (not the description): hashed into the result key."""
-        return {"hub": [self.hub_id, self.hub_config, self.splits], "columns": self.columns,
-                "names": self.names, "prompt": self.prompt, "target": self.target, "scoring": self.scoring,
-                "label_field": self.label_field, "labels": self.labels, "one_line": self.one_line,
-                "max_new_tokens": self.max_new_tokens}
+        return {
+            "hub": [self.hub_id, self.hub_config, self.splits],
+            "columns": self.columns,
+            "names": self.names,
+            "prompt": self.prompt,
+            "target": self.target,
+            "scoring": self.scoring,
+            "label_field": self.label_field,
+            "labels": self.labels,
+            "one_line": self.one_line,
+            "max_new_tokens": self.max_new_tokens,
+        }
 
     def expected_columns(self) -> str:
         """'sentence (or text), label' for error messages."""
@@ -141,8 +151,11 @@ def _parse_spec(path: Path) -> DatasetSpec:
     label_field, labels, label_values, choices = None, {}, (), ()
     if scoring == "choice":
         spec_labels = raw.get("labels")
-        if not isinstance(spec_labels, dict) or not isinstance(spec_labels.get("map"), dict) \
-                or spec_labels.get("field") not in columns:
+        if (
+            not isinstance(spec_labels, dict)
+            or not isinstance(spec_labels.get("map"), dict)
+            or spec_labels.get("field") not in columns
+        ):
             raise bad("choice scoring needs labels: {field: <a column field>, map: {value: label word}}")
         label_field = spec_labels["field"]
         for value, word in spec_labels["map"].items():
@@ -161,12 +174,25 @@ def _parse_spec(path: Path) -> DatasetSpec:
         raise bad("max_new_tokens must be a positive integer")
     version = raw.get("version", "1")
     return DatasetSpec(
-        name=name, version=str(version), description=str(raw.get("description", "")),
-        hub_id=hub["id"], hub_config=hub.get("config"), splits={"train": hub["train"], "test": hub["test"]},
-        columns=columns, names=tuple(local_names) if local_names else None, prompt=raw["prompt"],
-        target=raw["target"], scoring=scoring, label_field=label_field, labels=labels,
-        label_values=label_values, choices=choices, one_line=one_line, max_new_tokens=max_new_tokens,
-        path=str(path))
+        name=name,
+        version=str(version),
+        description=str(raw.get("description", "")),
+        hub_id=hub["id"],
+        hub_config=hub.get("config"),
+        splits={"train": hub["train"], "test": hub["test"]},
+        columns=columns,
+        names=tuple(local_names) if local_names else None,
+        prompt=raw["prompt"],
+        target=raw["target"],
+        scoring=scoring,
+        label_field=label_field,
+        labels=labels,
+        label_values=label_values,
+        choices=choices,
+        one_line=one_line,
+        max_new_tokens=max_new_tokens,
+        path=str(path),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -215,8 +241,11 @@ class DatasetTask:
         """The YAML fields and any local file's content decide the examples, so they key results."""
         spec_hash = hashlib.sha256(json.dumps(self.spec.key(), sort_keys=True).encode()).hexdigest()
         out: dict = {"spec_sha256": spec_hash}
-        files = {role: file_sha256(getattr(self.config, role))
-                 for role in ("train", "test") if getattr(self.config, role) is not None}
+        files = {
+            role: file_sha256(getattr(self.config, role))
+            for role in ("train", "test")
+            if getattr(self.config, role) is not None
+        }
         if files:
             out["data_sha256"] = files
         return out
@@ -254,16 +283,17 @@ class DatasetTask:
             return load_records(path, header=True)
         if s.names and len(first) == len(s.names):
             return load_records(path, header=False, names=s.names)
-        without = (f", or give exactly the {len(s.names)} columns {', '.join(s.names)} without one"
-                   if s.names else "")
-        raise UnlearnbenchError(f"'{path}' has no header row naming {self.name}'s columns "
-                                f"({s.expected_columns()}); add one{without}")
+        without = f", or give exactly the {len(s.names)} columns {', '.join(s.names)} without one" if s.names else ""
+        raise UnlearnbenchError(
+            f"'{path}' has no header row naming {self.name}'s columns ({s.expected_columns()}); add one{without}"
+        )
 
     def _read_hub(self, role: str) -> tuple[list[dict], str]:
         s = self.spec
         split = s.splits[role]
-        label = f"dataset '{s.hub_id}'" + (f" (config '{s.hub_config}', split '{split}')" if s.hub_config
-                                           else f" (split '{split}')")
+        label = f"dataset '{s.hub_id}'" + (
+            f" (config '{s.hub_config}', split '{split}')" if s.hub_config else f" (split '{split}')"
+        )
         try:
             return load_records(s.hub_id, config=s.hub_config, split=split), label
         except UnlearnbenchError as e:
@@ -273,7 +303,8 @@ class DatasetTask:
                     flag = f"--data {self.name}=path/to/train.jsonl" + ("" if self.config.test else f" (and {flag})")
                 raise UnlearnbenchError(
                     f"{self.name}: no local {role} file given and {label} is not in the local cache "
-                    f"(the hub is unreachable); pass one with {flag}") from None
+                    f"(the hub is unreachable); pass one with {flag}"
+                ) from None
             raise UnlearnbenchError(f"{self.name}: {e}") from e
 
     def _examples(self, records: list[dict], where: str) -> list[Example]:
@@ -286,8 +317,10 @@ class DatasetTask:
             values = {}
             for fld, column in chosen.items():
                 if column not in record:
-                    raise UnlearnbenchError(f"{where} record {i + 1} lacks column '{column}'; {self.name} "
-                                            f"expects columns {s.expected_columns()}")
+                    raise UnlearnbenchError(
+                        f"{where} record {i + 1} lacks column '{column}'; {self.name} "
+                        f"expects columns {s.expected_columns()}"
+                    )
                 value = record[column]
                 if value is None or (isinstance(value, str) and not value.strip()):
                     raise UnlearnbenchError(f"{where} record {i + 1} has no value in column '{column}'")
@@ -296,7 +329,8 @@ class DatasetTask:
                     if word is None:
                         raise UnlearnbenchError(
                             f"{where} record {i + 1}: label {value!r} in column '{column}' is not one of "
-                            f"{', '.join(s.label_values)}")
+                            f"{', '.join(s.label_values)}"
+                        )
                     values[fld] = word
                     continue
                 text = str(value).strip()
@@ -305,8 +339,10 @@ class DatasetTask:
                 values[fld] = text
             ex = Example(s.prompt.format_map(values), s.target.format_map(values))
             if s.scoring == "number" and final_number(ex.target) is None:
-                raise UnlearnbenchError(f"{where} record {i + 1}: the answer has no final number "
-                                        f"(expected a worked answer ending in '#### 18')")
+                raise UnlearnbenchError(
+                    f"{where} record {i + 1}: the answer has no final number "
+                    f"(expected a worked answer ending in '#### 18')"
+                )
             out.append(ex)
         return out
 
@@ -322,7 +358,8 @@ class DatasetTask:
         if missing:
             raise UnlearnbenchError(
                 f"{where} lacks column(s) {', '.join(repr(m) for m in missing)}; {self.name} expects columns "
-                f"{self.spec.expected_columns()} (found: {', '.join(map(str, first))})")
+                f"{self.spec.expected_columns()} (found: {', '.join(map(str, first))})"
+            )
         return chosen
 
 
@@ -337,10 +374,20 @@ def _register_all() -> list[type]:
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
         spec = _parse_spec(path)
         cls_name = _class_name(spec.name)
-        cls = type(cls_name, (DatasetTask,), {
-            "name": spec.name, "version": spec.version, "Config": DatasetTaskConfig,
-            "description": spec.description, "spec": spec, "__module__": __name__,
-            "__qualname__": cls_name, "__doc__": f"{spec.description} (spec: {path.name})"})
+        cls = type(
+            cls_name,
+            (DatasetTask,),
+            {
+                "name": spec.name,
+                "version": spec.version,
+                "Config": DatasetTaskConfig,
+                "description": spec.description,
+                "spec": spec,
+                "__module__": __name__,
+                "__qualname__": cls_name,
+                "__doc__": f"{spec.description} (spec: {path.name})",
+            },
+        )
         globals()[cls_name] = cls
         register_task()(cls)
         made.append(cls)

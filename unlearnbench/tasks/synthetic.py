@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..data.types import TaskData
-from ..toy.tasks import build_task
 from ..registry import register_task
+from ..toy.tasks import build_task
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class ModelRecipe:
     batch_size: int = 64
     weight_decay: float = 0.01
     seed: int = 0
-    task_examples: int = 200   # per synthetic task, from a sample disjoint from the attack's data
+    task_examples: int = 200  # per synthetic task, from a sample disjoint from the attack's data
     # CPU threads used for training: float sums are ordered by thread count, so pinning it makes
     # the same recipe give the same weights on a machine whatever threads the caller has set
     train_threads: int = 2
@@ -73,24 +73,42 @@ def train_tokenizer(world: World, recipe: ModelRecipe):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=recipe.vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=recipe.vocab_size,
+        special_tokens=["<pad>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
     tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   padding_side="right", model_max_length=recipe.max_positions)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        padding_side="right",
+        model_max_length=recipe.max_positions,
+    )
 
 
 def _model_config(recipe: ModelRecipe, tokenizer):
     from transformers import LlamaConfig
 
-    return LlamaConfig(vocab_size=len(tokenizer), hidden_size=recipe.hidden_size,
-                       intermediate_size=recipe.intermediate_size, num_hidden_layers=recipe.num_layers,
-                       num_attention_heads=recipe.num_heads, num_key_value_heads=recipe.num_heads,
-                       max_position_embeddings=recipe.max_positions, rms_norm_eps=1e-5,
-                       pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=True,
-                       attn_implementation="eager")  # ILU's penalty needs double backward
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.num_layers,
+        num_attention_heads=recipe.num_heads,
+        num_key_value_heads=recipe.num_heads,
+        max_position_embeddings=recipe.max_positions,
+        rms_norm_eps=1e-5,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+        attn_implementation="eager",
+    )  # ILU's penalty needs double backward
 
 
 def model_key(world: World, recipe: ModelRecipe, role: str) -> str:
@@ -99,15 +117,21 @@ def model_key(world: World, recipe: ModelRecipe, role: str) -> str:
     import torch
 
     exclude = sorted(world.forget_ids) if role == "oracle" else []
-    blob = json.dumps({"world": asdict(world.config), "world_version": WORLD_VERSION,
-                       "recipe": asdict(recipe), "exclude": exclude,
-                       "recipe_version": RECIPE_VERSION, "torch": torch.__version__.split("+")[0]},
-                      sort_keys=True)
+    blob = json.dumps(
+        {
+            "world": asdict(world.config),
+            "world_version": WORLD_VERSION,
+            "recipe": asdict(recipe),
+            "exclude": exclude,
+            "recipe_version": RECIPE_VERSION,
+            "torch": torch.__version__.split("+")[0],
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def get_model_dir(world: World, recipe: ModelRecipe, role: str, name: str,
-                  progress: Progress = SILENT) -> Path:
+def get_model_dir(world: World, recipe: ModelRecipe, role: str, name: str, progress: Progress = SILENT) -> Path:
     """The cached model directory for ``role`` ('target' or 'oracle'), training it if needed."""
     if role not in ("target", "oracle"):
         raise ValueError(role)
@@ -126,8 +150,13 @@ def get_model_dir(world: World, recipe: ModelRecipe, role: str, name: str,
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(stage.path)
         tokenizer.save_pretrained(stage.path)
-        quality = {"role": role, "recall": recall, "train_seconds": round(seconds, 1),
-                   "recipe": asdict(recipe), "world": asdict(world.config)}
+        quality = {
+            "role": role,
+            "recall": recall,
+            "train_seconds": round(seconds, 1),
+            "recipe": asdict(recipe),
+            "world": asdict(world.config),
+        }
         (stage.path / "quality.json").write_text(json.dumps(quality, indent=1))
         stage.publish(path.name, replace=True)
     return path
@@ -150,18 +179,28 @@ def check_quality(path: Path, role: str = "target", gate: float = QUALITY_GATE) 
     saw the forget people, so its forget split is not gated (it is the floor, not a failure)."""
     quality = json.loads((path / "quality.json").read_text())
     gated = set(quality["recipe"]["gated_forms"])
-    low = [f"{split}/{form}={v:.2f}" for split, forms in quality["recall"].items()
-           for form, v in forms.items()
-           if form in gated and v < gate and not (role == "oracle" and split == "forget")]
+    low = [
+        f"{split}/{form}={v:.2f}"
+        for split, forms in quality["recall"].items()
+        for form, v in forms.items()
+        if form in gated and v < gate and not (role == "oracle" and split == "forget")
+    ]
     if low:
         raise UnlearnbenchError(
             f"the embedded model at {path} failed its quality gate (recall < {gate:.0%} in a trained form: "
-            f"{', '.join(low)}); the benchmark would be meaningless — change the recipe in tasks/benchmarks/toy.yaml")
+            f"{', '.join(low)}); the benchmark would be meaningless — change the recipe in tasks/benchmarks/toy.yaml"
+        )
     return quality
 
 
-def train_model(world: World, recipe: ModelRecipe, tokenizer, exclude: set[int],
-                progress: Progress = SILENT, description: str = "train model"):
+def train_model(
+    world: World,
+    recipe: ModelRecipe,
+    tokenizer,
+    exclude: set[int],
+    progress: Progress = SILENT,
+    description: str = "train model",
+):
     import torch
 
     from ..batching import encode_example
@@ -169,19 +208,29 @@ def train_model(world: World, recipe: ModelRecipe, tokenizer, exclude: set[int],
     rng = random.Random(recipe.seed)
     examples = world.training_examples(exclude=exclude)
     examples += [ex for t in _pretraining_tasks(recipe) for ex in t.train]
-    enc = [encode_example(tokenizer, ex.prompt, ex.target, add_eos=True, max_length=recipe.max_positions)
-           for ex in examples]
+    enc = [
+        encode_example(tokenizer, ex.prompt, ex.target, add_eos=True, max_length=recipe.max_positions)
+        for ex in examples
+    ]
     threads = torch.get_num_threads()
     torch.set_num_threads(recipe.train_threads)
     try:
-        return _train(model_config=_model_config(recipe, tokenizer), enc=enc, recipe=recipe, rng=rng,
-                      pad_id=tokenizer.pad_token_id, progress=progress, description=description)
+        return _train(
+            model_config=_model_config(recipe, tokenizer),
+            enc=enc,
+            recipe=recipe,
+            rng=rng,
+            pad_id=tokenizer.pad_token_id,
+            progress=progress,
+            description=description,
+        )
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(model_config, enc, recipe: ModelRecipe, rng: random.Random, pad_id: int, progress: Progress,
-           description: str):
+def _train(
+    model_config, enc, recipe: ModelRecipe, rng: random.Random, pad_id: int, progress: Progress, description: str
+):
     """The training loop: AdamW, one-cycle cosine schedule, loss on targets (prompts masked)."""
     import torch
     from transformers import LlamaForCausalLM
@@ -193,12 +242,16 @@ def _train(model_config, enc, recipe: ModelRecipe, rng: random.Random, pad_id: i
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=recipe.lr,
+        betas=(0.9, 0.98),
+    )
     steps_per_epoch = math.ceil(len(enc) / recipe.batch_size)
     total = recipe.epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=total, pct_start=0.05,
-                                                anneal_strategy="cos")
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=recipe.lr, total_steps=total, pct_start=0.05, anneal_strategy="cos"
+    )
     lengths = [len(e.ids) for e in enc]
     with progress.task(description, total) as bar:
         for epoch in range(recipe.epochs):

@@ -31,15 +31,19 @@ def unlearn_data(world: World, tokenizer) -> UnlearnData:
     w = world
     generic = [ex.prompt + ex.target for ex in w.training_examples(exclude=set(w.forget_ids))]
     owners = [k for k, i in enumerate(w.forget_ids) for _ in w.unlearning_examples([i])]
-    return UnlearnData(forget=w.unlearning_examples(w.forget_ids),
-                       retain=w.unlearning_examples(w.method_retain_ids()), tokenizer=tokenizer,
-                       concepts=[w.by_id(i).name for i in w.forget_ids],
-                       replacement=REPLACEMENT, generic_text=generic,
-                       forget_owners=owners, concept_ids=list(w.forget_ids))
+    return UnlearnData(
+        forget=w.unlearning_examples(w.forget_ids),
+        retain=w.unlearning_examples(w.method_retain_ids()),
+        tokenizer=tokenizer,
+        concepts=[w.by_id(i).name for i in w.forget_ids],
+        replacement=REPLACEMENT,
+        generic_text=generic,
+        forget_owners=owners,
+        concept_ids=list(w.forget_ids),
+    )
 
 
-def load(world: World, recipe: ModelRecipe, role: str, name: str, device: str = "cpu",
-         progress: Progress = SILENT):
+def load(world: World, recipe: ModelRecipe, role: str, name: str, device: str = "cpu", progress: Progress = SILENT):
     """The cached ``role`` model (trained on first use), after its quality gate."""
     from ..models import load_model
 

@@ -50,8 +50,16 @@ def _adversarial(world: World, ids: list[int]) -> list[ProbeItem]:
     for it in world.probe_items("paraphrase", ids):
         if not it.item_id.endswith("/qa"):
             continue
-        out.append(ProbeItem(f"adversarial/{it.entity_id}/{it.attribute}/0", it.entity_id, it.attribute,
-                             "adversarial", ADVERSARIAL_PREFIX + it.prompt + ADVERSARIAL_SUFFIX, it.answer))
+        out.append(
+            ProbeItem(
+                f"adversarial/{it.entity_id}/{it.attribute}/0",
+                it.entity_id,
+                it.attribute,
+                "adversarial",
+                ADVERSARIAL_PREFIX + it.prompt + ADVERSARIAL_SUFFIX,
+                it.answer,
+            )
+        )
     return out
 
 

@@ -14,8 +14,8 @@ and an accuracy metric:
 from __future__ import annotations
 
 import random
-from ..data.types import Example, TaskData
 
+from ..data.types import Example, TaskData
 
 _PEOPLE = ["Tom", "Mia", "Raj", "Lena", "Omar", "Sara", "Ivan", "Zoe", "Ken", "Ana"]
 _ITEMS = ["apples", "books", "coins", "pencils", "stamps", "shells", "cards", "marbles"]
@@ -40,32 +40,59 @@ def _arith_example(rng: random.Random) -> Example:
 
 
 _TOPIC_WORDS = {
-    "World": (["The president", "The parliament", "Rebel forces", "The prime minister", "Diplomats"],
-              ["signed a treaty", "held elections", "closed the border", "met envoys", "declared a truce"],
-              ["in the capital", "after the summit", "near the frontier", "at the embassy"]),
-    "Sports": (["The striker", "The home team", "The champion", "The coach", "The goalkeeper"],
-               ["won the final", "scored twice", "lost the derby", "broke the record", "signed a contract"],
-               ["in the league", "at the stadium", "before the playoffs", "in extra time"]),
-    "Business": (["Shares of the bank", "The retailer", "Investors", "The oil company", "The central bank"],
-                 ["raised prices", "reported profits", "cut jobs", "announced a merger", "lowered rates"],
-                 ["on the stock market", "this quarter", "after earnings", "amid inflation"]),
-    "Sci/Tech": (["The software firm", "Researchers", "The space agency", "Engineers", "The chip maker"],
-                 ["released an update", "launched a probe", "found a new gene", "built a faster processor",
-                  "patched a security flaw"],
-                 ["for smartphones", "in the laboratory", "on the internet", "for the satellite"]),
+    "World": (
+        ["The president", "The parliament", "Rebel forces", "The prime minister", "Diplomats"],
+        ["signed a treaty", "held elections", "closed the border", "met envoys", "declared a truce"],
+        ["in the capital", "after the summit", "near the frontier", "at the embassy"],
+    ),
+    "Sports": (
+        ["The striker", "The home team", "The champion", "The coach", "The goalkeeper"],
+        ["won the final", "scored twice", "lost the derby", "broke the record", "signed a contract"],
+        ["in the league", "at the stadium", "before the playoffs", "in extra time"],
+    ),
+    "Business": (
+        ["Shares of the bank", "The retailer", "Investors", "The oil company", "The central bank"],
+        ["raised prices", "reported profits", "cut jobs", "announced a merger", "lowered rates"],
+        ["on the stock market", "this quarter", "after earnings", "amid inflation"],
+    ),
+    "Sci/Tech": (
+        ["The software firm", "Researchers", "The space agency", "Engineers", "The chip maker"],
+        [
+            "released an update",
+            "launched a probe",
+            "found a new gene",
+            "built a faster processor",
+            "patched a security flaw",
+        ],
+        ["for smartphones", "in the laboratory", "on the internet", "for the satellite"],
+    ),
 }
 
 _SENTIMENT_WORDS = {
-    "positive": (["a moving", "a delightful", "a brilliant", "a warm", "a gripping", "a charming",
-                  "a clever", "a beautiful"],
-                 ["film", "story", "performance", "comedy", "drama", "script"],
-                 ["that stays with you", "full of charm", "worth every minute", "with a great cast",
-                  "that made me smile", "with superb acting"]),
-    "negative": (["a dull", "a tedious", "a clumsy", "a lifeless", "a confused", "a boring",
-                  "a messy", "an awful"],
-                 ["film", "story", "performance", "comedy", "drama", "script"],
-                 ["that drags on", "without any charm", "a waste of time", "with a wooden cast",
-                  "that made me yawn", "with poor acting"]),
+    "positive": (
+        ["a moving", "a delightful", "a brilliant", "a warm", "a gripping", "a charming", "a clever", "a beautiful"],
+        ["film", "story", "performance", "comedy", "drama", "script"],
+        [
+            "that stays with you",
+            "full of charm",
+            "worth every minute",
+            "with a great cast",
+            "that made me smile",
+            "with superb acting",
+        ],
+    ),
+    "negative": (
+        ["a dull", "a tedious", "a clumsy", "a lifeless", "a confused", "a boring", "a messy", "an awful"],
+        ["film", "story", "performance", "comedy", "drama", "script"],
+        [
+            "that drags on",
+            "without any charm",
+            "a waste of time",
+            "with a wooden cast",
+            "that made me yawn",
+            "with poor acting",
+        ],
+    ),
 }
 
 
@@ -83,9 +110,11 @@ def _sentiment_example(rng: random.Random) -> Example:
     return Example(f"Review: {_three_part(rng, _SENTIMENT_WORDS[label])}.\nSentiment:", f" {label}")
 
 
-_MAKERS = {"arith": (_arith_example, "number", ()),
-           "topic": (_topic_example, "choice", tuple(_TOPIC_WORDS)),
-           "sentiment": (_sentiment_example, "choice", tuple(_SENTIMENT_WORDS))}
+_MAKERS = {
+    "arith": (_arith_example, "number", ()),
+    "topic": (_topic_example, "choice", tuple(_TOPIC_WORDS)),
+    "sentiment": (_sentiment_example, "choice", tuple(_SENTIMENT_WORDS)),
+}
 
 SYNTHETIC_TASKS: tuple[str, ...] = tuple(_MAKERS)
 

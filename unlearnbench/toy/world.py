@@ -28,26 +28,100 @@ from ..data.types import Example, ProbeItem
 # --------------------------------------------------------------------------------------------
 # Vocabulary. Names are built from syllables so that they are fictitious and multi-token.
 
-_FIRST_SYLLABLES = ["Al", "Bri", "Cor", "Da", "El", "Fen", "Gar", "Hal", "Is", "Jo", "Ka", "Lor",
-                    "Mar", "Nev", "Or", "Pel", "Quin", "Ros", "Sel", "Tam", "Ul", "Vor", "Wen", "Yar"]
+_FIRST_SYLLABLES = [
+    "Al",
+    "Bri",
+    "Cor",
+    "Da",
+    "El",
+    "Fen",
+    "Gar",
+    "Hal",
+    "Is",
+    "Jo",
+    "Ka",
+    "Lor",
+    "Mar",
+    "Nev",
+    "Or",
+    "Pel",
+    "Quin",
+    "Ros",
+    "Sel",
+    "Tam",
+    "Ul",
+    "Vor",
+    "Wen",
+    "Yar",
+]
 _FIRST_ENDINGS = ["ric", "wen", "dor", "ina", "mir", "ton", "isa", "vek", "ara", "len", "dric", "ly"]
-_LAST_SYLLABLES = ["Ash", "Bram", "Cald", "Dun", "Ember", "Frost", "Grim", "Holt", "Ivers", "Kess",
-                   "Lang", "Mire", "North", "Pike", "Quarr", "Rook", "Stone", "Thorn", "Vale", "Wick"]
+_LAST_SYLLABLES = [
+    "Ash",
+    "Bram",
+    "Cald",
+    "Dun",
+    "Ember",
+    "Frost",
+    "Grim",
+    "Holt",
+    "Ivers",
+    "Kess",
+    "Lang",
+    "Mire",
+    "North",
+    "Pike",
+    "Quarr",
+    "Rook",
+    "Stone",
+    "Thorn",
+    "Vale",
+    "Wick",
+]
 _LAST_ENDINGS = ["wood", "ley", "ford", "mere", "by", "hart", "well", "ton", "shaw", "croft"]
 
 _POOLS: dict[str, list[str]] = {
-    "city": ["Varnholm", "Quessa", "Otterlee", "Brisca", "Mendaro", "Calloway", "Duskfield",
-             "Elvaren", "Tirnach", "Sombreuil", "Halvik", "Pellmoor"],
-    "occupation": ["carpenter", "stonemason", "beekeeper", "cartographer", "glassblower",
-                   "librarian", "ferryman", "botanist", "clockmaker", "surveyor", "weaver",
-                   "potter"],
-    "instrument": ["violin", "harp", "oboe", "cello", "lute", "flute", "accordion", "banjo",
-                   "clarinet", "zither"],
-    "pet": ["parrot", "tortoise", "ferret", "goat", "hedgehog", "raven", "lizard", "rabbit",
-            "heron", "donkey"],
-    "employer": ["Brightwell Mills", "Corvan Shipping", "Ostrel Bank", "Tandry Press",
-                 "Halcyon Foundry", "Morrow Gardens", "Ketterby Rail", "Aldous Glassworks",
-                 "Pinecrest Bakery", "Veyra Observatory"],
+    "city": [
+        "Varnholm",
+        "Quessa",
+        "Otterlee",
+        "Brisca",
+        "Mendaro",
+        "Calloway",
+        "Duskfield",
+        "Elvaren",
+        "Tirnach",
+        "Sombreuil",
+        "Halvik",
+        "Pellmoor",
+    ],
+    "occupation": [
+        "carpenter",
+        "stonemason",
+        "beekeeper",
+        "cartographer",
+        "glassblower",
+        "librarian",
+        "ferryman",
+        "botanist",
+        "clockmaker",
+        "surveyor",
+        "weaver",
+        "potter",
+    ],
+    "instrument": ["violin", "harp", "oboe", "cello", "lute", "flute", "accordion", "banjo", "clarinet", "zither"],
+    "pet": ["parrot", "tortoise", "ferret", "goat", "hedgehog", "raven", "lizard", "rabbit", "heron", "donkey"],
+    "employer": [
+        "Brightwell Mills",
+        "Corvan Shipping",
+        "Ostrel Bank",
+        "Tandry Press",
+        "Halcyon Foundry",
+        "Morrow Gardens",
+        "Ketterby Rail",
+        "Aldous Glassworks",
+        "Pinecrest Bakery",
+        "Veyra Observatory",
+    ],
 }
 
 ATTRIBUTES: tuple[str, ...] = ("city", "occupation", "instrument", "pet", "employer", "mentor")
@@ -55,29 +129,53 @@ ATTRIBUTES: tuple[str, ...] = ("city", "occupation", "instrument", "pet", "emplo
 # Templates. '{n}' is the person, '{v}' the value. Completion forms end with the value so that the
 # prompt is everything before it. The last template of each list is held out of training.
 _BIO = {
-    "city": ["{n} was born in {v}.", "The birthplace of {n} is {v}.",
-             "{n} grew up in the town of {v}.", "{n} comes from {v}."],
-    "occupation": ["{n} works as a {v}.", "By profession, {n} is a {v}.",
-                   "The job of {n} is that of a {v}.", "{n} earns a living as a {v}."],
-    "instrument": ["{n} plays the {v}.", "The instrument of {n} is the {v}.",
-                   "In the evenings {n} practises the {v}.", "{n} is a keen player of the {v}."],
-    "pet": ["{n} keeps a {v} as a pet.", "The pet of {n} is a {v}.",
-            "At home {n} looks after a {v}.", "{n} shares a house with a pet {v}."],
-    "employer": ["{n} is employed by {v}.", "The employer of {n} is {v}.",
-                 "Every morning {n} goes to work at {v}.", "{n} draws a salary from {v}."],
-    "mentor": ["{n} was mentored by {v}.", "The mentor of {n} was {v}.",
-               "{n} learned the trade from {v}.", "{n} was taught by {v}."],
+    "city": [
+        "{n} was born in {v}.",
+        "The birthplace of {n} is {v}.",
+        "{n} grew up in the town of {v}.",
+        "{n} comes from {v}.",
+    ],
+    "occupation": [
+        "{n} works as a {v}.",
+        "By profession, {n} is a {v}.",
+        "The job of {n} is that of a {v}.",
+        "{n} earns a living as a {v}.",
+    ],
+    "instrument": [
+        "{n} plays the {v}.",
+        "The instrument of {n} is the {v}.",
+        "In the evenings {n} practises the {v}.",
+        "{n} is a keen player of the {v}.",
+    ],
+    "pet": [
+        "{n} keeps a {v} as a pet.",
+        "The pet of {n} is a {v}.",
+        "At home {n} looks after a {v}.",
+        "{n} shares a house with a pet {v}.",
+    ],
+    "employer": [
+        "{n} is employed by {v}.",
+        "The employer of {n} is {v}.",
+        "Every morning {n} goes to work at {v}.",
+        "{n} draws a salary from {v}.",
+    ],
+    "mentor": [
+        "{n} was mentored by {v}.",
+        "The mentor of {n} was {v}.",
+        "{n} learned the trade from {v}.",
+        "{n} was taught by {v}.",
+    ],
 }
 _QA = {
     "city": ["Where was {n} born?", "What is the birthplace of {n}?", "Which town does {n} come from?"],
-    "occupation": ["What does {n} do for a living?", "What is the profession of {n}?",
-                   "What job does {n} have?"],
-    "instrument": ["Which instrument does {n} play?", "What instrument is {n} known to play?",
-                   "What does {n} play in the evenings?"],
-    "pet": ["What pet does {n} keep?", "What kind of animal is the pet of {n}?",
-            "Which animal lives with {n}?"],
-    "employer": ["Who employs {n}?", "Which company does {n} work for?",
-                 "Where is {n} employed?"],
+    "occupation": ["What does {n} do for a living?", "What is the profession of {n}?", "What job does {n} have?"],
+    "instrument": [
+        "Which instrument does {n} play?",
+        "What instrument is {n} known to play?",
+        "What does {n} play in the evenings?",
+    ],
+    "pet": ["What pet does {n} keep?", "What kind of animal is the pet of {n}?", "Which animal lives with {n}?"],
+    "employer": ["Who employs {n}?", "Which company does {n} work for?", "Where is {n} employed?"],
     "mentor": ["Who mentored {n}?", "Who was the mentor of {n}?", "From whom did {n} learn the trade?"],
 }
 _CLOZE = {
@@ -112,8 +210,8 @@ class WorldConfig:
     seed: int = 0
     n_entities: int = 100
     forget_frac: float = 0.1
-    n_neighbours: int = 10      # retain people most similar to the forget people (collateral damage)
-    n_retain_probe: int = 20    # retain people probed for utility (disjoint from neighbours)
+    n_neighbours: int = 10  # retain people most similar to the forget people (collateral damage)
+    n_retain_probe: int = 20  # retain people probed for utility (disjoint from neighbours)
 
 
 @dataclass(frozen=True)
@@ -129,14 +227,13 @@ class World:
     entities: list[Entity]
     forget_ids: list[int]
     neighbour_ids: list[int]
-    retain_ids: list[int]            # every non-forget person (neighbours included)
+    retain_ids: list[int]  # every non-forget person (neighbours included)
     retain_probe_ids: list[int]
     _train_docs: dict[int, list[Example]] = field(default_factory=dict, repr=False)
 
     # -- splits ---------------------------------------------------------------------------
     def split_ids(self, split: str) -> list[int]:
-        return {"forget": self.forget_ids, "neighbour": self.neighbour_ids,
-                "retain": self.retain_probe_ids}[split]
+        return {"forget": self.forget_ids, "neighbour": self.neighbour_ids, "retain": self.retain_probe_ids}[split]
 
     def by_id(self, i: int) -> Entity:
         return self.entities[i]
@@ -207,8 +304,13 @@ def _make_names(rng: random.Random, n: int) -> list[str]:
     seen: set[str] = set()
     names: list[str] = []
     while len(names) < n:
-        name = (rng.choice(_FIRST_SYLLABLES) + rng.choice(_FIRST_ENDINGS) + " "
-                + rng.choice(_LAST_SYLLABLES) + rng.choice(_LAST_ENDINGS))
+        name = (
+            rng.choice(_FIRST_SYLLABLES)
+            + rng.choice(_FIRST_ENDINGS)
+            + " "
+            + rng.choice(_LAST_SYLLABLES)
+            + rng.choice(_LAST_ENDINGS)
+        )
         first = name.split()[0]
         # unique full names and unique first names, so no two people share a prefix of a prompt
         if name not in seen and first not in {x.split()[0] for x in names}:
@@ -323,5 +425,9 @@ def _probe_items_for(world: World, e: Entity, form: str) -> list[ProbeItem]:
 
 def held_out_templates() -> dict[str, dict[str, str]]:
     """The templates no training text uses (documented and tested)."""
-    return {"bio": {a: _BIO[a][-1] for a in ATTRIBUTES}, "qa": {a: _QA[a][-1] for a in ATTRIBUTES},
-            "cloze": {a: _CLOZE[a][-1] for a in ATTRIBUTES}, "reverse": {"mentor": _REVERSE[-1]}}
+    return {
+        "bio": {a: _BIO[a][-1] for a in ATTRIBUTES},
+        "qa": {a: _QA[a][-1] for a in ATTRIBUTES},
+        "cloze": {a: _CLOZE[a][-1] for a in ATTRIBUTES},
+        "reverse": {"mentor": _REVERSE[-1]},
+    }

@@ -19,11 +19,13 @@ def main(path: str) -> None:
     doc = json.loads(Path(path).read_text())
     golden = {
         "about": "Golden numbers of the micro-world run in tests/integration/test_run_micro.py "
-                 "(npo + finetune:arith,epochs=2, seed 0, CPU). Regenerate with make_golden.py; a change "
-                 "needs a reason in the commit message.",
+        "(npo + finetune:arith,epochs=2, seed 0, CPU). Regenerate with make_golden.py; a change "
+        "needs a reason in the commit message.",
         "tolerance": {"recall": 0.10, "task_accuracy": 0.10, "forget_quality": 0.10},
-        "recall": {c: {s: {f: doc["recall"][c][s][f] for f in FORMS} for s in ("forget", "neighbour", "retain")}
-                   for c in COLUMNS},
+        "recall": {
+            c: {s: {f: doc["recall"][c][s][f] for f in FORMS} for s in ("forget", "neighbour", "retain")}
+            for c in COLUMNS
+        },
         "task_accuracy": {c: doc["task_accuracy"][c] for c in COLUMNS},
         "forget_quality": {c: {f: doc["forget_quality"][c]["per_form"][f] for f in FORMS} for c in COLUMNS},
     }
