@@ -2,7 +2,7 @@
 
     UNLEARNBENCH_CACHE=$(mktemp -d) unlearnbench run --benchmark toy,size=micro --method npo \\
         --attack finetune:arith,epochs=2 --store /tmp/g.sqlite --json --quiet > /tmp/g.json
-    python tests/integration/golden/make_golden.py /tmp/g.json
+    python tests/integration/golden/make_golden.py /tmp/g.json SHA256_OF_THE_TARGET_WEIGHTS
 """
 
 import json
@@ -15,9 +15,26 @@ COLUMNS = ("base", "oracle", "unlearned", "finetune:arith,epochs=2 ep2")
 FORMS = ("bio", "qa", "cloze", "paraphrase")
 
 
-def main(path: str) -> None:
+def _provenance() -> dict:
+    """The commit the numbers were made at (a reference result comes from a clean, committed tree)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    git = ["git", "-C", str(root)]
+    commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = bool(
+        subprocess.run(
+            git + ["status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        ).stdout.strip()
+    )
+    return {"commit": commit, "dirty": dirty}
+
+
+def main(path: str, target_sha: str = "") -> None:
     doc = json.loads(Path(path).read_text())
     golden = {
+        "made_at": _provenance(),
+        "target_sha256": target_sha,
         "about": "Golden numbers of the micro-world run in tests/integration/test_run_micro.py "
         "(npo + finetune:arith,epochs=2, seed 0, CPU). Regenerate with make_golden.py; a change "
         "needs a reason in the commit message.",
@@ -35,4 +52,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])
