@@ -14,9 +14,12 @@ METHODS_UNDER_TEST = ["gradascent", "graddiff", "npo", "simnpo", "rmu", "ilu", "
 # ROCR reports as an error rather than editing nothing); on micro it edits without the projector.
 SPECS = {"rocr": "rocr,projector=none"}
 # ROCR edits the full name's last token, but on this world the (unique) first name identifies a
-# person, so the edit lowers the answer probability only slightly (micro: 0.951 -> 0.948; small:
-# 0.96 -> 0.86). Its margin is "strictly lower"; the gradient methods must lower it by 0.05.
-MARGIN = {"rocr": 0.0}
+# person, so on micro the edit leaves the answer probability where it was, within noise: measured
+# 0.951 -> 0.948 with one machine's micro models and 0.9588 -> 0.9604 with another's (target
+# ce24b575...; small: 0.96 -> 0.86). "ROCR lowers it on micro" is not a finding that holds, so for
+# ROCR this test checks that the edit ran and changed the weights, not the direction of the change.
+MARGIN = {}
+EDIT_ONLY = {"rocr"}
 
 
 def test_every_in_tree_method_is_covered():
@@ -35,7 +38,11 @@ def test_method_lowers_forget_probability_in_the_unlearning_form(store, method):
     assert [c.status for c in cells if c.kind == "unlearn"] in (["finished"], ["cached"]), cells
     doc = run_summary(store, cells)
     base, after = doc["prob"]["base"]["forget"]["bio"], doc["prob"]["unlearned"]["forget"]["bio"]
-    assert after < base - MARGIN.get(method, 0.05), (method, base, after)
     # the cell records what ran: the resolved config and, for gradient methods, the effective batch
     meta = next(c for c in cells if c.kind == "unlearn").meta
     assert "stats" in meta
+    if method in EDIT_ONLY:
+        base_sha = next(store.get_cell(c.cell_id)["key"]["model"]["sha256"] for c in cells if c.kind == "base")
+        assert meta["checkpoint_sha256"] != base_sha and after != base, (method, base, after)
+        return
+    assert after < base - MARGIN.get(method, 0.05), (method, base, after)
