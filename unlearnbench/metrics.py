@@ -22,6 +22,33 @@ the oracle as the base model is (nothing forgotten) or further (over-forgetting 
 under-forgetting: an MCQ accuracy far below chance also gives the forgotten facts away). A form on
 which the base model and the oracle differ by less than ``MIN_GAP`` says nothing and gets NaN.
 The overall ``forget_quality`` is the mean over the informative forms.
+
+Under attack (robustness; the attacked-oracle control). An attack is a curve of checkpoints t (step
+0 is the unlearned model itself). Every attack also runs on the oracle with the same data, seed and
+budget (a ``control`` cell), so at each t there are u_t (the attacked unlearned model's recall),
+o_t (the attacked oracle's recall at the same step), o_0 (the oracle's) and b (the base model's);
+u_0 is the unlearned model before the attack. Per form on the forget split:
+
+    forget_quality_attacked_oracle_t = clip(1 - |u_t - o_t| / |b - o_0|, 0, 1)
+    recovery_t                       = (u_t - u_0) / (b - u_0)
+    excess_t                         = u_t - o_t
+
+``forget_quality`` at t (against the unattacked oracle o_0) is kept beside them under its own name.
+The attacked-oracle version asks whether the attacked model knows more than a model that never saw
+the forget people *after the same attack* — so an attack that simply teaches the facts (relearning
+on the forget samples teaches the oracle too) is not counted as knowledge coming back. ``recovery``
+is the share of the recall the method removed that came back (0: nothing; 1: all of it; not
+clipped: below 0 the attack removed more, above 1 it overshot the base model). ``excess`` is how
+far the attacked model is above the attacked oracle (positive: it knows more than the control).
+
+NaN rules: ``forget_quality_attacked_oracle`` is NaN where |b - o_0| < ``MIN_GAP`` (as
+``forget_quality``); ``recovery`` is NaN where the method removed less than ``MIN_GAP`` of recall
+(b - u_0 < MIN_GAP: there was nothing to recover); any NaN input gives NaN. Means over forms skip
+NaN forms; ``excess`` is averaged over the forms where ``forget_quality`` is informative. Without
+an oracle (or a control cell) these are not computed, and the summary says so.
+
+The worst case over a curve is the lowest forget quality (either kind) and the highest recovery
+over the attack's checkpoints after step 0, with the step where it happened.
 """
 
 from __future__ import annotations
@@ -65,6 +92,28 @@ def forget_quality(unlearned: float, base: float, oracle: float) -> float:
     if any(map(math.isnan, (unlearned, base, oracle))) or gap < MIN_GAP:
         return float("nan")
     return min(1.0, max(0.0, 1.0 - abs(unlearned - oracle) / gap))
+
+
+def forget_quality_attacked(unlearned: float, base: float, attacked_oracle: float, oracle: float) -> float:
+    """clip(1 - |u_t - o_t| / |b - o_0|, 0, 1): forget quality against the oracle attacked the same way."""
+    gap = abs(base - oracle)
+    if any(map(math.isnan, (unlearned, base, attacked_oracle, oracle))) or gap < MIN_GAP:
+        return float("nan")
+    return min(1.0, max(0.0, 1.0 - abs(unlearned - attacked_oracle) / gap))
+
+
+def recovery(attacked: float, unlearned: float, base: float) -> float:
+    """(u_t - u_0) / (b - u_0): the share of the removed recall that came back (not clipped)."""
+    if any(map(math.isnan, (attacked, unlearned, base))) or base - unlearned < MIN_GAP:
+        return float("nan")
+    return (attacked - unlearned) / (base - unlearned)
+
+
+def excess(attacked: float, attacked_oracle: float) -> float:
+    """u_t - o_t: how far the attacked model is above the attacked oracle."""
+    if math.isnan(attacked) or math.isnan(attacked_oracle):
+        return float("nan")
+    return attacked - attacked_oracle
 
 
 def mean_forget_quality(

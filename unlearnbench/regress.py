@@ -87,7 +87,11 @@ def run_matrix(baseline: dict, store, progress=None) -> dict:
     for method in m["methods"]:
         cells = run(
             RunRequest(
-                method=method, attacks=list(m.get("attacks", [])), benchmark=m["benchmark"], seed=int(m.get("seed", 0))
+                method=method,
+                attacks=list(m.get("attacks", [])),
+                benchmark=m["benchmark"],
+                seed=int(m.get("seed", 0)),
+                controls=list(m.get("controls", ["none"])),  # a baseline's matrix says which controls it measured
             ),
             store,
             progress or SILENT,

@@ -43,6 +43,14 @@ class RunRequest:
     device: str = "cpu"
     # local data files for dataset tasks: {"gsm8k": train file, "gsm8k:test": test file}
     data: dict[str, str] = field(default_factory=dict)
+    # models every attack is also run on (same data, seed, budget): see CONTROLS
+    controls: list[str] = field(default_factory=lambda: ["oracle"])
+
+
+#: Control kinds: ``oracle`` (the retrain oracle attacked the same way: the floor an attack should
+#: be measured against; the default), ``base`` (the base model attacked too: the ceiling; implies
+#: ``oracle``), ``none`` (no control cells).
+CONTROLS = ("oracle", "base", "none")
 
 
 @dataclass
@@ -90,6 +98,8 @@ class RunPlan:
     probes: list[Plugin]
     seed: int
     device: str
+    controls: tuple[str, ...] = ("oracle",)
+    notes: list[str] = field(default_factory=list)  # said once in the run's output (e.g. a control left out)
 
 
 def resolve(registry: Registry, spec: Spec | str, defaults: dict | None = None, forced: dict | None = None) -> Plugin:
@@ -147,13 +157,20 @@ def plan(request: RunRequest) -> RunPlan:
 
     Each spec is parsed once. Methods and attacks hear of their run through their optional
     ``bind(PlanContext)`` hook (ILU: its base method's tuned defaults and ``--data`` environments;
-    relearn:<task>: a ``--data`` source); every ``--data`` file must be used by someone.
+    relearn:<task>: a ``--data`` source); every ``--data`` file must be used by someone. The device
+    is checked and the data of every task the run trains on is read here too (ILU and relearn read
+    theirs in ``bind``), so no bad input is found only after minutes of building or loading models.
     """
+    from .models import resolve_device
+
+    resolve_device(request.device)  # a typo ("did you mean") or a missing GPU: one line, now
     bench = resolve(BENCHMARKS, request.benchmark)
     b = bench.obj
     data_tasks = _data_tasks(request.data or {})
     ctx = PlanContext(
-        defaults_for=lambda n: b.defaults("methods", n), data_tasks={n: t.obj for n, t in data_tasks.items()}
+        defaults_for=lambda n: b.defaults("methods", n),
+        data_tasks={n: t.obj for n, t in data_tasks.items()},
+        benchmark=b,
     )
     used: set[str] = set()
     method_spec = parse_spec(request.method)
@@ -169,6 +186,8 @@ def plan(request: RunRequest) -> RunPlan:
         if declared(attack.obj, "needs_arg") == "task":
             task = data_tasks.get(attack.arg) or resolve(TASKS, attack.arg)
             used.add(task.name)
+            call_hook(task.obj, "bind", ctx)  # tasks built from the benchmark's data (retain, syntax)
+            task.obj.load()  # read now: a missing hub split or a malformed file fails before any model
         used.update(call_hook(attack.obj, "bind", ctx))
         attacks.append((attack, task))
     unused = sorted(set(data_tasks) - used)
@@ -179,7 +198,31 @@ def plan(request: RunRequest) -> RunPlan:
         )
     probe_names = request.probes or list(b.default_probes)
     probes = [resolve(PROBES, p) for p in probe_names]
-    return RunPlan(bench, method, attacks, probes, request.seed, request.device)
+    controls, notes = _controls(request.controls, declared(b, "has_oracle"), bool(attacks))
+    return RunPlan(bench, method, attacks, probes, request.seed, request.device, controls, notes)
+
+
+def _controls(kinds, has_oracle: bool, has_attacks: bool) -> tuple[tuple[str, ...], list[str]]:
+    """The control models of a run (see :data:`CONTROLS`) and what the output should say about them."""
+    kinds = list(dict.fromkeys(kinds or []))
+    for k in kinds:
+        if k not in CONTROLS:
+            close = difflib.get_close_matches(str(k), CONTROLS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UnlearnbenchError(f"--control {k}: unknown control{hint} (controls: {', '.join(CONTROLS)})")
+    if "none" in kinds:
+        if len(kinds) > 1:
+            raise UnlearnbenchError("--control none cannot be combined with other controls")
+        return (), []
+    wanted = ["oracle"] + (["base"] if "base" in kinds else [])
+    notes = []
+    if not has_oracle and has_attacks:
+        wanted.remove("oracle")
+        notes.append(
+            "the benchmark has no retrain oracle: no attacked-oracle control, so forget quality under "
+            "attack is measured against nothing and recovery is reported alone"
+        )
+    return tuple(wanted), notes
 
 
 class Evaluator:
@@ -239,6 +282,29 @@ class Evaluator:
         return rows
 
 
+def _attack_cell(store, run_id, kind, key, label, attack, task, model, tokenizer, evaluate, progress, bench):
+    """Run (or reuse) one attack curve on ``model`` as a cell of ``kind`` (attack or control)."""
+    cid = cell_id(key)
+    if store.is_finished(cid):
+        return CellResult(kind, cid, label, "cached")
+    task_data = task.obj.load() if task else None
+    rows: list[ScoreRow] = []
+    t0 = time.time()
+
+    def on_checkpoint(checkpoint: str, step: int, m) -> None:
+        rows.extend(evaluate(m, tokenizer, checkpoint, step, [task_data] if task_data else []))
+
+    try:
+        stats = attack.obj.run(model, tokenizer, task_data, on_checkpoint, progress, benchmark=bench)
+    except Exception as e:  # one failing attack must not stop the run
+        reason = _reason(e)
+        store.record_failure(run_id, cid, key, kind, label, reason)
+        return CellResult(kind, cid, label, "failed", reason)
+    meta = {"stats": stats, "seconds": round(time.time() - t0, 3)}
+    store.commit_cell(run_id, cid, key, kind, label, rows, meta)
+    return CellResult(kind, cid, label, "finished", meta=meta)
+
+
 # -- cell keys: everything that determines a cell's rows (its id is their hash) --------------------
 
 
@@ -266,6 +332,20 @@ def unlearn_cell_key(common: dict, p: RunPlan, target_sha256: str) -> dict:
     }
 
 
+def control_cell_key(common: dict, p: RunPlan, control: str, sha256: str, attack: Plugin, task: Plugin | None) -> dict:
+    """The key of a ``control`` cell: ``attack`` run on the oracle (or base) model. It holds no
+    method, so every method of a sweep with the same seed and attack shares it."""
+    name = p.benchmark.obj.model_name + ("-oracle" if control == "oracle" else "")
+    return {
+        **common,
+        "kind": "control",
+        "control": control,
+        "model": {"name": name, "sha256": sha256},
+        "attack": attack.key(),
+        "task": task.key() if task else None,
+    }
+
+
 def attack_cell_key(unlearn_key: dict, attack: Plugin, task: Plugin | None) -> dict:
     return {
         **unlearn_key,
@@ -278,7 +358,8 @@ def attack_cell_key(unlearn_key: dict, attack: Plugin, task: Plugin | None) -> d
 
 def cell_ids(p: RunPlan, target_sha256: str, oracle_sha256: str | None = None) -> dict[str, str]:
     """The ids of every cell of a planned run, given the weights' hashes: ``base``, ``oracle`` (when
-    given), ``unlearn`` and ``attack <label>`` per attack (what :func:`run` stores them under)."""
+    given), ``unlearn``, ``attack <label>`` per attack and ``control <kind> <label>`` per control
+    and attack (what :func:`run` stores them under)."""
     common = _common_key(p)
     out = {"base": cell_id(model_cell_key(common, p, "base", target_sha256))}
     if oracle_sha256 is not None:
@@ -287,6 +368,13 @@ def cell_ids(p: RunPlan, target_sha256: str, oracle_sha256: str | None = None) -
     out["unlearn"] = cell_id(ukey)
     for attack, task in p.attacks:
         out["attack " + attack.label()] = cell_id(attack_cell_key(ukey, attack, task))
+    shas = {"oracle": oracle_sha256, "base": target_sha256}
+    for control in p.controls:
+        if shas[control] is None:
+            continue
+        for attack, task in p.attacks:
+            key = control_cell_key(common, p, control, shas[control], attack, task)
+            out[f"control {control} {attack.label()}"] = cell_id(key)
     return out
 
 
@@ -379,6 +467,34 @@ def run(
             store.commit_cell(run_id, cid, key, kind, label, rows, {"model_source": str(lm.source)})
             results.append(CellResult(kind, cid, label, "finished"))
 
+        # 2b. controls: every attack on the oracle (and base), once per (attack, seed) for all methods
+        for control in p.controls:
+            lm = target if control == "base" else reference()
+            for attack, task in p.attacks:
+                key = control_cell_key(common, p, control, lm.weights_sha256, attack, task)
+                label = {
+                    **label_base,
+                    "method": control,  # a control cell's "method" is the control model: oracle or base
+                    "attack": attack.label(),
+                    "attack_config": config_to_dict(attack.config),
+                }
+                results.append(
+                    _attack_cell(
+                        store,
+                        run_id,
+                        "control",
+                        key,
+                        label,
+                        attack,
+                        task,
+                        lm.model,
+                        lm.tokenizer,
+                        evaluate,
+                        progress,
+                        bench,
+                    )
+                )
+
         # 3. unlearn
         m = p.method
         ukey = unlearn_cell_key(common, p, target.weights_sha256)
@@ -416,30 +532,25 @@ def run(
         # 4. attacks
         for attack, task in p.attacks:
             akey = attack_cell_key(ukey, attack, task)
-            acid = cell_id(akey)
             alabel = {**ulabel, "attack": attack.label(), "attack_config": config_to_dict(attack.config)}
-            if store.is_finished(acid):
-                results.append(CellResult("attack", acid, alabel, "cached"))
-                continue
-            if unlearned is None:
+            if unlearned is None and not store.is_finished(cell_id(akey)):
                 unlearned = load_unlearned(ucid, store, p.device)
-            task_data = task.obj.load() if task else None
-            rows: list[ScoreRow] = []
-            t0 = time.time()
-
-            def on_checkpoint(checkpoint: str, step: int, model, _task=task_data, _rows=rows) -> None:
-                _rows.extend(evaluate(model, target.tokenizer, checkpoint, step, [_task] if _task else []))
-
-            try:
-                stats = attack.obj.run(unlearned, target.tokenizer, task_data, on_checkpoint, progress, benchmark=bench)
-            except Exception as e:
-                reason = _reason(e)
-                store.record_failure(run_id, acid, akey, "attack", alabel, reason)
-                results.append(CellResult("attack", acid, alabel, "failed", reason))
-                continue
-            meta = {"stats": stats, "seconds": round(time.time() - t0, 3)}
-            store.commit_cell(run_id, acid, akey, "attack", alabel, rows, meta)
-            results.append(CellResult("attack", acid, alabel, "finished", meta=meta))
+            results.append(
+                _attack_cell(
+                    store,
+                    run_id,
+                    "attack",
+                    akey,
+                    alabel,
+                    attack,
+                    task,
+                    unlearned,
+                    target.tokenizer,
+                    evaluate,
+                    progress,
+                    bench,
+                )
+            )
         status = "finished"
         return results
     finally:

@@ -83,6 +83,7 @@ class Experiment:
     description: str = ""
     expected: list[dict] = field(default_factory=list)  # studies only; see unlearnbench.study
     source: str = ""
+    controls: list[str] = field(default_factory=lambda: ["oracle"])  # see runner.CONTROLS
 
     def requests(self, device: str = "cpu"):
         from .runner import RunRequest
@@ -96,13 +97,29 @@ class Experiment:
                 seed=s,
                 device=device,
                 data=dict(self.data),
+                controls=list(self.controls),
             )
             for s in self.seeds
             for m in self.methods
         ]
 
 
-_FIELDS = {"name", "methods", "attacks", "seeds", "benchmark", "probes", "data", "description", "expected"}
+_FIELDS = {"name", "methods", "attacks", "seeds", "benchmark", "probes", "data", "description", "expected", "controls"}
+
+
+def with_steps(attack: str, steps: int) -> str:
+    """``attack`` with a budget of ``steps`` optimiser steps, if its plugin has a step budget
+    (``steps`` in its Config); other attacks (quantize) unchanged. A spec that sets steps keeps it."""
+    from .registry import ATTACKS
+    from .spec import parse_spec
+
+    if steps < 1:
+        raise UnlearnbenchError(f"--attack-steps {steps}: the budget must be a positive number of steps")
+    spec = parse_spec(attack)
+    fields = getattr(ATTACKS.get(spec.name).Config, "__dataclass_fields__", {})
+    if "steps" not in fields or "steps" in spec.options:
+        return attack
+    return f"{attack},steps={steps}"
 
 
 def load_experiment(name_or_path: str) -> Experiment:
@@ -143,6 +160,7 @@ def load_experiment(name_or_path: str) -> Experiment:
         description=str(raw.get("description", "")).strip(),
         expected=list(raw.get("expected") or []),
         source=str(path),
+        controls=[str(c) for c in (raw.get("controls") or ["oracle"])],
     )
 
 
@@ -230,7 +248,7 @@ def run_sweep(
         attack_iter = iter(experiment.attacks)
 
         def on_cell(cell, _m=method, _s=seed, _it=attack_iter) -> None:
-            if cell.kind in ("base", "oracle"):
+            if cell.kind in ("base", "oracle", "control"):  # shared by every method: not in the matrix view
                 return
             column = "unlearn" if cell.kind == "unlearn" else next(_it)
             status = SKIPPED if cell.reason == "unlearning failed" else cell.status
@@ -305,22 +323,53 @@ def fq_matrix(summaries: list[dict]) -> dict:
     return out
 
 
+#: Worst-case numbers of a run summary's ``worst_case`` kept per (method, attack, seed) in a sweep.
+WORST = {
+    "min_forget_quality": "worst forget quality over the curve",
+    "min_forget_quality_attacked_oracle": "worst forget quality against the attacked oracle",
+    "max_recovery": "highest recovery over the curve",
+}
+
+
+def worst_matrix(summaries: list[dict]) -> dict:
+    """``{measure: {method_label: {attack: {seed: value}}}}`` for the measures of :data:`WORST`, plus
+    ``last_forget_quality_attacked_oracle`` and ``last_recovery`` (at the attack's last checkpoint)."""
+    out: dict[str, dict] = {}
+    for r in summaries:
+        method, seed = r["method"], r["seed"]
+        for attack, w in (r["summary"].get("worst_case") or {}).items():
+            values = {k: (w.get(k) or {}).get("value") for k in WORST}
+            values["last_forget_quality_attacked_oracle"] = w["last"]["forget_quality_attacked_oracle"]
+            values["last_recovery"] = w["last"]["recovery"]
+            for k, v in values.items():
+                out.setdefault(k, {}).setdefault(method, {}).setdefault(attack, {})[seed] = v
+    return out
+
+
+def _over_seeds(seeds: dict) -> dict:
+    import statistics
+
+    vals = [v for v in seeds.values() if v is not None]
+    return {
+        "mean": round(statistics.fmean(vals), 4) if vals else None,
+        "std": round(statistics.stdev(vals), 4) if len(vals) > 1 else None,
+        "n": len(vals),
+        "per_seed": {str(k): v for k, v in sorted(seeds.items())},
+    }
+
+
 def sweep_summary(result: SweepResult, summaries: list[dict]) -> dict:
     """A JSON-ready summary: the matrix of forget quality (mean, std over seeds) and failed cells.
     ``summaries``: :func:`run_summaries` of the result's runs."""
-    import statistics
-
     matrix = fq_matrix(summaries)
     table: dict[str, dict[str, dict]] = {}
     for method, cols in matrix.items():
         for col, seeds in cols.items():
-            vals = [v for v in seeds.values() if v is not None]
-            table.setdefault(method, {})[col] = {
-                "mean": round(statistics.fmean(vals), 4) if vals else None,
-                "std": round(statistics.stdev(vals), 4) if len(vals) > 1 else None,
-                "n": len(vals),
-                "per_seed": {str(k): v for k, v in sorted(seeds.items())},
-            }
+            table.setdefault(method, {})[col] = _over_seeds(seeds)
+    worst = {
+        measure: {m: {a: _over_seeds(seeds) for a, seeds in attacks.items()} for m, attacks in methods.items()}
+        for measure, methods in worst_matrix(summaries).items()
+    }
     return {
         "schema": "unlearnbench.sweep/1",
         "experiment": result.experiment.name,
@@ -331,6 +380,7 @@ def sweep_summary(result: SweepResult, summaries: list[dict]) -> dict:
         "seconds": result.seconds,
         "counts": result.state.counts(),
         "forget_quality": table,
+        "under_attack": worst,
         "failed": [
             {
                 "kind": c.kind,

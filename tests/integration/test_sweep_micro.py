@@ -38,12 +38,20 @@ def test_sweep_matrix_failures_and_resume(micro_cache, tmp_path, capsys):
         kinds = [c["kind"] for c in cells if c["status"] == "finished"]
         assert kinds.count("unlearn") == 2 and kinds.count("attack") == 4
         assert kinds.count("base") == 2 and kinds.count("oracle") == 2
+        # every attack also ran on the oracle: once per (attack, seed), shared by both methods
+        assert kinds.count("control") == 4
         assert sum(c["status"] == "failed" for c in cells) == 2
+        n_cells = len(cells)
+    worst = out["under_attack"]["min_forget_quality_attacked_oracle"]["npo,epochs=2"]
+    assert set(worst) == {"finetune:arith,epochs=1", "relearn:forget,steps=3"}
+    assert all(v["n"] == 2 and 0.0 <= v["mean"] <= 1.0 for v in worst.values())
     # re-running reuses every finished cell and retries only the failed ones
     code = main(ARGS + ["--store", str(store)])
     again = json.loads(capsys.readouterr().out)
     assert code == 1 and again["counts"].get("finished", 0) == 0 and again["counts"]["cached"] == 6
-    assert again["forget_quality"] == out["forget_quality"]
+    assert again["forget_quality"] == out["forget_quality"] and again["under_attack"] == out["under_attack"]
+    with ResultStore(store) as s:  # the control cells were reused too, not run again
+        assert len(s.cells()) == n_cells
 
 
 def test_taskvec_from_a_sweep_store(micro_cache, tmp_path, capsys):

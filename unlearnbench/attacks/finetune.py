@@ -3,6 +3,13 @@
 The relearning attack of the ILU paper: plain supervised fine-tuning (AdamW, linear warm-up over
 10 % of the steps, loss on the answer tokens only) on a task that shares no facts with the forget
 set. The model is evaluated before the first step and after every epoch, so a cell yields a curve.
+
+Budgets: by default the budget is ``epochs`` passes over the task (checkpoints ``epoch=N``). With
+``steps=N`` the attack trains exactly N optimiser steps whatever the dataset's size (cycling over
+it; ``epochs`` is then ignored), and with ``eval_every=K`` it is evaluated at step 0, every K steps
+and at the last step (checkpoints ``step=K``, stored with their optimiser step): equal step
+budgets across tasks of different sizes, and recovery peaks between epoch ends are seen (Yoon et
+al., "Rethinking Benign Relearning", ICLR 2026, arXiv 2602.03379, on both flaws in BLUR).
 The unlearned model handed in is never modified: the attack trains a deep copy (full fine-tuning)
 or LoRA adapters on a copy (``lora=true``, peft).
 
@@ -35,6 +42,12 @@ class FinetuneConfig:
     lr: float = field(default=1e-3, metadata={"help": "AdamW peak learning rate"})
     batch_size: int = field(default=16, metadata={"help": "examples per step"})
     max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (-1: no limit)"})
+    steps: int = field(
+        default=-1, metadata={"help": "train exactly this many optimiser steps, cycling over the data (-1: use epochs)"}
+    )
+    eval_every: int = field(
+        default=0, metadata={"help": "evaluate every this many steps and at the last (0: after every epoch)"}
+    )
     warmup: float = field(default=0.1, metadata={"help": "fraction of steps with linear warm-up"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     n_train: int = field(default=-1, metadata={"help": "use only the first n training examples (-1: all)"})
@@ -47,6 +60,20 @@ class FinetuneConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1:
             raise ValueError("epochs, lr and batch_size must be positive")
+        if self.steps == 0 or self.steps < -1:
+            raise ValueError("steps must be positive (or -1: the budget is epochs)")
+        if self.eval_every < 0:
+            raise ValueError("eval_every must be >= 0 (0: evaluate after every epoch)")
+        if self.steps > 0 and self.eval_every > self.steps:
+            raise ValueError(
+                f"eval_every={self.eval_every} is more than steps={self.steps}: no evaluation inside the budget"
+            )
+        if not 0 <= self.warmup < 1:
+            raise ValueError("warmup must be in [0, 1)")
+        if self.max_steps == 0 or self.max_steps < -1 or self.n_train == 0 or self.n_train < -1:
+            raise ValueError("max_steps and n_train must be positive (or -1 for no limit)")
+        if self.weight_decay < 0 or self.lora_r < 1 or self.lora_alpha < 1 or self.max_length < 2:
+            raise ValueError("weight_decay must be >= 0, lora_r and lora_alpha positive, max_length at least 2")
 
 
 Evaluate = Callable[[str, int, object], None]
@@ -102,28 +129,39 @@ class FinetuneAttack:
 
     def run(self, model, tokenizer, task, evaluate: Evaluate, progress: Progress = SILENT, benchmark=None) -> dict:
         """Fine-tune a copy of ``model`` on ``task.train``; ``evaluate(checkpoint, step, model)``
-        is called before training (epoch=0) and after each epoch."""
+        is called before training and at every checkpoint (see the module docstring)."""
         cfg = self.config
         torch.manual_seed(cfg.seed)
         rng = random.Random(cfg.seed)
         work = trainable_copy(model, cfg.lora, cfg.lora_r, cfg.lora_alpha)
         train = task.train if cfg.n_train < 0 else task.train[: cfg.n_train]
         enc = [encode_example(tokenizer, ex.prompt, ex.target, add_eos=True, max_length=cfg.max_length) for ex in train]
+        if not enc:
+            raise UnlearnbenchError(f"finetune:{self.task_name}: the task has no training examples")
         per_epoch = math.ceil(len(enc) / cfg.batch_size)
-        total = cfg.epochs * per_epoch if cfg.max_steps < 0 else min(cfg.max_steps, cfg.epochs * per_epoch)
+        by_step = cfg.steps > 0 or cfg.eval_every > 0  # checkpoints named by optimiser step
+        total = cfg.steps if cfg.steps > 0 else cfg.epochs * per_epoch
+        if cfg.max_steps >= 0:
+            total = min(cfg.max_steps, total)
         params = [p for p in work.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         warm = max(1, int(cfg.warmup * total)) if cfg.warmup > 0 else 0
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
         pad = pad_id_of(tokenizer)
         work.eval()
-        evaluate("epoch=0", 0, work)
-        step, losses, t0 = 0, [], time.time()
-        epoch_seconds = []
+        evaluate("step=0" if by_step else "epoch=0", 0, work)
+        step, epoch, losses, t0 = 0, 0, [], time.time()
+        epoch_seconds, evaluated = [], [0]
+
+        def checkpoint(name: str, at: int) -> None:
+            work.eval()
+            evaluate(name, at, work)
+            evaluated.append(step)
+            work.train()
+
         with progress.task(f"attack finetune:{self.task_name}", total) as bar:
-            for epoch in range(1, cfg.epochs + 1):
-                if step >= total:
-                    break
+            while step < total:
+                epoch += 1
                 te = time.time()
                 work.train()
                 for idx in shuffled_batches(len(enc), cfg.batch_size, rng):
@@ -135,11 +173,18 @@ class FinetuneAttack:
                     losses.append(loss)
                     bar.advance()
                     bar.update(epoch=epoch, loss=round(loss, 4))
+                    if by_step and (step == total or (cfg.eval_every and step % cfg.eval_every == 0)):
+                        checkpoint(f"step={step}", step)
                 epoch_seconds.append(round(time.time() - te, 3))
-                work.eval()
-                evaluate(f"epoch={epoch}", epoch, work)
+                if not by_step:
+                    checkpoint(f"epoch={epoch}", epoch)
+                elif not cfg.eval_every and step < total:  # steps=N alone: also at every epoch's end
+                    checkpoint(f"step={step}", step)
+        work.eval()
         return {
             "steps": step,
+            "epochs_seen": round(step / per_epoch, 3),
+            "evaluated_steps": evaluated,
             "seconds": round(time.time() - t0, 3),
             "epoch_train_seconds": epoch_seconds,
             "final_loss": losses[-1] if losses else None,

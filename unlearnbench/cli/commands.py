@@ -28,6 +28,7 @@ def cmd_run(args) -> int:
         seed=args.seed,
         device=args.device,
         data=_data_args(args.data),
+        controls=args.control or ["oracle"],
     )
     planned = runner.plan(request)  # validate every spec before opening anything
     from .render import RichProgress, render_run
@@ -213,7 +214,7 @@ def _select_backend(args) -> None:
 def _experiment_from_args(args):
     """The experiment of `sweep`: a YAML file or name, with command-line overrides."""
     from ..errors import UnlearnbenchError
-    from ..sweep import Experiment, load_experiment, parse_seeds, split_specs
+    from ..sweep import Experiment, load_experiment, parse_seeds, split_specs, with_steps
 
     if args.experiment:
         exp = load_experiment(args.experiment)
@@ -233,6 +234,10 @@ def _experiment_from_args(args):
         exp.probes = args.probes.split(",")
     if args.data:
         exp.data = {**exp.data, **_data_args(args.data)}
+    if getattr(args, "control", None):
+        exp.controls = list(args.control)
+    if getattr(args, "attack_steps", None) is not None:
+        exp.attacks = [with_steps(a, args.attack_steps) for a in exp.attacks]
     if not exp.methods or not exp.attacks:
         raise UnlearnbenchError("the sweep needs at least one method and one attack")
     return exp

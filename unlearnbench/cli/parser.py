@@ -46,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--probes", default=None, help="comma-separated probe forms (default: the benchmark's)")
     r.add_argument("--seed", type=int, default=0, help="seed for unlearning and attacks (default 0)")
+    r.add_argument(
+        "--control",
+        action="append",
+        default=None,
+        metavar="KIND",
+        help="also run every attack on this model as a control cell (repeatable): oracle (the default: "
+        "the retrain oracle attacked the same way), base (the base model too: the ceiling), none",
+    )
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     r.add_argument("--store", default=DEFAULT_STORE, help=f"results store (SQLite; default ./{DEFAULT_STORE})")
     r.add_argument(
@@ -80,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--benchmark", default=None, help="benchmark spec (default: the experiment's, else toy)")
     sw.add_argument("--probes", default=None, help="comma-separated probe forms (default: the benchmark's)")
     sw.add_argument("--data", action="append", default=[], metavar="NAME[:test]=PATH", help="as for run")
+    sw.add_argument("--control", action="append", default=None, metavar="KIND", help="as for run (default oracle)")
+    sw.add_argument(
+        "--attack-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="give every training attack the same budget of N optimiser steps (steps=N; attacks without "
+        "a step budget, such as quantize, are left as they are)",
+    )
     sw.add_argument("--device", default="cpu")
     sw.add_argument("--backend", choices=("hf", "vllm", "auto"), default=None, help="generation backend (as for run)")
     sw.add_argument("--store", default=DEFAULT_STORE)

@@ -124,6 +124,14 @@ def render_run(summary: dict, console: Console | None = None) -> None:
         )
     if fq:
         table.add_row("forget quality", "mean", *[_fmt(fq.get(col, {}).get("mean")) for col in cols])
+    rob = summary.get("robustness") or {}
+    if rob:  # under attack: against the oracle attacked the same way, and the share of removed recall back
+        table.add_row(
+            "FQ vs attacked oracle",
+            "mean",
+            *[_fmt(rob.get(c, {}).get("forget_quality_attacked_oracle", {}).get("mean")) for c in cols],
+        )
+        table.add_row("recovery", "mean", *[_fmt(rob.get(c, {}).get("recovery", {}).get("mean")) for c in cols])
     pl = summary.get("privleak") or {}
     if pl:  # MUSE: (AUC - AUC_retrain) / AUC_retrain x 100; ~0 ideal, negative = still memorised
         table.add_row(
@@ -142,9 +150,36 @@ def render_run(summary: dict, console: Console | None = None) -> None:
         console.print(table)
     if summary.get("tofu"):
         console.print(tofu_table(summary["tofu"], cols))
+    if summary.get("worst_case"):
+        console.print(worst_case_table(summary["worst_case"]))
+    for note in summary.get("notes") or []:
+        console.print(f"note: {note}")
     cached = sum(c["status"] == "cached" for c in summary["cells"])
     if cached:
         console.print(f"{cached} cell(s) reused from the store.")
+
+
+def worst_case_table(worst: dict) -> Table:
+    """Per attack: the last checkpoint's numbers and the worst over the curve (with its step)."""
+    table = Table(title="Under attack: last checkpoint and worst case over the curve (step)")
+    for name in ("attack", "FQ last", "FQ worst", "FQ vs attacked oracle last", "worst", "recovery last", "max"):
+        table.add_column(name, justify="left" if name == "attack" else "right")
+
+    def at(point):
+        return "–" if not point else f"{_fmt(point['value'])} @{point['step']}"
+
+    for attack, w in worst.items():
+        last = w["last"]
+        table.add_row(
+            attack,
+            _fmt(last["forget_quality"]),
+            at(w["min_forget_quality"]),
+            _fmt(last["forget_quality_attacked_oracle"]),
+            at(w["min_forget_quality_attacked_oracle"]),
+            _fmt(last["recovery"]),
+            at(w["max_recovery"]),
+        )
+    return table
 
 
 def tofu_table(tofu: dict, cols: list[str]) -> Table:
@@ -274,6 +309,28 @@ def render_sweep(summary: dict, console: Console | None = None) -> None:
                 cells.append(f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else ""))
         table.add_row(method, *cells)
     console.print(table)
+    under = summary.get("under_attack") or {}
+    for measure, title in (
+        ("min_forget_quality_attacked_oracle", "worst forget quality against the attacked oracle over each curve"),
+        ("max_recovery", "highest recovery (share of the removed recall that came back) over each curve"),
+    ):
+        rows = under.get(measure) or {}
+        if not rows:
+            continue
+        t = Table(title=f"{title} (mean ± std over seeds)")
+        t.add_column("method")
+        for a in summary["attacks"]:
+            t.add_column(a, justify="right")
+        for method, per_attack in rows.items():
+            cells = []
+            for a in summary["attacks"]:
+                v = per_attack.get(a)
+                if not v or v["mean"] is None:
+                    cells.append("–")
+                else:
+                    cells.append(f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else ""))
+            t.add_row(method, *cells)
+        console.print(t)
     for f in summary["failed"]:
         console.print(
             f"[red]failed[/red] {f['kind']} {f['method']} {f['attack'] or ''} seed {f['seed']}: {f['reason']}"

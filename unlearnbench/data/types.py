@@ -57,12 +57,16 @@ class ProbeItem:
 
 @dataclass(frozen=True)
 class TaskData:
-    """A fine-tuning task: train and test examples and how accuracy (FA) is scored."""
+    """A fine-tuning task: train and test examples and how accuracy (FA) is scored.
+
+    ``scoring='text'``: a greedy generation of at most ``max_new_tokens`` tokens is right when,
+    normalised, it starts with the normalised target (:func:`unlearnbench.metrics.exact_match`).
+    """
 
     name: str
     train: list[Example]
     test: list[Example]
-    scoring: str  # 'number' (final number after ####) or 'choice' (label words)
+    scoring: str  # 'number' (final number after ####), 'choice' (label words) or 'text' (see below)
     choices: tuple[str, ...] = ()  # label words for 'choice' tasks, scored with a leading space
     max_new_tokens: int = 32  # 'number' tasks: tokens generated per answer
 
@@ -101,11 +105,14 @@ class PlanContext:
 
     ``defaults_for(name)``: the benchmark's tuned options for method ``name`` (ILU builds its base
     method from them). ``data_tasks``: task objects configured with the user's ``--data`` files,
-    by task name.
+    by task name. ``benchmark``: the run's benchmark object (tasks built from a benchmark's own data,
+    such as ``retain``/``syntax``/``filler``, ask it for their examples; None where a caller plans
+    without one).
     """
 
     defaults_for: Callable[[str], dict]
     data_tasks: dict[str, Any]
+    benchmark: Any = None
 
 
 # -- protocols -----------------------------------------------------------------------------------
@@ -118,7 +125,14 @@ class Benchmark(Protocol):
     Optional (defaults in :data:`OPTIONAL`): ``has_oracle`` (True), ``eval_tasks`` (task plugin
     names whose accuracy is measured on base/oracle/unlearned: ()), ``key_extra()`` (what else
     decides the results, e.g. the sha256 of local data files: {}), ``text_items(split)`` (free-text
-    items for generic probes such as fluency and the distance to the oracle).
+    items for generic probes such as fluency and the distance to the oracle), ``benign_task(name,
+    n_train, n_test, seed) -> TaskData`` with ``benign_tasks`` (the names it builds: ()): fine-tuning
+    tasks made from the benchmark's own data that carry no forget information (``retain``: the retain
+    set; ``syntax``/``filler``: the forget set's templates about people who do not exist or with
+    nonsense in place of names and values; see :mod:`unlearnbench.tasks.benign`). None: the
+    benchmark builds none. ``n_layers()``: the target model's number of decoder blocks where it is
+    known before the model is loaded (methods check their layer options against it at plan time;
+    None: not known).
     """
 
     name: ClassVar[str]
@@ -185,7 +199,10 @@ class Task(Protocol):
     """A fine-tuning task (an attack's data, an ILU environment, a utility measure).
 
     Optional: ``reads_files`` (False: whether ``--data NAME=PATH`` may configure it; its Config then
-    has ``train`` and ``test`` fields), ``key_extra()``.
+    has ``train`` and ``test`` fields), ``key_extra()``, ``bind(ctx: PlanContext) -> list[str]``
+    (called at plan time by whoever uses the task: the runner for ``finetune:<task>``, ILU for its
+    environments, ``relearn:<task>`` for its source), ``load_train() -> list[Example]`` (the train
+    split alone, without reading the test split; read through :func:`train_examples`).
     """
 
     name: ClassVar[str]
@@ -201,6 +218,8 @@ OPTIONAL: dict[str, Any] = {
     "needs_arg": None,
     "reads_files": False,
     "needs_reference": False,
+    "benign_task": None,  # benchmarks: no benign tasks
+    "benign_tasks": (),
 }
 
 #: Optional plugin hooks and what calling a missing one returns.
@@ -208,12 +227,21 @@ HOOKS: dict[str, Callable[[], Any]] = {
     "key_extra": dict,
     "bind": list,
     "aggregate": list,  # probes: numbers that are not means over items (see probes/base.py)
+    "n_layers": lambda: None,  # benchmarks: the target's decoder blocks are not known before loading
 }
 
 
 def declared(obj: Any, name: str) -> Any:
     """An optional attribute of a plugin (class or instance), or its declared default."""
     return getattr(obj, name, OPTIONAL[name])
+
+
+def train_examples(task: Any) -> list[Example]:
+    """A task's training examples, for plugins that only train on a task (ILU environments,
+    ``relearn:<task>``): its ``load_train()`` where it has one (dataset tasks: the test split is not
+    read, so no test file is needed), else ``load().train``."""
+    load_train = getattr(task, "load_train", None)
+    return list(load_train() if load_train is not None else task.load().train)
 
 
 def call_hook(obj: Any, name: str, *args: Any) -> Any:

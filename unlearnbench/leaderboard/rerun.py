@@ -30,6 +30,7 @@ def _rerun_one(manifest: dict, matrix: Matrix, cell: dict, progress) -> tuple[li
         benchmark=matrix.benchmark,
         probes=list(matrix.probes) if matrix.probes else None,
         seed=cell["seed"],
+        controls=["none"],  # as submit: bundle format 1 has no control cells
     )
     what = f"rerun seed {cell['seed']} {cell['attack']}"
     with tempfile.TemporaryDirectory(prefix="unlearnbench-rerun-") as tmp:

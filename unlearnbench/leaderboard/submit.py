@@ -79,6 +79,7 @@ def run_matrix(
             probes=list(matrix.probes) if matrix.probes else None,
             seed=seed,
             device=device,
+            controls=["none"],  # bundle format 1 has no control cells (a matrix v2 would add them)
         )
         for seed in matrix.seeds
     ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ..metrics import forget_quality, privleak
+from ..metrics import MIN_GAP, excess, forget_quality, forget_quality_attacked, privleak, recovery
 from ..store import ResultStore
 from .tables import DISTANCE_METRICS
 
@@ -27,6 +27,7 @@ def run_summary(store: ResultStore, cells) -> dict:
     ids = [c.cell_id for c in cells if c.cell_id and c.status in ("finished", "cached")]
     frame = store.scores_frame(ids) if ids else None
     columns: list[dict] = []
+    control_columns: list[dict] = []  # the attacked oracle (and base): their recall is in ``recall`` too
     recall: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> form -> value
     probs: dict[str, dict[str, dict[str, float | None]]] = {}
     fa: dict[str, dict[str, float | None]] = {}
@@ -43,11 +44,11 @@ def run_summary(store: ResultStore, cells) -> dict:
             sub = g[g.cell_id == c.cell_id]
             checkpoints = sorted({(int(r.step), r.checkpoint) for r in sub.itertuples()})
             for step, checkpoint in checkpoints:
-                if c.kind == "attack" and step == 0:
+                if c.kind in ("attack", "control") and step == 0:
                     continue  # identical weights to the unlearned column
                 col = _column_name(c, checkpoint)
                 rows = sub[(sub.checkpoint == checkpoint)]
-                columns.append(
+                (control_columns if c.kind == "control" else columns).append(
                     {
                         "column": col,
                         "kind": c.kind,
@@ -56,6 +57,7 @@ def run_summary(store: ResultStore, cells) -> dict:
                         "step": step,
                         "method": c.label.get("method"),
                         "attack": c.label.get("attack"),
+                        **({"control": c.label.get("method")} if c.kind == "control" else {}),
                     }
                 )
                 for r in rows.itertuples():
@@ -78,6 +80,7 @@ def run_summary(store: ResultStore, cells) -> dict:
                     elif r.form == "privleak" and r.metric in ("auc", "auc_retrain"):
                         aucs.setdefault(col, {})[r.metric] = r.value
     fq = _forget_quality(columns, recall)
+    robustness, worst, notes = _robustness(cells, columns, control_columns, recall, fq)
     return {
         "schema": "unlearnbench.run/1",
         "cells": [
@@ -96,6 +99,9 @@ def run_summary(store: ResultStore, cells) -> dict:
         "prob": probs,
         "task_accuracy": fa,
         "forget_quality": fq,
+        **({"control_columns": control_columns} if control_columns else {}),
+        **({"robustness": robustness, "worst_case": worst} if robustness else {}),
+        **({"notes": notes} if notes else {}),
         **({"tofu": tofu} if tofu else {}),
         **({"wmdp": wmdp} if wmdp else {}),
         **({"privleak": _privleak(aucs)} if aucs else {}),
@@ -125,7 +131,95 @@ def _column_name(cell, checkpoint: str) -> str:
         return cell.kind
     if cell.kind == "unlearn":
         return "unlearned"
-    return f"{cell.label.get('attack')} {checkpoint.replace('epoch=', 'ep')}"
+    name = f"{cell.label.get('attack')} {checkpoint.replace('epoch=', 'ep')}"
+    return f"[{cell.label.get('method')}] {name}" if cell.kind == "control" else name
+
+
+def _mean(values) -> float | None:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return _clean(sum(vals) / len(vals)) if vals else None
+
+
+def _robustness(cells, columns, control_columns, recall, fq) -> tuple[dict, dict, list[str]]:
+    """Per attack column: forget quality against the attacked oracle at the same step, recovery and
+    excess over the attacked oracle (definitions and NaN rules: :mod:`unlearnbench.metrics`); per
+    attack: the last checkpoint and the worst case over its curve. Returns (per column, per attack,
+    notes)."""
+    nan = float("nan")
+    forget = {col: recall.get(col, {}).get("forget", {}) for col in recall}
+    b, o0, u0 = forget.get("base"), forget.get("oracle"), forget.get("unlearned")
+    attack_cols = [c for c in columns if c["kind"] == "attack"]
+    notes = []
+    if not attack_cols or not b or not u0:
+        return {}, {}, notes
+    controls = {(c["control"], c["attack"], c["step"]): c["column"] for c in control_columns}
+    wanted = {c["attack"] for c in attack_cols}
+    if any(c.status == "failed" and c.kind == "control" for c in cells):
+        notes.append("a control cell failed: forget quality against the attacked oracle is missing where it did")
+    if o0 and not any(k[0] == "oracle" for k in controls) and wanted:
+        notes.append(
+            "no attacked-oracle control in this run: forget quality under attack is against the unattacked oracle only"
+        )
+
+    def val(x):
+        return nan if x is None else x
+
+    out: dict[str, dict] = {}
+    for c in attack_cols:
+        u = forget.get(c["column"], {})
+        ctrl = controls.get(("oracle", c["attack"], c["step"]))
+        ot = forget.get(ctrl, {}) if ctrl else {}
+        informative = [f for f in u if o0 and f in b and f in o0 and abs(val(b[f]) - val(o0[f])) >= MIN_GAP]
+        fq_ao, rec, exc = {}, {}, {}
+        for f, ut in u.items():
+            if f in b and f in u0:
+                rec[f] = _clean(recovery(val(ut), val(u0[f]), val(b[f])))
+            if ctrl and f in ot and f in b and o0 and f in o0:
+                fq_ao[f] = _clean(forget_quality_attacked(val(ut), val(b[f]), val(ot[f]), val(o0[f])))
+                exc[f] = _clean(excess(val(ut), val(ot[f])))
+        # recovery's mean: the forms recovery is defined on, and informative ones where there is an oracle
+        removed = [f for f in rec if rec[f] is not None and (not o0 or f in informative)]
+        out[c["column"]] = {
+            "attack": c["attack"],
+            "step": c["step"],
+            "control": ctrl,
+            "base_control": controls.get(("base", c["attack"], c["step"])),
+            "forget_quality_attacked_oracle": {"mean": _mean(fq_ao.get(f) for f in informative), "per_form": fq_ao},
+            "recovery": {"mean": _mean(rec[f] for f in removed), "per_form": rec},
+            "excess": {"mean": _mean(exc.get(f) for f in informative), "per_form": exc},
+        }
+    worst: dict[str, dict] = {}
+    for attack in dict.fromkeys(c["attack"] for c in attack_cols):
+        curve = [c for c in attack_cols if c["attack"] == attack]
+        last = max(curve, key=lambda c: c["step"])
+
+        def point(c, value):
+            return {"value": value, "column": c["column"], "step": c["step"], "checkpoint": c["checkpoint"]}
+
+        def pick(metric, lowest, curve=curve):
+            pts = [(v, c) for c in curve if (v := metric(c)) is not None]
+            if not pts:
+                return None
+            v, c = (min if lowest else max)(
+                pts, key=lambda t: (t[0], t[1]["step"]) if lowest else (t[0], -t[1]["step"])
+            )
+            return point(c, v)
+
+        worst[attack] = {
+            "last": {
+                "column": last["column"],
+                "step": last["step"],
+                "forget_quality": fq.get(last["column"], {}).get("mean"),
+                "forget_quality_attacked_oracle": out[last["column"]]["forget_quality_attacked_oracle"]["mean"],
+                "recovery": out[last["column"]]["recovery"]["mean"],
+            },
+            "min_forget_quality": pick(lambda c: fq.get(c["column"], {}).get("mean"), True),
+            "min_forget_quality_attacked_oracle": pick(
+                lambda c: out[c["column"]]["forget_quality_attacked_oracle"]["mean"], True
+            ),
+            "max_recovery": pick(lambda c: out[c["column"]]["recovery"]["mean"], False),
+        }
+    return out, worst, notes
 
 
 def _forget_quality(columns: list[dict], recall: dict) -> dict:
