@@ -163,3 +163,84 @@ def test_bad_budgets_are_one_line_errors(options, message):
 
     with pytest.raises(SpecError, match=message):
         build_config(FinetuneConfig, options, plugin="finetune")
+
+
+# -- the worst-case attacker: grids -------------------------------------------------------------
+
+
+def test_expand_grid_is_the_product_in_written_order():
+    from unlearnbench.sweep import expand_grid, expand_grids
+
+    assert expand_grid("finetune:arith,lr=1e-4|1e-3,lora=false|true,epochs=1") == [
+        "finetune:arith,lr=1e-4,lora=false,epochs=1",
+        "finetune:arith,lr=1e-4,lora=true,epochs=1",
+        "finetune:arith,lr=1e-3,lora=false,epochs=1",
+        "finetune:arith,lr=1e-3,lora=true,epochs=1",
+    ]
+    assert expand_grid("relearn:forget") == ["relearn:forget"]
+    assert expand_grids(["quantize:4", "finetune:arith,lr=1e-3|1e-3"]) == ["quantize:4", "finetune:arith,lr=1e-3"]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("finetune:arith,lr=1e-3|", "empty value"),
+        ("finetune|relearn:arith", "not the plugin name"),
+        (
+            "finetune:arith,lr="
+            + "|".join(str(i) for i in range(1, 10))
+            + ",steps="
+            + "|".join(map(str, range(1, 10))),
+            "81 combinations",
+        ),
+    ],
+)
+def test_bad_grids_are_one_line_errors(spec, message):
+    from unlearnbench.errors import UnlearnbenchError
+    from unlearnbench.sweep import expand_grid
+
+    with pytest.raises(UnlearnbenchError, match=message):
+        expand_grid(spec)
+
+
+def test_a_bad_value_in_a_grid_exits_2_before_any_model(tmp_path, capsys, monkeypatch):
+    from unlearnbench.cli import main
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("unlearnbench.toy.preset.load", no_model)
+    store = tmp_path / "s.sqlite"
+    code = main(
+        [
+            "sweep",
+            "--benchmark",
+            "toy,size=micro",
+            "--methods",
+            "npo",
+            "--attacks",
+            "finetune:arith,lr=1e-3|fast",
+            "--store",
+            str(store),
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "lr" in err and len(err.strip().splitlines()) == 1 and not store.exists()
+
+
+def test_worst_attacker_picks_the_strongest_configuration():
+    from unlearnbench.sweep import worst_attacker
+
+    def v(mean):
+        return {"mean": mean, "std": 0.01, "n": 2}
+
+    under = {
+        "min_forget_quality_attacked_oracle": {"npo": {"a,lr=1": v(0.7), "a,lr=2": v(0.4), "b": v(None)}},
+        "min_forget_quality": {"npo": {"a,lr=1": v(0.5), "a,lr=2": v(0.3)}, "rmu": {"a,lr=1": v(0.6)}},
+        "max_recovery": {"npo": {"a,lr=1": v(0.2), "a,lr=2": v(0.5)}},
+    }
+    w = worst_attacker(under)
+    assert w["npo"]["forget_quality"]["attack"] == "a,lr=2" and w["npo"]["against"] == "attacked oracle"
+    assert w["npo"]["recovery"] == {"attack": "a,lr=2", "mean": 0.5, "std": 0.01, "n": 2}
+    assert w["rmu"]["against"] == "oracle" and w["rmu"]["forget_quality"]["mean"] == 0.6  # no control: falls back

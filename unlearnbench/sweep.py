@@ -52,6 +52,41 @@ def split_specs(text: str) -> list[str]:
     return specs
 
 
+#: Separates the values of one option in an attack grid: ``finetune:arith,lr=1e-4|1e-3,lora=false|true``.
+GRID = "|"
+#: The most specs one grid may expand to (a typo must not plan a thousand runs).
+MAX_GRID = 64
+
+
+def expand_grid(spec: str) -> list[str]:
+    """Every combination of the ``|``-separated option values of ``spec``, in the order written:
+    ``finetune:arith,lr=1e-4|1e-3,lora=false|true`` -> 4 specs. A spec without ``|`` is itself.
+    Each spec is validated when the sweep is planned, like any other."""
+    import itertools
+
+    head, *options = spec.split(",")
+    if GRID in head:
+        raise UnlearnbenchError(f"'{spec}': a grid varies option values (key=a|b), not the plugin name")
+    axes = []
+    for opt in options:
+        key, sep, value = opt.partition("=")
+        values = value.split(GRID) if sep else [value]
+        if sep and any(not v.strip() for v in values):
+            raise UnlearnbenchError(f"'{spec}': option '{key}' has an empty value in its grid '{value}'")
+        axes.append([f"{key}={v.strip()}" if sep else opt for v in values])
+    n = 1
+    for a in axes:
+        n *= len(a)
+    if n > MAX_GRID:
+        raise UnlearnbenchError(f"'{spec}': the grid has {n} combinations (at most {MAX_GRID})")
+    return [",".join([head, *combo]) for combo in itertools.product(*axes)] if axes else [spec]
+
+
+def expand_grids(specs: list[str]) -> list[str]:
+    """:func:`expand_grid` over a list, duplicates dropped (first kept)."""
+    return list(dict.fromkeys(s for spec in specs for s in expand_grid(spec)))
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0,1,2' or '0-2' -> [0, 1, 2]."""
     seeds: list[int] = []
@@ -152,7 +187,7 @@ def load_experiment(name_or_path: str) -> Experiment:
     return Experiment(
         name=str(raw.get("name", path.stem)),
         methods=[str(m) for m in raw["methods"]],
-        attacks=[str(a) for a in raw["attacks"]],
+        attacks=expand_grids([str(a) for a in raw["attacks"]]),
         seeds=seeds,
         benchmark=str(raw.get("benchmark", "toy")),
         probes=[str(p) for p in raw["probes"]] if raw.get("probes") else None,
@@ -346,6 +381,32 @@ def worst_matrix(summaries: list[dict]) -> dict:
     return out
 
 
+def worst_attacker(under_attack: dict) -> dict:
+    """Per method, over every attack of the sweep (e.g. an expanded grid): the configuration with the
+    lowest mean (over seeds) worst-case forget quality — against the attacked oracle where there is
+    one, else against the oracle — and the one with the highest mean worst-case recovery."""
+    out: dict[str, dict] = {}
+
+    def best(per_attack: dict, lowest: bool):
+        pts = [(v["mean"], a, v) for a, v in per_attack.items() if v.get("mean") is not None]
+        if not pts:
+            return None
+        value, attack, v = (min if lowest else max)(pts, key=lambda t: t[0])
+        return {"attack": attack, "mean": value, "std": v.get("std"), "n": v.get("n")}
+
+    fq_ao = under_attack.get("min_forget_quality_attacked_oracle", {})
+    fq = under_attack.get("min_forget_quality", {})
+    rec = under_attack.get("max_recovery", {})
+    for method in dict.fromkeys([*fq_ao, *fq, *rec]):
+        by_ao = best(fq_ao.get(method, {}), True)
+        out[method] = {
+            "forget_quality": by_ao or best(fq.get(method, {}), True),
+            "against": "attacked oracle" if by_ao else "oracle",
+            "recovery": best(rec.get(method, {}), False),
+        }
+    return out
+
+
 def _over_seeds(seeds: dict) -> dict:
     import statistics
 
@@ -381,6 +442,7 @@ def sweep_summary(result: SweepResult, summaries: list[dict]) -> dict:
         "counts": result.state.counts(),
         "forget_quality": table,
         "under_attack": worst,
+        "worst_attacker": worst_attacker(worst),
         "failed": [
             {
                 "kind": c.kind,

@@ -214,7 +214,7 @@ def _select_backend(args) -> None:
 def _experiment_from_args(args):
     """The experiment of `sweep`: a YAML file or name, with command-line overrides."""
     from ..errors import UnlearnbenchError
-    from ..sweep import Experiment, load_experiment, parse_seeds, split_specs, with_steps
+    from ..sweep import Experiment, expand_grids, load_experiment, parse_seeds, split_specs, with_steps
 
     if args.experiment:
         exp = load_experiment(args.experiment)
@@ -225,7 +225,7 @@ def _experiment_from_args(args):
     if args.methods:
         exp.methods = split_specs(args.methods)
     if args.attacks:
-        exp.attacks = split_specs(args.attacks)
+        exp.attacks = expand_grids(split_specs(args.attacks))
     if args.seeds:
         exp.seeds = parse_seeds(args.seeds)
     if args.benchmark:

@@ -331,6 +331,29 @@ def render_sweep(summary: dict, console: Console | None = None) -> None:
                     cells.append(f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else ""))
             t.add_row(method, *cells)
         console.print(t)
+    worst = summary.get("worst_attacker") or {}
+    if len(summary["attacks"]) > 1 and worst:
+        t = Table(title="the strongest attack per method (worst case over each curve, mean over seeds)")
+        for name in (
+            "method",
+            "lowest forget quality: attack",
+            "FQ",
+            "against",
+            "highest recovery: attack",
+            "recovery",
+        ):
+            t.add_column(name, justify="right" if name in ("FQ", "recovery") else "left")
+        for method, w in worst.items():
+            fq, rec = w.get("forget_quality") or {}, w.get("recovery") or {}
+            t.add_row(
+                method,
+                fq.get("attack", "–"),
+                _fmt(fq.get("mean")),
+                w["against"],
+                rec.get("attack", "–"),
+                _fmt(rec.get("mean")),
+            )
+        console.print(t)
     for f in summary["failed"]:
         console.print(
             f"[red]failed[/red] {f['kind']} {f['method']} {f['attack'] or ''} seed {f['seed']}: {f['reason']}"
