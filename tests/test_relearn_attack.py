@@ -189,3 +189,26 @@ def test_runner_plan_resolves_relearn_without_a_task():
     assert p.attacks[0][0].config.n == 4
     with pytest.raises(UnlearnbenchError, match="did you mean 'forget'"):
         runner.plan(runner.RunRequest(method="npo", attacks=["relearn:foget"], benchmark="toy,size=micro"))
+
+
+@pytest.mark.parametrize("people", [-1, 1])
+def test_on_the_embedded_world_samples_come_only_from_forget_people(people):
+    """The real toy benchmark: every drawn sample is a fact about a forget person (the person it is
+    about is named first; a mentor named later may be anyone); with people=k the held-out forget
+    people are never the subject of what is relearned."""
+    from unlearnbench.benchmarks.toy import ToyBenchmark, ToyConfig
+
+    b = ToyBenchmark(ToyConfig(size="micro"))
+    w = b.world
+    samples, stats = RelearnAttack(RelearnConfig(n=-1, people=people, steps=1), arg="forget")._draw(None, b)
+    names = [e.name for e in w.entities]
+    forget = {w.by_id(i).name for i in w.forget_ids}
+
+    def subject(text):
+        return min((text.find(n), n) for n in names if n in text)[1]
+
+    subjects = [subject(ex.prompt + ex.target) for ex in samples]
+    assert subjects and set(subjects) <= forget
+    held = set(stats["held_out_people"])
+    assert not held & set(subjects) and set(stats["relearned_people"]) == set(subjects)
+    assert (len(held) == len(forget) - 1) if people == 1 else not held
