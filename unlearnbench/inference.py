@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .batching import collate, encode_example, length_batches, pad_id_of
 from .data.types import TaskData
-from .metrics import final_number
+from .metrics import exact_match, final_number
 
 
 @dataclass
@@ -124,4 +124,7 @@ def task_item_scores(
             label = task.choices.index(ex.target.strip())
             out.append((f"{task.name}/{i}", float(max(range(len(s)), key=s.__getitem__) == label)))
         return out
+    if task.scoring == "text":  # the normalised greedy answer starts with the normalised target
+        gens = greedy_generate(model, tokenizer, prompts, max_new_tokens=task.max_new_tokens, batch_size=batch_size)
+        return [(f"{task.name}/{i}", exact_match(g, ex.target)) for i, (g, ex) in enumerate(zip(gens, test))]
     raise ValueError(f"unknown scoring {task.scoring!r} for task {task.name}")

@@ -96,10 +96,20 @@ class RelearnAttack:
             raise UnlearnbenchError("relearn: option people applies to relearn:forget only")
         self.source = arg
         self.source_task = None  # the source task configured by the run (local data files)
+        self._bound_source = None  # the source task bound to the run (its bind hook), whatever configured it
 
     def bind(self, ctx: PlanContext) -> list[str]:
-        """Use the configured task object (the CLI's --data files) if the source is among them."""
+        """Use the configured task object (the CLI's --data files) if the source is among them, and
+        bind the source task to the run (retain/syntax/filler are built from its benchmark)."""
         self.source_task = ctx.data_tasks.get(self.source) if self.source != FORGET else None
+        self._bound_source = None
+        if self.source != FORGET:
+            task = self.source_task
+            if task is None:
+                cls = TASKS.get(self.source)
+                task = cls(cls.Config())
+            call_hook(task, "bind", ctx)
+            self._bound_source = task
         return [self.source] if self.source_task is not None else []
 
     def key_extra(self) -> dict:
@@ -118,7 +128,7 @@ class RelearnAttack:
         cfg = self.config
         rng = random.Random(f"relearn-draw:{cfg.seed}")
         if self.source != FORGET:
-            task = self.source_task
+            task = self._bound_source or self.source_task
             if task is None:
                 cls = TASKS.get(self.source)
                 task = cls(cls.Config())

@@ -30,6 +30,7 @@ JSON list of strings is read as ``text`` records).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -57,6 +58,9 @@ PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "privleak_holdout": (("privleak_holdout", "privleak/holdout"), ("text",)),
 }
 _EXTS = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".txt")
+#: The ``retain`` task (:meth:`MuseBenchmark.benign_task`): words per window of the retain corpus,
+#: and of a test window the words in the prompt and the words the greedy continuation must start with.
+BENIGN_WINDOW_WORDS, BENIGN_PROMPT_WORDS, BENIGN_TEST_WORDS = 128, 32, 8
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class MuseBenchmark(RealBenchmark):
     splits = ("forget", "retain", "holdout")
     forms = ("verbmem", "knowmem", "privleak")
     eval_tasks = ()
+    benign_tasks = ("retain",)
 
     def __init__(self, config: MuseConfig | None = None):
         super().__init__(config)
@@ -247,6 +252,33 @@ class MuseBenchmark(RealBenchmark):
                 f"{self.name}: the raw forget corpus is empty after chunking (max_length={self.config.max_length})"
             )
         return UnlearnData(forget=forget, retain=retain, tokenizer=tokenizer, generic_text=[ex.target for ex in retain])
+
+    def benign_task(self, name: str, n_train: int, n_test: int, seed: int):
+        """``retain``: the raw retain1 corpus (the unlearning retain set) cut into windows of
+        :data:`BENIGN_WINDOW_WORDS` words (whitespace normalised). Train: whole windows as plain text;
+        test: other windows, their first :data:`BENIGN_PROMPT_WORDS` words the prompt and the next
+        :data:`BENIGN_TEST_WORDS` the target (scoring 'text'). Seeded, disjoint draws."""
+        from ..data.types import Example, TaskData
+
+        if name not in self.benign_tasks:
+            raise UnlearnbenchError(f"{self.name}: no benign task {name!r} (tasks: {', '.join(self.benign_tasks)})")
+        windows = []
+        for r in self.part("raw_retain"):
+            words = str(r["text"]).split()
+            for start in range(0, len(words), BENIGN_WINDOW_WORDS):
+                window = words[start : start + BENIGN_WINDOW_WORDS]
+                if len(window) >= BENIGN_PROMPT_WORDS + BENIGN_TEST_WORDS:
+                    windows.append(window)
+        if len(windows) < n_train + n_test:
+            raise UnlearnbenchError(
+                f"task retain: the {self.name} retain corpus has {len(windows)} windows of "
+                f"{BENIGN_WINDOW_WORDS} words, fewer than n_train + n_test = {n_train + n_test}"
+            )
+        idx = random.Random(f"{self.name}-benign:{name}:{seed}").sample(range(len(windows)), n_train + n_test)
+        p, t = BENIGN_PROMPT_WORDS, BENIGN_TEST_WORDS
+        test = [Example(" ".join(windows[i][:p]), " " + " ".join(windows[i][p : p + t])) for i in idx[:n_test]]
+        train = [Example("", " ".join(windows[i])) for i in idx[n_test:]]
+        return TaskData(name, train, test, "text", max_new_tokens=32)
 
     def describe(self) -> dict:
         return {**super().describe(), "auc_retrain": self.auc_retrain}

@@ -39,6 +39,9 @@ from .common import RealBenchmark, RealBenchmarkConfig, find_part_file, offline_
 
 SPLITS = ("forget", "retain", "holdout", "real_authors", "world_facts")
 OPTIONAL = ("holdout", "real_authors", "world_facts")
+#: Words of the answer a ``retain`` task's test item must start with (whole TOFU answers are too
+#: long for a greedy generation to match word for word).
+BENIGN_TEST_WORDS = 8
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class TofuBenchmark(RealBenchmark):
     spec_file = "benchmarks/tofu.yaml"
     description = "TOFU fictitious authors QA (locuslab/TOFU): forget quality (KS test vs retain model), model utility"
     splits = SPLITS
+    benign_tasks = ("retain",)
 
     def __init__(self, config: TofuConfig | None = None):
         super().__init__(config)
@@ -240,6 +244,33 @@ class TofuBenchmark(RealBenchmark):
         forget = self._part(self.config.forget, required=True)
         retain = self._part(self.retain_part, required=True)
         return UnlearnData(forget=examples(forget), retain=examples(retain), tokenizer=tokenizer)
+
+    def benign_task(self, name: str, n_train: int, n_test: int, seed: int):
+        """``retain``: QA of the matching retain set in the configured template, leaving out the
+        questions the ``retain`` split scores. Train and test are disjoint seeded draws; a test item's
+        target is the first :data:`BENIGN_TEST_WORDS` words of its answer (scoring 'text')."""
+        from ..data.types import Example, TaskData
+
+        if name not in self.benign_tasks:
+            raise UnlearnbenchError(f"tofu: no benign task {name!r} (tasks: {', '.join(self.benign_tasks)})")
+        scored = {item.question for item in self.tofu_items("retain")}
+        records = [r for r in self._part(self.retain_part, required=True) if str(r["question"]) not in scored]
+        if len(records) < n_train + n_test:
+            raise UnlearnbenchError(
+                f"task retain: {self.retain_part} has {len(records)} questions besides the retain split's, "
+                f"fewer than n_train + n_test = {n_train + n_test}"
+            )
+        idx = random.Random(f"tofu-benign:{name}:{seed}").sample(range(len(records)), n_train + n_test)
+        prefix = self.template.get("answer_prefix", " ")
+
+        def example(r: dict, words: int | None = None) -> Example:
+            answer = str(r["answer"]).strip()
+            answer = " ".join(answer.split()[:words]) if words else answer
+            return Example(self.template["prompt"].format(question=r["question"]), prefix + answer)
+
+        test = [example(records[i], BENIGN_TEST_WORDS) for i in idx[:n_test]]
+        train = [example(records[i]) for i in idx[n_test:]]
+        return TaskData(name, train, test, "text", max_new_tokens=32)
 
     def describe(self) -> dict:
         return {

@@ -33,6 +33,7 @@ class ToyBenchmark:
     forms = FORMS
     has_oracle = True
     eval_tasks = ("arith", "topic", "sentiment")
+    benign_tasks = ("retain", "syntax", "filler")
 
     def __init__(self, config: ToyConfig | None = None):
         from ..toy import preset
@@ -59,6 +60,12 @@ class ToyBenchmark:
         from ..toy import preset
 
         return preset.unlearn_data(self.world, tokenizer)
+
+    def benign_task(self, name: str, n_train: int, n_test: int, seed: int):
+        """The ``retain``, ``syntax`` or ``filler`` task on this world (:mod:`unlearnbench.toy.benign`)."""
+        from ..toy.benign import build_benign_task
+
+        return build_benign_task(self.world, name, n_train, n_test, seed)
 
     def defaults(self, kind: str, name: str) -> dict:
         """Tuned options for a method or attack on this benchmark (``tasks/benchmarks/toy.yaml``)."""

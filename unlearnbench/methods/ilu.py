@@ -115,15 +115,27 @@ class ILU:
             TASKS.get(env)
         self.base: GradientMethod | None = None
         self.env_tasks: dict[str, object] = {}  # environments configured by the run (local data files)
+        self._bound_envs: dict[str, object] = {}  # the other environments, bound to the run (bind hook)
 
     def bind(self, ctx: PlanContext) -> list[str]:
         """At plan time: build the base from the benchmark's tuned defaults and ILU's overrides, and
         use the ``--data`` task objects for the environments they name; returns the names used."""
         self._bind_base(ctx.defaults_for)
         self.env_tasks = {n: t for n, t in ctx.data_tasks.items() if n in self.config.envs}
+        # every environment task hears of the run too (retain/syntax/filler are built from its benchmark)
+        self._bound_envs = {}
+        for n in self.config.envs:
+            task = self.env_tasks.get(n)
+            if task is None:
+                cls = TASKS.get(n)
+                task = cls(cls.Config())
+            call_hook(task, "bind", ctx)
+            self._bound_envs[n] = task
         return sorted(self.env_tasks)
 
     def _env_examples(self, name: str) -> list[Example]:
+        if name in self._bound_envs:
+            return list(self._bound_envs[name].load().train)
         if name in self.env_tasks:
             return list(self.env_tasks[name].load().train)
         return environment_examples(name)
