@@ -290,16 +290,13 @@ class SweepView(RichProgress):
         return False
 
 
-def render_sweep(summary: dict, console: Console | None = None) -> None:
-    """Forget quality per method x column (mean ± std over seeds), then failed cells with reasons."""
-    cols = ["unlearned", *summary["attacks"]]
-    console = console or _stdout_console(30 + 18 * len(cols))
-    fq = summary["forget_quality"]
-    table = Table(title=f"forget quality (mean ± std over seeds {summary['seeds']}; 1 = like the retrained oracle)")
+def _seed_table(title: str, rows: dict, cols: list[str]) -> Table:
+    """method x column of ``{"mean", "std"}`` over seeds, '–' where nothing was measured."""
+    table = Table(title=title)
     table.add_column("method")
     for c in cols:
         table.add_column(c, justify="right")
-    for method, row in fq.items():
+    for method, row in rows.items():
         cells = []
         for c in cols:
             v = row.get(c)
@@ -308,29 +305,27 @@ def render_sweep(summary: dict, console: Console | None = None) -> None:
             else:
                 cells.append(f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else ""))
         table.add_row(method, *cells)
-    console.print(table)
+    return table
+
+
+def render_sweep(summary: dict, console: Console | None = None) -> None:
+    """Forget quality per method x column (mean ± std over seeds), then failed cells with reasons."""
+    cols = ["unlearned", *summary["attacks"]]
+    console = console or _stdout_console(30 + 18 * len(cols))
+    console.print(
+        _seed_table(
+            f"forget quality (mean ± std over seeds {summary['seeds']}; 1 = like the retrained oracle)",
+            summary["forget_quality"],
+            cols,
+        )
+    )
     under = summary.get("under_attack") or {}
     for measure, title in (
         ("min_forget_quality_attacked_oracle", "worst forget quality against the attacked oracle over each curve"),
         ("max_recovery", "highest recovery (share of the removed recall that came back) over each curve"),
     ):
-        rows = under.get(measure) or {}
-        if not rows:
-            continue
-        t = Table(title=f"{title} (mean ± std over seeds)")
-        t.add_column("method")
-        for a in summary["attacks"]:
-            t.add_column(a, justify="right")
-        for method, per_attack in rows.items():
-            cells = []
-            for a in summary["attacks"]:
-                v = per_attack.get(a)
-                if not v or v["mean"] is None:
-                    cells.append("–")
-                else:
-                    cells.append(f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else ""))
-            t.add_row(method, *cells)
-        console.print(t)
+        if under.get(measure):
+            console.print(_seed_table(f"{title} (mean ± std over seeds)", under[measure], summary["attacks"]))
     worst = summary.get("worst_attacker") or {}
     if len(summary["attacks"]) > 1 and worst:
         t = Table(title="the strongest attack per method (worst case over each curve, mean over seeds)")
