@@ -22,6 +22,21 @@ Aggregates per checkpoint of a cell (what the leaderboard shows):
 * ``task_accuracy[task]``: mean ``correct`` on the task split (FA);
 * ``forget_quality``: :func:`unlearnbench.metrics.forget_quality` per form on the forget split,
   against the base and oracle cells of the same seed, and its mean over the informative forms.
+
+Reading a bundle that may be hostile (:class:`Limits`): every file's size is checked before it is
+opened, the manifest's JSON nesting depth before it is parsed (:func:`load_json`), and the scores
+are streamed (:func:`read_scores`): decompressed a line at a time, and reading stops with a
+one-line refusal at the first line longer than ``Limits.row_bytes``, the first byte past
+``Limits.scores_bytes``, or the first row past the row bound. The row bound is the manifest's own
+count: ``scores_file.rows`` in all (at most ``Limits.rows``) and each cell's ``n_scores`` (no row
+for a cell the manifest does not list). It is sound: a bundle that verifies has exactly
+``scores_file.rows`` rows, the sum of its cells' ``n_scores`` (one cell per cell of the matrix, each
+with its checkpoints x its probe items x their metrics rows), so stopping at the first row past
+either count refuses only bundles that would be refused anyway, and what is held in memory is at
+most ``scores_file.rows`` rows of at most ``row_bytes`` each. The number of probe items is not known
+to the verifier without building the benchmark (datasets, for real benchmarks), so the declared
+count is capped by ``Limits.rows`` instead (a toy-micro bundle has 59,280 rows, 4.7 MB
+decompressed).
 """
 
 from __future__ import annotations
@@ -32,9 +47,15 @@ import hashlib
 import io
 import json
 import math
+import os
+import re
+import zlib
 from collections import defaultdict
+from dataclasses import dataclass, fields
+from itertools import accumulate, count
 from pathlib import Path
 
+from ..errors import UnlearnbenchError
 from ..metrics import forget_quality
 
 SCHEMA_ID = "unlearnbench.submission/1"
@@ -44,6 +65,61 @@ README = "README.md"
 SCORE_COLUMNS = ("cell_id", "checkpoint", "step", "split", "form", "item_id", "metric", "value")
 HEADLINE = "correct"
 DIGITS = 6  # aggregates are rounded to this many decimals; verification compares within 1e-6
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a bundle a reader accepts before refusing it (one line) without reading further.
+
+    Each field can be set with the environment variable ``UNLEARNBENCH_BUNDLE_MAX_<FIELD>`` (e.g.
+    ``UNLEARNBENCH_BUNDLE_MAX_SCORES_BYTES=1000000``); :meth:`from_env` reads them. The defaults are
+    far above what a toy-micro bundle needs (manifest 52 KB, scores 356 KB compressed / 4.7 MB
+    decompressed, 59,280 rows, longest line 112 bytes, JSON depth 7) and keep ``verify``'s peak
+    memory bounded on any bundle.
+    """
+
+    manifest_bytes: int = 8 * MIB  # manifest.json on disk
+    readme_bytes: int = 1 * MIB  # README.md on disk (never interpreted)
+    scores_gz_bytes: int = 64 * MIB  # scores.csv.gz on disk
+    scores_bytes: int = 128 * MIB  # scores.csv.gz decompressed
+    rows: int = 1_000_000  # score rows a manifest may declare (scores_file.rows)
+    row_bytes: int = 4096  # one line of the decompressed CSV
+    json_depth: int = 64  # nesting of arrays/objects in manifest.json
+
+    @classmethod
+    def from_env(cls, environ=None) -> Limits:
+        """The defaults, with each ``UNLEARNBENCH_BUNDLE_MAX_<FIELD>`` that is set (a positive integer)."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            name = cls.env_name(f.name)
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[f.name] = int(raw)
+            except ValueError:
+                values[f.name] = 0
+            if values[f.name] <= 0:
+                raise UnlearnbenchError(f"{name}={raw!r} must be a positive integer")
+        return cls(**values)
+
+    @staticmethod
+    def env_name(field_name: str) -> str:
+        return f"UNLEARNBENCH_BUNDLE_MAX_{field_name.upper()}"
+
+    def for_file(self, name: str) -> tuple[int, str] | None:
+        """(on-disk size limit, its field name) of a bundle file; None for names a bundle may not hold."""
+        field_name = FILE_LIMITS.get(name)
+        return None if field_name is None else (getattr(self, field_name), field_name)
+
+
+FILE_LIMITS = {MANIFEST: "manifest_bytes", SCORES: "scores_gz_bytes", README: "readme_bytes"}
+
+
+class TooLarge(ValueError):
+    """A bundle file went past one of the :class:`Limits` (the message is the one-line refusal)."""
 
 
 def sha256_file(path: str | Path) -> str:
@@ -61,23 +137,25 @@ def _value_json(value: float) -> str:
 def scores_sha256(rows) -> str:
     """sha256 of the canonical listing of one cell's rows (tuples without the cell id)."""
     lines = sorted(rows, key=lambda r: (r[0], r[1], r[2], r[3], r[4], r[5]))
-    text = "\n".join(
-        "["
-        + ",".join(
-            [
-                json.dumps(str(c)),
-                str(int(s)),
-                json.dumps(str(sp)),
-                json.dumps(str(f)),
-                json.dumps(str(i)),
-                json.dumps(str(m)),
-                _value_json(v),
-            ]
+    h = hashlib.sha256()  # fed line by line: the listing itself is never held in memory
+    for n, (c, s, sp, f, i, m, v) in enumerate(lines):
+        line = (
+            ("\n[" if n else "[")
+            + ",".join(
+                [
+                    json.dumps(str(c)),
+                    str(int(s)),
+                    json.dumps(str(sp)),
+                    json.dumps(str(f)),
+                    json.dumps(str(i)),
+                    json.dumps(str(m)),
+                    _value_json(v),
+                ]
+            )
+            + "]"
         )
-        + "]"
-        for c, s, sp, f, i, m, v in lines
-    )
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        h.update(line.encode("utf-8"))
+    return h.hexdigest()
 
 
 def write_scores(path: Path, rows) -> str:
@@ -93,28 +171,119 @@ def write_scores(path: Path, rows) -> str:
     return sha256_file(path)
 
 
-def read_scores(path: Path) -> dict[str, list[tuple]]:
-    """cell_id -> rows ``(checkpoint, step, split, form, item_id, metric, value)``.
+def _lines(gz, limits: Limits):
+    """The decompressed file's lines as text, refusing past ``limits.scores_bytes`` in all or
+    ``limits.row_bytes`` in one line (``readline`` with a size never decompresses much more)."""
+    total = 0
+    for n in count(1):
+        line = gz.readline(limits.row_bytes + 1)
+        if not line:
+            return
+        total += len(line)
+        if total > limits.scores_bytes:
+            raise TooLarge(
+                f"decompresses to more than {limits.scores_bytes:,} bytes (the limit, "
+                f"{Limits.env_name('scores_bytes')}); stopped reading at line {n}"
+            )
+        if len(line) > limits.row_bytes:
+            raise TooLarge(
+                f"line {n} is longer than {limits.row_bytes:,} bytes (the limit, {Limits.env_name('row_bytes')})"
+            )
+        yield line.decode("utf-8")
 
-    Raises ValueError with one line when the file is not the expected gzip CSV.
+
+def read_scores(
+    path: Path, max_rows: int | None = None, limits: Limits | None = None, cell_rows: dict[str, int] | None = None
+) -> dict[str, list[tuple]]:
+    """cell_id -> rows ``(checkpoint, step, split, form, item_id, metric, value)``, streamed.
+
+    ``max_rows``: the row bound (verify passes the manifest's ``scores_file.rows``; default
+    ``limits.rows``); ``cell_rows``: cell id -> the most rows that cell may have (verify passes each
+    cell's ``n_scores``; a cell not in it may have none). Reading stops at the first row past a
+    bound. Repeated strings are shared (verify on a committed toy-micro bundle peaks at 35 MB RSS, the
+    interpreter included). Raises :class:`TooLarge` past a bound and ValueError with one line when
+    the file is not the expected gzip CSV.
     """
+    limits = limits or Limits()
+    bound = limits.rows if max_rows is None else min(max_rows, limits.rows)
+    pool: dict[str, str] = {}
+    share = pool.setdefault
     try:
-        with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
-            reader = csv.reader(f)
+        with gzip.open(path, "rb") as gz:
+            reader = csv.reader(_lines(gz, limits))
             header = next(reader, None)
             if tuple(header or ()) != SCORE_COLUMNS:
-                raise ValueError(f"header is {header}, expected {list(SCORE_COLUMNS)}")
+                raise ValueError(f"header is {str(header)[:200]}, expected {list(SCORE_COLUMNS)}")
             out: dict[str, list[tuple]] = defaultdict(list)
-            for n, row in enumerate(reader, start=2):
+            for n, row in enumerate(reader, start=1):
+                if n > bound:
+                    what = "scores_file.rows" if max_rows is not None and max_rows <= limits.rows else "the limit"
+                    raise TooLarge(f"holds more than {bound:,} rows ({what}); stopped reading at row {n}")
                 if len(row) != len(SCORE_COLUMNS):
-                    raise ValueError(f"line {n} has {len(row)} fields, expected {len(SCORE_COLUMNS)}")
+                    raise ValueError(f"row {n} has {len(row)} fields, expected {len(SCORE_COLUMNS)}")
                 cid, c, s, sp, f_, i, m, v = row
-                out[cid].append((c, int(s), sp, f_, i, m, float(v) if v != "" else float("nan")))
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error, gzip.BadGzipFile) as e:
-        raise ValueError(f"{type(e).__name__}: {e}") from None
+                cell = out[share(cid, cid)]
+                if cell_rows is not None and len(cell) >= cell_rows.get(cid, 0):
+                    if cid not in cell_rows:
+                        raise TooLarge(
+                            f"has rows for cell {cid[:40]!r}, which the manifest does not list; stopped reading at row {n}"
+                        )
+                    raise TooLarge(
+                        f"has more than {cell_rows[cid]:,} rows (its n_scores) for cell {cid}; "
+                        f"stopped reading at row {n}"
+                    )
+                cell.append(
+                    (
+                        share(c, c),
+                        int(s),
+                        share(sp, sp),
+                        share(f_, f_),
+                        share(i, i),
+                        share(m, m),
+                        float(v) if v != "" else float("nan"),
+                    )
+                )
+    except TooLarge:
+        raise
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"{type(e).__name__}: {str(e)[:200]}") from None
     except ValueError as e:
-        raise ValueError(str(e).splitlines()[0] if str(e) else "bad number") from None
+        raise ValueError(str(e).splitlines()[0][:300] if str(e) else "bad number") from None
     return dict(out)
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def json_depth_exceeds(text: str, limit: int) -> bool:
+    """Whether arrays/objects in a JSON text nest deeper than ``limit``, checked without parsing
+    (brackets inside strings are ignored): json.loads and every recursive walk over the result
+    would otherwise raise RecursionError on a deep enough document."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return any(d > limit for d in accumulate(map(_STEP.__getitem__, brackets)))
+
+
+def load_json(path: Path, max_bytes: int, max_depth: int):
+    """A bundle's JSON file, refused (ValueError, one line) past ``max_bytes`` on disk or
+    ``max_depth`` levels of nesting, before it is parsed."""
+    with open(path, "rb") as f:
+        raw = f.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise TooLarge(f"is larger than {max_bytes:,} bytes (the limit, {Limits.env_name('manifest_bytes')})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"is not UTF-8 ({e.reason} at byte {e.start})") from None
+    if json_depth_exceeds(text, max_depth):
+        raise TooLarge(
+            f"nests arrays/objects deeper than {max_depth} levels (the limit, {Limits.env_name('json_depth')})"
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"is not valid JSON: {str(e).splitlines()[0][:200]}") from None
 
 
 # -- aggregates ----------------------------------------------------------------------------------

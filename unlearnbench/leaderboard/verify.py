@@ -2,10 +2,13 @@
 
 Checks, in order (a bundle failing a file check is not read further):
 
-1. files: only ``manifest.json``, ``scores.csv.gz`` and an optional ``README.md``; pickled weights
+1. files: only ``manifest.json``, ``scores.csv.gz`` and an optional ``README.md``, each a regular
+   file within its size limit (:class:`~unlearnbench.leaderboard.bundle.Limits`); pickled weights
    (``*.bin``, ``*.pt``, ``*.pth``, ``*.pkl``, ..., or pickle/zip magic bytes), executable code
    (``*.py``, ``*.sh``, shared objects, executable bits, ``#!``) and links are refused by name;
-2. the manifest against ``leaderboard/schema/submission-1.json``; no ``trust_remote_code``;
+   sub-folders are refused without being entered;
+2. the manifest: its JSON nesting depth (checked on the raw text, before parsing), then against
+   ``leaderboard/schema/submission-1.json``; no ``trust_remote_code``;
 3. the matrix (this installation's ``tasks/leaderboard/<name>.yaml``, never the bundle's copy):
    benchmark, probes and seeds match; every seed has a finished base, oracle, unlearn and one cell
    per attack; nothing else;
@@ -13,16 +16,25 @@ Checks, in order (a bundle failing a file check is not read further):
    oracle sha256, unlearned checkpoint sha256, one method) and each attack starts from its seed's
    unlearned cell; harness and benchmark/attack/probe versions are among those the matrix allows;
 5. scores: the file's sha256, every cell's row count and canonical-listing hash, and every
-   aggregate recomputed from the per-item scores (within 1e-6);
+   aggregate recomputed from the per-item scores (within 1e-6). The file is streamed and reading
+   stops, refusing the bundle, at the first line past the line limit, byte past the
+   decompressed-size limit, row past ``scores_file.rows`` (itself at most ``Limits.rows``) or row of
+   a cell past its ``n_scores``: see :mod:`.bundle` for why that bound is sound. Peak memory is
+   therefore bounded on any bundle, gzip bombs included;
 6. optionally (``rerun=K``), K attack cells re-run here (when the method plugin with the same
    version is installed) and compared with the bundle within the matrix's tolerance (:mod:`.rerun`).
 
-Nothing from a bundle is imported or executed: it is read as JSON and CSV only.
+Nothing from a bundle is ever unpickled, imported or executed: ``manifest.json`` is parsed with
+``json``, ``scores.csv.gz`` with ``gzip`` and ``csv``, and ``README.md`` is never opened past its first
+four bytes (the magic-byte check). So a ``README.md`` that holds Python source, or a protocol-0
+pickle (plain text, no magic bytes), is accepted: it is inert text here. Files whose *name* makes
+other tools run them (``*.py``, ``__init__.py``, ``*.pth``, which ``site`` would execute from
+site-packages) are refused. ``tests/test_leaderboard_hostile.py`` checks this with payloads that
+would write a marker file if anything loaded them.
 """
 
 from __future__ import annotations
 
-import json
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,15 +119,28 @@ def _magic(path: Path) -> bytes:
         return f.read(4)
 
 
-def check_files(folder: Path) -> list[str]:
+MAX_ENTRIES = 100  # a bundle holds three files; past this many entries the listing stops
+
+
+def check_files(folder: Path, limits: B.Limits | None = None) -> list[str]:
+    """Reasons to refuse the bundle's files, read by name, mode, size and first four bytes only."""
+    limits = limits or B.Limits()
     reasons = []
-    for p in sorted(folder.rglob("*")):
+    entries = []
+    for n, p in enumerate(folder.iterdir()):
+        if n >= MAX_ENTRIES:
+            reasons.append(f"more than {MAX_ENTRIES} entries in the folder (a bundle holds {', '.join(ALLOWED)})")
+            break
+        entries.append(p)
+    for p in sorted(entries):
         rel = p.relative_to(folder).as_posix()
         name = p.name.lower()
         if p.is_symlink():
             reasons.append(f"{rel}: a symbolic link (bundles hold plain files only)")
         elif p.is_dir():
             reasons.append(f"{rel}/: a sub-folder (bundles are flat: {', '.join(ALLOWED)})")
+        elif not p.is_file():
+            reasons.append(f"{rel}: not a regular file (a pipe, socket or device); bundles hold plain files only")
         elif name.endswith(PICKLE_SUFFIXES):
             reasons.append(
                 f"{rel}: pickled weights or arrays ({Path(name).suffix}) are refused; "
@@ -133,6 +158,11 @@ def check_files(folder: Path) -> list[str]:
                 reasons.append(f"{rel}: executable (a '#!' line or an executable bit); bundles hold data only")
             elif rel not in ALLOWED:
                 reasons.append(f"{rel}: unexpected file (a bundle holds only {', '.join(ALLOWED)})")
+            elif p.stat().st_size > limits.for_file(rel)[0]:
+                limit, field_name = limits.for_file(rel)
+                reasons.append(
+                    f"{rel}: {p.stat().st_size:,} bytes, above the limit of {limit:,} ({B.Limits.env_name(field_name)})"
+                )
     if not (folder / B.MANIFEST).is_file():
         reasons.append(f"{B.MANIFEST} is missing")
     if not (folder / B.SCORES).is_file():
@@ -144,6 +174,8 @@ def check_files(folder: Path) -> list[str]:
 
 
 def check_schema(manifest: dict) -> list[str]:
+    import json
+
     import jsonschema
 
     schema = json.loads(schema_path().read_text())
@@ -269,18 +301,27 @@ def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
 # -- 5. scores and aggregates ---------------------------------------------------------------------
 
 
-def check_scores(folder: Path, manifest: dict) -> list[str]:
+def check_scores(folder: Path, manifest: dict, limits: B.Limits | None = None) -> list[str]:
+    limits = limits or B.Limits()
     path = folder / B.SCORES
+    declared = manifest["scores_file"]["rows"]
+    if declared > limits.rows:
+        return [
+            f"scores: scores_file.rows is {declared:,}, above the limit of {limits.rows:,} rows "
+            f"({B.Limits.env_name('rows')}); {B.SCORES} was not read"
+        ]
     if B.sha256_file(path) != manifest["scores_file"]["sha256"]:
         return [f"scores: {B.SCORES} sha256 differs from scores_file.sha256 (the file was changed)"]
     try:
-        scores = B.read_scores(path)
+        cell_rows: dict[str, int] = {}
+        for c in manifest["cells"]:
+            cell_rows[c["cell_id"]] = cell_rows.get(c["cell_id"], 0) + c["n_scores"]
+        scores = B.read_scores(path, max_rows=declared, limits=limits, cell_rows=cell_rows)
+    except B.TooLarge as e:
+        return [f"scores: {B.SCORES} {e}"]
     except ValueError as e:
         return [f"scores: {B.SCORES} is not the expected gzip CSV: {e}"]
-    reasons = []
-    ids = {c["cell_id"] for c in manifest["cells"]}
-    for extra in sorted(set(scores) - ids):
-        reasons.append(f"scores: rows for cell {extra}, which the manifest does not list")
+    reasons = []  # rows of cells the manifest does not list were refused while reading
     if sum(len(r) for r in scores.values()) != manifest["scores_file"]["rows"]:
         reasons.append("scores: row count differs from scores_file.rows")
     measured = B.all_aggregates(manifest["cells"], scores)
@@ -302,20 +343,38 @@ def check_scores(folder: Path, manifest: dict) -> list[str]:
 # -- the whole verification -----------------------------------------------------------------------
 
 
-def verify(folder: str | Path, rerun: int = 0, progress=None) -> Verdict:
-    folder = Path(folder)
+MAX_REASON = 500  # characters of one reason (they quote bundle text)
+
+
+def _one_line(text: str) -> str:
+    """A reason as one printable line: bundle text quoted in it cannot add lines or escapes."""
+    text = text if len(text) <= MAX_REASON else text[:MAX_REASON] + "..."
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def verify(folder: str | Path, rerun: int = 0, progress=None, limits: B.Limits | None = None) -> Verdict:
+    """The verdict on one bundle. ``limits``: what a bundle may hold (default: :meth:`Limits.from_env`,
+    so ``UNLEARNBENCH_BUNDLE_MAX_*`` variables apply to the CLI and to ``leaderboard build``)."""
+    verdict = _verify(Path(folder), rerun, progress, limits)
+    verdict.reasons = [_one_line(r) for r in verdict.reasons]
+    verdict.notes = [_one_line(n) for n in verdict.notes]
+    return verdict
+
+
+def _verify(folder: Path, rerun: int, progress, limits: B.Limits | None) -> Verdict:
     verdict = Verdict(str(folder))
     if not folder.is_dir():
         verdict.reasons.append(f"{folder} is not a folder")
         return verdict
+    limits = limits or B.Limits.from_env()
     verdict.checks.append("files")
-    verdict.reasons += check_files(folder)
+    verdict.reasons += check_files(folder, limits)
     if verdict.reasons:
         return verdict
     try:
-        manifest = json.loads((folder / B.MANIFEST).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        verdict.reasons.append(f"{B.MANIFEST} is not valid JSON: {str(e).splitlines()[0]}")
+        manifest = B.load_json(folder / B.MANIFEST, limits.manifest_bytes, limits.json_depth)
+    except ValueError as e:
+        verdict.reasons.append(f"{B.MANIFEST} {e}")
         return verdict
     verdict.checks.append("trust_remote_code")
     verdict.reasons += [
@@ -336,7 +395,7 @@ def verify(folder: str | Path, rerun: int = 0, progress=None) -> Verdict:
     for name, check in (
         ("matrix", lambda: check_matrix(manifest, matrix)),
         ("provenance", lambda: check_provenance(manifest, matrix)),
-        ("scores", lambda: check_scores(folder, manifest)),
+        ("scores", lambda: check_scores(folder, manifest, limits)),
     ):
         verdict.checks.append(name)
         try:
