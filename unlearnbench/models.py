@@ -34,7 +34,16 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps torch out of module i
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["LoadedModel", "load_model", "save_model", "weights_sha256", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "LoadedModel",
+    "load_model",
+    "save_model",
+    "weights_sha256",
+    "resolve_device",
+    "resolve_dtype",
+    "check_source",
+    "count_layers",
+]
 
 # Files whose loading means unpickling: we refuse directories that hold only these.
 _PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -71,10 +80,11 @@ class LoadedModel:
 
 
 def resolve_device(device: str) -> torch.device:
-    """Turn 'cpu', 'cuda', 'cuda:N' or 'auto' into a torch.device, failing early if it is not there.
+    """Turn 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto' into a torch.device, failing early if it is not there.
 
-    Checked up front so that a typo or a missing GPU gives one clear line instead of a CUDA error
-    deep inside the first forward pass.
+    Checked up front (the runner calls it when it plans a run, before any model is built or trained)
+    so that a typo or a missing GPU gives one clear line, with a "did you mean" for a typo, instead of
+    a CUDA error deep inside the first forward pass. 'auto' is CUDA when there is a GPU, else the CPU.
     """
     import torch
 
@@ -83,9 +93,14 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise UnlearnbenchError(f"device {device!r} requested but MPS (Apple GPU) is not available on this machine")
+        return torch.device("mps")
     match = re.fullmatch(r"cuda(?::(\d+))?", name)
     if match is None:
-        raise UnlearnbenchError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
+        raise UnlearnbenchError(f"unknown device {device!r}{_device_hint(name)} (devices: {DEVICES})")
     if not torch.cuda.is_available():
         raise UnlearnbenchError(f"device {device!r} requested but CUDA is not available on this machine")
     if match.group(1) is not None:
@@ -96,6 +111,23 @@ def resolve_device(device: str) -> torch.device:
             )
         return torch.device("cuda", index)
     return torch.device("cuda")
+
+
+#: The device names :func:`resolve_device` accepts, in words (for its messages).
+DEVICES = "cpu, cuda, cuda:N, mps or auto"
+
+
+def _device_hint(name: str) -> str:
+    """'; did you mean 'cpu'?' for a typo of a device name ('cpuu', 'cuda0', 'gpu:1'), else ''."""
+    import difflib
+
+    indexed = re.fullmatch(r"([a-z]+)\W*(\d+)", name)
+    if indexed and (indexed.group(1) == "gpu" or difflib.get_close_matches(indexed.group(1), ["cuda"], n=1)):
+        return f"; did you mean 'cuda:{indexed.group(2)}'?"
+    if name in ("gpu", "cuda:"):
+        return "; did you mean 'cuda'?"
+    close = difflib.get_close_matches(name, ["cpu", "cuda", "mps", "auto"], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def resolve_dtype(dtype: str, device) -> torch.dtype:
@@ -205,23 +237,7 @@ def load_model(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     text = os.fspath(source)
-    path = Path(text).expanduser()
-
-    if path.is_file():
-        if path.suffix != ".gguf":
-            _refuse_file(path)
-        if gguf_file is not None and Path(gguf_file).name != path.name:
-            raise UnlearnbenchError(f"source '{path}' is a GGUF file but gguf_file={gguf_file!r} names another one")
-        location, gguf_name, weight_files, label = str(path.parent), path.name, [path], str(path)
-    elif path.is_dir():
-        location, gguf_name, weight_files = _inspect_directory(path, gguf_file)
-        label = str(path / gguf_name) if gguf_name else str(path)
-    elif _looks_like_path(text):
-        raise UnlearnbenchError(f"no such file or directory: '{text}'")
-    elif _HUB_ID.fullmatch(text) and ".." not in text and "--" not in text:
-        location, gguf_name, weight_files, label = text, gguf_file, None, text
-    else:
-        raise UnlearnbenchError(f"'{text}' is neither a local path nor a hub model id like 'org/name'")
+    location, gguf_name, weight_files, label = _locate(text, gguf_file)
 
     is_hub = weight_files is None
     common: dict = {"trust_remote_code": trust_remote_code}
@@ -258,8 +274,71 @@ def load_model(
     return LoadedModel(model=model, tokenizer=tokenizer, source=label, weights_sha256=sha)
 
 
+def check_source(source: str | os.PathLike, *, gguf_file: str | None = None) -> None:
+    """The checks :func:`load_model` makes on ``source`` before it reads any weights, alone (no torch,
+    nothing loaded): a local path that does not exist, a directory with only pickled weights or no
+    config.json, a missing GGUF file, a string that is neither a path nor a hub id. Run when a run is
+    planned, so a typo in a model path is one line before anything is built or stored."""
+    _locate(os.fspath(source), gguf_file)
+
+
+def count_layers(source: str | os.PathLike, *, gguf_file: str | None = None) -> int | None:
+    """The number of decoder blocks of the model at ``source``, read from its config.json without
+    loading weights (a local directory, or a hub model whose config is in the local cache); None
+    when that is not known before loading (a GGUF file, a hub model not cached, a config without
+    the field). Lets methods check layer options (``rmu,layer=``, ``rocr,layers=``) at plan time."""
+    text = os.fspath(source)
+    try:
+        location, gguf_name, weight_files, _label = _locate(text, gguf_file)
+    except UnlearnbenchError:
+        return None
+    if gguf_name is not None:
+        return None
+    if weight_files is not None:
+        config = Path(location) / "config.json"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(text, "config.json")
+        if not isinstance(found, str):
+            return None
+        config = Path(found)
+    try:
+        raw = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    lm = raw["text_config"] if isinstance(raw.get("text_config"), dict) else raw  # multimodal: the LM's own
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if isinstance(lm.get(key), int) and lm[key] > 0:
+            return lm[key]
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # helpers
+
+
+def _locate(text: str, gguf_file: str | None) -> tuple[str, str | None, list[Path] | None, str]:
+    """Where ``text`` points: (location for transformers, GGUF file name or None, the local weight
+    files or None for a hub id, the label results record); a one-line error for a source that
+    cannot be loaded, found before any weights are read."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            _refuse_file(path)
+        if gguf_file is not None and Path(gguf_file).name != path.name:
+            raise UnlearnbenchError(f"source '{path}' is a GGUF file but gguf_file={gguf_file!r} names another one")
+        return str(path.parent), path.name, [path], str(path)
+    if path.is_dir():
+        location, gguf_name, weight_files = _inspect_directory(path, gguf_file)
+        return location, gguf_name, weight_files, str(path / gguf_name) if gguf_name else str(path)
+    if _looks_like_path(text):
+        raise UnlearnbenchError(f"no such file or directory: '{text}'")
+    if _HUB_ID.fullmatch(text) and ".." not in text and "--" not in text:
+        return text, gguf_file, None, text
+    raise UnlearnbenchError(f"'{text}' is neither a local path nor a hub model id like 'org/name'")
 
 
 def _drop_gguf_quantizer(model) -> None:

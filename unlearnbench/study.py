@@ -402,13 +402,13 @@ def run_study(
     from .sweep import SweepState, plan_sweep, run_summaries, run_sweep, sweep_summary
 
     out = out or f"study-{experiment.name}"
-    os.makedirs(out, exist_ok=True)
     store_path = store or os.path.join(out, "results.sqlite")
     if backend:  # validated now; probes read the choice from $UNLEARNBENCH_BACKEND
         from .generation import set_backend
 
         set_backend(backend)
     planned = plan_sweep(experiment, device)
+    os.makedirs(out, exist_ok=True)  # only once the plan is valid: bad input leaves nothing behind
     state = SweepState(experiment.methods, experiment.attacks, experiment.seeds)
     make_view = view or (lambda _state: nullcontext(SILENT))
     with ResultStore(store_path) as results:

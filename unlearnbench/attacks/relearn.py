@@ -30,7 +30,7 @@ from typing import Callable
 import torch
 
 from ..batching import encode_example, pad_id_of, shuffled_batches
-from ..data.types import PlanContext, call_hook
+from ..data.types import PlanContext, call_hook, train_examples
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import TASKS, plugin_version, register_attack
@@ -68,6 +68,8 @@ class RelearnConfig:
             raise ValueError("n must be positive (or -1 for all samples)")
         if self.people == 0 or self.people < -1:
             raise ValueError("people must be positive (or -1 for all forget people)")
+        if self.weight_decay < 0 or self.lora_r < 1 or self.lora_alpha < 1 or self.max_length < 2:
+            raise ValueError("weight_decay must be >= 0, lora_r and lora_alpha positive, max_length at least 2")
 
 
 Evaluate = Callable[[str, int, object], None]
@@ -97,6 +99,7 @@ class RelearnAttack:
         self.source = arg
         self.source_task = None  # the source task configured by the run (local data files)
         self._bound_source = None  # the source task bound to the run (its bind hook), whatever configured it
+        self._source_train: list | None = None  # relearn:<task>: the source's training examples, read once
 
     def bind(self, ctx: PlanContext) -> list[str]:
         """Use the configured task object (the CLI's --data files) if the source is among them, and
@@ -110,7 +113,18 @@ class RelearnAttack:
                 task = cls(cls.Config())
             call_hook(task, "bind", ctx)
             self._bound_source = task
+            # read the source now: a missing or malformed file, a hub split that cannot be had or an
+            # empty source is one line at plan time, not a failed attack cell after the unlearning
+            self._source_train = self._read_source(task)
         return [self.source] if self.source_task is not None else []
+
+    def _read_source(self, task) -> list:
+        """The source task's training examples: relearning only trains, so a dataset task reads its
+        train split alone (``--data gsm8k=train.jsonl`` needs no test file)."""
+        pool = train_examples(task)
+        if not pool:
+            raise UnlearnbenchError(f"relearn:{self.source}: the task has no training examples")
+        return pool
 
     def key_extra(self) -> dict:
         """A task source's version decides the result too (the forget set is keyed by the benchmark)."""
@@ -132,7 +146,7 @@ class RelearnAttack:
             if task is None:
                 cls = TASKS.get(self.source)
                 task = cls(cls.Config())
-            pool = list(task.load().train)
+            pool = self._source_train if self._source_train is not None else self._read_source(task)
             idx = sorted(rng.sample(range(len(pool)), _count(cfg.n, len(pool))))
             return [pool[i] for i in idx], {"source": self.source, "n_samples": len(idx), "sample_indices": idx}
 

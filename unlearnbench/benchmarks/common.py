@@ -62,6 +62,18 @@ class RealBenchmark:
         self.model_source = self.config.model or self.spec["model"]
         self.oracle_source = self.config.oracle or self.spec.get("oracle") or ""
         self.model_name = _short_name(self.model_source)
+        if self.config.limit < 0:
+            raise UnlearnbenchError(f"benchmark {self.name}: limit must be >= 0 (0: every item)")
+        from ..models import check_source
+
+        # a typo in a model path is one line now, before the run opens the store or loads anything
+        gguf = self.config.gguf_file or None
+        for what, source in (("model", self.model_source), ("oracle", self.oracle_source)):
+            if source:
+                try:
+                    check_source(source, gguf_file=gguf if what == "model" else None)
+                except UnlearnbenchError as e:
+                    raise UnlearnbenchError(f"benchmark {self.name}, {what}={source}: {e}") from None
 
     # -- models ---------------------------------------------------------------------------
     @property
@@ -83,6 +95,12 @@ class RealBenchmark:
             trust_remote_code=self.config.trust_remote_code,
             gguf_file=self.config.gguf_file or None,
         )
+
+    def n_layers(self) -> int | None:
+        """The target model's decoder blocks, from its config.json (None: not known before loading)."""
+        from ..models import count_layers
+
+        return count_layers(self.model_source, gguf_file=self.config.gguf_file or None)
 
     def defaults(self, kind: str, name: str) -> dict:
         return dict(self._defaults.get(kind, {}).get(name, {}) or {})

@@ -71,6 +71,10 @@ class ToyBenchmark:
         """Tuned options for a method or attack on this benchmark (``tasks/benchmarks/toy.yaml``)."""
         return dict(self._defaults.get(kind, {}).get(name, {}) or {})
 
+    def n_layers(self) -> int:
+        """Decoder blocks of this size's models (the recipe says so before any model is trained)."""
+        return self.recipe.num_layers
+
     # -- models ---------------------------------------------------------------------------
     def load(self, role: Literal["target", "oracle"], device: str = "cpu", progress: Progress = SILENT):
         from ..toy import preset

@@ -49,6 +49,12 @@ class GradientMethodConfig:
             raise ValueError("lr, epochs, batch_size and grad_accum must be positive")
         if not 0 <= self.warmup < 1:
             raise ValueError("warmup must be in [0, 1)")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError("max_steps must be positive (or -1 for no limit)")
+        if self.weight_decay < 0:
+            raise ValueError("weight_decay must be >= 0")
+        if self.max_length < 2:
+            raise ValueError("max_length must be at least 2 tokens")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,13 @@ class RetainConfigMixin:
     retain_loss: Literal["nll", "kl", "none"] = field(default="nll", metadata={"help": "retain term R"})
     alpha: float = field(default=1.0, metadata={"help": "weight α of the retain term"})
     gamma: float = field(default=1.0, metadata={"help": "weight γ of the forget term"})
+
+    def __post_init__(self):
+        parent = getattr(super(), "__post_init__", None)  # the method config's own checks (MRO)
+        if parent is not None:
+            parent()
+        if self.alpha < 0 or self.gamma < 0:  # a negative weight turns the term's descent into ascent
+            raise ValueError("alpha and gamma must be >= 0")
 
 
 @dataclass

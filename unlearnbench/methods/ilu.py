@@ -36,7 +36,7 @@ from typing import Callable
 import torch
 
 from ..batching import encode_example, pad_id_of
-from ..data.types import Example, PlanContext, UnlearnData, call_hook
+from ..data.types import Example, PlanContext, UnlearnData, call_hook, train_examples
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import METHODS, TASKS, plugin_version, register_method
@@ -79,9 +79,9 @@ def irm_penalty(model, batch: Batch) -> torch.Tensor:
 
 
 def environment_examples(name: str) -> list[Example]:
-    """The training split of task ``name`` (its default config)."""
+    """The training split of task ``name`` (its default config; a test split is never read)."""
     cls = TASKS.get(name)
-    return list(cls(cls.Config()).load().train)
+    return train_examples(cls(cls.Config()))
 
 
 def _eager_attention(model) -> Callable[[], None]:
@@ -116,11 +116,13 @@ class ILU:
         self.base: GradientMethod | None = None
         self.env_tasks: dict[str, object] = {}  # environments configured by the run (local data files)
         self._bound_envs: dict[str, object] = {}  # the other environments, bound to the run (bind hook)
+        self._env_train: dict[str, list[Example]] = {}  # each environment's training examples, read once
 
     def bind(self, ctx: PlanContext) -> list[str]:
         """At plan time: build the base from the benchmark's tuned defaults and ILU's overrides, and
         use the ``--data`` task objects for the environments they name; returns the names used."""
         self._bind_base(ctx.defaults_for)
+        base_uses = call_hook(self.base, "bind", ctx)  # the base's own plan-time checks (rmu: its layer)
         self.env_tasks = {n: t for n, t in ctx.data_tasks.items() if n in self.config.envs}
         # every environment task hears of the run too (retain/syntax/filler are built from its benchmark)
         self._bound_envs = {}
@@ -131,14 +133,24 @@ class ILU:
                 task = cls(cls.Config())
             call_hook(task, "bind", ctx)
             self._bound_envs[n] = task
-        return sorted(self.env_tasks)
+        # read every environment's training split now: a missing or malformed file, a hub split that
+        # cannot be had or an empty environment is one line at plan time, not a failed unlearning cell
+        self._env_train = {n: self._read_env(n) for n in self.config.envs}
+        return sorted(set(self.env_tasks) | set(base_uses))
 
     def _env_examples(self, name: str) -> list[Example]:
-        if name in self._bound_envs:
-            return list(self._bound_envs[name].load().train)
-        if name in self.env_tasks:
-            return list(self.env_tasks[name].load().train)
-        return environment_examples(name)
+        if name not in self._env_train:
+            self._env_train[name] = self._read_env(name)
+        return self._env_train[name]
+
+    def _read_env(self, name: str) -> list[Example]:
+        """An environment's training examples: an environment is only trained on, so a dataset task
+        reads its train split alone (``--data gsm8k=train.jsonl`` needs no test file)."""
+        task = self._bound_envs.get(name) or self.env_tasks.get(name)
+        examples = train_examples(task) if task is not None else environment_examples(name)
+        if not examples:
+            raise UnlearnbenchError(f"ilu: environment {name!r} has no training examples")
+        return examples
 
     def _bind_base(self, defaults_for: Callable[[str], dict]) -> None:
         c = self.config

@@ -50,6 +50,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from ..data.types import PlanContext, call_hook
 from ..errors import UnlearnbenchError
 from ..progress import SILENT
 from ..registry import register_method
@@ -173,6 +174,14 @@ class RMU(GradientMethod):
     trainable: tuple[int, ...] = ()
     frozen: dict[str, torch.Tensor] | None = None  # starting values of the trainable weights
     control: torch.Tensor | None = None
+
+    def bind(self, ctx: PlanContext) -> list[str]:
+        """At plan time, where the benchmark knows its model's depth: refuse a ``layer`` or
+        ``trainable_layers`` the model does not have now, not after its base and oracle cells."""
+        n_layers = call_hook(ctx.benchmark, "n_layers")
+        if n_layers:
+            resolve_layers(self.config, n_layers)
+        return []
 
     def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
         layers = decoder_layers(model)

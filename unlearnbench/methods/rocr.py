@@ -62,7 +62,7 @@ import torch
 
 from .. import cache
 from ..batching import pad_id_of
-from ..data.types import UnlearnData
+from ..data.types import PlanContext, UnlearnData, call_hook
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import register_method
@@ -393,6 +393,16 @@ class ROCR:
 
     def __init__(self, config: ROCRConfig | None = None):
         self.config = config or ROCRConfig()
+
+    def bind(self, ctx: PlanContext) -> list[str]:
+        """At plan time, where the benchmark knows its model's depth: refuse ``layers`` the model
+        does not have now, not after its base and oracle cells."""
+        n_blocks = call_hook(ctx.benchmark, "n_layers")
+        if n_blocks and self.config.layers and self.config.layers[-1] >= n_blocks:
+            raise UnlearnbenchError(
+                f"rocr: layer {self.config.layers[-1]} does not exist (the model has {n_blocks} layers)"
+            )
+        return []
 
     def unlearn(self, model, data: UnlearnData, progress: Progress = SILENT) -> dict:
         cfg = self.config

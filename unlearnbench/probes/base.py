@@ -22,10 +22,22 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 
+def require_positive(config, *names: str) -> None:
+    """Refuse (ValueError, which the spec parser turns into a one-line error at plan time) a config
+    whose fields ``names`` are below 1: a batch of no items or no generated tokens cannot be scored,
+    and finding out only after the model is loaded costs minutes."""
+    bad = [n for n in names if getattr(config, n) < 1]
+    if bad:
+        raise ValueError(f"{' and '.join(bad)} must be positive")
+
+
 @dataclass(frozen=True)
 class ProbeConfig:
     max_new_tokens: int = field(default=12, metadata={"help": "greedy tokens generated per item"})
     batch_size: int = field(default=64, metadata={"help": "items per forward pass"})
+
+    def __post_init__(self):
+        require_positive(self, "max_new_tokens", "batch_size")
 
 
 class FormProbe:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..registry import register_probe
+from .base import require_positive
 from .verbmem import context_room, keep_last_tokens
 
 STOPS = ("\n\n", "Question")
@@ -24,6 +25,9 @@ STOPS = ("\n\n", "Question")
 class KnowMemConfig:
     max_new_tokens: int = field(default=32, metadata={"help": "greedy tokens per answer (MUSE: 32)"})
     batch_size: int = field(default=16, metadata={"help": "questions per generation batch"})
+
+    def __post_init__(self):
+        require_positive(self, "max_new_tokens", "batch_size")
 
 
 @register_probe()

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..registry import register_probe
+from .base import require_positive
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class PrivLeakConfig:
     def __post_init__(self):
         if not 0 < self.k <= 1:
             raise ValueError("k must be in (0, 1]")
+        require_positive(self, "max_length", "batch_size")
 
 
 @register_probe()

@@ -42,6 +42,7 @@ from typing import ClassVar, Literal, Mapping, Sequence
 
 from ..errors import UnlearnbenchError
 from ..registry import register_probe
+from .base import require_positive
 
 #: Splits whose truth ratio should be near 1 (data the retain model never saw).
 UNSEEN_SPLITS = ("forget", "holdout")
@@ -116,6 +117,9 @@ class TofuProbeConfig:
         default="geometric",
         metadata={"help": "mean over perturbed answers: geometric (TOFU code) or arithmetic (paper equation)"},
     )
+
+    def __post_init__(self):
+        require_positive(self, "max_new_tokens", "batch_size")
 
 
 @register_probe()

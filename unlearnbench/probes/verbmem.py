@@ -14,12 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..registry import register_probe
+from .base import require_positive
 
 
 @dataclass(frozen=True)
 class VerbMemConfig:
     max_new_tokens: int = field(default=128, metadata={"help": "greedy tokens generated per prefix (MUSE: 128)"})
     batch_size: int = field(default=8, metadata={"help": "prefixes per generation batch"})
+
+    def __post_init__(self):
+        require_positive(self, "max_new_tokens", "batch_size")
 
 
 def context_room(model, reserve: int) -> int | None:

@@ -50,6 +50,7 @@ from typing import ClassVar, Literal, Mapping, Sequence
 
 from ..errors import UnlearnbenchError
 from ..registry import register_probe
+from .base import require_positive
 
 #: lm-eval's task name per item task in builtin mode (MMLU: mmlu_<subject>)
 BUILTIN = {"bio": "wmdp_bio", "cyber": "wmdp_cyber", "chem": "wmdp_chem"}
@@ -64,6 +65,9 @@ class WmdpMcqConfig:
             "help": "lm-eval tasks used: local (tasks/lm_eval YAMLs on the items, offline), builtin (lm-eval's wmdp_*/mmlu_*), auto"
         },
     )
+
+    def __post_init__(self):
+        require_positive(self, "batch_size")
 
 
 def local_task_name(task: str) -> str:

@@ -10,6 +10,11 @@ Data come from the hub split the YAML names, or from a local file given as the c
 sha256 goes into the result key (``key_extra``), so results are keyed by the data, not by its path
 alone; so do the YAML fields that decide the examples.
 
+A task used only for training (an ILU environment, ``relearn:<task>``) reads its train split alone
+(``load_train``), so it needs no test file. Each split is read once per task object and kept: the
+runner reads the data when it plans a run (a missing hub split or a malformed file is a one-line
+error before any model is built), and the run uses what was read then.
+
 Scoring (see unlearnbench.inference.task_item_scores): ``number`` compares the number after '####' of a greedy
 generation with the target's; ``choice`` picks the label word with the highest log-likelihood.
 """
@@ -226,6 +231,7 @@ class DatasetTask:
 
     def __init__(self, config: DatasetTaskConfig | None = None):
         self.config = config or DatasetTaskConfig()
+        self._read: dict[str, list[Example]] = {}  # role -> examples, each split read once
         for role in ("train", "test"):  # fail at plan time, before any model is touched
             path = getattr(self.config, role)
             if path is None:
@@ -252,16 +258,28 @@ class DatasetTask:
 
     # -- data -----------------------------------------------------------------------------
     def load(self) -> TaskData:
-        c, s = self.config, self.spec
-        train = self._split("train", c.train, c.n_train)
-        test = self._split("test", c.test, c.n_test)
+        s = self.spec
+        train, test = self._split("train", with_test=True), self._split("test")
         return TaskData(self.name, train, test, s.scoring, s.choices, max_new_tokens=s.max_new_tokens)
 
-    def _split(self, role: str, path: str | None, n: int) -> list[Example]:
+    def load_train(self) -> list[Example]:
+        """The training examples alone, for a task that is only trained on (an ILU environment,
+        ``relearn:<task>``): its test split is never read, so it needs no test file."""
+        return self._split("train", with_test=False)
+
+    def _split(self, role: str, with_test: bool = False) -> list[Example]:
+        """The drawn examples of ``role`` (read on first use, then kept); ``with_test``: the test
+        split is needed too (the error for a missing train split then names both flags)."""
+        if role not in self._read:
+            path, n = getattr(self.config, role), getattr(self.config, f"n_{role}")
+            self._read[role] = self._draw(role, path, n, with_test)
+        return self._read[role]
+
+    def _draw(self, role: str, path: str | None, n: int, with_test: bool) -> list[Example]:
         if path is not None:
             records, where = self._read_local(Path(path).expanduser()), f"'{path}'"
         else:
-            records, where = self._read_hub(role)
+            records, where = self._read_hub(role, with_test)
         examples = self._examples(records, where)
         if n == -1 or n >= len(examples):
             return examples
@@ -288,7 +306,7 @@ class DatasetTask:
             f"'{path}' has no header row naming {self.name}'s columns ({s.expected_columns()}); add one{without}"
         )
 
-    def _read_hub(self, role: str) -> tuple[list[dict], str]:
+    def _read_hub(self, role: str, with_test: bool = True) -> tuple[list[dict], str]:
         s = self.spec
         split = s.splits[role]
         label = f"dataset '{s.hub_id}'" + (
@@ -300,7 +318,8 @@ class DatasetTask:
             if isinstance(e, HubUnavailable):
                 flag = f"--data {self.name}:test=path/to/test.jsonl"
                 if role == "train":
-                    flag = f"--data {self.name}=path/to/train.jsonl" + ("" if self.config.test else f" (and {flag})")
+                    also = with_test and not self.config.test
+                    flag = f"--data {self.name}=path/to/train.jsonl" + (f" (and {flag})" if also else "")
                 raise UnlearnbenchError(
                     f"{self.name}: no local {role} file given and {label} is not in the local cache "
                     f"(the hub is unreachable); pass one with {flag}"
