@@ -296,9 +296,52 @@ def test_two_stores_on_one_file_see_each_other(db):
         assert b.is_finished("cell-a")
         b.commit_cell(run_b, "cell-b", {"k": "b"}, "base", {}, rows(3))
         assert a.is_finished("cell-b")
-        with pytest.raises(UnlearnbenchError, match="already finished"):
-            b.commit_cell(run_b, "cell-a", {"k": "a"}, "base", {}, rows(2))
+        # b lost the race for cell-a (a finished it since b checked): a's commit stands.
+        assert b.commit_cell(run_b, "cell-a", {"k": "a"}, "base", {}, rows(9)) is False
         assert len(a.scores_frame()) == 5
+
+
+def test_first_commit_wins_between_runs_and_a_second_in_one_run_is_an_error(db):
+    """Two processes sharing a store compute the cells their runs share (base, oracle) at once;
+    the later commit writes nothing and says so. Within one run, or under another key, a second
+    commit is a caller's bug and raises; a failure never replaces a finished cell."""
+    with ResultStore(db) as a, ResultStore(db) as b:
+        run_a, run_b = a.start_run(["a"], {}), b.start_run(["b"], {})
+        assert a.commit_cell(run_a, "c", {"k": 1}, "base", {}, rows(2, value=0.1)) is True
+        assert b.commit_cell(run_b, "c", {"k": 1}, "base", {}, rows(5, value=0.9)) is False
+        assert b.record_failure(run_b, "c", {"k": 1}, "base", {}, "out of memory") is False
+        with pytest.raises(UnlearnbenchError, match="already finished under another key"):
+            b.commit_cell(run_b, "c", {"k": 2}, "base", {}, rows(2))
+        with pytest.raises(UnlearnbenchError, match="already finished by this run"):
+            a.commit_cell(run_a, "c", {"k": 1}, "base", {}, rows(2))
+        cell = b.get_cell("c")
+        assert cell["status"] == "finished" and cell["run_id"] == run_a
+        assert b.scores_frame(["c"])["value"].tolist() == pytest.approx([0.1, 1.1])
+
+
+def test_a_store_locked_past_the_busy_timeout_is_one_error_and_loses_nothing(db):
+    with ResultStore(db) as s:
+        run = s.start_run(["x"], {})
+        s.commit_cell(run, "kept", {"k": 0}, "base", {}, rows(2))
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process in the middle of a write, for too long
+    try:
+        with ResultStore(db, busy_timeout=0.2) as s:
+            assert s.is_finished("kept")  # readers do not wait (WAL)
+            t0 = time.monotonic()
+            with pytest.raises(UnlearnbenchError, match=r"stayed locked by another process for 0.2 s") as err:
+                s.commit_cell(run, "new", {"k": 1}, "base", {}, rows(3))
+            assert time.monotonic() - t0 >= 0.15 and "\n" not in str(err.value)
+            assert "committing cell new" in str(err.value)
+            with pytest.raises(UnlearnbenchError, match="locked"):
+                s.start_run(["y"], {})
+            with pytest.raises(UnlearnbenchError, match="locked"):
+                s.finish_run(run)
+            holder.execute("ROLLBACK")
+            assert s.commit_cell(run, "new", {"k": 1}, "base", {}, rows(3)) is True
+    finally:
+        holder.close()
+    assert count(db, "scores", "kept") == 2 and count(db, "scores", "new") == 3
 
 
 def test_creates_parent_dir_and_reopens(db):

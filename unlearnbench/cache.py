@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -51,6 +52,11 @@ class AtomicDir:
     Leaving the block without publishing (an exception, or no call) removes the temporary folder.
     ``replace=True`` swaps out a folder already at the destination; ``replace=False`` keeps it and
     drops the new copy (for content-addressed names: the same content is already there).
+
+    Killed at any instant, the real name holds the old folder, the new one or nothing, never a
+    mix (the old folder is renamed aside before it is deleted), and only names starting with the
+    prefix are left over. When another process publishes the same name at the same moment, the
+    first to arrive keeps it and the other drops its copy: a name is a key of the content.
     """
 
     def __init__(self, parent: str | os.PathLike, prefix: str = ".tmp-"):
@@ -67,13 +73,29 @@ class AtomicDir:
     def publish(self, name: str, *, replace: bool = True) -> Path:
         assert self.path is not None, "publish() inside the with block"
         final = self.parent / name
+        old = None
         if final.exists():
             if not replace:
-                shutil.rmtree(self.path, ignore_errors=True)
-                self.final = final
-                return final
-            shutil.rmtree(final)
-        os.replace(self.path, final)
+                return self._drop(final)
+            old = self.parent / f"{self.prefix}old-{uuid.uuid4().hex}"
+            try:
+                os.replace(final, old)  # one rename: readers see the old folder or no folder
+            except FileNotFoundError:  # another process moved it first
+                old = None
+        try:
+            os.replace(self.path, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            self._drop(final)  # another process published this name since we looked: keep its folder
+        self.final = final
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def _drop(self, final: Path) -> Path:
+        """Keep the folder already at ``final`` and remove our copy."""
+        shutil.rmtree(self.path, ignore_errors=True)
         self.final = final
         return final
 

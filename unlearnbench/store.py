@@ -19,9 +19,20 @@ Atomicity contract
 :meth:`ResultStore.commit_cell` writes the cell row (status 'finished') and all of its score rows
 in ONE ``BEGIN IMMEDIATE`` ... ``COMMIT`` transaction. A process killed at any point either
 committed the whole cell or left no trace of it; cells committed before stay intact. A finished
-cell is never overwritten: committing it again is an error, so callers check
-:meth:`ResultStore.is_finished` first. A failed cell (:meth:`ResultStore.record_failure`) has a row
-with status 'failed' and no scores; a later successful commit replaces it.
+cell is never overwritten. Callers check :meth:`ResultStore.is_finished` first; a run that commits
+a cell it already finished itself is told so (an error: two of its cells share a key). Between
+processes the first commit wins: when another run finished the same cell (same id and key) since
+the caller checked, as two processes sharing a store do with the cells their runs have in common,
+the later :meth:`~ResultStore.commit_cell` or :meth:`~ResultStore.record_failure` writes nothing
+and returns False. A failed cell (:meth:`ResultStore.record_failure`) has a row with status
+'failed' and no scores; a later successful commit replaces it.
+
+Sharing a store
+---------------
+Each write is one transaction that takes the write lock up front (``BEGIN IMMEDIATE``); a writer
+that finds it taken waits (SQLite's busy handler, ``busy_timeout`` seconds, 30 by default) and
+readers never wait (WAL). A store still locked after that wait is one :class:`UnlearnbenchError`
+naming what was not written; nothing stored before is touched.
 
 Schema (``SCHEMA_VERSION = 1``)
 -------------------------------
@@ -60,6 +71,7 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -175,6 +187,12 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _is_busy(exc: sqlite3.Error) -> bool:
+    """True for SQLite's 'database is locked' / 'database table is locked' (SQLITE_BUSY/LOCKED)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
+
+
 def _label_values(label: Mapping) -> tuple:
     """Label dict -> values of the label columns; configs as canonical JSON, the rest as text."""
     unknown = sorted(set(label) - set(LABEL_COLUMNS))
@@ -218,24 +236,25 @@ class ResultStore:
     """Read and write the results store at ``path`` (created if missing).
 
     One connection per object; several objects, in one process or many, may share a file (WAL
-    lets readers run while a writer commits; writers queue on a 30 s busy timeout).
+    lets readers run while a writer commits; writers queue for up to ``busy_timeout`` seconds).
     """
 
     SCHEMA_VERSION = 1
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, busy_timeout: float = 30.0):
         self.path = Path(path)
+        self.busy_timeout = float(busy_timeout)
         self._conn: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: no implicit transactions; we issue BEGIN IMMEDIATE ourselves
             # so the write lock is taken up front and a commit is all-or-nothing.
-            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=30.0)
+            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=self.busy_timeout)
         except (OSError, sqlite3.Error) as exc:
             raise self._not_a_store(exc) from None
         self._conn = conn
         try:
-            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")  # first read of the file: fails on junk
             conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
             conn.execute("PRAGMA foreign_keys = ON")
@@ -245,6 +264,8 @@ class ResultStore:
             raise
         except sqlite3.Error as exc:
             self.close()
+            if _is_busy(exc):  # another process is creating or converting the file: not junk
+                raise self._locked("opening it") from None
             raise self._not_a_store(exc) from None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -271,6 +292,35 @@ class ResultStore:
             raise UnlearnbenchError(f"results store '{self.path}' is closed")
         return self._conn
 
+    def _locked(self, what: str) -> UnlearnbenchError:
+        return UnlearnbenchError(
+            f"results store '{self.path}' stayed locked by another process for {self.busy_timeout:g} s; "
+            f"gave up {what} (results stored before are kept; re-run to resume)"
+        )
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction: ``BEGIN IMMEDIATE`` (the write lock, waited for up to the busy
+        timeout) ... ``COMMIT``, rolled back on any error. A lock or an I/O failure of SQLite is one
+        UnlearnbenchError saying ``what`` was not written, not a traceback."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise (self._locked(what) if _is_busy(exc) else self._write_failed(what, exc)) from None
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            raise (self._locked(what) if _is_busy(exc) else self._write_failed(what, exc)) from None
+        except BaseException:
+            self._rollback()
+            raise
+
+    def _write_failed(self, what: str, exc: BaseException) -> UnlearnbenchError:
+        return UnlearnbenchError(f"results store '{self.path}': {what} failed, nothing of it written: {_one_line(exc)}")
+
     def _not_a_store(self, why: BaseException | str) -> UnlearnbenchError:
         text = why if isinstance(why, str) else _one_line(why)
         return UnlearnbenchError(f"results store '{self.path}' is not an unlearnbench store: {text}")
@@ -283,19 +333,14 @@ class ResultStore:
         """
         if self._schema_version() is not None:
             return
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._writing("creating its tables") as conn:
             if self._schema_version() is None:  # nobody created it while we waited for the lock
                 for statement in _SCHEMA:
-                    self.conn.execute(statement)
-                self.conn.execute(
+                    conn.execute(statement)
+                conn.execute(
                     "INSERT INTO meta(key, value) VALUES ('schema_version', ?)",
                     (str(self.SCHEMA_VERSION),),
                 )
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
 
     def _schema_version(self) -> int | None:
         """Schema version of the file, None for an empty file; refuses foreign or newer files."""
@@ -330,17 +375,19 @@ class ResultStore:
     def start_run(self, argv: Sequence[str], meta: Mapping) -> str:
         """Record the start of a CLI invocation; returns its run_id (12 hex chars)."""
         run_id = uuid.uuid4().hex[:12]
-        self.conn.execute(
-            "INSERT INTO runs(run_id, started_at, status, argv, meta) VALUES (?, ?, 'running', ?, ?)",
-            (run_id, _utcnow(), json.dumps(list(argv)), json.dumps(dict(meta), sort_keys=True, default=str)),
-        )
+        with self._writing("recording the run's start") as conn:
+            conn.execute(
+                "INSERT INTO runs(run_id, started_at, status, argv, meta) VALUES (?, ?, 'running', ?, ?)",
+                (run_id, _utcnow(), json.dumps(list(argv)), json.dumps(dict(meta), sort_keys=True, default=str)),
+            )
         return run_id
 
     def finish_run(self, run_id: str, status: str = "finished") -> None:
         """Mark a run as ended ('finished', 'failed', 'interrupted', ...) with its end time."""
-        cursor = self.conn.execute(
-            "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", (status, _utcnow(), run_id)
-        )
+        with self._writing("recording the run's end") as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", (status, _utcnow(), run_id)
+            )
         if cursor.rowcount == 0:
             raise UnlearnbenchError(f"results store '{self.path}' has no run '{run_id}'")
 
@@ -385,24 +432,26 @@ class ResultStore:
         label: Mapping,
         scores: Iterable[ScoreRow],
         meta: Mapping | None = None,
-    ) -> None:
-        """Write a finished cell and all its score rows in ONE transaction.
+    ) -> bool:
+        """Write a finished cell and all its score rows in ONE transaction; True when written.
 
         A previous failed row for the cell is replaced. If anything goes wrong midway (a
         duplicate score row, an exception from the ``scores`` iterator, the process dying) the
         transaction is rolled back and the store is as it was before the call. ``scores`` may be
         a lazy iterator; it is consumed inside the transaction, so keep it cheap.
 
-        Raises UnlearnbenchError if the cell is already finished: results are never silently
-        duplicated or overwritten, so callers check :meth:`is_finished` first.
+        Results are never duplicated or overwritten. False (nothing written, ``scores`` not read)
+        when another run finished this cell, under the same key, since the caller last checked
+        :meth:`is_finished`: two processes sharing a store both computed it, the first commit
+        stands. Raises UnlearnbenchError if this same run finished it already, or if the finished
+        cell has another key: those are bugs of the caller, not a race.
         """
         labels = _label_values(label)
         key_json = canonical_json(dict(key))
         meta_json = None if meta is None else json.dumps(dict(meta), sort_keys=True, default=str)
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._replace_unfinished(run_id, cell_id, action="commit")
+        with self._writing(f"committing cell {cell_id}") as conn:
+            if not self._claim(run_id, cell_id, key_json, action="commit"):
+                return False
             now = _utcnow()
             conn.execute(
                 f"INSERT INTO cells({', '.join(_CELL_COLUMNS)}) VALUES ({', '.join('?' * len(_CELL_COLUMNS))})",
@@ -419,49 +468,50 @@ class ResultStore:
                     f"cell {cell_id}: duplicate score row (same checkpoint, split, form, item_id "
                     f"and metric); nothing was written: {_one_line(exc)}"
                 ) from None
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
+        return True
 
     @staticmethod
     def _score_params(cid: str, scores: Iterable[ScoreRow]) -> Iterator[tuple]:
         for row in scores:
             yield _score_tuple(cid, row)
 
-    def record_failure(self, run_id: str, cell_id: str, key: Mapping, kind: str, label: Mapping, reason: str) -> None:
-        """Record that a cell failed (status 'failed', ``reason``, no scores).
+    def record_failure(self, run_id: str, cell_id: str, key: Mapping, kind: str, label: Mapping, reason: str) -> bool:
+        """Record that a cell failed (status 'failed', ``reason``, no scores); True when written.
 
         A failed cell is not finished, so a re-run retries it; an older failed row is replaced.
-        Refuses to touch a finished cell (its results stay authoritative).
+        A finished cell is never touched (its results stay authoritative): False when another run
+        finished it meanwhile (see :meth:`commit_cell`), an error when this run did.
         """
         labels = _label_values(label)
         key_json = canonical_json(dict(key))
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            self._replace_unfinished(run_id, cell_id, action="record a failure for")
+        with self._writing(f"recording the failure of cell {cell_id}") as conn:
+            if not self._claim(run_id, cell_id, key_json, action="record a failure for"):
+                return False
             conn.execute(
                 f"INSERT INTO cells({', '.join(_CELL_COLUMNS)}) VALUES ({', '.join('?' * len(_CELL_COLUMNS))})",
                 (cell_id, run_id, kind, "failed", key_json, *labels, None, str(reason), _utcnow(), None),
             )
-            conn.execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
+        return True
 
-    def _replace_unfinished(self, run_id: str, cid: str, action: str) -> None:
-        """Inside a write transaction: check the run exists and clear any unfinished cell row.
+    def _claim(self, run_id: str, cid: str, key_json: str, action: str) -> bool:
+        """Inside a write transaction: may this run write cell ``cid``? Clears a failed row if so.
 
-        Runs under the write lock, so two processes racing on one cell cannot both finish it.
+        False when another run finished the cell under the same key (a concurrent process got
+        there first; its commit stands). Raises when the run does not exist, when this run
+        finished the cell itself, or when the finished cell has another key. Runs under the write
+        lock, so of two processes racing on one cell exactly one finishes it.
         """
         if self.conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone() is None:
             raise UnlearnbenchError(f"results store '{self.path}' has no run '{run_id}'")
-        row = self.conn.execute("SELECT status FROM cells WHERE cell_id = ?", (cid,)).fetchone()
+        row = self.conn.execute("SELECT status, run_id, key_json FROM cells WHERE cell_id = ?", (cid,)).fetchone()
         if row is not None and row[0] == "finished":
-            raise UnlearnbenchError(f"cannot {action} cell {cid}: it is already finished in '{self.path}'")
+            if row[1] != run_id and row[2] == key_json:
+                return False
+            why = "by this run" if row[1] == run_id else "under another key"
+            raise UnlearnbenchError(f"cannot {action} cell {cid}: it is already finished {why} in '{self.path}'")
         self.conn.execute("DELETE FROM scores WHERE cell_id = ?", (cid,))
         self.conn.execute("DELETE FROM cells WHERE cell_id = ?", (cid,))
+        return True
 
     # -- frames and export -------------------------------------------------------------------
 
