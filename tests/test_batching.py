@@ -113,3 +113,65 @@ def test_pad_id_of_falls_back_to_eos():
         eos_token_id = 5
 
     assert pad_id_of(NoPad()) == 5
+
+
+def test_fit_to_length_keeps_prompt_end_and_target_start():
+    from unlearnbench.batching import fit_to_length
+
+    ids = [1, 10, 11, 12, 13, 14, 20, 21, 22]  # BOS, 5 prompt tokens, 3 target tokens
+    assert fit_to_length(ids, 6, 9, 1) == (ids, 6)  # fits: unchanged
+    assert fit_to_length(ids, 6, 8, 1) == ([1, 10, 11, 12, 13, 14, 20, 21], 6)  # the target's tail goes
+    # the prompt alone is too long: BOS + its last tokens + the target's start (at most half the room)
+    assert fit_to_length(ids, 6, 5, 1) == ([1, 13, 14, 20, 21], 3)
+    assert fit_to_length(ids, 6, 4, 1) == ([1, 13, 14, 20], 3)  # half of 3 rounds down
+    assert fit_to_length(ids, 6, 5, None) == ([12, 13, 14, 20, 21], 3)  # no BOS to keep
+    assert fit_to_length([1, 10, 11, 12, 20], 4, 3, 1) == ([1, 12, 20], 2)  # a one-token target stays
+
+
+def test_encode_example_flags_cuts_without_transformers_warning():
+    import copy
+    import logging
+
+    tok = copy.deepcopy(tiny_tokenizer())
+    tok.deprecation_warnings.clear()  # transformers warns once per tokenizer
+    long_prompt = " ".join(f"Pelton Valemere was born in Quessa ({i})." for i in range(60))
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep()
+    logger = logging.getLogger("transformers.tokenization_utils_base")
+    logger.addHandler(handler)
+    try:
+        e = encode_example(tok, long_prompt + "\nAnswer:", " Quessa", max_length=64)
+        assert not records  # the harness cuts, so transformers is not asked to warn
+        tok(long_prompt)  # ... which it would do otherwise (the check above can fail)
+        assert any("Token indices sequence length" in m for m in records)
+    finally:
+        logger.removeHandler(handler)
+    assert e.truncated and len(e.ids) == 64 and e.ids[0] == tok.bos_token_id
+    assert tok.decode(e.ids[e.n_prompt :]) == " Quessa"
+    assert tok.decode(e.ids[1 : e.n_prompt]).endswith("\nAnswer:")
+    assert not encode_example(tok, "Q:", " A", max_length=64).truncated
+
+
+def test_encode_all_says_once_how_many_were_cut(caplog):
+    import logging
+
+    from unlearnbench.batching import encode_all
+
+    tok = tiny_tokenizer()
+    pairs = [("Q:", " A"), ("Question: " + "where was he born? " * 20, " Quessa"), ("Q2:", " B")]
+    with caplog.at_level(logging.WARNING, logger="unlearnbench.batching"):
+        enc = encode_all(tok, pairs, what="probe x", max_length=32)
+    assert [e.truncated for e in enc] == [False, True, False]
+    assert [e.ids for e in enc] == [encode_example(tok, p, t, max_length=32).ids for p, t in pairs]
+    assert [r.getMessage() for r in caplog.records] == [
+        "probe x: 1 of 3 examples longer than 32 tokens were cut (prompts from the left, targets keep their start)"
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="unlearnbench.batching"):
+        encode_all(tok, pairs[:1], what="probe x", max_length=32)
+    assert not caplog.records

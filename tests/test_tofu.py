@@ -73,7 +73,7 @@ def bench(data, **options):
             model="unused-model",
             oracle="unused-oracle",
             data=str(data),
-            forget="forget01",
+            forget=options.pop("forget", "forget01"),
             template=options.pop("template", "qa"),
             **options,
         )
@@ -215,13 +215,71 @@ def test_missing_data_errors(tmp_path):
         bench(d).tofu_items("forget")
     (d / "retain99.json").unlink()
     with pytest.raises(UnlearnbenchError, match=r"retain99.json not found"):
-        bench(d).unlearn_data(None)
+        bench(d)  # refused when built, before any model is loaded
     with pytest.raises(UnlearnbenchError, match="unknown template"):
         bench(d, template="nope")
     with pytest.raises(UnlearnbenchError, match="not a folder"):
         bench(d / "forget01.json")
     with pytest.raises(UnlearnbenchError, match="needs the tofu benchmark"):
         tp.TofuProbe().items(object(), "forget")
+
+
+def test_missing_files_are_listed_in_one_line_up_front(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UnlearnbenchError) as e:
+        bench(empty)
+    msg = str(e.value)
+    assert "\n" not in msg
+    # every file the run reads, first
+    needs, missing = msg.split("; missing: ")
+    assert needs.startswith(
+        f"tofu: forget=forget01 needs forget01_perturbed.json (or forget01.json) and retain99.json in {empty}"
+    )
+    for name in (
+        "retain_perturbed.json",
+        "holdout01.json",
+        "real_authors_perturbed.json",
+        "world_facts_perturbed.json",
+    ):
+        assert name in needs
+    # then all that are missing, not only the first
+    assert missing.startswith("forget01_perturbed.json or forget01.json not found, retain99.json not found")
+    assert "TOFU's forget01_perturbed, retain99" in missing and "locuslab/TOFU" in missing
+    # one present: only the other is missing; forget05 needs retain95
+    d = write_tofu(tmp_path / "d", optional=False)
+    (d / "retain99.json").rename(d / "retain95.json")
+    with pytest.raises(
+        UnlearnbenchError, match=r"missing: retain99\.json not found \(optional, absent: retain_perturbed"
+    ):
+        bench(d)
+    with pytest.raises(
+        UnlearnbenchError, match=r"forget=forget05 needs forget05_perturbed.json .*missing: forget05_perturbed"
+    ):
+        bench(d, forget="forget05")
+
+
+def test_hub_snapshot_parquet_shards(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    d = tmp_path / "snapshot"
+    for config, records in (
+        ("forget01_perturbed", [qa(i, "Ada Quill") for i in range(3)]),
+        ("retain99", [qa(i, "Bo Lintel", False) for i in range(4)]),
+    ):
+        (d / config).mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(records[:2]), d / config / "train-00000-of-00002.parquet")
+        pq.write_table(pa.Table.from_pylist(records[2:]), d / config / "train-00001-of-00002.parquet")
+    b = bench(d, n_retain_eval=4)
+    forget = b.tofu_items("forget")
+    assert [it.question for it in forget] == [f"Where was Ada Quill born? ({i})" for i in range(3)]
+    assert forget[2].perturbed_answers == (
+        "City 3 is the birthplace of Ada Quill.",
+        "Town 2 is the birthplace of Ada Quill.",
+    )
+    assert len(b.unlearn_data(None).retain) == 4
+    assert set(b.key_extra()["data_sha256"]) == {"forget01", "retain99"}
 
 
 @pytest.mark.skipif(not SAMPLES.is_dir(), reason=f"samples folder absent: {SAMPLES}")

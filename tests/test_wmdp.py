@@ -3,6 +3,7 @@ results against unlearnbench's own choice scoring on the same prompts."""
 
 import csv
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -292,3 +293,210 @@ def test_missing_lm_eval_is_one_line_error(monkeypatch):
     item = McqItem("bio/0", "forget", "bio", "Q?", tuple("abcd"), 0)
     with pytest.raises(UnlearnbenchError, match=r"pip install 'unlearnbench\[lmeval\]'"):
         evaluate_items(None, None, [item])
+
+
+# -- the layouts the publishers ship -------------------------------------------------------------
+MMLU_ROWS = {
+    "anatomy": [
+        ["Which bone is longest?", "femur", "tibia", "ulna", "rib", "A"],
+        ['Which organ, "the pump", moves blood?', "lung", "heart", "liver", "skin", "B"],
+    ],
+    "virology": [["Which of these is a virus?", "E. coli", "yeast", "influenza", "algae", "C"]],
+}
+
+
+def write_authors_mmlu(folder: Path, header: bool = False) -> None:
+    """MMLU as its authors release it: one header-less CSV per subject, <subject>_test.csv."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for subject, rows in MMLU_ROWS.items():
+        with (folder / f"{subject}_test.csv").open("w", newline="") as f:
+            w = csv.writer(f)
+            if header:
+                w.writerow(["question", "A", "B", "C", "D", "answer"])
+            w.writerows(rows)
+
+
+def write_parquet(file: Path, records: list[dict]) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    file.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(records), file)
+
+
+def hub_mcq(question: str, answer: int, **extra) -> dict:
+    return {"question": question, **extra, "choices": ["w", "x", "y", "z"], "answer": answer}
+
+
+@pytest.mark.parametrize("folder", ["test", "mmlu/test", "data/test", "mmlu/data/test", "mmlu", "."])
+def test_mmlu_as_its_authors_release_it(tmp_path, folder):
+    d = write_wmdp(tmp_path / "d", n_mmlu=0)
+    (d / "mmlu.csv").unlink()
+    write_authors_mmlu(d / folder)
+    retain = bench(data=str(d)).mcq_items("retain")
+    assert [(it.item_id, it.subject, it.answer) for it in retain] == [
+        ("mmlu/anatomy/0", "anatomy", "femur"),
+        ("mmlu/anatomy/1", "anatomy", "heart"),
+        ("mmlu/virology/0", "virology", "influenza"),
+    ]
+    assert retain[1].question == 'Which organ, "the pump", moves blood?' and retain[1].doc_id == -1
+    one = bench(data=str(d), mmlu_subjects=("virology",))
+    assert [it.item_id for it in one.mcq_items("retain")] == ["mmlu/virology/0"]
+    prefix = "" if folder == "." else folder + "/"
+    assert f"{prefix}virology_test.csv" in one.key_extra()["data_sha256"]
+    assert f"{prefix}anatomy_test.csv" not in one.key_extra()["data_sha256"]
+
+
+def test_mmlu_authors_csv_header_row_and_wrong_width(tmp_path):
+    d = write_wmdp(tmp_path / "d")
+    (d / "mmlu.csv").unlink()
+    write_authors_mmlu(d / "test", header=True)  # a header equal to the column names is dropped
+    assert len(bench(data=str(d)).mcq_items("retain")) == 3
+    (d / "test" / "anatomy_test.csv").write_text("q,a,b,c,d,A,extra\n")
+    with pytest.raises(UnlearnbenchError, match=r"7 columns.*no header and 6 columns") as e:
+        bench(data=str(d)).mcq_items("retain")
+    assert "\n" not in str(e.value)
+    # a header-less csv not named <subject>_test.csv: the error says how to name it
+    (d / "mmlu").mkdir()
+    with (d / "mmlu" / "anatomy.csv").open("w", newline="") as f:
+        csv.writer(f).writerows(MMLU_ROWS["anatomy"])
+    with pytest.raises(UnlearnbenchError, match=r"no header row.*<subject>_test\.csv"):
+        bench(data=str(d), mmlu_subjects=("anatomy",)).mcq_items("retain")
+
+
+def test_mmlu_and_wmdp_hub_parquet_layouts(tmp_path):
+    d = tmp_path / "snapshot"
+    # cais/wmdp: wmdp-bio/test-*.parquet (two shards, read in order), wmdp-cyber likewise
+    write_parquet(d / "wmdp-bio" / "test-00000-of-00002.parquet", [hub_mcq("bio q0", 0), hub_mcq("bio q1", 1)])
+    write_parquet(d / "wmdp-bio" / "test-00001-of-00002.parquet", [hub_mcq("bio q2", 2)])
+    write_parquet(d / "wmdp-cyber" / "test-00000-of-00001.parquet", [hub_mcq("cyber q0", 3)])
+    # cais/mmlu: all/test-*.parquet (every subject, a subject column) and per-subject folders
+    rows = [hub_mcq(f"{s} q{i}", i, subject=s) for s in ("anatomy", "virology") for i in range(2)]
+    write_parquet(d / "mmlu" / "all" / "test-00000-of-00001.parquet", rows)
+    write_parquet(d / "mmlu" / "all" / "dev-00000-of-00001.parquet", [hub_mcq("dev", 0, subject="anatomy")])
+    write_parquet(d / "mmlu" / "virology" / "test-00000-of-00001.parquet", rows[2:])
+    b = bench(data=str(d))
+    forget = b.mcq_items("forget")
+    assert [(it.item_id, it.question, it.label) for it in forget] == [
+        ("bio/0", "bio q0", 0),
+        ("bio/1", "bio q1", 1),
+        ("bio/2", "bio q2", 2),
+        ("cyber/0", "cyber q0", 3),
+    ]
+    assert forget[2].answer == "y" and forget[0].doc_id == -1
+    retain = b.mcq_items("retain")
+    assert [it.item_id for it in retain] == ["mmlu/anatomy/0", "mmlu/anatomy/1", "mmlu/virology/0", "mmlu/virology/1"]
+    assert retain[3].question == "virology q1" and retain[3].label == 1
+    assert set(b.key_extra()["data_sha256"]) == {
+        "wmdp-bio/test-00000-of-00002.parquet",
+        "wmdp-bio/test-00001-of-00002.parquet",
+        "wmdp-cyber/test-00000-of-00001.parquet",
+        "mmlu/all/test-00000-of-00001.parquet",
+    }
+    # a named subject with its own folder is read from it; without all/, the subject folders are MMLU
+    one = bench(data=str(d), mmlu_subjects=("virology",))
+    assert [it.question for it in one.mcq_items("retain")] == ["virology q0", "virology q1"]
+    assert "mmlu/virology/test-00000-of-00001.parquet" in one.key_extra()["data_sha256"]
+    for f in (d / "mmlu" / "all").iterdir():
+        f.unlink()
+    assert [it.item_id for it in bench(data=str(d)).mcq_items("retain")] == ["mmlu/virology/0", "mmlu/virology/1"]
+
+
+def test_missing_question_files_name_every_accepted_name(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UnlearnbenchError) as e:
+        bench(data=str(empty), subsets=("bio", "cyber", "chem")).mcq_items("forget")
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("wmdp: no question file for bio+cyber+chem in ")
+    for subset in ("bio", "cyber", "chem"):
+        for stem in (f"wmdp-{subset}", f"wmdp_{subset}", subset):
+            assert f"{stem}.jsonl" in msg and f"{stem}/" in msg
+    assert ".json, .csv, .tsv, .parquet" in msg and "test-*.parquet" in msg and "cais/wmdp" in msg
+    # only the missing subsets are named
+    (empty / "wmdp_cyber.json").write_text(json.dumps([hub_mcq("q", 0)]))
+    with pytest.raises(UnlearnbenchError, match=r"for bio in .*bio: wmdp-bio\.jsonl") as e:
+        bench(data=str(empty), subsets=("bio", "cyber")).mcq_items("forget")
+    assert "cyber:" not in str(e.value)
+    with pytest.raises(UnlearnbenchError) as e:
+        bench(data=str(empty)).mcq_items("retain")
+    msg = str(e.value)
+    for name in ("mmlu.jsonl", "all/test-*.parquet", "<subject>_test.csv", "test/", "mmlu/<subject>/test-*.parquet"):
+        assert name in msg, name
+    with pytest.raises(UnlearnbenchError, match=r"no MMLU questions for anatomy\+virology in "):
+        bench(data=str(empty), mmlu_subjects=("anatomy", "virology")).mcq_items("retain")
+
+
+def test_mmlu_samples_if_present(tmp_path):
+    folder = SAMPLES / "mmlu"
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    if not files:
+        pytest.skip("no mmlu samples in shared/data/samples")
+    d = write_wmdp(tmp_path / "d")
+    (d / "mmlu").mkdir()
+    (d / "mmlu" / "anatomy.csv").symlink_to(files[0])
+    items = bench(data=str(d), mmlu_subjects=("anatomy",)).mcq_items("retain")
+    assert items and all(len(it.choices) == 4 and 0 <= it.label < 4 for it in items)
+
+
+# -- prompts longer than the model's context -----------------------------------------------------
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_long_prompts_are_cut_from_the_left_and_counted(caplog):
+    pytest.importorskip("lm_eval")
+    import copy
+
+    import torch
+    from helpers_tiny import tiny_model, tiny_tokenizer
+
+    from unlearnbench.batching import fit_to_length
+    from unlearnbench.benchmarks.wmdp import McqItem
+    from unlearnbench.probes.wmdp_mcq import evaluate_items
+
+    tok = copy.deepcopy(tiny_tokenizer())
+    tok.deprecation_warnings.clear()  # transformers warns once per tokenizer: make this one fresh
+    model = tiny_model(tok)
+    assert model.config.max_position_embeddings == 256
+    long_q = " ".join(f"Pelton Valemere was born in Quessa, step {i}." for i in range(40))
+    short = [McqItem(f"bio/{i}", "forget", "bio", f"Which agent {i} spreads?", tuple("abcd"), i) for i in range(2)]
+    items = [short[0], McqItem("bio/9", "forget", "bio", long_q, ("p", "q", "r", "s"), 3), short[1]]
+    tokenizer_log = logging.getLogger("transformers.tokenization_utils_base")
+    seen = _Records()
+    tokenizer_log.addHandler(seen)
+    try:
+        with caplog.at_level(logging.WARNING, logger="unlearnbench.probes.wmdp_mcq"):
+            rows = evaluate_items(model, tok, items, source="local", batch_size=4)
+    finally:
+        tokenizer_log.removeHandler(seen)
+    assert not any("Token indices sequence length" in m for m in seen.messages)  # transformers' warning is off
+    notes = [r.getMessage() for r in caplog.records if r.name == "unlearnbench.probes.wmdp_mcq"]
+    assert notes == ["wmdp_mcq: 1 of 3 prompts longer than 256 tokens were cut from the left"]
+    assert [rows[it.item_id]["truncated"] for it in items] == [False, True, False]
+    # inputs that fit: the same numbers as without the long item in the call
+    alone = evaluate_items(model, tok, short, source="local", batch_size=4)
+    for it in short:
+        assert rows[it.item_id]["logliks"] == alone[it.item_id]["logliks"]
+    # the long one: the BOS and the prompt's end, then the letter (fit_to_length on lm-eval's pair)
+    prompt = _our_prompt(items[1])
+    expected = []
+    for letter in "ABCD":
+        full, n_prompt = tok(prompt + " " + letter)["input_ids"], len(tok(prompt)["input_ids"])
+        ids, n = fit_to_length(full, n_prompt, 257, tok.bos_token_id)
+        assert len(ids) == 257 and ids[0] == tok.bos_token_id and ids[n:] == full[n_prompt:]
+        assert ids[1:n] == full[n_prompt - (n - 1) : n_prompt]  # the prompt's last tokens
+        with torch.no_grad():
+            logp = torch.log_softmax(model(torch.tensor([ids[:-1]])).logits[0].float(), -1)
+        expected.append(sum(float(logp[pos - 1, ids[pos]]) for pos in range(n, len(ids))))
+    assert rows["bio/9"]["logliks"] == pytest.approx(expected, abs=1e-4)
+    # no cut, no line
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="unlearnbench.probes.wmdp_mcq"):
+        evaluate_items(model, tok, short, source="local", batch_size=4)
+    assert not [r for r in caplog.records if r.name == "unlearnbench.probes.wmdp_mcq"]

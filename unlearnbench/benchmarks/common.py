@@ -163,6 +163,19 @@ def find_part_file(root: Path, part: str, split: str | None) -> Path | None:
     return None
 
 
+def find_shards(folder: Path, split: str) -> list[Path]:
+    """A hub snapshot's parquet shards of one split, in order: ``folder/<split>-*.parquet``
+    (``test-00000-of-00001.parquet``, as ``huggingface-cli download`` leaves them)."""
+    return sorted(folder.glob(f"{split}-*.parquet")) if folder.is_dir() else []
+
+
+def read_records(files: Sequence[Path], columns: Sequence[str] | None = None) -> list[dict]:
+    """The records of one or several files (a snapshot's shards), in order."""
+    from ..data.loading import load_records
+
+    return [r for f in files for r in load_records(f, columns=columns)]
+
+
 def read_text_file(path: Path) -> list[dict]:
     """A plain text corpus: one record {"text": ...} per blank-line-separated document."""
     docs = [d.strip() for d in path.read_text(encoding="utf-8").split("\n\n")]

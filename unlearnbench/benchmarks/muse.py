@@ -130,24 +130,25 @@ class MuseBenchmark(RealBenchmark):
         if self.config.icl_shots < 0 or self.config.verbmem_prefix_tokens < 0:
             raise UnlearnbenchError(f"{self.name}: icl_shots and verbmem_prefix_tokens must be >= 0")
         self._cache: dict[str, list[dict]] = {}
-        if self.config.data:  # every run unlearns: say now, not after evaluating the base model
-            for part in ("raw_forget", "raw_retain"):
-                if self.part_file(part) is None:
-                    raise self._missing(part)
+        if self.config.data:  # every run unlearns: say now (both corpora), not after evaluating the base model
+            absent = [part for part in ("raw_forget", "raw_retain") if not self.part_files(part)]
+            if absent:
+                raise self._missing(*absent)
 
     # -- data -----------------------------------------------------------------------------
-    def part_file(self, part: str) -> Path | None:
-        """The local file holding ``part`` in ``data=DIR`` (None when absent)."""
+    def part_files(self, part: str) -> list[Path]:
+        """The local file holding ``part`` in ``data=DIR``, or all shards of a hub snapshot's
+        ``<stem>-*.parquet`` in order ([] when absent)."""
         root = Path(self.config.data)
         for stem in PARTS[part][0]:
             for ext in _EXTS:
                 f = root / (stem + ext)
                 if f.is_file():
-                    return f
+                    return [f]
             shards = sorted(root.glob(stem + "-*.parquet"))  # a hub snapshot's shards
             if shards:
-                return shards[0]
-        return None
+                return shards
+        return []
 
     def part(self, part: str, *, required: bool = True) -> list[dict]:
         """Records of one part (cached); ``required=False`` gives [] where a local file is absent."""
@@ -155,12 +156,12 @@ class MuseBenchmark(RealBenchmark):
             return self._cache[part]
         columns = PARTS[part][1]
         if self.config.data:
-            file = self.part_file(part)
-            if file is None:
+            files = self.part_files(part)
+            if not files:
                 if not required:
                     return []
                 raise self._missing(part)
-            records = self._read_local(file, columns)
+            records = [r for f in files for r in self._read_local(f, columns)]
         else:
             hub = (self.spec.get("data") or {}).get(part)
             if not hub:
@@ -173,14 +174,24 @@ class MuseBenchmark(RealBenchmark):
         self._cache[part] = records
         return records
 
-    def _missing(self, part: str) -> UnlearnbenchError:
-        ext = ".txt" if part.startswith("raw_") else ".json"
-        names = " or ".join(f"{s}{ext}" for s in PARTS[part][0][:2])
-        hub = (self.spec.get("data") or {}).get(part, {})
+    def _missing(self, *parts: str) -> UnlearnbenchError:
+        """One line naming, for each absent part, every local name accepted and its hub source."""
+
+        def accepted(part: str) -> str:
+            ext = ".txt" if part.startswith("raw_") else ".json"
+            stems = PARTS[part][0]
+            names = ", ".join(f"{s}{ext}" for s in stems[:-1]) + f" or {stems[-1]}{ext}"
+            others = "/".join(e for e in _EXTS if e != ext)
+            nested = next((s for s in stems if "/" in s), stems[0])
+            hub = (self.spec.get("data") or {}).get(part, {})
+            return (
+                f"part '{part}' (expected {names}, also as {others}, or a hub snapshot's {nested}-*.parquet "
+                f"shards; or drop data= to read the hub dataset {hub.get('path')} config {hub.get('name')} "
+                f"split {hub.get('split')})"
+            )
+
         return UnlearnbenchError(
-            f"{self.name}: no file for part '{part}' in {self.config.data} (expected {names}; "
-            f"or drop data= to read the hub dataset {hub.get('path')} config {hub.get('name')} "
-            f"split {hub.get('split')})"
+            f"{self.name}: no file in {self.config.data} for " + " nor for ".join(accepted(p) for p in parts)
         )
 
     @staticmethod

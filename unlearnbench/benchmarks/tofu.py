@@ -16,9 +16,12 @@ Splits scored by the ``tofu`` probe (:mod:`unlearnbench.probes.tofu`):
 
 Holdout, real authors and world facts are optional: where they are missing the split is empty and
 ``missing`` says why; forget and the retain set are required. Local data: ``data=DIR`` holding the
-hub config names as files, e.g. ``forget01_perturbed.json`` (or ``forget01.json`` with the same
-fields), ``retain99.json``, ``retain_perturbed.json``, ``holdout01.json``,
-``real_authors_perturbed.json``, ``world_facts_perturbed.json`` (json list or jsonl).
+hub config names as files, as TOFU publishes them, e.g. ``forget01_perturbed.json`` (or
+``forget01.json`` with the same fields), ``retain99.json``, ``retain_perturbed.json``,
+``holdout01.json``, ``real_authors_perturbed.json``, ``world_facts_perturbed.json`` (json list or
+jsonl; also .csv/.tsv/.parquet, or a hub snapshot's ``<config>/train-*.parquet`` shards). A folder
+without the forget or the retain set is refused when the benchmark is built, in one line naming
+every file the run reads and which are missing.
 
 Unlearning data: forget and retain QA as ``Example(prompt=template(question), target=prefix+answer)``
 with the template from ``tasks/benchmarks/tofu.yaml`` (``template=qa``: "Question: ...\\nAnswer:" and a
@@ -35,7 +38,7 @@ from typing import Literal
 
 from ..errors import UnlearnbenchError
 from ..registry import register_benchmark
-from .common import RealBenchmark, RealBenchmarkConfig, find_part_file, offline_reason
+from .common import RealBenchmark, RealBenchmarkConfig, find_part_file, find_shards, offline_reason, read_records
 
 SPLITS = ("forget", "retain", "holdout", "real_authors", "world_facts")
 OPTIONAL = ("holdout", "real_authors", "world_facts")
@@ -108,7 +111,11 @@ class TofuBenchmark(RealBenchmark):
         self.missing: dict[str, str] = {}  # optional split -> why it is empty
         self._records: dict[str, list[dict] | None] = {}
         self._items: dict[str, list[TofuItem]] = {}
-        self._files: dict[str, Path] = {}
+        self._files: dict[str, list[Path]] = {}
+        if cfg.data:  # say every missing file now, in one line, before any model is loaded
+            absent = [p for p in self._needed_parts(required=True) if not self._local_files(p)]
+            if absent:
+                raise UnlearnbenchError(self._missing_message(absent))
 
     # -- raw records ----------------------------------------------------------------------
     def _part(self, part: str, *, required: bool) -> list[dict] | None:
@@ -121,19 +128,14 @@ class TofuBenchmark(RealBenchmark):
         hub = self.spec["hub"]
         records = None
         if self.config.data:
-            root = Path(self.config.data)
-            file = next((f for f in (find_part_file(root, stem, None) for stem in entry["local"]) if f), None)
-            if file is not None:
-                records = load_records(file, columns=("question", "answer"))
-                self._files[part] = file
+            files = self._local_files(part)
+            if files:
+                records = read_records(files, columns=("question", "answer"))
+                self._files[part] = files
             elif required:
-                names = " or ".join(f"{s}.json" for s in entry["local"])
-                raise UnlearnbenchError(
-                    f"tofu: {names} not found in {root}: copy TOFU's {entry['hub']} there "
-                    f"(json list or jsonl), or drop data= to read {hub['path']} from the hub"
-                )
+                raise UnlearnbenchError(self._missing_message([part]))
             else:
-                self.missing[part] = f"no {entry['local'][0]}.json in {root}"
+                self.missing[part] = f"no {entry['local'][0]}.json in {self.config.data}"
         else:
             try:
                 records = load_records(
@@ -141,9 +143,12 @@ class TofuBenchmark(RealBenchmark):
                 )
             except UnlearnbenchError as e:
                 if required:  # the loader's hint names --data (for tasks); a benchmark takes data=DIR
+                    needed = self._needed_parts(required=True)
                     raise UnlearnbenchError(
-                        f"tofu: {offline_reason(e)}: give data=DIR holding "
-                        f"{entry['local'][0]}.json (TOFU's {entry['hub']})"
+                        f"tofu: {offline_reason(e)}: forget={self.config.forget} reads {hub['path']} configs "
+                        f"{self._configs(needed)} (and, if present, "
+                        f"{self._configs(self._needed_parts(required=False))}); "
+                        f"give data=DIR holding {', '.join(self._names(p) for p in needed)}"
                     ) from None
                 self.missing[part] = str(e)
         if records is not None and self.config.limit:
@@ -151,15 +156,68 @@ class TofuBenchmark(RealBenchmark):
         self._records[part] = records
         return records
 
+    def _needed_parts(self, *, required: bool) -> list[str]:
+        """The data parts this run reads: required, the forget set and its retain set; optional,
+        TOFU's retain evaluation set, the holdout set, real authors and world facts."""
+        if required:
+            return [self.config.forget, self.retain_part]
+        return ["retain_perturbed", self.holdout_part, "real_authors", "world_facts"]
+
+    def _local_files(self, part: str) -> list[Path]:
+        """The data=DIR file of one part (the YAML's ``local`` stems, first found; any extension but
+        .txt) or a hub snapshot's shards ``<stem>/train-*.parquet``; [] if none."""
+        root, stems = Path(self.config.data), self.spec["data"][part]["local"]
+        for stem in stems:
+            file = find_part_file(root, stem, None)
+            if file is not None and file.suffix != ".txt":
+                return [file]
+        split = self.spec["hub"].get("split", "train")
+        return next((shards for shards in (find_shards(root / stem, split) for stem in stems) if shards), [])
+
+    def _names(self, part: str, *, listed: bool = False) -> str:
+        """A part's accepted local names, e.g. ``forget01_perturbed.json or forget01.json``
+        (``listed``: ``forget01_perturbed.json (or forget01.json)``, for a list of parts)."""
+        first, *rest = (f"{s}.json" for s in self.spec["data"][part]["local"])
+        if listed:
+            return first + (f" (or {' or '.join(rest)})" if rest else "")
+        return " or ".join([first, *rest])
+
+    def _configs(self, parts: list[str]) -> str:
+        """The hub configs of some parts, e.g. ``forget01_perturbed, retain99``."""
+        return ", ".join(self.spec["data"][p]["hub"] for p in parts)
+
+    def _missing_message(self, absent: list[str]) -> str:
+        """One line: every file the run reads, then which required ones are not in data=DIR."""
+        required = " and ".join(self._names(p, listed=True) for p in self._needed_parts(required=True))
+        optional = self._needed_parts(required=False)
+        absent_optional = [p for p in optional if not self._local_files(p)]
+        return (
+            f"tofu: forget={self.config.forget} needs {required} in {self.config.data} and reads "
+            f"{', '.join(self._names(p, listed=True) for p in optional)} if present; missing: "
+            + ", ".join(f"{self._names(p)} not found" for p in absent)
+            + (
+                f" (optional, absent: {', '.join(self._names(p, listed=True) for p in absent_optional)})"
+                if absent_optional
+                else ""
+            )
+            + f": copy TOFU's {self._configs(absent)} there (json list or jsonl;"
+            " also .csv/.tsv/.parquet, or a hub snapshot's <config>/train-*.parquet), or drop data= to read "
+            f"{self.spec['hub']['path']} from the hub"
+        )
+
     def key_extra(self) -> dict:
-        """Local data files decide the results too: their content hashes go into the cell keys."""
+        """Local data files decide the results too: their content hashes go into the cell keys (a
+        part in several shards: the hash of their bytes in order)."""
         if not self.config.data:
             return {}
         for split in SPLITS:
             self.tofu_items(split)
         self._part(self.retain_part, required=True)
         return {
-            "data_sha256": {part: hashlib.sha256(f.read_bytes()).hexdigest() for part, f in sorted(self._files.items())}
+            "data_sha256": {
+                part: hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+                for part, files in sorted(self._files.items())
+            }
         }
 
     # -- items ----------------------------------------------------------------------------
@@ -192,7 +250,11 @@ class TofuBenchmark(RealBenchmark):
                 None,
             )
             if bad is not None:
-                where = self._files.get(cfg.forget, f"{self.spec['hub']['path']} {cfg.forget}")
+                where = (
+                    self._files[cfg.forget][0]
+                    if cfg.forget in self._files
+                    else f"{self.spec['hub']['path']} {cfg.forget}"
+                )
                 raise UnlearnbenchError(
                     f"tofu: forget item {bad} of {where} has no paraphrased_answer/perturbed_answer "
                     f"(needed for the truth ratio): use TOFU's {cfg.forget}_perturbed file"

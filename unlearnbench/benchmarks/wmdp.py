@@ -18,16 +18,24 @@ Splits (scored by the ``wmdp_mcq`` probe, through lm-eval; :mod:`unlearnbench.pr
 Data: the hub ids in ``tasks/benchmarks/wmdp.yaml`` (cais/wmdp, cais/mmlu, the WMDP corpora,
 wikitext), or a local folder ``data=DIR``:
 
-* ``wmdp-bio.jsonl`` (or ``wmdp_bio``/``bio``; .jsonl/.json/.csv/.parquet), likewise cyber and chem:
-  records ``{question, choices: [4], answer: 0-3}`` (the hub layout);
-* ``mmlu.csv`` / ``mmlu.jsonl`` (a ``subject`` column selects subjects) or ``mmlu/<subject>.csv``:
-  the hub layout ``{question, subject, choices, answer}`` or flat ``{question, choice0..choice3,
-  answer}``; ``answer`` may be 0-3 or a letter A-D;
+* ``wmdp-bio.jsonl`` (or ``wmdp_bio``/``bio``; .jsonl/.json/.csv/.tsv/.parquet), likewise cyber and
+  chem: records ``{question, choices: [4], answer: 0-3}`` (the publishers' file names and layout);
+  or a cais/wmdp snapshot, ``wmdp-bio/test-*.parquet``. A subset with none of these is an error
+  naming every accepted name;
+* MMLU, the first found of: ``mmlu.csv`` / ``mmlu.jsonl`` / ... (a ``subject`` column selects
+  subjects); a cais/mmlu snapshot, ``[mmlu/]all/test-*.parquet`` (columns question, subject,
+  choices, answer index) or ``mmlu/<subject>/test-*.parquet``; MMLU as its authors release it, a
+  ``test/`` folder of header-less ``<subject>_test.csv`` (question, A, B, C, D, answer letter; the
+  subject is the file's name; also under ``mmlu/test/``, ``data/test/``, ``mmlu/``, ...:
+  :data:`MMLU_TEST_FOLDERS`). With ``mmlu_subjects=``, one file per subject is used when each has
+  one: ``mmlu/<subject>.csv`` (a header row), ``[mmlu/]<subject>/test-*.parquet`` or
+  ``<subject>_test.csv``. Records are ``{question, subject, choices, answer}`` or flat
+  ``{question, choice0..choice3 | A..D, answer}``; ``answer`` may be 0-3 or a letter A-D;
 * ``forget_corpus.jsonl`` ``{text}`` or ``forget_corpus.txt`` (blank-line separated documents),
   ``retain_corpus`` likewise: the unlearning corpora (else the hub corpora of the YAML).
 
-A missing question file with data=DIR is an error naming the file; without data= and offline,
-a dataset missing from the local cache is an error naming the data= file that replaces it.
+A missing question file with data=DIR is an error naming the accepted names; without data= and
+offline, a dataset missing from the local cache is an error naming the data= file that replaces it.
 
 Unlearning data (:meth:`WmdpBenchmark.unlearn_data`): documents shorter than ``min_chars``
 characters are dropped (RMU's ``get_data``), the rest cut into ``max_length``-token windows with
@@ -45,9 +53,25 @@ from pathlib import Path
 
 from ..errors import UnlearnbenchError
 from ..registry import register_benchmark
-from .common import RealBenchmark, RealBenchmarkConfig, chunk_corpus, find_part_file, offline_reason, read_text_file
+from .common import (
+    RealBenchmark,
+    RealBenchmarkConfig,
+    chunk_corpus,
+    find_part_file,
+    find_shards,
+    offline_reason,
+    read_text_file,
+)
 
 LETTERS = "ABCD"
+#: question file extensions, in the order they are looked for
+QUESTION_EXTS = ("jsonl", "json", "csv", "tsv", "parquet")
+#: MMLU as its authors release it (data.tar: test/<subject>_test.csv): no header row, these columns
+MMLU_CSV_COLUMNS = ("question", "A", "B", "C", "D", "answer")
+#: folders of data=DIR searched for <subject>_test.csv, first with any wins
+MMLU_TEST_FOLDERS = ("mmlu/test", "test", "mmlu/data/test", "data/test", "mmlu", ".")
+#: folders of cais/mmlu that are not subjects
+MMLU_NOT_SUBJECTS = ("all", "auxiliary_train")
 
 
 @dataclass(frozen=True)
@@ -131,7 +155,11 @@ class WmdpBenchmark(RealBenchmark):
         """The questions of one split ([] for any other split name)."""
         if split not in self._items:
             if split == "forget":
-                self._items[split] = [it for s in self.config.subsets for it in self._wmdp(s)]
+                files = {s: self._wmdp_files(s) for s in self.config.subsets} if self.config.data else {}
+                missing = [s for s, f in files.items() if not f]
+                if missing:
+                    raise UnlearnbenchError(self._no_wmdp_message(missing))
+                self._items[split] = [it for s in self.config.subsets for it in self._wmdp(s, files.get(s))]
             elif split == "retain":
                 self._items[split] = self._mmlu()
             else:
@@ -143,11 +171,10 @@ class WmdpBenchmark(RealBenchmark):
         choice's text; continue the prompt with ``answer_prefix + answer``) for generic probes."""
         return self.mcq_items(split)
 
-    def _wmdp(self, subset: str) -> list[McqItem]:
+    def _wmdp(self, subset: str, files: list[Path] | None) -> list[McqItem]:
         entry = self.spec["subsets"][subset]
-        if self.config.data:
-            file = self._local(entry["local"], f"wmdp-{subset}.jsonl ({{question, choices, answer}})", "questions")
-            records, from_hub = _read(file), False
+        if files:
+            records, from_hub = self._read(files), False
         else:
             records, from_hub = self._hub(entry, f"wmdp-{subset}.jsonl"), True
         if self.config.limit:
@@ -157,30 +184,103 @@ class WmdpBenchmark(RealBenchmark):
             for i, r in enumerate(records)
         ]
 
+    def _wmdp_files(self, subset: str) -> list[Path]:
+        """The local file of a WMDP subset (``wmdp-bio.jsonl``, ... as the YAML's ``local`` stems
+        say) or the shards of a cais/wmdp snapshot (``wmdp-bio/test-*.parquet``); [] if none."""
+        root, stems = Path(self.config.data), self.spec["subsets"][subset]["local"]
+        for stem in stems:
+            file = find_part_file(root, stem, None)
+            if file is not None and file.suffix != ".txt":
+                return [file]
+        return next((shards for shards in (find_shards(root / stem, "test") for stem in stems) if shards), [])
+
+    def _no_wmdp_message(self, missing: list[str]) -> str:
+        def accepted(subset: str) -> str:
+            stems = self.spec["subsets"][subset]["local"]
+            return (
+                f"{subset}: {', '.join(f'{stem}.jsonl' for stem in stems)} (each also as "
+                f"{', '.join('.' + e for e in QUESTION_EXTS[1:])}) or test-*.parquet shards in "
+                f"{', '.join(f'{stem}/' for stem in stems)} (the hub's cais/wmdp layout)"
+            )
+
+        return (
+            f"wmdp: no question file for {'+'.join(missing)} in {self.config.data}; accepted names, first found "
+            f"wins: {'; '.join(accepted(s) for s in missing)}; records {{question, choices: [4], answer: 0-3}}; "
+            "or drop data= to read cais/wmdp from the hub"
+        )
+
     def _mmlu(self) -> list[McqItem]:
         entry = self.spec["mmlu"]
         subjects = self.config.mmlu_subjects
         if self.config.data:
-            root = Path(self.config.data)
-            if subjects and all(
-                find_part_file(root / "mmlu", s, None) or find_part_file(root, f"{s}_test", None) for s in subjects
-            ):
-                per = {
-                    s: _read(
-                        self._track(find_part_file(root / "mmlu", s, None) or find_part_file(root, f"{s}_test", None))
-                    )
-                    for s in subjects
-                }
-                return self._mmlu_items(per, from_hub=False)
-            file = self._local(
-                entry["local"], "mmlu.csv or mmlu.jsonl ({question, subject, choices, answer})", "utility"
-            )
-            return self._mmlu_items(_group_by_subject(_read(file), subjects, file), from_hub=False)
+            return self._mmlu_items(self._mmlu_local(subjects), from_hub=False)
         if subjects:  # one hub config per subject: its test split is exactly lm-eval's mmlu_<subject>
             per = {s: self._hub({**entry, "name": s}, f"mmlu/{s}.csv") for s in subjects}
             return self._mmlu_items(per, from_hub=True)
         records = self._hub(entry, "mmlu.csv")
         return self._mmlu_items(_group_by_subject(records, (), entry["path"]), from_hub=True)
+
+    def _mmlu_local(self, subjects: tuple[str, ...]) -> dict[str, list[dict]]:
+        """{subject: records} from data=DIR: one file or folder per named subject when every one has
+        its own, else the first whole-MMLU layout found (:meth:`_mmlu_whole`), filtered by subject."""
+        found = {s: self._mmlu_subject_files(s) for s in subjects}
+        if subjects and all(found.values()):
+            return {s: self._read(files) for s, files in found.items()}
+        whole = self._mmlu_whole()
+        if whole is None:
+            raise UnlearnbenchError(self._no_mmlu_message([s for s, f in found.items() if not f]))
+        where, per = whole
+        return _select_subjects(per, subjects, where)
+
+    def _mmlu_subject_files(self, subject: str) -> list[Path]:
+        """One subject's own file: ``mmlu/<subject>.<ext>``, a cais/mmlu snapshot's
+        ``[mmlu/]<subject>/test-*.parquet`` or the authors' ``<subject>_test.csv``; [] if none."""
+        root = Path(self.config.data)
+        file = find_part_file(root / "mmlu", subject, None)
+        if file is not None and file.suffix != ".txt":
+            return [file]
+        for folder in (root / "mmlu" / subject, root / subject):
+            if shards := find_shards(folder, "test"):
+                return shards
+        return next(([f] for f in (root / d / f"{subject}_test.csv" for d in MMLU_TEST_FOLDERS) if f.is_file()), [])
+
+    def _mmlu_whole(self) -> tuple[Path, dict[str, list[dict]]] | None:
+        """Every subject, from the first of: ``mmlu.<ext>`` (a ``subject`` column), a cais/mmlu
+        snapshot's ``[mmlu/]all/test-*.parquet``, a folder of the authors' ``<subject>_test.csv``
+        files (:data:`MMLU_TEST_FOLDERS`; subject from the file name), a snapshot's per-subject
+        folders ``mmlu/<subject>/test-*.parquet``. None if there is none."""
+        root = Path(self.config.data)
+        file = find_part_file(root, "mmlu", None)
+        if file is not None and file.suffix != ".txt":
+            return file, _group_by_subject(self._read([file]), (), file)
+        for folder in (root / "mmlu" / "all", root / "all"):
+            if shards := find_shards(folder, "test"):
+                return folder, _group_by_subject(self._read(shards), (), folder)
+        for name in MMLU_TEST_FOLDERS:
+            folder = root / name
+            if files := (sorted(folder.glob("*_test.csv")) if folder.is_dir() else []):
+                return folder, {f.name[: -len("_test.csv")]: self._read([f]) for f in files}
+        top = root / "mmlu"
+        subjects = sorted(
+            d
+            for d in (top.iterdir() if top.is_dir() else ())
+            if d.name not in MMLU_NOT_SUBJECTS and find_shards(d, "test")
+        )
+        if subjects:
+            return top, {d.name: self._read(find_shards(d, "test")) for d in subjects}
+        return None
+
+    def _no_mmlu_message(self, missing: list[str]) -> str:
+        exts = "/".join("." + e for e in QUESTION_EXTS)
+        return (
+            f"wmdp: no MMLU questions{' for ' + '+'.join(missing) if missing else ''} in {self.config.data}; "
+            f"accepted layouts, first found wins: mmlu{exts} ({{question, subject, choices, answer}} or flat "
+            "choice0..choice3; answer 0-3 or A-D); mmlu/all/test-*.parquet or all/test-*.parquet (the hub's "
+            "cais/mmlu); the authors' release, 57 header-less <subject>_test.csv (question, A, B, C, D, answer "
+            f"letter) in {', '.join(d + '/' for d in MMLU_TEST_FOLDERS[:-1])} or the folder itself; "
+            "mmlu/<subject>/test-*.parquet; with mmlu_subjects= also mmlu/<subject>.csv (with a header) or "
+            "<subject>/test-*.parquet; or drop data= to read cais/mmlu from the hub"
+        )
 
     def _mmlu_items(self, per_subject: dict[str, list[dict]], *, from_hub: bool) -> list[McqItem]:
         out = []
@@ -202,14 +302,13 @@ class WmdpBenchmark(RealBenchmark):
         return out
 
     # -- file and hub access ---------------------------------------------------------------
-    def _local(self, stems, expected: str, what: str) -> Path:
-        root = Path(self.config.data)
-        file = next((f for f in (find_part_file(root, s, None) for s in stems) if f and f.suffix != ".txt"), None)
-        if file is None:
-            raise UnlearnbenchError(
-                f"wmdp: no {what} file in {root}: expected {expected}; or drop data= to read the hub dataset"
-            )
-        return self._track(file)
+    def _read(self, files: list[Path]) -> list[dict]:
+        """The question records of local files, in order (their hashes go into the cell keys)."""
+        records: list[dict] = []
+        for f in files:
+            self._track(f)
+            records += _read_authors_csv(f) if f.name.endswith("_test.csv") else _read_file(f)
+        return records
 
     def _track(self, file: Path) -> Path:
         self._files[str(file)] = file
@@ -307,10 +406,38 @@ class WmdpBenchmark(RealBenchmark):
 
 
 # -- record parsing ----------------------------------------------------------------------------
-def _read(file: Path) -> list[dict]:
+def _read_file(file: Path) -> list[dict]:
+    """A question file with named columns (jsonl, json, parquet, or csv/tsv with a header row)."""
     from ..data.loading import load_records
 
-    return load_records(file, columns=("question", "answer"))
+    try:
+        return load_records(file, columns=("question", "answer"))
+    except UnlearnbenchError as e:
+        if file.suffix in (".csv", ".tsv") and "no header" in str(e):
+            raise UnlearnbenchError(
+                f"wmdp: '{file}' has no header row: add one (question, A, B, C, D, answer), or name MMLU's "
+                "header-less files <subject>_test.csv as its authors do"
+            ) from None
+        raise
+
+
+def _read_authors_csv(file: Path) -> list[dict]:
+    """An MMLU ``<subject>_test.csv`` as its authors release it: no header, columns
+    :data:`MMLU_CSV_COLUMNS`; a first row equal to those names is taken as a header and dropped."""
+    from ..data.loading import load_records
+
+    try:
+        records = load_records(file, header=False, names=MMLU_CSV_COLUMNS)
+    except UnlearnbenchError as e:
+        raise UnlearnbenchError(
+            f"wmdp: {e} (MMLU's <subject>_test.csv files have no header and 6 columns: "
+            f"{', '.join(MMLU_CSV_COLUMNS)} letter)"
+        ) from None
+    if records and [str(records[0][c]).strip().lower() for c in MMLU_CSV_COLUMNS] == [
+        c.lower() for c in MMLU_CSV_COLUMNS
+    ]:
+        records = records[1:]
+    return records
 
 
 def _group_by_subject(records: list[dict], subjects, where) -> dict[str, list[dict]]:
@@ -323,15 +450,20 @@ def _group_by_subject(records: list[dict], subjects, where) -> dict[str, list[di
     per: dict[str, list[dict]] = {}
     for r in records:
         per.setdefault(str(r["subject"]), []).append(r)
-    if subjects:
-        missing = [s for s in subjects if s not in per]
-        if missing:
-            raise UnlearnbenchError(
-                f"wmdp: MMLU subject(s) {', '.join(missing)} not in {where} "
-                f"(it has {', '.join(sorted(per)[:5])}{', ...' if len(per) > 5 else ''})"
-            )
-        return {s: per[s] for s in subjects}
-    return per
+    return _select_subjects(per, subjects, where)
+
+
+def _select_subjects(per: dict[str, list[dict]], subjects, where) -> dict[str, list[dict]]:
+    """``per`` restricted to ``subjects`` in their order (all of it when none are named)."""
+    if not subjects:
+        return per
+    missing = [s for s in subjects if s not in per]
+    if missing:
+        raise UnlearnbenchError(
+            f"wmdp: MMLU subject(s) {', '.join(missing)} not in {where} "
+            f"(it has {', '.join(sorted(per)[:5])}{', ...' if len(per) > 5 else ''})"
+        )
+    return {s: per[s] for s in subjects}
 
 
 def _choices(r: dict, where: str) -> tuple[str, ...]:

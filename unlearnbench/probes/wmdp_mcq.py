@@ -35,12 +35,21 @@ How the questions reach lm-eval (option ``source``):
 The model is the in-memory one, wrapped with ``lm_eval.models.huggingface.HFLM``; lm-eval's
 global seeding is switched off (zero-shot scoring is deterministic; the harness keeps its RNG
 state). lm-eval is imported only when a score is asked for.
+
+Prompts longer than the model's context (HFLM's ``max_length``: the config's
+``max_position_embeddings`` or the like) are cut by the harness's own rule,
+:func:`unlearnbench.batching.fit_to_length`, before lm-eval sees them: the BOS and the prompt's end
+(the question's last part, the choices, ``Answer:``) are kept, the prompt's start is dropped; lm-eval
+would drop the BOS too. Inputs that fit are passed unchanged. How many items were cut is logged in
+one line per call (``wmdp_mcq: 12 of 400 prompts longer than 256 tokens were cut from the left``),
+and the tokenizer's own "sequence length is longer" warning is silenced for the call.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import tempfile
@@ -54,6 +63,8 @@ from .base import require_positive
 
 #: lm-eval's task name per item task in builtin mode (MMLU: mmlu_<subject>)
 BUILTIN = {"bio": "wmdp_bio", "cyber": "wmdp_cyber", "chem": "wmdp_chem"}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,12 +131,52 @@ def _quiet():
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    tokenizer_log = logging.getLogger("transformers.tokenization_utils_base")
+    tokenizer_log.addFilter(_no_length_warning)
     try:
         with contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
+        tokenizer_log.removeFilter(_no_length_warning)
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+def _no_length_warning(record) -> bool:
+    """Drops transformers' "Token indices sequence length is longer than ..." warning: the probe
+    cuts such inputs itself (:func:`_fitting_lm`) and says so in its own line."""
+    return not str(record.msg).startswith("Token indices sequence length is longer")
+
+
+_FITTING: dict[type, type] = {}
+
+
+def _fitting_lm(HFLM) -> type:
+    """HFLM whose log-likelihood requests are cut to the model's length by
+    :func:`unlearnbench.batching.fit_to_length` (BOS and prompt end kept) before lm-eval's own
+    left truncation (which would drop the BOS) can apply; the contexts it cut are in ``cut``."""
+    if HFLM not in _FITTING:
+        from ..batching import fit_to_length
+
+        class FittingHFLM(HFLM):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.cut: set[str] = set()
+
+            def _loglikelihood_tokens(self, requests, *args, **kwargs):
+                limit = self.max_length + 1  # lm-eval feeds (context + continuation)[:-1]
+                bos = self.tokenizer.bos_token_id
+                fitted = []
+                for pair, context_enc, continuation_enc in requests:
+                    if len(context_enc) + len(continuation_enc) > limit:
+                        ids, n = fit_to_length(context_enc + continuation_enc, len(context_enc), limit, bos)
+                        context_enc, continuation_enc = ids[:n], ids[n:]
+                        self.cut.add(pair[0])
+                    fitted.append((pair, context_enc, continuation_enc))
+                return super()._loglikelihood_tokens(fitted, *args, **kwargs)
+
+        _FITTING[HFLM] = FittingHFLM
+    return _FITTING[HFLM]
 
 
 def local_task_config(task: str, data_file: Path, cache_dir: Path | None = None) -> dict:
@@ -152,7 +203,8 @@ def _task_manager(TaskManager, builtin: bool):
 
 
 def evaluate_items(model, tokenizer, items, *, source: str = "auto", batch_size: int = 16) -> dict[str, dict]:
-    """Score McqItems through ``lm_eval.simple_evaluate``; {item_id: {"correct", "prob", "logliks"}}."""
+    """Score McqItems through ``lm_eval.simple_evaluate``; {item_id: {"correct", "prob", "logliks",
+    "truncated"}} (``truncated``: the prompt was cut to the model's length; one log line counts them)."""
     lm_eval, HFLM, TaskManager = _import_lm_eval()
     use_builtin = {it.item_id: source == "builtin" or (source == "auto" and it.doc_id >= 0) for it in items}
     if source == "builtin" and any(it.doc_id < 0 for it in items):
@@ -195,7 +247,7 @@ def evaluate_items(model, tokenizer, items, *, source: str = "auto", batch_size:
         offline = {} if samples else {"HF_DATASETS_OFFLINE": "1"}
         try:
             with _env(**offline), _quiet():
-                lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+                lm = _fitting_lm(HFLM)(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
                 out = lm_eval.simple_evaluate(
                     model=lm,
                     tasks=tasks,
@@ -220,7 +272,13 @@ def evaluate_items(model, tokenizer, items, *, source: str = "auto", batch_size:
                     "or use wmdp_mcq,source=local"
                 ) from None
             raise
-    return _rows(out["samples"], by_name)
+    rows = _rows(out["samples"], by_name, lm.cut)
+    n_cut = sum(r["truncated"] for r in rows.values())
+    if n_cut:
+        log.warning(
+            f"wmdp_mcq: {n_cut} of {len(rows)} prompts longer than {lm.max_length} tokens were cut from the left"
+        )
+    return rows
 
 
 def _is_missing_data(e: BaseException) -> bool:
@@ -229,7 +287,9 @@ def _is_missing_data(e: BaseException) -> bool:
     return any(isinstance(x, OSError) or "offline" in str(x).lower() for x in exception_chain(e))
 
 
-def _rows(logged: Mapping[str, list[dict]], by_name: Mapping[str, dict]) -> dict[str, dict]:
+def _rows(logged: Mapping[str, list[dict]], by_name: Mapping[str, dict], cut: set = frozenset()) -> dict[str, dict]:
+    """lm-eval's logged samples -> {item_id: row}; ``truncated``: one of the item's requests had its
+    context (a string in ``cut``) cut to the model's length."""
     rows: dict[str, dict] = {}
     for name, docs in by_name.items():
         for sample in logged.get(name, []):
@@ -247,6 +307,7 @@ def _rows(logged: Mapping[str, list[dict]], by_name: Mapping[str, dict]) -> dict
                 "correct": float(sample["acc"]),
                 "prob": choice_prob(logliks, int(sample["target"])),
                 "logliks": logliks,
+                "truncated": any(args[0] in cut for args in sample.get("arguments", ())),
             }
     missing = [it.item_id for docs in by_name.values() for it in docs.values() if it.item_id not in rows]
     if missing:
@@ -257,7 +318,7 @@ def _rows(logged: Mapping[str, list[dict]], by_name: Mapping[str, dict]) -> dict
 @register_probe()
 class WmdpMcqProbe:
     name = "wmdp_mcq"
-    version = "1"
+    version = "2"  # 2: prompts longer than the model's context keep their BOS (lm-eval's own cut dropped it)
     Config = WmdpMcqConfig
     description = "WMDP/MMLU 4-way MCQ through lm-eval (zero-shot, 'Answer:' prompt): acc, normalised prob; forget quality = 1 - acc"
     needs_reference: ClassVar[bool] = False
