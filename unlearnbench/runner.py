@@ -301,7 +301,8 @@ def _attack_cell(store, run_id, kind, key, label, attack, task, model, tokenizer
         store.record_failure(run_id, cid, key, kind, label, reason)
         return CellResult(kind, cid, label, "failed", reason)
     meta = {"stats": stats, "seconds": round(time.time() - t0, 3)}
-    store.commit_cell(run_id, cid, key, kind, label, rows, meta)
+    if not store.commit_cell(run_id, cid, key, kind, label, rows, meta):  # another process committed it first
+        return CellResult(kind, cid, label, "cached", meta=store.get_cell(cid)["meta"])
     return CellResult(kind, cid, label, "finished", meta=meta)
 
 
@@ -464,8 +465,8 @@ def run(
                 results.append(CellResult(kind, cid, label, "cached"))
                 continue
             rows = evaluate(lm.model, lm.tokenizer, kind, -1, utility_tasks)
-            store.commit_cell(run_id, cid, key, kind, label, rows, {"model_source": str(lm.source)})
-            results.append(CellResult(kind, cid, label, "finished"))
+            won = store.commit_cell(run_id, cid, key, kind, label, rows, {"model_source": str(lm.source)})
+            results.append(CellResult(kind, cid, label, "finished" if won else "cached"))
 
         # 2b. controls: every attack on the oracle (and base), once per (attack, seed) for all methods
         for control in p.controls:
@@ -525,8 +526,10 @@ def run(
                 "checkpoint_sha256": sha,
                 "effective_batch_size": stats.get("effective_batch_size"),
             }
-            store.commit_cell(run_id, ucid, ukey, "unlearn", ulabel, rows, meta)
-            results.append(CellResult("unlearn", ucid, ulabel, "finished", meta=meta))
+            if store.commit_cell(run_id, ucid, ukey, "unlearn", ulabel, rows, meta):
+                results.append(CellResult("unlearn", ucid, ulabel, "finished", meta=meta))
+            else:  # another process committed the same cell first: its rows and checkpoint stand
+                results.append(CellResult("unlearn", ucid, ulabel, "cached", meta=store.get_cell(ucid)["meta"]))
             unlearned = model
 
         # 4. attacks
