@@ -168,7 +168,7 @@ def test_muse_run_with_oracle_and_report(muse_world, tmp_path, capsys):
         ],
     )
     assert code == 0
-    assert [c["kind"] for c in doc["cells"]] == ["base", "oracle", "unlearn", "attack"]
+    assert [c["kind"] for c in doc["cells"]] == ["base", "oracle", "control", "unlearn", "attack"]
     _check_ranges(doc)
     rec, leak = doc["recall"], doc["privleak"]
     assert rec["base"]["forget"]["verbmem"] > rec["oracle"]["forget"]["verbmem"] + 0.2

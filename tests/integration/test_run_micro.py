@@ -43,7 +43,7 @@ def test_run_produces_every_phase_and_form(first_run):
     code, doc, _ = first_run
     assert code == 0
     kinds = [c["kind"] for c in doc["cells"]]
-    assert kinds == ["base", "oracle", "unlearn", "attack"]
+    assert kinds == ["base", "oracle", "control", "unlearn", "attack"]  # control: the attack on the oracle
     assert all(c["status"] == "finished" for c in doc["cells"])
     cols = [c["column"] for c in doc["columns"]]
     assert cols[:3] == ["base", "oracle", "unlearned"]
@@ -80,7 +80,7 @@ def test_rerun_reuses_every_cell_and_gives_identical_numbers(first_run, capsys):
     t0 = time.time()
     code, again = _run_json(capsys, RUN + ["--store", str(store)])
     assert code == 0
-    assert [c["status"] for c in again["cells"]] == ["cached"] * 4
+    assert [c["status"] for c in again["cells"]] == ["cached"] * 5
     assert again["recall"] == doc["recall"] and again["task_accuracy"] == doc["task_accuracy"]
     assert time.time() - t0 < 60  # no training: models and cells come from the caches
 
@@ -170,7 +170,7 @@ def test_kill_9_mid_run_then_resume(micro_cache, tmp_path):
     out = subprocess.run(args + ["--json"], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out.stdout)
-    assert [c["status"] for c in doc["cells"]] == ["cached", "cached", "cached", "finished"]
+    assert [c["status"] for c in doc["cells"]] == ["cached", "cached", "cached", "cached", "finished"]
     assert Path(micro_cache, "checkpoints").is_dir()
 
 
@@ -218,4 +218,5 @@ def test_stored_cell_ids_are_the_ones_cell_ids_computes(first_run):
         "oracle": stored["oracle"],
         "unlearn": stored["unlearn"],
         "attack finetune:arith,epochs=2": stored["attack"],
+        "control oracle finetune:arith,epochs=2": stored["control"],
     }

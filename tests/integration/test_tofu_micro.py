@@ -50,7 +50,7 @@ def test_tofu_graddiff_relearn_end_to_end(tiny_dirs, tmp_path, capsys):
     )
     doc = json.loads(capsys.readouterr().out)
     assert code == 0, doc["cells"]
-    assert [c["kind"] for c in doc["cells"]] == ["base", "oracle", "unlearn", "attack"]
+    assert [c["kind"] for c in doc["cells"]] == ["base", "oracle", "control", "unlearn", "attack"]
     assert all(c["status"] == "finished" for c in doc["cells"])
     attack = doc["cells"][-1]["meta"]["stats"]
     assert attack["n_samples"] == 4 and attack["n_forget_examples"] == 8

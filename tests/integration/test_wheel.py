@@ -111,5 +111,5 @@ def test_wheel_runs_the_micro_world_from_another_folder(wheel_venv, tmp_path, mi
     )
     assert out.returncode == 0, out.stderr[-2000:]
     doc = json.loads(out.stdout)
-    assert [c["status"] for c in doc["cells"]] == ["finished"] * 4
+    assert [c["status"] for c in doc["cells"]] == ["finished"] * 5  # base, oracle, control, unlearn, attack
     assert doc["forget_quality"]
