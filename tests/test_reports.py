@@ -178,7 +178,9 @@ def test_write_report_files(store_path, tmp_path):
     svg = (out / "fq_heatmap.svg").read_text()
     assert "0.62 ± 0.18" in svg  # mean ± sample std written in the cell
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2
+    # heatmap, curves, the worst case (against the oracle: no control cells here) and recovery
+    assert page.count("data:image/png;base64,") == 4
+    assert "worst_heatmap.png" in written and "recovery_curves.png" in written
     assert "<table" in page and "Post-finetune on finetune:arith" in page and "<b>0.900</b>" in page
 
 
@@ -190,3 +192,105 @@ def test_no_oracle_gives_note_not_heatmap(tmp_path):
     assert "Forget quality unavailable" in page and "no finished oracle cell" in page
     assert "No forget-quality heatmap" in page
     assert "form_table.md" in written  # tables still written
+
+
+# -- the attacked-oracle control (hand-computed; b = 1, o_0 = 0 on bio and qa) ---------------------
+# control for seed 0: the oracle fine-tuned by the same finetune:arith: e1 (bio .25, qa 0), e2 (.5, .25).
+# x seed 0: u_0 = (0, .5); e1 u = (.25, .5): fq_ao (1, .5) -> .75, recovery (.25, 0) -> .125,
+#   excess (0, .5) -> .25, control recovery (.25, (0 - .5) / .5 = -1) -> -.375;
+#   e2 u = (.5, .5): fq_ao (1, .75) -> .875, recovery (.5, 0) -> .25, excess (0, .25) -> .125, control (.5, -.5) -> 0.
+
+
+def _control(store, run, seed, epochs):
+    label = {
+        "model": MODEL,
+        "method": "oracle",
+        "probe_suite": SUITE,
+        "seed": seed,
+        "attack": "finetune:arith",
+        "attack_config": {"epochs": 2, "seed": seed},
+    }
+    rows = _rows("epoch=0", 0, _forget(0.0, 0.0, 0.25))
+    for e, (bio, qa) in enumerate(epochs, start=1):
+        rows += _rows(f"epoch={e}", e, _forget(bio, qa, 0.25))
+    _commit(store, run, "control", label, rows)
+
+
+@pytest.fixture
+def control_store(tmp_path):
+    path = _build(tmp_path / "store.sqlite")
+    with ResultStore(path) as store:
+        _control(store, store.start_run(["test"], {}), 0, [(0.25, 0.0), (0.5, 0.25)])
+    return path
+
+
+def test_attack_records_against_the_attacked_oracle(control_store):
+    fq = _data(control_store).fq
+    x0 = fq[(fq.method == "ilu [envs=x]") & (fq.seed == "0") & (fq.kind == "attack")].set_index("step")
+    assert x0.loc[1, ["fq_ao", "recovery", "excess", "control_recovery"]].tolist() == pytest.approx(
+        [0.75, 0.125, 0.25, -0.375]
+    )
+    assert x0.loc[2, ["fq_ao", "recovery", "excess", "control_recovery"]].tolist() == pytest.approx(
+        [0.875, 0.25, 0.125, 0.0]
+    )
+    assert x0.loc[2, "fq"] == pytest.approx(0.5)  # today's number (against the unattacked oracle) is kept
+    x1 = fq[(fq.method == "ilu [envs=x]") & (fq.seed == "1") & (fq.kind == "attack")]
+    assert x1.fq_ao.isna().all() and x1.excess.isna().all()  # seed 1 has no control cell
+    assert x1.set_index("step").loc[2, "recovery"] == pytest.approx(0.25)  # recovery needs no control
+    unl = fq[fq.kind == "unlearn"]
+    assert unl.recovery.isna().all()
+
+
+def test_recovery_nan_where_nothing_was_removed(tmp_path):
+    # the method removed nothing on bio (u_0 = b = 1): recovery is NaN there, the mean is over qa only
+    path = tmp_path / "s.sqlite"
+    with ResultStore(path) as store:
+        run = store.start_run(["test"], {})
+        _references(store, run, 0)
+        _method(store, run, "x", 0, (1.0, 0.0), [(1.0, 0.5)], (0.8, 0.5), 0.9, 0.6)
+        fq = collect(store).fq
+    row = fq[(fq.kind == "attack") & (fq.step == 1)].iloc[0]
+    assert row.recovery == pytest.approx(0.5)
+
+
+def test_worst_case_heatmap_picks_the_worst_step(control_store):
+    data = _data(control_store)
+    x, y = "ilu [envs=x]", "ilu [envs=y]"
+    ao = heatmap_frame(data, "worst", "fq_ao").set_index(["method", "attack"])
+    assert ao.loc[(x, "finetune:arith"), "mean"] == pytest.approx(0.75)  # step 1 of seed 0; seed 1 has no control
+    assert ao.loc[(x, "finetune:arith"), "n"] == 1 and ao.loc[(x, "finetune:arith"), "step"] == "1"
+    assert ao.loc[(x, "no attack"), "mean"] == pytest.approx(0.875)
+    rec = heatmap_frame(data, "worst", "recovery").set_index(["method", "attack"])
+    assert (x, "no attack") not in rec.index  # recovery is 0 by definition before the attack
+    assert rec.loc[(x, "finetune:arith"), "mean"] == pytest.approx(0.25)
+    assert rec.loc[(y, "finetune:arith"), "mean"] == pytest.approx(1.0)
+    assert rec.loc[(y, "finetune:arith"), "step"] == "2"
+    fq = heatmap_frame(data, "worst", "fq").set_index(["method", "attack"])
+    # lowest FQ over steps 1-2: x seed 0 .5 (step 2), seed 1 .75 (step 2)
+    assert fq.loc[(x, "finetune:arith"), "mean"] == pytest.approx(0.625)
+    last = heatmap_frame(data, "last", "fq").set_index(["method", "attack"])
+    assert last.loc[(x, "finetune:arith"), "mean"] == pytest.approx(0.625)
+    with pytest.raises(ValueError):
+        heatmap_frame(data, "worst", "nonsense")
+
+
+def test_recovery_curves_carry_the_control_band(control_store):
+    rc = curves_frame(_data(control_store), "recovery")
+    x = rc[rc.method == "ilu [envs=x]"].set_index("epoch")
+    assert x.loc[2, "mean"] == pytest.approx(0.25)  # both seeds .25 at step 2
+    assert x.loc[1, "ctrl_mean"] == pytest.approx(-0.375) and x.loc[2, "ctrl_max"] == pytest.approx(0.0)
+
+
+def test_report_with_control_and_similarity(control_store, tmp_path):
+    from unlearnbench.report.frames import similarity_frame
+
+    sim = {"rows": [{"task": "arith", "template_overlap": 0.0, "hidden_cosine": 0.39}]}
+    sf = similarity_frame(_data(control_store), sim).set_index("method")
+    assert sf.loc["ilu [envs=y]", "mean"] == pytest.approx(1.0) and sf.loc["ilu [envs=y]", "hidden_cosine"] == 0.39
+    written = write_report(control_store, tmp_path / "r", similarity=sim)
+    for name in ("worst_heatmap.png", "recovery_curves.png", "recovery_similarity.png"):
+        assert name in written
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "attacked oracle" in page and page.count("data:image/png;base64,") == 5
+    assert "No attacked-oracle control" not in page
+    assert similarity_frame(_data(control_store), {"rows": [{"task": "topic"}]}).empty

@@ -13,10 +13,10 @@ class _Result:
         self.experiment = Experiment(name="t", methods=["npo", "ilu"], attacks=["finetune:arith"])
 
 
-def _numbers(monkeypatch, fq, recall):
+def _numbers(monkeypatch, fq, recall, worst=None):
     def fake_init(self, store, result):
         self.attacks = ["finetune:arith"]
-        self.fq, self.recall = fq, recall
+        self.fq, self.recall, self.worst = fq, recall, worst or {}
 
     monkeypatch.setattr(_Numbers, "__init__", fake_init)
 
@@ -52,6 +52,43 @@ def test_checks(monkeypatch):
     ] == pytest.approx(0.55)
     assert f[6].measured["neighbour_drop"] == {"npo": pytest.approx(0.1), "rocr": pytest.approx(0.5)}
     assert "not measured" in f[7].detail
+
+
+WORST = {  # sweep.worst_matrix: measure -> method -> attack -> seed -> value
+    "min_forget_quality": {"npo": {"finetune:arith": {0: 0.2, 1: 0.3}}, "ilu": {"finetune:arith": {0: 0.5, 1: 0.5}}},
+    "min_forget_quality_attacked_oracle": {
+        "npo": {"finetune:arith": {0: 0.75, 1: 0.85}},
+        "ilu": {"finetune:arith": {0: 0.6, 1: 0.7}},
+    },
+}
+
+
+def test_checks_on_the_worst_case_and_the_attacked_oracle(monkeypatch):
+    _numbers(monkeypatch, FQ, RECALL, WORST)
+    expected = [
+        {"claim": "worst drop", "check": {"kind": "drop", "method": "npo", "measure": "worst"}},
+        {"claim": "beyond control", "check": {"kind": "drop", "method": "npo", "measure": "worst_ao", "min": 0.0}},
+        {"claim": "ilu, worst", "check": {"kind": "compare", "better": "ilu", "worse": "npo", "measure": "worst"}},
+        {"claim": "ilu, ao", "check": {"kind": "compare", "better": "ilu", "worse": "npo", "measure": "worst_ao"}},
+        {
+            "claim": "no last_ao numbers",
+            "check": {"kind": "compare", "better": "ilu", "worse": "npo", "measure": "last_ao"},
+        },
+        {"claim": "matched", "check": {"kind": "matched", "methods": ["npo", "ilu"], "tol": 0.1}},
+        {"claim": "not matched", "check": {"kind": "matched", "methods": ["npo", "ilu"], "tol": 0.01}},
+    ]
+    f = check_findings(expected, None, _Result())
+    assert [x.holds for x in f] == [True, False, True, False, None, True, False]
+    assert f[0].measured["drop"] == pytest.approx(0.75 - 0.25)  # unlearned FQ stays the unattacked number
+    assert f[1].measured["drop"] == pytest.approx(0.75 - 0.8)  # npo is no worse than the attacked oracle
+    assert "attacked oracle" in f[3].detail
+    assert f[5].measured["span"] == pytest.approx(0.05)
+
+
+def test_unknown_check_measure(monkeypatch):
+    _numbers(monkeypatch, FQ, RECALL)
+    with pytest.raises(UnlearnbenchError, match="measure"):
+        check_findings([{"claim": "x", "check": {"kind": "drop", "method": "npo", "measure": "best"}}], None, _Result())
 
 
 def test_unknown_check_kind(monkeypatch):

@@ -5,18 +5,27 @@ entry states a finding of the seed paper in words (``claim``) and how to check i
 numbers (``check``). :func:`check_findings` evaluates every check and says, per claim, whether it
 holds here — with the numbers — whether it holds or not. Check kinds:
 
-``drop``            {method, from: unlearned, to: attacks, min}: mean forget quality at ``from``
+``drop``            {method, from: unlearned, to: attacks, min, measure}: mean forget quality at ``from``
                     minus its mean over the attack columns is > ``min`` (fine-tuning brings knowledge back).
-``compare``         {better, worse, columns: attacks | [labels]}: ``better``'s mean forget quality over
-                    the columns is >= ``worse``'s.
+``compare``         {better, worse, columns: attacks | [labels], measure}: ``better``'s mean forget quality
+                    over the columns is >= ``worse``'s.
 ``close``           {a, b, column, tol}: the two methods' mean forget quality at ``column`` differ by <= tol.
 ``form_gap``        {methods, trained, others}: per method, the relative recall drop ((base - unlearned)
                     / base, forget split) on the ``trained`` form exceeds the mean relative drop on the
                     ``others`` (relative, because the base model knows some forms far less well).
 ``form_even``       {method, forms, tol}: the method's relative recall drops over ``forms`` span <= tol.
 ``neighbour_kept``  {methods, form, tol}: |unlearned - base| recall on the neighbour split <= tol.
+``matched``         {methods, tol}: the methods' mean forget quality after unlearning spans <= tol, so
+                    their robustness is compared at matched forget quality (a method that forgot less
+                    has less to recover; comparing unmatched methods mixes the two).
 
 Methods are named by their label in the results (the spec as written, options sorted).
+
+``measure`` (``drop``, ``compare``; default ``last``) picks which forget quality an attack column
+stands for (:data:`MEASURES`): at the attack's last checkpoint against the oracle (``last``), the
+lowest over its curve (``worst``), and the same two against the attacked oracle (``last_ao``,
+``worst_ao``: the control cells; definitions in :mod:`unlearnbench.metrics`). The ``unlearned``
+column is always the forget quality after unlearning.
 
 :func:`load_study` reads a preset (with ``--size``/``--seeds`` overrides); :func:`run_study` runs it end
 to end (``unlearnbench study``): the sweep, the findings (:func:`write_findings`) and the report.
@@ -34,7 +43,14 @@ from pathlib import Path
 
 from .errors import UnlearnbenchError
 
-CHECK_KINDS = ("drop", "compare", "close", "form_gap", "form_even", "neighbour_kept")
+CHECK_KINDS = ("drop", "compare", "close", "form_gap", "form_even", "neighbour_kept", "matched")
+#: A check's ``measure`` -> the sweep's ``worst_matrix`` measure an attack column reads (None: fq_matrix).
+MEASURES = {
+    "last": None,
+    "worst": "min_forget_quality",
+    "last_ao": "last_forget_quality_attacked_oracle",
+    "worst_ao": "min_forget_quality_attacked_oracle",
+}
 
 
 @dataclass
@@ -56,10 +72,11 @@ class _Numbers:
 
     def __init__(self, summaries: list[dict], result):
         from .spec import canonical_spec
-        from .sweep import fq_matrix
+        from .sweep import fq_matrix, worst_matrix
 
         self.attacks = [canonical_spec(a) for a in result.experiment.attacks]
         self.fq = fq_matrix(summaries)
+        self.worst = worst_matrix(summaries)
         self.recall: dict[str, dict[str, list[dict]]] = {}  # method -> column -> [per seed recall dicts]
         for r in summaries:
             rec = r["summary"]["recall"]
@@ -71,20 +88,29 @@ class _Numbers:
         """A check's ``columns``: 'attacks' (or absent) means every attack of the study."""
         return self.attacks if columns in (None, "attacks") else list(columns)
 
-    def per_seed_over(self, method: str, columns) -> dict:
+    def seeds(self, method: str, column: str, measure: str = "last") -> dict:
+        """seed -> the forget quality ``measure`` stands for at ``column`` (see :data:`MEASURES`)."""
+        if measure not in MEASURES:
+            raise UnlearnbenchError(f"study check measure {measure!r} is unknown (known: {', '.join(MEASURES)})")
+        source = MEASURES[measure]
+        if source is None or column == "unlearned":
+            return self.fq.get(method, {}).get(column, {})
+        return self.worst.get(source, {}).get(method, {}).get(column, {})
+
+    def per_seed_over(self, method: str, columns, measure: str = "last") -> dict:
         """seed -> mean forget quality over ``columns`` for that seed."""
         seeds: dict = {}
         for c in self.columns(columns):
-            for seed, v in self.fq.get(method, {}).get(c, {}).items():
+            for seed, v in self.seeds(method, c, measure).items():
                 if v is not None:
                     seeds.setdefault(seed, []).append(v)
         return {s: statistics.fmean(v) for s, v in seeds.items()}
 
-    def fq_mean(self, method: str, column: str) -> float | None:
-        return _mean(self.fq.get(method, {}).get(column, {}).values())
+    def fq_mean(self, method: str, column: str, measure: str = "last") -> float | None:
+        return _mean(self.seeds(method, column, measure).values())
 
-    def fq_over(self, method: str, columns) -> float | None:
-        return _mean([self.fq_mean(method, c) for c in self.columns(columns)])
+    def fq_over(self, method: str, columns, measure: str = "last") -> float | None:
+        return _mean([self.fq_mean(method, c, measure) for c in self.columns(columns)])
 
     def recall_mean(self, method: str, column: str, split: str, form: str) -> float | None:
         return _mean([d.get(split, {}).get(form) for d in self.recall.get(method, {}).get(column, [])])
@@ -116,6 +142,10 @@ def check_findings(expected: list[dict], summaries: list[dict], result) -> list[
         kind = check.get("kind")
         if kind not in CHECK_KINDS:
             raise UnlearnbenchError(f"study check kind {kind!r} is unknown (known: {', '.join(CHECK_KINDS)})")
+        if check.get("measure", "last") not in MEASURES:
+            raise UnlearnbenchError(
+                f"study check measure {check['measure']!r} is unknown (known: {', '.join(MEASURES)})"
+            )
         out.append(_CHECKS[kind](claim, check, nums))
     return out
 
@@ -125,12 +155,15 @@ def _missing(claim, check, what) -> Finding:
 
 
 def _check_drop(claim, c, n: _Numbers) -> Finding:
-    before, after = n.fq_mean(c["method"], c.get("from", "unlearned")), n.fq_over(c["method"], c.get("to", "attacks"))
+    ms = c.get("measure", "last")
+    before = n.fq_mean(c["method"], c.get("from", "unlearned"), ms)
+    after = n.fq_over(c["method"], c.get("to", "attacks"), ms)
     if before is None or after is None:
-        return _missing(claim, c, f"forget quality of {c['method']}")
+        return _missing(claim, c, f"forget quality ({ms}) of {c['method']}")
     d = before - after
     se, sig = significance(
-        n.per_seed_over(c["method"], [c.get("from", "unlearned")]), n.per_seed_over(c["method"], c.get("to", "attacks"))
+        n.per_seed_over(c["method"], [c.get("from", "unlearned")], ms),
+        n.per_seed_over(c["method"], c.get("to", "attacks"), ms),
     )
     return Finding(
         claim,
@@ -143,7 +176,8 @@ def _check_drop(claim, c, n: _Numbers) -> Finding:
             "std_error": _r(se),
             "significant": sig,
         },
-        f"FQ {before:.3f} after unlearning -> {after:.3f} after the attacks (drop {d:+.3f})" + _noise_note(se, sig),
+        f"FQ {before:.3f} after unlearning -> {after:.3f} under the attacks ({_MEASURE_TEXT[ms]}; drop {d:+.3f})"
+        + _noise_note(se, sig),
     )
 
 
@@ -166,22 +200,31 @@ def _noise_note(se, significant) -> str:
 
 
 def _check_compare(claim, c, n: _Numbers) -> Finding:
-    cols = c.get("columns", "attacks")
-    a, b = n.fq_over(c["better"], cols), n.fq_over(c["worse"], cols)
+    cols, ms = c.get("columns", "attacks"), c.get("measure", "last")
+    a, b = n.fq_over(c["better"], cols, ms), n.fq_over(c["worse"], cols, ms)
     if a is None or b is None:
-        return _missing(claim, c, f"forget quality of {c['better'] if a is None else c['worse']}")
+        return _missing(claim, c, f"forget quality ({ms}) of {c['better'] if a is None else c['worse']}")
     per = {
-        col: {"better": _r(n.fq_mean(c["better"], col)), "worse": _r(n.fq_mean(c["worse"], col))}
+        col: {"better": _r(n.fq_mean(c["better"], col, ms)), "worse": _r(n.fq_mean(c["worse"], col, ms))}
         for col in n.columns(cols)
     }
-    se, sig = significance(n.per_seed_over(c["better"], cols), n.per_seed_over(c["worse"], cols))
+    se, sig = significance(n.per_seed_over(c["better"], cols, ms), n.per_seed_over(c["worse"], cols, ms))
     return Finding(
         claim,
         c,
         a >= b,
         {"better": _r(a), "worse": _r(b), "per_column": per, "std_error": _r(se), "significant": sig},
-        f"mean FQ under attack: {c['better']} {a:.3f} vs {c['worse']} {b:.3f}" + _noise_note(se, sig),
+        f"mean FQ under attack ({_MEASURE_TEXT[ms]}): {c['better']} {a:.3f} vs {c['worse']} {b:.3f}"
+        + _noise_note(se, sig),
     )
+
+
+_MEASURE_TEXT = {
+    "last": "last checkpoint, vs the oracle",
+    "worst": "worst over the curve, vs the oracle",
+    "last_ao": "last checkpoint, vs the attacked oracle",
+    "worst_ao": "worst over the curve, vs the attacked oracle",
+}
 
 
 def _check_close(claim, c, n: _Numbers) -> Finding:
@@ -259,7 +302,25 @@ def _check_neighbour_kept(claim, c, n: _Numbers) -> Finding:
     )
 
 
+def _check_matched(claim, c, n: _Numbers) -> Finding:
+    fq = {m: n.fq_mean(m, "unlearned") for m in c["methods"]}
+    have = {m: v for m, v in fq.items() if v is not None}
+    if len(have) < 2:
+        return _missing(claim, c, "forget quality after unlearning of at least two methods")
+    span = max(have.values()) - min(have.values())
+    return Finding(
+        claim,
+        c,
+        span <= float(c.get("tol", 0.1)),
+        {"fq_unlearned": {m: _r(v) for m, v in fq.items()}, "span": _r(span)},
+        "FQ after unlearning: "
+        + ", ".join(f"{m} {v:.3f}" for m, v in have.items())
+        + f" (span {span:.3f}, tol {c.get('tol', 0.1)})",
+    )
+
+
 _CHECKS = {
+    "matched": _check_matched,
     "drop": _check_drop,
     "compare": _check_compare,
     "close": _check_close,
@@ -319,6 +380,18 @@ def write_findings(out_dir: str | os.PathLike, result, findings: list[Finding], 
                 else f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v["std"] is not None else "")
             )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for measure, title in (
+        ("min_forget_quality", "Worst forget quality over each attack's curve (against the unattacked oracle)"),
+        ("min_forget_quality_attacked_oracle", "Worst forget quality over the curve, against the attacked oracle"),
+        ("max_recovery", "Highest recovery over the curve (share of the removed recall that came back)"),
+    ):
+        per_method = sweep_doc.get("under_attack", {}).get(measure) or {}
+        if not per_method:
+            continue
+        lines += ["", f"{title}:", "", "| method | " + " | ".join(sweep_doc["attacks"]) + " |"]
+        lines.append("|---|" + "---|" * len(sweep_doc["attacks"]))
+        for m, row in per_method.items():
+            lines.append(f"| {m} | " + " | ".join(_cell(row.get(a)) for a in sweep_doc["attacks"]) + " |")
     if sweep_doc["failed"]:
         lines += ["", "Failed cells:", ""] + [
             f"- {x['kind']} {x['method']} {x['attack'] or ''} seed {x['seed']}: {x['reason']}"
@@ -340,6 +413,12 @@ def write_findings(out_dir: str | os.PathLike, result, findings: list[Finding], 
         )
     )
     return [md, js]
+
+
+def _cell(v) -> str:
+    if not v or v.get("mean") is None:
+        return "–"
+    return f"{v['mean']:.2f}" + (f" ± {v['std']:.2f}" if v.get("std") is not None else "")
 
 
 def load_study(name_or_yaml: str, size: str | None = None, seeds: str | list[int] | None = None):

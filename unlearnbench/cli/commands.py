@@ -166,7 +166,18 @@ def cmd_report(args) -> int:
 
     if not os.path.exists(args.store):
         raise UnlearnbenchError(f"no results store at '{args.store}' (run `unlearnbench run` first or pass --store)")
-    files = write_report(args.store, args.out)
+    similarity = None
+    if args.similarity:
+        import json
+
+        try:
+            with open(args.similarity, encoding="utf-8") as f:
+                similarity = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UnlearnbenchError(f"--similarity '{args.similarity}': not a readable JSON file ({e})") from None
+        if not isinstance(similarity, dict) or not isinstance(similarity.get("rows"), list):
+            raise UnlearnbenchError(f"--similarity '{args.similarity}': expected a task_similarity JSON with 'rows'")
+    files = write_report(args.store, args.out, similarity=similarity)
     print(f"wrote {len(files)} files to {args.out}/ (open {os.path.join(args.out, 'report.html')})")
     return 0
 

@@ -166,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("--store", default=DEFAULT_STORE)
     rp.add_argument("--out", default="unlearnbench-report", help="output folder (default ./unlearnbench-report)")
+    rp.add_argument(
+        "--similarity",
+        metavar="JSON",
+        help="a benchmarks/task_similarity.py result: also draw worst-case recovery vs each attack task's similarity",
+    )
 
     res = sub.add_parser("results", help="export stored results (pandas) as CSV or JSON")
     res.add_argument("--store", default=DEFAULT_STORE)

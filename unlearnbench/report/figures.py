@@ -36,8 +36,14 @@ def cell_text(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f}"
 
 
-def heatmap(frame, stem: Path) -> list[str]:
-    """Methods x attacks forget-quality heatmap from :func:`unlearnbench.report.frames.heatmap_frame`."""
+def heatmap(
+    frame,
+    stem: Path,
+    title: str = "Forget quality (1 = like the oracle), mean ± std over seeds",
+    xlabel: str = "attack (last checkpoint)",
+    label: str = "forget quality",
+) -> list[str]:
+    """Methods x attacks heatmap (0..1 colour scale) from :func:`unlearnbench.report.frames.heatmap_frame`."""
     import numpy as np
 
     plt = _plt()
@@ -62,15 +68,22 @@ def heatmap(frame, stem: Path) -> list[str]:
             ax.text(j, i, text[i][j] or "–", ha="center", va="center", color=colour, fontsize=9)
     ax.set_xticks(range(len(attacks)), [a.replace(" [", "\n[") for a in attacks], rotation=0, fontsize=8)
     ax.set_yticks(range(len(methods)), methods, fontsize=9)
-    ax.set_xlabel("attack (last epoch)")
-    ax.set_title("Forget quality (1 = like the oracle), mean ± std over seeds")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="forget quality")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label=label)
     return _save(fig, stem)
 
 
-def curves(frame, stem: Path) -> list[str]:
-    """Forget quality vs attack epoch from :func:`unlearnbench.report.frames.curves_frame`; one panel per
-    attack, one line per method, min-max band."""
+def curves(
+    frame,
+    stem: Path,
+    ylabel: str = "forget quality",
+    title: str = "Forget quality under attack (mean over seeds, band = min–max)",
+    ylim: tuple[float, float] | None = (-0.02, 1.02),
+) -> list[str]:
+    """A measure vs attack step from :func:`unlearnbench.report.frames.curves_frame`; one panel per
+    attack, one line per method, min-max band over seeds; with ``ctrl_*`` columns (recovery) the
+    attacked oracle's min-max over methods and seeds as a grey band, its mean as a dashed line."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
@@ -83,18 +96,24 @@ def curves(frame, stem: Path) -> list[str]:
     for k, attack in enumerate(attacks):
         ax = axes[k // ncol][k % ncol]
         sub = frame[frame.attack == attack]
+        if "ctrl_mean" in sub and sub["ctrl_mean"].notna().any():
+            band = sub.groupby("epoch").agg(lo=("ctrl_min", "min"), hi=("ctrl_max", "max"), mid=("ctrl_mean", "mean"))
+            band = band.dropna().sort_index()
+            ax.fill_between(band.index, band.lo, band.hi, color="#999999", alpha=0.3, lw=0, label="attacked oracle")
+            ax.plot(band.index, band.mid, color="#666666", ls="--", lw=1)
         for m in dict.fromkeys(sub.method):
             s = sub[sub.method == m].sort_values("epoch")
             ax.plot(s.epoch, s["mean"], marker="o", ms=3, color=colours[m], label=m)
             if (s.n > 1).any():
                 ax.fill_between(s.epoch, s["min"], s["max"], color=colours[m], alpha=0.2, lw=0)
         ax.set_title(attack, fontsize=9)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel("attack epoch")
+        if ylim:
+            ax.set_ylim(*ylim)
+        ax.set_xlabel("attack step (or epoch)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if k % ncol == 0:
-            ax.set_ylabel("forget quality")
+            ax.set_ylabel(ylabel)
     for k in range(len(attacks), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -111,6 +130,40 @@ def curves(frame, stem: Path) -> list[str]:
         fontsize=8,
         bbox_to_anchor=(0.5, -0.02 - 0.03 * math.ceil(len(seen) / 4)),
     )
-    fig.suptitle("Forget quality under attack (mean over seeds, band = min–max)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def similarity_scatter(frame, stem: Path) -> list[str]:
+    """Worst-case recovery against the attack task's similarity to the forget set, from
+    :func:`unlearnbench.report.frames.similarity_frame`: one panel per similarity measure, one colour
+    per method, one point per (method, attack) with the min-max over seeds as an error bar."""
+    plt = _plt()
+    measures = [("template_overlap", "template 3-gram overlap"), ("hidden_cosine", "hidden-state cosine")]
+    methods = list(dict.fromkeys(frame.method))
+    colours = {m: plt.get_cmap("tab10")(k % 10) for k, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(measures), figsize=(4.6 * len(measures), 3.6), squeeze=False, sharey=True)
+    for ax, (col, name) in zip(axes[0], measures):
+        for m in methods:
+            s = frame[(frame.method == m) & frame[col].notna()]
+            if s.empty:
+                continue
+            yerr = [s["mean"] - s["min"], s["max"] - s["mean"]]
+            ax.errorbar(s[col], s["mean"], yerr=yerr, fmt="o", ms=4, capsize=2, color=colours[m], label=m)
+            for r in s.itertuples():
+                ax.annotate(r.task, (getattr(r, col), r.mean), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.axhline(0, color="#999999", lw=0.8)
+        ax.set_xlabel(f"similarity to the forget set: {name}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("highest recovery over the curve")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(
+            handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, bbox_to_anchor=(0.5, -0.12)
+        )
+    fig.suptitle(
+        "Recovery vs similarity of the attack's data to the forget set (mean over seeds, bar = min–max)", fontsize=10
+    )
     fig.tight_layout()
     return _save(fig, stem)

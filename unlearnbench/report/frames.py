@@ -7,6 +7,15 @@ Forget quality (``metrics.forget_quality``) of a checkpoint is computed per form
 split against the base and oracle cells with the same model label, probe suite and seed, then
 averaged over the informative forms (base and oracle recall differ by >= ``metrics.MIN_GAP``).
 Cells without such references get no forget quality; the report says so instead of failing.
+
+Under attack, each attack checkpoint is also compared with its control (``metrics`` module
+docstring): the ``control`` cell that ran the same attack (same spec and config) on the oracle with
+the same model label, probe suite and seed, at the same step. Per checkpoint the records then hold
+``fq_ao`` (forget quality against the attacked oracle), ``recovery`` ((u_t - u_0) / (b - u_0), u_0
+the attack cell's step-0 recall), ``excess`` (u_t - o_t) and ``control_recovery`` (the attacked
+oracle on the method's recovery scale, (o_t - u_0) / (b - u_0): where a method's recovery would be
+if it knew exactly what the control knows). Means are over the same informative forms as ``fq``
+(recovery: those of them where it is defined). NaN where there is no control cell.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from ..metrics import forget_quality
+from ..metrics import excess, forget_quality, forget_quality_attacked, recovery
 from ..store import ResultStore
 
 #: An unlearn cell's forget-quality record: its ``step`` (attack records have the attack epoch) ...
@@ -104,7 +113,20 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
     cells = store.cells_frame()
     cells = cells[cells.status == "finished"].copy()
     empty_fq = pd.DataFrame(
-        columns=["cell_id", "kind", "model", "method", "attack", "seed", "checkpoint", "step", "fq", "per_form"]
+        columns=[
+            "cell_id",
+            "kind",
+            "model",
+            "method",
+            "attack",
+            "attack_task",
+            "seed",
+            "checkpoint",
+            "step",
+            "fq",
+            "per_form",
+            *ATTACK_MEASURES,
+        ]
     )
     if cells.empty:
         notes.append("The store holds no finished cells.")
@@ -129,11 +151,17 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
         on="cell_id",
     )
 
-    def forget_of(cid, checkpoint=None):
+    def forget_of(cid, checkpoint=None, step=None):
         sub = recall[(recall.cell_id == cid) & (recall.split == "forget")]
         if checkpoint is not None:
             sub = sub[sub.checkpoint == checkpoint]
+        if step is not None:
+            sub = sub[sub.step == step]
         return dict(zip(sub.form, sub.value))
+
+    controls: dict[tuple, str] = {}
+    for r in cells[cells.kind == "control"].itertuples():  # the newest wins, as for base/oracle
+        controls[(r.model, r.probe_suite, r.seed, r.attack, _config_text(r.attack_config), r.method)] = r.cell_id
 
     refs: dict[tuple, dict[str, str]] = {}
     for kind in ("base", "oracle"):
@@ -154,13 +182,24 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
             continue
         base, oracle = forget_of(ref["base"]), forget_of(ref["oracle"])
         ckpts = recall[recall.cell_id == cell.cell_id][["checkpoint", "step"]].drop_duplicates()
+        ctrl = None
+        if cell.kind == "attack":
+            ctrl = controls.get(
+                (cell.model, cell.probe_suite, cell.seed, cell.attack, _config_text(cell.attack_config), "oracle")
+            )
+            u0 = forget_of(cell.cell_id, step=0)
         for ck in ckpts.sort_values("step").itertuples():
             per_form = {}
-            for form, u in forget_of(cell.cell_id, ck.checkpoint).items():
+            u_t = forget_of(cell.cell_id, ck.checkpoint)
+            for form, u in u_t.items():
                 if form in base and form in oracle:
                     q = forget_quality(u, base[form], oracle[form])
                     if not math.isnan(q):
                         per_form[form] = q
+            measures = dict.fromkeys(ATTACK_MEASURES, float("nan"))
+            if cell.kind == "attack":
+                o_t = forget_of(ctrl, step=int(ck.step)) if ctrl else {}
+                measures = _attack_measures(per_form, u_t, u0, o_t, base, oracle)
             records.append(
                 {
                     "cell_id": cell.cell_id,
@@ -178,6 +217,7 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
                     "step": int(ck.step) if cell.kind == "attack" else AFTER_UNLEARNING,
                     "fq": sum(per_form.values()) / len(per_form) if per_form else float("nan"),
                     "per_form": per_form,
+                    **measures,
                 }
             )
     for model, suite, seed, what in sorted(missing):
@@ -185,34 +225,133 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
             f"Forget quality unavailable for model '{model}', seed {seed} (probes {suite}): "
             f"no finished {what} cell in the store; those cells are left out of the figures."
         )
+    attacks = [r for r in records if r["kind"] == "attack"]
+    if attacks and all(math.isnan(r["fq_ao"]) for r in attacks):
+        notes.append(
+            "No attacked-oracle control cell matches the attack cells: forget quality under attack is against "
+            "the unattacked oracle only, and the recovery figures have no control band."
+        )
     fq = pd.DataFrame(records) if records else empty_fq
     return ReportData(fq, recall, notes, aggregates)
 
 
-def heatmap_frame(data: ReportData):
-    """Rows (method, attack) with mean, std (sample, NaN for one seed), min, max, n over seeds of the
-    forget quality after the attack's last epoch; the 'no attack' column is after unlearning."""
+#: The per-checkpoint numbers of an attack record beside ``fq`` (NaN for unlearn records).
+ATTACK_MEASURES = ("fq_ao", "recovery", "excess", "control_recovery")
+
+
+def _config_text(text) -> str:
+    return json.dumps(_config_dict(text), sort_keys=True, default=str)
+
+
+def _avg(values) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def _attack_measures(per_form: dict, u_t: dict, u0: dict, o_t: dict, base: dict, oracle: dict) -> dict:
+    """The means of :data:`ATTACK_MEASURES` over the informative forms (``per_form``'s keys)."""
+    nan = float("nan")
+    forms = list(per_form)
+    fq_ao = [forget_quality_attacked(u_t[f], base[f], o_t.get(f, nan), oracle[f]) for f in forms]
+    rec = [recovery(u_t[f], u0.get(f, nan), base[f]) for f in forms]
+    defined = [f for f, r in zip(forms, rec) if not math.isnan(r)]
+    return {
+        "fq_ao": _avg(fq_ao),
+        "recovery": _avg(rec),
+        "excess": _avg(excess(u_t[f], o_t.get(f, nan)) for f in forms),
+        "control_recovery": _avg(recovery(o_t.get(f, nan), u0[f], base[f]) for f in defined),
+    }
+
+
+#: What a heatmap or curve can show: the record column and whether lower is worse for the method.
+MEASURES = {
+    "fq": ("forget quality", True),
+    "fq_ao": ("forget quality against the attacked oracle", True),
+    "recovery": ("recovery", False),
+}
+
+
+def _check_measure(measure: str) -> bool:
+    if measure not in MEASURES:
+        raise ValueError(f"measure {measure!r}: one of {', '.join(MEASURES)}")
+    return MEASURES[measure][1]
+
+
+def heatmap_frame(data: ReportData, which: str = "last", measure: str = "fq"):
+    """Rows (method, attack) with mean, std (sample, NaN for one seed), min, max, n over seeds of
+    ``measure`` (:data:`MEASURES`) per attack cell: at its last checkpoint (``which="last"``) or the
+    worst over its curve after step 0 (``"worst"``: the lowest forget quality, the highest
+    recovery), with ``step``, the steps where the worst happened (one per seed, as text). The 'no
+    attack' column is the forget quality after unlearning (not for recovery, 0 by definition)."""
     import pandas as pd
 
+    lower_is_worse = _check_measure(measure)
+    if which not in ("last", "worst"):
+        raise ValueError(f"which {which!r}: 'last' or 'worst'")
     fq = data.fq
+    cols = ["method", "attack", "mean", "std", "min", "max", "n", "step"]
     if fq.empty:
-        return pd.DataFrame(columns=["method", "attack", "mean", "std", "min", "max", "n"])
-    att = fq[fq.kind == "attack"]
-    last = att.loc[att.groupby("cell_id")["step"].idxmax()] if len(att) else att
-    unl = fq[fq.kind == "unlearn"]
-    both = pd.concat([unl, last])
-    g = both.groupby(["method", "attack"], sort=False)["fq"]
-    out = g.agg(["mean", "std", "min", "max", "count"]).reset_index().rename(columns={"count": "n"})
-    return out
+        return pd.DataFrame(columns=cols)
+    att = fq[(fq.kind == "attack")]
+    if which == "last":
+        att = att.loc[att.groupby("cell_id")["step"].idxmax()] if len(att) else att
+    else:
+        att = att[(att.step.astype(int) > 0) & att[measure].notna()]
+        if len(att):
+            order = att.sort_values([measure, "step"], ascending=[lower_is_worse, True])
+            att = order.groupby("cell_id", sort=False).head(1)
+    att = att.assign(value=att[measure])
+    parts = [att]
+    if measure != "recovery":
+        unl = fq[fq.kind == "unlearn"]
+        parts.insert(0, unl.assign(value=unl["fq"]))
+    both = pd.concat(parts)
+    if both.empty:
+        return pd.DataFrame(columns=cols)
+    g = both.groupby(["method", "attack"], sort=False)
+    out = g["value"].agg(["mean", "std", "min", "max", "count"]).reset_index().rename(columns={"count": "n"})
+    steps = g["step"].agg(lambda s: ",".join(str(x) for x in s if x != AFTER_UNLEARNING)).reset_index()
+    return out.merge(steps, on=["method", "attack"], how="left")
 
 
-def curves_frame(data: ReportData):
-    """Rows (attack, method, epoch) with mean, min, max, n over seeds of the forget quality."""
+def curves_frame(data: ReportData, measure: str = "fq"):
+    """Rows (attack, method, epoch) with mean, min, max, n over seeds of ``measure`` (:data:`MEASURES`)
+    at each attack checkpoint (``epoch`` is the stored step: the epoch, or the optimiser step of a
+    ``steps=`` budget). For ``recovery`` also ``ctrl_mean``, ``ctrl_min``, ``ctrl_max``: the attacked
+    oracle on the method's recovery scale (the control band)."""
     import pandas as pd
 
+    _check_measure(measure)
     att = data.fq[data.fq.kind == "attack"] if not data.fq.empty else data.fq
     if att.empty:
         return pd.DataFrame(columns=["attack", "method", "epoch", "mean", "min", "max", "n"])
     att = att.assign(epoch=att.step.astype(int))
-    g = att.groupby(["attack", "method", "epoch"], sort=False)["fq"]
-    return g.agg(["mean", "min", "max", "count"]).reset_index().rename(columns={"count": "n"})
+    g = att.groupby(["attack", "method", "epoch"], sort=False)
+    out = g[measure].agg(["mean", "min", "max", "count"]).reset_index().rename(columns={"count": "n"})
+    if measure == "recovery":
+        ctrl = g["control_recovery"].agg(["mean", "min", "max"]).reset_index()
+        ctrl = ctrl.rename(columns={"mean": "ctrl_mean", "min": "ctrl_min", "max": "ctrl_max"})
+        out = out.merge(ctrl, on=["attack", "method", "epoch"])
+    return out
+
+
+def similarity_frame(data: ReportData, similarity: dict):
+    """Rows (method, attack, task) of the worst-case recovery (:func:`heatmap_frame` ``worst``) with the
+    attack task's ``template_overlap`` and ``hidden_cosine`` to the forget set, read from
+    ``similarity`` (the JSON that ``benchmarks/task_similarity.py`` writes: ``rows`` of ``task``,
+    ``template_overlap``, ``hidden_cosine``). Attacks whose task it does not list are left out."""
+    import pandas as pd
+
+    cols = ["method", "attack", "task", "mean", "min", "max", "n", "template_overlap", "hidden_cosine"]
+    sims = {r["task"]: r for r in (similarity or {}).get("rows", []) if isinstance(r, dict) and "task" in r}
+    worst = heatmap_frame(data, "worst", "recovery")
+    if worst.empty or data.fq.empty or not sims:
+        return pd.DataFrame(columns=cols)
+    att = data.fq[data.fq.kind == "attack"]
+    task_of = dict(zip(att.attack, att.attack_task))
+    worst = worst.assign(task=[task_of.get(a) for a in worst.attack])
+    worst = worst[worst.task.isin(list(sims))]
+    return worst.assign(
+        template_overlap=[sims[t].get("template_overlap") for t in worst.task],
+        hidden_cosine=[sims[t].get("hidden_cosine") for t in worst.task],
+    )[cols]

@@ -2,8 +2,14 @@
 
 * ``fq_heatmap.png/.svg`` — forget quality after each attack (last epoch), methods x attacks,
   mean over seeds with the spread (sample std) in each cell (ILU fig. 4 style);
-* ``fq_curves.png/.svg`` — forget quality vs attack epoch, one panel per attack, one line per method,
+* ``fq_curves.png/.svg`` — forget quality vs attack step, one panel per attack, one line per method,
   mean over seeds with a min-max band (ILU fig. 3 style);
+* ``worst_heatmap.png/.svg`` — the worst case over each attack's curve: the lowest forget quality
+  against the attacked oracle (where the store has control cells; else against the oracle);
+* ``recovery_curves.png/.svg`` — recovery vs attack step, with the attacked oracle as a grey band
+  (where the store has control cells);
+* ``recovery_similarity.png/.svg`` — worst-case recovery vs the attack task's similarity to the
+  forget set (only with ``similarity=``, a ``benchmarks/task_similarity.py`` JSON);
 * ``form_table.{md,csv,html,tex}`` — recall after unlearning per form, forget and neighbour splits,
   with base and oracle columns; best method per row in bold (ORT style);
 * ``muse_table.{md,csv,html,tex}`` — MUSE-style rows (original, retrain, pre-/post-finetune);
@@ -23,8 +29,8 @@ import json
 from pathlib import Path
 
 from ..store import ResultStore
-from .figures import curves, heatmap
-from .frames import collect, curves_frame, heatmap_frame
+from .figures import curves, heatmap, similarity_scatter
+from .frames import collect, curves_frame, heatmap_frame, similarity_frame
 from .tables import distance_fluency_table, form_table, muse_table
 
 _EXPLAIN = {
@@ -46,6 +52,25 @@ _EXPLAIN = {
         "and the band the min&ndash;max over seeds. A falling line means the attack brings knowledge "
         "back.</p>"
     ),
+    "worst": (
+        "<p>The worst case over each attack's curve (every stored checkpoint after step 0): the lowest "
+        "forget quality per attack cell, then mean &plusmn; std over seeds. Measured against the "
+        "<b>attacked oracle</b> (the oracle fine-tuned by the same attack, same data, seed and budget: "
+        "<code>clip(1 - |u_t - o_t| / |b - o_0|, 0, 1)</code>) where the store has those control cells, so "
+        "facts an attack simply teaches are not counted as coming back.</p>"
+    ),
+    "recovery": (
+        "<p><b>Recovery</b> <code>(u_t - u_0) / (b - u_0)</code>: the share of the recall the method removed "
+        "that the attack brought back (0 none, 1 all), mean over seeds per method. The grey band is the "
+        "attacked oracle on the same scale, <code>(o_t - u_0) / (b - u_0)</code> (min&ndash;max over methods "
+        "and seeds): a line above the band means the attacked model knows more than a model that never "
+        "saw the forget people after the same attack.</p>"
+    ),
+    "similarity": (
+        "<p>The highest recovery over each attack's curve against how much the attack's training data "
+        "looks like the forget set (template 3-gram overlap with names and numbers masked; cosine of "
+        "mean hidden states under the target model; <code>unlearnbench.similarity</code>).</p>"
+    ),
     "forms": "<p>Recall (mean of the headline metric) after unlearning, per probe form.</p>",
     "muse": (
         "<p>A MUSE-style table: MUSE's own metrics where the store holds the verbmem/knowmem/privleak "
@@ -54,10 +79,11 @@ _EXPLAIN = {
 }
 
 
-def write_report(store_path, out_dir, *, metric: str = "correct") -> dict[str, str]:
+def write_report(store_path, out_dir, *, metric: str = "correct", similarity: dict | None = None) -> dict[str, str]:
     """Render every figure and table of the store at ``store_path`` into ``out_dir``.
 
-    Returns {name: path} of every file written. Never loads a model.
+    ``similarity``: the parsed JSON of ``benchmarks/task_similarity.py`` (draws recovery vs
+    similarity). Returns {name: path} of every file written. Never loads a model.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +114,34 @@ def write_report(store_path, out_dir, *, metric: str = "correct") -> dict[str, s
         drawn["curves"] = curves(cv, out / "fq_curves")
     else:
         data.notes.append("No robustness curves: no attack cell with forget quality.")
+    has_control = not data.fq.empty and data.fq["fq_ao"].notna().any()
+    worst_measure = "fq_ao" if has_control else "fq"
+    wh = heatmap_frame(data, "worst", worst_measure)
+    if not wh.empty and wh["mean"].notna().any():
+        against = "the attacked oracle" if has_control else "the oracle (no control cells)"
+        drawn["worst"] = heatmap(
+            wh,
+            out / "worst_heatmap",
+            title=f"Worst forget quality over the curve, against {against}; mean ± std over seeds",
+            xlabel="attack (worst checkpoint after step 0)",
+        )
+    rc = curves_frame(data, "recovery")
+    if not rc.empty and rc["mean"].notna().any():
+        drawn["recovery"] = curves(
+            rc,
+            out / "recovery_curves",
+            ylabel="recovery",
+            title="Recovery under attack (mean over seeds, band = min–max; grey = attacked oracle)",
+            ylim=None,
+        )
+    if similarity is not None:
+        sf = similarity_frame(data, similarity)
+        if not sf.empty and sf["mean"].notna().any():
+            drawn["similarity"] = similarity_scatter(sf, out / "recovery_similarity")
+        else:
+            data.notes.append(
+                "No recovery-vs-similarity figure: no attack task of the store is in the similarity file."
+            )
     for paths in drawn.values():
         for p in paths:
             written[Path(p).name] = str(p)
@@ -117,7 +171,15 @@ def write_report(store_path, out_dir, *, metric: str = "correct") -> dict[str, s
         _EXPLAIN["fq"],
     ]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in data.notes]
-    for key, title in (("heatmap", "Forget quality after attacks"), ("curves", "Robustness curves")):
+    for key, title in (
+        ("heatmap", "Forget quality after attacks"),
+        ("curves", "Robustness curves"),
+        ("worst", "Worst case over the curve"),
+        ("recovery", "Recovery against the attacked oracle"),
+        ("similarity", "Recovery vs similarity"),
+    ):
+        if key in ("worst", "recovery", "similarity") and key not in drawn:
+            continue
         parts.append(f"<h2>{title}</h2>")
         if key in drawn:
             png = next(p for p in drawn[key] if str(p).endswith(".png"))
