@@ -90,3 +90,47 @@ def test_extract_numbers_reads_a_run_document():
     assert got == {
         "base": {"recall": {"forget/bio": 1.0}, "task_accuracy": {"arith": 0.1}, "forget_quality": {"bio": 0.0}}
     }
+
+
+def _summary(worst_value=0.4, step=10):
+    return {
+        "columns": [],
+        "recall": {},
+        "task_accuracy": {},
+        "forget_quality": {},
+        "worst_case": {
+            "finetune:retain,steps=20": {
+                "last": {
+                    "column": "c",
+                    "step": 20,
+                    "forget_quality": 0.7,
+                    "forget_quality_attacked_oracle": 0.8,
+                    "recovery": 0.1,
+                },
+                "min_forget_quality": {"value": 0.6, "step": 10},
+                "min_forget_quality_attacked_oracle": {"value": worst_value, "step": step},
+                "max_recovery": {"value": 0.3, "step": 10},
+            }
+        },
+    }
+
+
+def test_worst_case_numbers_are_extracted_and_compared_without_their_steps():
+    got = extract_numbers(_summary(), ["bio"])["finetune:retain,steps=20 worst"]
+    assert got["worst_case"] == {
+        "last/forget_quality": 0.7,
+        "last/forget_quality_attacked_oracle": 0.8,
+        "last/recovery": 0.1,
+        "min/forget_quality": 0.6,
+        "min/forget_quality_attacked_oracle": 0.4,
+        "max/recovery": 0.3,
+    }
+    assert got["steps"]["min/forget_quality_attacked_oracle"] == 10
+    base = {"matrix": {}, "forms": ["bio"], "tolerance": {**TOL, "worst_case": 0.15}}
+    base["numbers"] = {"npo": extract_numbers(_summary(), ["bio"])}
+    assert compare(base, {"npo": extract_numbers(_summary(step=20), ["bio"])}) == []  # the step is not compared
+    diffs = compare(base, {"npo": extract_numbers(_summary(worst_value=0.2), ["bio"])})
+    assert [(d.metric, d.where) for d in diffs] == [("worst_case", "min/forget_quality_attacked_oracle")]
+    # a baseline made before worst cases existed ignores the measured worst-case columns
+    old = {"matrix": {}, "forms": ["bio"], "tolerance": TOL, "numbers": {"npo": {}}}
+    assert compare(old, {"npo": extract_numbers(_summary(worst_value=0.2), ["bio"])}) == []

@@ -75,10 +75,22 @@ def test_checks_on_the_worst_case_and_the_attacked_oracle(monkeypatch):
             "check": {"kind": "compare", "better": "ilu", "worse": "npo", "measure": "last_ao"},
         },
         {"claim": "matched", "check": {"kind": "matched", "methods": ["npo", "ilu"], "tol": 0.1}},
+        {
+            "claim": "two attacks of one method",
+            "check": {
+                "kind": "compare",
+                "better": "npo",
+                "worse": "ilu",
+                "columns": ["unlearned"],
+                "worse_columns": ["finetune:arith"],
+                "measure": "worst_ao",
+            },
+        },
         {"claim": "not matched", "check": {"kind": "matched", "methods": ["npo", "ilu"], "tol": 0.01}},
     ]
     f = check_findings(expected, None, _Result())
-    assert [x.holds for x in f] == [True, False, True, False, None, True, False]
+    assert [x.holds for x in f] == [True, False, True, False, None, True, True, False]
+    assert f[6].measured["better"] == pytest.approx(0.75) and f[6].measured["worse"] == pytest.approx(0.65)
     assert f[0].measured["drop"] == pytest.approx(0.75 - 0.25)  # unlearned FQ stays the unattacked number
     assert f[1].measured["drop"] == pytest.approx(0.75 - 0.8)  # npo is no worse than the attacked oracle
     assert "attacked oracle" in f[3].detail
@@ -98,12 +110,26 @@ def test_unknown_check_kind(monkeypatch):
 
 
 def test_presets_declare_valid_checks():
-    from unlearnbench.study import CHECK_KINDS
+    from unlearnbench.spec import canonical_spec
+    from unlearnbench.study import CHECK_KINDS, MEASURES
     from unlearnbench.sweep import load_experiment
 
     for name in ("ilu-robustness", "form-dependence"):
         exp = load_experiment(name)
         assert exp.expected and all(e["check"]["kind"] in CHECK_KINDS and e["claim"] for e in exp.expected)
+        attacks = {canonical_spec(a) for a in exp.attacks} | {"unlearned"}
+        methods = {canonical_spec(m) for m in exp.methods}
+        for e in exp.expected:
+            c = e["check"]
+            assert c.get("measure", "last") in MEASURES
+            for key in ("columns", "worse_columns", "to"):  # a typo in a column would make a check "not measured"
+                if isinstance(c.get(key), list):
+                    assert {canonical_spec(x) if x != "unlearned" else x for x in c[key]} <= attacks, (name, key)
+            for key in ("method", "better", "worse", "a", "b"):
+                if key in c:
+                    assert canonical_spec(c[key]) in methods, (name, c[key])
+            for m in c.get("methods", []):
+                assert canonical_spec(m) in methods, (name, m)
 
 
 def test_significance_over_seeds():

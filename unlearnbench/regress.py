@@ -5,9 +5,16 @@ A baseline file (JSON, e.g. ``leaderboard/baselines/micro.json``) holds
 - ``matrix``: the benchmark spec, method specs, attack specs and seed to run;
 - ``forms``: the probe forms compared (those stable enough to compare: enough items, above chance);
 - ``tolerance``: the largest absolute difference allowed per metric (``recall``, ``task_accuracy``,
-  ``forget_quality``);
-- ``numbers``: per method, per column (base, oracle, unlearned, each attack epoch), the recall per
-  split and form, the FA per task and the forget quality per form;
+  ``forget_quality``, and optionally ``worst_case``);
+- ``numbers``: per method, per column (base, oracle, unlearned, each attack checkpoint), the recall
+  per split and form, the FA per task and the forget quality per form; and per attack a column
+  ``<attack> worst`` whose ``worst_case`` numbers are the run summary's worst case over the curve
+  (``min/forget_quality``, ``min/forget_quality_attacked_oracle``, ``max/recovery``) and its last
+  checkpoint (``last/forget_quality``, ``last/forget_quality_attacked_oracle``, ``last/recovery``),
+  definitions in :mod:`unlearnbench.metrics`. The steps where the worst cases happened are kept
+  beside them (``steps``) for the reader and not compared: on a flat curve the step of the minimum
+  moves between near-equal checkpoints. A baseline without a ``worst_case`` tolerance (made before
+  it existed) is compared on the other metrics only;
 - ``history``: who changed the numbers, when, at which commit, and why.
 
 :func:`compare` lists every number outside its tolerance (and every number that appeared or went
@@ -27,6 +34,13 @@ from pathlib import Path
 from .errors import UnlearnbenchError
 
 METRICS = ("recall", "task_accuracy", "forget_quality")
+#: Compared when the baseline's tolerance names it (see the module docstring).
+OPTIONAL_METRICS = ("worst_case",)
+_WORST = (
+    ("min/forget_quality", "min_forget_quality"),
+    ("min/forget_quality_attacked_oracle", "min_forget_quality_attacked_oracle"),
+    ("max/recovery", "max_recovery"),
+)
 
 
 @dataclass
@@ -73,6 +87,16 @@ def extract_numbers(summary: dict, forms) -> dict:
             "task_accuracy": dict(sorted(summary["task_accuracy"].get(col, {}).items())),
             "forget_quality": {f: summary["forget_quality"].get(col, {}).get("per_form", {}).get(f) for f in forms},
         }
+    for attack, w in (summary.get("worst_case") or {}).items():
+        numbers = {
+            f"last/{k}": w["last"].get(k) for k in ("forget_quality", "forget_quality_attacked_oracle", "recovery")
+        }
+        steps = {}
+        for where, key in _WORST:
+            point = w.get(key) or {}
+            numbers[where] = point.get("value")
+            steps[where] = point.get("step")
+        out[f"{attack} worst"] = {"worst_case": numbers, "steps": steps}
     return out
 
 
@@ -114,12 +138,15 @@ def _close(a: float | None, b: float | None, tol: float) -> bool:
 def compare(baseline: dict, measured: dict) -> list[Difference]:
     """Every number outside tolerance, plus every number present on one side only."""
     tol = baseline["tolerance"]
+    metrics = METRICS + tuple(m for m in OPTIONAL_METRICS if m in tol)
     diffs: list[Difference] = []
     expected = baseline.get("numbers", {})
     for method in sorted(set(expected) | set(measured)):
         cols_b, cols_m = expected.get(method, {}), measured.get(method, {})
         for col in sorted(set(cols_b) | set(cols_m)):
-            for metric in METRICS:
+            if not any(m in cols_b.get(col, {}) or m in cols_m.get(col, {}) for m in metrics):
+                continue  # e.g. a worst-case column against a baseline that does not compare worst cases
+            for metric in metrics:
                 b, m = cols_b.get(col, {}).get(metric, {}), cols_m.get(col, {}).get(metric, {})
                 for where in sorted(set(b) | set(m)):
                     vb, vm = b.get(where), m.get(where)

@@ -7,8 +7,9 @@ holds here — with the numbers — whether it holds or not. Check kinds:
 
 ``drop``            {method, from: unlearned, to: attacks, min, measure}: mean forget quality at ``from``
                     minus its mean over the attack columns is > ``min`` (fine-tuning brings knowledge back).
-``compare``         {better, worse, columns: attacks | [labels], measure}: ``better``'s mean forget quality
-                    over the columns is >= ``worse``'s.
+``compare``         {better, worse, columns: attacks | [labels], worse_columns, measure}: ``better``'s mean
+                    forget quality over the columns is >= ``worse``'s over ``worse_columns`` (default:
+                    the same columns; set it to compare two attacks on one method).
 ``close``           {a, b, column, tol}: the two methods' mean forget quality at ``column`` differ by <= tol.
 ``form_gap``        {methods, trained, others}: per method, the relative recall drop ((base - unlearned)
                     / base, forget split) on the ``trained`` form exceeds the mean relative drop on the
@@ -85,8 +86,13 @@ class _Numbers:
                     self.recall.setdefault(r["method"], {}).setdefault(col, []).append(rec[col])
 
     def columns(self, columns) -> list[str]:
-        """A check's ``columns``: 'attacks' (or absent) means every attack of the study."""
-        return self.attacks if columns in (None, "attacks") else list(columns)
+        """A check's ``columns``: 'attacks' (or absent) means every attack of the study; attack specs
+        may be written with their options in any order."""
+        from .spec import canonical_spec
+
+        if columns in (None, "attacks"):
+            return self.attacks
+        return [c if c == "unlearned" else canonical_spec(c) for c in columns]
 
     def seeds(self, method: str, column: str, measure: str = "last") -> dict:
         """seed -> the forget quality ``measure`` stands for at ``column`` (see :data:`MEASURES`)."""
@@ -201,14 +207,14 @@ def _noise_note(se, significant) -> str:
 
 def _check_compare(claim, c, n: _Numbers) -> Finding:
     cols, ms = c.get("columns", "attacks"), c.get("measure", "last")
-    a, b = n.fq_over(c["better"], cols, ms), n.fq_over(c["worse"], cols, ms)
+    wcols = c.get("worse_columns", cols)
+    a, b = n.fq_over(c["better"], cols, ms), n.fq_over(c["worse"], wcols, ms)
     if a is None or b is None:
         return _missing(claim, c, f"forget quality ({ms}) of {c['better'] if a is None else c['worse']}")
-    per = {
-        col: {"better": _r(n.fq_mean(c["better"], col, ms)), "worse": _r(n.fq_mean(c["worse"], col, ms))}
-        for col in n.columns(cols)
-    }
-    se, sig = significance(n.per_seed_over(c["better"], cols, ms), n.per_seed_over(c["worse"], cols, ms))
+    per = {col: {"better": _r(n.fq_mean(c["better"], col, ms))} for col in n.columns(cols)}
+    for col in n.columns(wcols):
+        per.setdefault(col, {})["worse"] = _r(n.fq_mean(c["worse"], col, ms))
+    se, sig = significance(n.per_seed_over(c["better"], cols, ms), n.per_seed_over(c["worse"], wcols, ms))
     return Finding(
         claim,
         c,
