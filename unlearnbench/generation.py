@@ -162,6 +162,20 @@ def _keeps_logits_arg(model) -> str | None:
     return None
 
 
+def _cache_arg(model) -> str:
+    """The forward argument that takes the KV cache: ``cache`` from transformers 5.x on (which
+    deprecates ``past_key_values``), ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _cache_of(out):
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def greedy_tokens(
     model,
     prompts: Sequence[Sequence[int]],
@@ -195,6 +209,7 @@ def greedy_tokens(
     keep = _keeps_logits_arg(model)
     if keep:
         extra[keep] = 1
+    cache_arg = _cache_arg(model)
     done = [False] * n
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
@@ -220,8 +235,8 @@ def greedy_tokens(
                 input_ids=nxt[:, None],
                 attention_mask=mask,
                 position_ids=pos,
-                past_key_values=out.past_key_values,
                 use_cache=True,
+                **{cache_arg: _cache_of(out)},
                 **extra,
             )
     return generated
