@@ -1,7 +1,8 @@
 """A tiny, fully synthetic leaderboard world for the leaderboard tests (no model is run).
 
-``make_store`` writes base/oracle/unlearn/attack cells into a ResultStore exactly as the runner keys
-them (same key fields, ids from ``store.cell_id``), with hand-made per-item scores;
+``make_store`` writes base/oracle/control/unlearn/attack cells into a ResultStore exactly as the
+runner keys them (same key fields, ids from ``store.cell_id``), with hand-made per-item scores (the
+control cell: the attack on the oracle, whose forget recall rises as :data:`CONTROL_FORGET` says);
 ``make_bundle`` turns them into a bundle with the real bundle writer. A tmp ``tasks/leaderboard``
 folder holds a small matrix (``UNLEARNBENCH_TASKS`` points at it).
 """
@@ -21,9 +22,12 @@ ATTACK = "finetune:arith,epochs=2"
 FORMS = ("bio", "qa")
 SPLITS = ("forget", "retain")
 TARGET, ORACLE = "a" * 64, "b" * 64
+HELD_OUT_FILE = Path(__file__).resolve().parent / "leaderboard_held_out_example.yaml"
+# the oracle control's forget recall per attack epoch: (bio, qa) at epochs 0, 1, 2
+CONTROL_FORGET = ((0.0, 0.0), (0.0, 0.25), (0.5, 0.25))
 
 
-def write_matrix(tasks: Path, seeds=(0, 1), harness=(__version__,)) -> Path:
+def write_matrix(tasks: Path, seeds=(0, 1), harness=(__version__,), held_out: dict | None = None) -> Path:
     folder = tasks / "leaderboard"
     folder.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -39,9 +43,12 @@ def write_matrix(tasks: Path, seeds=(0, 1), harness=(__version__,)) -> Path:
             "attacks": {"finetune": ["1"]},
             "probes": {f: ["1"] for f in FORMS},
         },
-        "tolerance": {"recall": 0.1, "task_accuracy": 0.1, "forget_quality": 0.15},
+        "controls": ["oracle"],
+        "tolerance": {"recall": 0.1, "task_accuracy": 0.1, "forget_quality": 0.15, "recovery": 0.15},
         "headline": {"utility_split": "retain", "utility_forms": list(FORMS)},
     }
+    if held_out is not None:
+        doc["held_out"] = held_out
     (folder / f"{MATRIX}.yaml").write_text(yaml.safe_dump(doc))
     return folder / f"{MATRIX}.yaml"
 
@@ -97,6 +104,31 @@ def make_store(
             cid = cell_id(key)
             store.commit_cell(run_id, cid, key, kind, {**label, "method": kind}, _rows(kind, -1, rec, rng, 0.5))
             cells.append(Cell(cid, kind))
+        aconf = {"epochs": 2, "lr": 0.001, "seed": seed}
+        attack_key = {"name": "finetune", "arg": "arith", "version": attack_version, "config": aconf}
+        task_key = {"name": "arith", "arg": None, "version": "1", "config": {}}
+        ckey = {
+            **common,
+            "kind": "control",
+            "control": "oracle",
+            "model": {"name": "toy-micro-s0-oracle", "sha256": ORACLE},
+            "attack": attack_key,
+            "task": task_key,
+        }
+        crows = []
+        for ep, (bio, qa) in enumerate(CONTROL_FORGET):
+            crows += _rows(f"epoch={ep}", ep, {**full, ("forget", "bio"): bio, ("forget", "qa"): qa}, rng, 0.25)
+        ccid = cell_id(ckey)
+        store.commit_cell(
+            run_id,
+            ccid,
+            ckey,
+            "control",
+            {**label, "method": "oracle", "attack": ATTACK, "attack_config": aconf},
+            crows,
+            {"seconds": 1.0, "stats": {"steps": 6}},
+        )
+        cells.append(Cell(ccid, "control"))
         mconf = {"lr": 0.001, "seed": seed, "trust_remote_code": False}
         ukey = {
             **common,
@@ -117,14 +149,7 @@ def make_store(
             {"checkpoint_sha256": f"{seed:x}" * 64, "stats": {"steps": 3}},
         )
         cells.append(Cell(ucid, "unlearn"))
-        aconf = {"epochs": 2, "lr": 0.001, "seed": seed}
-        akey = {
-            **ukey,
-            "kind": "attack",
-            "unlearn_cell": ucid,
-            "attack": {"name": "finetune", "arg": "arith", "version": attack_version, "config": aconf},
-            "task": {"name": "arith", "arg": None, "version": "1", "config": {}},
-        }
+        akey = {**ukey, "kind": "attack", "unlearn_cell": ucid, "attack": attack_key, "task": task_key}
         acid = cell_id(akey)
         rows = []
         for ep in range(3):

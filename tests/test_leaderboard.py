@@ -1,7 +1,8 @@
 """Leaderboard bundles: schema, the bundle writer and every refusal of ``leaderboard verify``.
 
 The cells come from a synthetic store keyed like the runner's (tests/helpers_leaderboard.py); a
-real micro-world submission is tested in tests/integration/test_leaderboard_micro.py.
+real micro-world submission is tested in tests/integration/test_leaderboard_micro.py; format 2's
+control cells, worst-case headline and held-out grid in tests/test_leaderboard_v2.py.
 """
 
 from __future__ import annotations
@@ -52,11 +53,13 @@ def _reasons(folder):
 def test_good_bundle_is_accepted_and_matches_schema(good):
     v = verify(good)
     assert v.accepted, v.reasons
-    assert v.checks == ["files", "trust_remote_code", "schema", "matrix", "provenance", "scores"]
+    assert v.checks == ["files", "format", "trust_remote_code", "schema", "matrix", "provenance", "scores"]
     m = _manifest(good)
-    assert check_schema(m) == []
+    assert check_schema(m) == [] and m["schema"] == "unlearnbench.submission/2"
     assert sorted(p.name for p in good.iterdir()) == [B.MANIFEST, B.SCORES]
-    assert len(m["cells"]) == 8 and m["seeds"] == [0, 1]
+    assert len(m["cells"]) == 10 and m["seeds"] == [0, 1]
+    assert [c["kind"] for c in m["cells"][:5]] == ["base", "oracle", "control", "unlearn", "attack"]
+    assert m["matrix"]["controls"] == ["oracle"] and m["cells"][2]["control"] == "oracle"
     assert m["models"]["unlearned_sha256"] == {"0": "0" * 64, "1": "1" * 64}
 
 
@@ -79,7 +82,8 @@ def test_scores_hash_is_canonical():
 
 
 def test_aggregates_agree_with_run_summary(tmp_path, tasks):
-    """The bundle's aggregates are the numbers `unlearnbench run --json` reports for the same cells."""
+    """The bundle's aggregates are the numbers `unlearnbench run --json` reports for the same cells,
+    the under-attack ones (against the attacked oracle, recovery) included."""
     from unlearnbench.report import run_summary
     from unlearnbench.runner import CellResult
 
@@ -102,6 +106,14 @@ def test_aggregates_agree_with_run_summary(tmp_path, tasks):
                     assert summary["recall"][col][split][form] == pytest.approx(value, abs=1e-4)
                 assert summary["forget_quality"][col]["mean"] == pytest.approx(agg["forget_quality"]["mean"], abs=1e-3)
                 assert summary["task_accuracy"][col]["arith"] == pytest.approx(agg["task_accuracy"]["arith"])
+                rob = summary["robustness"][col]
+                for name in ("forget_quality_attacked_oracle", "recovery"):
+                    assert rob[name]["mean"] == pytest.approx(agg[name]["mean"], abs=1e-3), (name, col)
+                    for form, value in agg[name]["per_form"].items():
+                        assert rob[name]["per_form"][form] == pytest.approx(value, abs=1e-3), (name, col, form)
+            worst = summary["worst_case"][ATTACK]["min_forget_quality_attacked_oracle"]
+            head = B.attack_headline(attack["aggregates"])["worst"]
+            assert (worst["step"], worst["value"]) == (head["step"], pytest.approx(head["value"], abs=1e-3))
     unlearn = next(c for c in m["cells"] if c["kind"] == "unlearn" and c["seed"] == 0)
     # forget recall 0.25 (bio) and 0.125 -> rounds to 0.0 or 0.25 of 4 items (qa); base 1, oracle 0
     fq = unlearn["aggregates"][0]["forget_quality"]

@@ -188,13 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_leaderboard_parsers(sub) -> None:
-    """``submit`` and ``leaderboard {verify,build}`` (handled by :mod:`unlearnbench.cli.leaderboard`)."""
+    """``submit`` and ``leaderboard {verify,build,held-out-hash}`` (handled by :mod:`unlearnbench.cli.leaderboard`)."""
     s = sub.add_parser(
         "submit",
         help="run a method through a leaderboard matrix and write a submission bundle",
         description="Run METHOD through every attack and seed a leaderboard matrix declares "
-        "(tasks/leaderboard/<matrix>.yaml) and write a bundle: manifest.json (schema "
-        "leaderboard/schema/submission-1.json) and scores.csv.gz (every per-item score).",
+        "(tasks/leaderboard/<matrix>.yaml), each attack also on the matrix's controls (the retrain "
+        "oracle), and write a bundle: manifest.json (schema leaderboard/schema/submission-2.json) and "
+        "scores.csv.gz (every per-item score). A held-out grid is never run.",
     )
     s.add_argument("--method", required=True, help="method spec, e.g. npo or rocr,projector=none")
     s.add_argument("--matrix", default="toy-micro", help="leaderboard matrix name (default toy-micro)")
@@ -222,8 +223,16 @@ def _add_leaderboard_parsers(sub) -> None:
         type=int,
         default=0,
         metavar="K",
-        help="re-run K sampled attack cells here (method plugin must be installed) and compare "
-        "within the matrix's tolerance",
+        help="re-run K sampled attack cells here (method plugin must be installed), with their "
+        "unlearn and control cells, and compare within the matrix's tolerance",
+    )
+    v.add_argument(
+        "--held-out",
+        default=None,
+        metavar="FILE",
+        help="maintainers: the matrix's held-out attack list (kept outside the repository); its hash "
+        "must be the matrix's held_out.sha256 (exit 2 otherwise); the method is run on every held-out "
+        "attack in every seed and their worst case is reported beside the bundle's",
     )
     v.add_argument("--json", action="store_true", help="print the verdict as one JSON document")
     b = lsub.add_parser("build", help="verify every bundle and render the static site (index.html + detail pages)")
@@ -231,3 +240,10 @@ def _add_leaderboard_parsers(sub) -> None:
         "--submissions", default="leaderboard/submissions", help="folder of bundles (default leaderboard/submissions)"
     )
     b.add_argument("--out", default="leaderboard/site", help="site folder (default leaderboard/site)")
+    h = lsub.add_parser(
+        "held-out-hash",
+        help="print the held_out: entry (sha256, count) a matrix declares for a held-out attack file",
+        description="Hash a held-out attack file (YAML: salt, attacks) the way verify --held-out "
+        "checks it: sha256 of the canonical JSON of {attacks: [canonical specs], salt}.",
+    )
+    h.add_argument("file", help="held-out file (YAML or JSON with 'attacks' and 'salt')")

@@ -1,14 +1,20 @@
 """What a submission bundle holds, and how its numbers are derived from the per-item scores.
 
-A bundle is a folder with exactly these files:
+A bundle (format 2) is a folder with exactly these files:
 
-``manifest.json``   the submission (schema ``leaderboard/schema/submission-1.json``): method,
-                    benchmark, matrix, model and checkpoint sha256s, harness version and git commit,
-                    environment, and one entry per cell (id, key, labels, score hash, aggregates);
+``manifest.json``   the submission (schema ``leaderboard/schema/submission-2.json``): method,
+                    benchmark, matrix (with its controls), model and checkpoint sha256s, harness
+                    version and git commit, environment, and one entry per cell (id, key, labels,
+                    score hash, aggregates): base, oracle, unlearn, one attack cell per (attack,
+                    seed) and one ``control`` cell per (attack, seed, control): the attack run on
+                    the retrain oracle (or the base model) with the same data, seed and budget;
 ``scores.csv.gz``   every per-item score of every cell, one CSV row each
                     (``cell_id,checkpoint,step,split,form,item_id,metric,value``; an empty value is a
                     NaN), gzip with a zero timestamp so equal scores give equal bytes;
 ``README.md``       optional free text from the submitter (never interpreted).
+
+Format 1 (``unlearnbench.submission/1``: no control cells, headline at the last checkpoint) is
+refused by ``verify`` with one line naming the format.
 
 Per cell, ``scores_sha256`` is the sha256 of the cell's *canonical listing*: its rows sorted by
 (checkpoint, step, split, form, item_id, metric), each written as the compact JSON array
@@ -21,7 +27,17 @@ Aggregates per checkpoint of a cell (what the leaderboard shows):
   in :func:`unlearnbench.report.run_summary`;
 * ``task_accuracy[task]``: mean ``correct`` on the task split (FA);
 * ``forget_quality``: :func:`unlearnbench.metrics.forget_quality` per form on the forget split,
-  against the base and oracle cells of the same seed, and its mean over the informative forms.
+  against the base and oracle cells of the same seed, and its mean over the informative forms;
+* attack cells only, at each checkpoint t (definitions and NaN rules in :mod:`unlearnbench.metrics`,
+  the same numbers as ``run --json``'s ``robustness``):
+  ``forget_quality_attacked_oracle`` (:func:`~unlearnbench.metrics.forget_quality_attacked`, against
+  the same seed's oracle control cell at the same step; mean over the forms where base and oracle
+  differ by at least ``MIN_GAP``) and ``recovery`` (:func:`~unlearnbench.metrics.recovery`, against
+  the same seed's unlearn cell; mean over those informative forms where it is defined).
+
+The headline of an attack cell (:func:`attack_headline`) is derived from these: the lowest
+``forget_quality_attacked_oracle`` mean over the checkpoints after step 0 (the earliest step on a
+tie), with its step, and the last checkpoint's numbers beside it.
 
 Reading a bundle that may be hostile (:class:`Limits`): every file's size is checked before it is
 opened, the manifest's JSON nesting depth before it is parsed (:func:`load_json`), and the scores
@@ -56,9 +72,11 @@ from itertools import accumulate, count
 from pathlib import Path
 
 from ..errors import UnlearnbenchError
-from ..metrics import forget_quality
+from ..metrics import MIN_GAP, forget_quality, forget_quality_attacked, recovery
 
-SCHEMA_ID = "unlearnbench.submission/1"
+FORMAT = 2
+SCHEMA_ID = "unlearnbench.submission/2"
+OLD_SCHEMAS = {"unlearnbench.submission/1": 1}  # formats verify names when it refuses them
 MANIFEST = "manifest.json"
 SCORES = "scores.csv.gz"
 README = "README.md"
@@ -313,58 +331,144 @@ def checkpoint_means(rows) -> list[dict]:
     return out
 
 
-def cell_aggregates(rows, reference: dict | None) -> list[dict]:
-    """Aggregates of one cell; ``reference`` = {"base": {form: recall}, "oracle": {...}} on the
-    forget split of the same seed (None: no forget quality)."""
+def _fq(u_recall: dict, base: dict, oracle: dict) -> dict:
+    per_form = {}
+    for key, u in u_recall.items():
+        split, form = key.split("/", 1)
+        if split != "forget" or u is None or base.get(form) is None or oracle.get(form) is None:
+            continue
+        per_form[form] = forget_quality(u, base[form], oracle[form])
+    vals = [v for v in per_form.values() if not math.isnan(v)]
+    return {
+        "mean": _round(sum(vals) / len(vals)) if vals else None,
+        "per_form": {k: _round(v) for k, v in per_form.items()},
+    }
+
+
+def under_attack(u: dict, base: dict, oracle: dict, unlearned: dict | None, attacked_oracle: dict | None) -> dict:
+    """Forget quality against the attacked oracle and recovery at one checkpoint, per form and their
+    means, from forget-split recall per form: ``u`` the attacked model, ``base``/``oracle`` (o_0),
+    ``unlearned`` (u_0, the unlearn cell) and ``attacked_oracle`` (o_t, the control at the same
+    step). The rules of :func:`unlearnbench.report.summary._robustness`: means over the forms where
+    base and oracle differ by at least ``MIN_GAP``, NaN forms skipped."""
+    informative = [f for f in u if f in base and f in oracle and abs(base[f] - oracle[f]) >= MIN_GAP]
+    fq_ao, rec = {}, {}
+    for f, ut in u.items():
+        if f in base and unlearned and f in unlearned:
+            rec[f] = recovery(ut, unlearned[f], base[f])
+        if attacked_oracle and f in attacked_oracle and f in base and f in oracle:
+            fq_ao[f] = forget_quality_attacked(ut, base[f], attacked_oracle[f], oracle[f])
+
+    def mean(d):
+        vals = [d[f] for f in informative if f in d and not math.isnan(d[f])]
+        return _round(sum(vals) / len(vals)) if vals else None
+
+    return {
+        "forget_quality_attacked_oracle": {"mean": mean(fq_ao), "per_form": {k: _round(v) for k, v in fq_ao.items()}},
+        "recovery": {"mean": mean(rec), "per_form": {k: _round(v) for k, v in rec.items()}},
+    }
+
+
+def _forget(recall: dict) -> dict[str, float]:
+    return {k.split("/", 1)[1]: v for k, v in recall.items() if k.startswith("forget/") and v is not None}
+
+
+def cell_aggregates(rows, reference: dict | None, control_steps: dict[int, dict] | None = None) -> list[dict]:
+    """Aggregates of one cell; ``reference`` = {"base": {form: recall}, "oracle": {...}, "unlearned":
+    {...}} on the forget split of the same seed (no base or oracle: no forget quality).
+    ``control_steps``: for an attack cell, step -> forget recall per form of its oracle control
+    cell (given, even empty, only for attack cells: they get the under-attack numbers)."""
     out = []
+    base, oracle = (reference or {}).get("base"), (reference or {}).get("oracle")
     for cp in checkpoint_means(rows):
-        fq = {"mean": None, "per_form": {}}
-        if reference and reference.get("base") and reference.get("oracle"):
-            base, oracle = reference["base"], reference["oracle"]
-            per_form = {}
-            for key, u in cp["recall"].items():
-                split, form = key.split("/", 1)
-                if split != "forget" or u is None or base.get(form) is None or oracle.get(form) is None:
-                    continue
-                per_form[form] = forget_quality(u, base[form], oracle[form])
-            vals = [v for v in per_form.values() if not math.isnan(v)]
-            fq = {
-                "mean": _round(sum(vals) / len(vals)) if vals else None,
-                "per_form": {k: _round(v) for k, v in per_form.items()},
-            }
-        out.append(
-            {
-                "checkpoint": cp["checkpoint"],
-                "step": cp["step"],
-                "recall": {k: _round(v) for k, v in cp["recall"].items()},
-                "task_accuracy": {k: _round(v) for k, v in cp["task_accuracy"].items()},
-                "forget_quality": fq,
-            }
-        )
+        fq = _fq(cp["recall"], base, oracle) if base and oracle else {"mean": None, "per_form": {}}
+        agg = {
+            "checkpoint": cp["checkpoint"],
+            "step": cp["step"],
+            "recall": {k: _round(v) for k, v in cp["recall"].items()},
+            "task_accuracy": {k: _round(v) for k, v in cp["task_accuracy"].items()},
+            "forget_quality": fq,
+        }
+        if control_steps is not None:
+            agg.update(
+                under_attack(
+                    _forget(cp["recall"]),
+                    base or {},
+                    oracle or {},
+                    (reference or {}).get("unlearned"),
+                    control_steps.get(cp["step"]),
+                )
+            )
+        out.append(agg)
     return out
 
 
 def forget_recall(rows) -> dict[str, float]:
-    """Recall per form on the forget split of a base/oracle cell (its only checkpoint)."""
+    """Recall per form on the forget split of a base/oracle/unlearn cell (its only checkpoint)."""
     cps = checkpoint_means(rows)
-    if not cps:
-        return {}
-    return {k.split("/", 1)[1]: v for k, v in cps[0]["recall"].items() if k.startswith("forget/") and v is not None}
+    return _forget(cps[0]["recall"]) if cps else {}
 
 
 def all_aggregates(cells: list[dict], scores: dict[str, list[tuple]]) -> dict[str, list[dict]]:
     """cell_id -> aggregates for every cell of a bundle (``cells``: manifest entries with
-    ``cell_id``, ``kind``, ``seed``)."""
+    ``cell_id``, ``kind``, ``seed``, ``attack`` and, for control cells, ``control``). An attack
+    cell's under-attack numbers use the oracle control cell of its seed and attack."""
     refs: dict[int, dict] = defaultdict(dict)
+    controls: dict[tuple, dict[int, dict]] = {}
     for c in cells:
+        rows = scores.get(c["cell_id"], [])
         if c["kind"] in ("base", "oracle"):
-            refs[c["seed"]][c["kind"]] = forget_recall(scores.get(c["cell_id"], []))
-    return {c["cell_id"]: cell_aggregates(scores.get(c["cell_id"], []), refs.get(c["seed"])) for c in cells}
+            refs[c["seed"]][c["kind"]] = forget_recall(rows)
+        elif c["kind"] == "unlearn":
+            refs[c["seed"]]["unlearned"] = forget_recall(rows)
+        elif c["kind"] == "control" and c.get("control") == "oracle":
+            controls[(c["seed"], c.get("attack"))] = {
+                cp["step"]: _forget(cp["recall"]) for cp in checkpoint_means(rows)
+            }
+    out = {}
+    for c in cells:
+        steps = controls.get((c["seed"], c.get("attack")), {}) if c["kind"] == "attack" else None
+        out[c["cell_id"]] = cell_aggregates(scores.get(c["cell_id"], []), refs.get(c["seed"]), steps)
+    return out
 
 
 def headline(aggregates: list[dict]) -> dict:
     """The last checkpoint's numbers (after unlearning, or after the attack's last epoch/step)."""
     return aggregates[-1] if aggregates else {}
+
+
+def _mean_of(agg: dict, metric: str) -> float | None:
+    return (agg.get(metric) or {}).get("mean")
+
+
+def curve_extreme(aggregates: list[dict], metric: str, lowest: bool = True) -> dict | None:
+    """The checkpoint after step 0 where ``metric``'s mean is lowest (or highest): {"value", "step",
+    "checkpoint"}; the earliest step on a tie; None when no checkpoint after step 0 has a value."""
+    pts = [(v, a) for a in aggregates if a["step"] > 0 and (v := _mean_of(a, metric)) is not None]
+    if not pts:
+        return None
+    v, a = min(pts, key=lambda t: ((t[0] if lowest else -t[0]), t[1]["step"]))
+    return {"value": v, "step": a["step"], "checkpoint": a["checkpoint"]}
+
+
+def attack_headline(aggregates: list[dict]) -> dict:
+    """An attack cell's headline: ``worst`` (lowest forget quality against the attacked oracle over
+    the checkpoints after step 0, with its step), ``last`` (the last checkpoint: its step, forget
+    quality against the attacked and the unattacked oracle, recovery), and, for the detail page,
+    ``worst_forget_quality`` (against the unattacked oracle) and ``max_recovery``."""
+    last = aggregates[-1] if aggregates else {}
+    return {
+        "worst": curve_extreme(aggregates, "forget_quality_attacked_oracle"),
+        "last": {
+            "step": last.get("step"),
+            "checkpoint": last.get("checkpoint"),
+            "forget_quality_attacked_oracle": _mean_of(last, "forget_quality_attacked_oracle"),
+            "forget_quality": _mean_of(last, "forget_quality"),
+            "recovery": _mean_of(last, "recovery"),
+        },
+        "worst_forget_quality": curve_extreme(aggregates, "forget_quality"),
+        "max_recovery": curve_extreme(aggregates, "recovery", lowest=False),
+    }
 
 
 def find_trust_remote_code(obj, path: str = "") -> list[str]:

@@ -4,13 +4,16 @@ the helpers shared by :mod:`.verify` (aggregates recomputed from the bundle's sc
 
 An *aggregate list* is a cell's ``aggregates`` (:func:`unlearnbench.leaderboard.bundle.all_aggregates`):
 one dict per checkpoint with ``checkpoint``, ``step``, ``recall``, ``task_accuracy`` and
-``forget_quality`` (``mean`` and ``per_form``).
+``forget_quality`` (``mean`` and ``per_form``), and on attack cells ``forget_quality_attacked_oracle``
+and ``recovery`` (the same shape).
 """
 
 from __future__ import annotations
 
 import math
 import random
+
+MEASURES = ("forget_quality", "forget_quality_attacked_oracle", "recovery")
 
 
 def _diff(a, b, tol: float) -> float | None:
@@ -23,9 +26,23 @@ def _diff(a, b, tol: float) -> float | None:
     return d if d > tol + 1e-12 else None
 
 
+def _measure(cp: dict, name: str) -> dict:
+    m = cp.get(name)
+    return {} if m is None else {"mean": m["mean"], **m["per_form"]}
+
+
+def _tolerance(tolerance: dict, metric: str) -> float:
+    """The tolerance of a metric: forget quality against the attacked oracle shares forget quality's;
+    recovery has its own (the matrix defaults it to forget quality's)."""
+    if metric == "forget_quality_attacked_oracle":
+        return tolerance["forget_quality"]
+    return tolerance.get(metric, tolerance["forget_quality"])
+
+
 def compare_aggregates(claimed: list[dict], measured: list[dict], tolerance: dict) -> list[str]:
     """Differences between two aggregate lists beyond ``tolerance`` ({metric: absolute tolerance} for
-    recall, task_accuracy and forget_quality), one line each; empty when they agree."""
+    recall, task_accuracy, forget_quality and optionally recovery), one line each; empty when they
+    agree. A measure one side has and the other lacks counts as a difference."""
     out = []
     cl = {(c["checkpoint"], c["step"]): c for c in claimed}
     me = {(c["checkpoint"], c["step"]): c for c in measured}
@@ -36,15 +53,15 @@ def compare_aggregates(claimed: list[dict], measured: list[dict], tolerance: dic
         pairs = [
             ("recall", cl[k]["recall"], me[k]["recall"]),
             ("task_accuracy", cl[k]["task_accuracy"], me[k]["task_accuracy"]),
-            (
-                "forget_quality",
-                {"mean": cl[k]["forget_quality"]["mean"], **cl[k]["forget_quality"]["per_form"]},
-                {"mean": me[k]["forget_quality"]["mean"], **me[k]["forget_quality"]["per_form"]},
-            ),
         ]
+        for name in MEASURES:
+            if (name in cl[k]) != (name in me[k]):
+                out.append(f"{name} at {k[0]}: {'absent' if name not in cl[k] else 'present'} in the bundle")
+                continue
+            pairs.append((name, _measure(cl[k], name), _measure(me[k], name)))
         for metric, a, b in pairs:
             for where in sorted(set(a) | set(b)):
-                d = _diff(a.get(where), b.get(where), tolerance[metric])
+                d = _diff(a.get(where), b.get(where), _tolerance(tolerance, metric))
                 if d is not None:
                     out.append(f"{metric} {where} at {k[0]}: {a.get(where)} vs {b.get(where)}")
     return out
@@ -58,11 +75,9 @@ def max_difference(claimed: list[dict], measured: list[dict]) -> float:
         m = me.get((c["checkpoint"], c["step"]))
         if m is None:
             continue
-        for a, b in (
-            (c["recall"], m["recall"]),
-            (c["task_accuracy"], m["task_accuracy"]),
-            (c["forget_quality"]["per_form"], m["forget_quality"]["per_form"]),
-        ):
+        pairs = [(c["recall"], m["recall"]), (c["task_accuracy"], m["task_accuracy"])]
+        pairs += [(c[n]["per_form"], m[n]["per_form"]) for n in MEASURES if n in c and n in m]
+        for a, b in pairs:
             for k in set(a) & set(b):
                 if a[k] is not None and b[k] is not None:
                     worst = max(worst, abs(a[k] - b[k]))

@@ -1,17 +1,20 @@
 """``unlearnbench leaderboard build``: a static site from the verified submission bundles.
 
-Writes ``index.html`` (one section per matrix: a forget-quality heatmap as inline SVG, methods x
-attacks, and a sortable table) and one detail page per submission (provenance: harness version
-and commit, sha256s, environment, verification status; per-cell numbers). No server, no CDN: plain
-HTML, inline CSS and ~30 lines of vanilla JS, so the pages work from ``file://``. Every string that
-comes from a bundle is HTML-escaped. The output is deterministic (no build time stamp), so a
-rebuild of unchanged submissions gives identical files.
+Writes ``index.html`` (one section per matrix: a heatmap as inline SVG, methods x (after unlearning,
+each attack), and a sortable table) and one detail page per submission (provenance: harness version
+and commit, sha256s, environment, whether control cells were present, verification status;
+per-attack worst case and per-cell numbers). No server, no CDN: plain HTML, inline CSS and ~30
+lines of vanilla JS, so the pages work from ``file://``. Every string that comes from a bundle is
+HTML-escaped. The output is deterministic (no build time stamp), so a rebuild of unchanged
+submissions gives identical files.
 
 Numbers shown (all from the bundles' aggregates, which verification recomputed from per-item
-scores): forget quality (1 = like the retrain oracle) after unlearning and after each attack's last
-checkpoint, mean ± sample std over seeds; the worst case over attacks (the robustness headline);
-retain recall (mean over the matrix's headline forms, after unlearning) and FA (mean over the
-utility tasks, after unlearning).
+scores), mean ± sample std over seeds: forget quality (1 = like the retrain oracle) after
+unlearning; per attack the **worst case over the curve** — the lowest forget quality against the
+attacked oracle over the checkpoints after step 0, with the step of each seed — and the last
+checkpoint's forget quality against the attacked oracle beside it; the lowest worst case over the
+attacks (the robustness headline the rows are ordered by); retain recall (mean over the matrix's
+headline forms, after unlearning) and FA (mean over the utility tasks, after unlearning).
 """
 
 from __future__ import annotations
@@ -109,16 +112,29 @@ def slug(rel: str) -> str:
 # -- numbers per submission ---------------------------------------------------------------------------
 
 
+def short_names(attacks: list[str]) -> dict[str, str]:
+    """Column names: ``name:arg`` of each attack spec where that is unique in the matrix, else the spec."""
+    heads = {a: a.split(",", 1)[0] for a in attacks}
+    counts = {h: list(heads.values()).count(h) for h in heads.values()}
+    return {a: heads[a] if counts[heads[a]] == 1 else a for a in attacks}
+
+
 def summarise(manifest: dict, headline: dict) -> dict:
-    """Per column (after unlearning, each attack): FQ stats over seeds; retain recall and FA."""
-    cells = manifest["cells"]
-    cols = {AFTER_UNLEARNING: [B.headline(c["aggregates"]) for c in cells if c["kind"] == "unlearn"]}
+    """FQ after unlearning; per attack the worst case over the curve and the last checkpoint (forget
+    quality against the attacked oracle), stats over seeds with the worst case's steps; retain
+    recall and FA after unlearning; the controls present."""
+    cells = sorted(manifest["cells"], key=lambda c: c["seed"])
+    unl = [B.headline(c["aggregates"]) for c in cells if c["kind"] == "unlearn"]
+    fq = {AFTER_UNLEARNING: _stats([h.get("forget_quality", {}).get("mean") for h in unl])}
+    worst, last, steps = {}, {}, {}
     for a in manifest["matrix"]["attacks"]:
-        cols[a] = [B.headline(c["aggregates"]) for c in cells if c["kind"] == "attack" and c["attack"] == a]
-    fq = {k: _stats([h.get("forget_quality", {}).get("mean") for h in v]) for k, v in cols.items()}
+        heads = [B.attack_headline(c["aggregates"]) for c in cells if c["kind"] == "attack" and c["attack"] == a]
+        worst[a] = _stats([(h["worst"] or {}).get("value") for h in heads])
+        steps[a] = [(h["worst"] or {}).get("step") for h in heads]
+        last[a] = _stats([h["last"]["forget_quality_attacked_oracle"] for h in heads])
+        fq[a] = worst[a]
     split = headline.get("utility_split", "retain")
     forms = headline.get("utility_forms") or ["bio", "qa", "cloze"]
-    unl = cols[AFTER_UNLEARNING]
     retain = _stats(
         [
             statistics.fmean(vals)
@@ -128,9 +144,27 @@ def summarise(manifest: dict, headline: dict) -> dict:
         ]
     )
     fa = _stats([statistics.fmean(h["task_accuracy"].values()) if h.get("task_accuracy") else None for h in unl])
-    attack_means = [fq[a][0] for a in manifest["matrix"]["attacks"] if not math.isnan(fq[a][0])]
-    worst = min(attack_means) if attack_means else math.nan
-    return {"fq": fq, "worst": worst, "retain": retain, "fa": fa, "split": split, "forms": forms}
+    attack_means = [worst[a][0] for a in manifest["matrix"]["attacks"] if not math.isnan(worst[a][0])]
+    controls = sorted({c.get("control") for c in cells if c["kind"] == "control" and c.get("control")})
+    return {
+        "fq": fq,  # the heatmap's columns: after unlearning, then each attack's worst case
+        "worst_case": worst,
+        "worst_steps": steps,
+        "last": last,
+        "worst": min(attack_means) if attack_means else math.nan,
+        "retain": retain,
+        "fa": fa,
+        "split": split,
+        "forms": forms,
+        "controls": controls,
+        "n_controls": sum(c["kind"] == "control" for c in cells),
+    }
+
+
+def steps_text(steps: list) -> str:
+    """The worst case's step per seed, e.g. ``step 10/20`` (seed order); ``n/a`` when none."""
+    shown = ["-" if s is None else str(s) for s in steps]
+    return "step " + "/".join(shown) if any(s is not None for s in steps) else "n/a"
 
 
 def _colour(v: float) -> str:
@@ -144,9 +178,10 @@ def _colour(v: float) -> str:
     return "#fde725"
 
 
-def heatmap_svg(rows: list[tuple[str, dict]], columns: list[str]) -> str:
-    """Inline SVG: one row per submission, one column per (after unlearning, attack)."""
-    cw, ch, left, top = 150, 30, 170, 46
+def heatmap_svg(rows: list[tuple[str, dict]], columns: list[str], names: dict[str, str] | None = None) -> str:
+    """Inline SVG: one row per submission, one column per (after unlearning, attack's worst case)."""
+    names = names or {}
+    cw, ch, left, top = 160, 30, 170, 46
     w, h = left + cw * len(columns) + 10, top + ch * len(rows) + 4
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="heatmap" width="{w}" height="{h}" '
@@ -155,7 +190,9 @@ def heatmap_svg(rows: list[tuple[str, dict]], columns: list[str]) -> str:
     ]
     for j, col in enumerate(columns):
         x = left + cw * j + cw / 2
-        out.append(f'<text x="{x}" y="{top - 10}" text-anchor="middle">{esc(col)}</text>')
+        out.append(
+            f'<text x="{x}" y="{top - 10}" text-anchor="middle"><title>{esc(col)}</title>{esc(names.get(col, col))}</text>'
+        )
     for i, (name, s) in enumerate(rows):
         y = top + ch * i
         out.append(f'<text x="{left - 8}" y="{y + ch / 2 + 4}" text-anchor="end">{esc(name)}</text>')
@@ -165,9 +202,18 @@ def heatmap_svg(rows: list[tuple[str, dict]], columns: list[str]) -> str:
             fill = _colour(mean)
             ink = "#000" if (math.isnan(mean) or mean > 0.6) else "#fff"
             label = cell_text(mean, std, n)
+            tip = f"{name} / {col}: {label}"
+            if col in s["worst_steps"]:
+                at = s["worst_steps"][col]
+                label += " @" + "/".join("-" if v is None else str(v) for v in at) if at else ""
+                lm, ls, ln = s["last"][col]
+                tip = (
+                    f"{name} / {col}: worst forget quality vs attacked oracle {cell_text(mean, std, n)} at "
+                    f"{steps_text(at)} (per seed); last checkpoint {cell_text(lm, ls, ln)}"
+                )
             out.append(
                 f'<rect x="{x}" y="{y}" width="{cw - 2}" height="{ch - 2}" fill="{fill}">'
-                f"<title>{esc(name)} / {esc(col)}: {esc(label)}</title></rect>"
+                f"<title>{esc(tip)}</title></rect>"
                 f'<text x="{x + cw / 2 - 1}" y="{y + ch / 2 + 3}" text-anchor="middle" fill="{ink}">'
                 f"{esc(label)}</text>"
             )
@@ -181,51 +227,75 @@ def heatmap_svg(rows: list[tuple[str, dict]], columns: list[str]) -> str:
 def matrix_section(name: str, entries: list[tuple[str, dict, dict]], description: str, headline: dict) -> str:
     """``entries``: (detail page file, manifest, summary) of the verified submissions of one matrix."""
     first = entries[0][1]["matrix"]
-    columns = [AFTER_UNLEARNING, *first["attacks"]]
+    attacks = list(first["attacks"])
+    names = short_names(attacks)
+    columns = [AFTER_UNLEARNING, *attacks]
     ordered = sorted(
         entries, key=lambda e: (-(e[2]["worst"] if not math.isnan(e[2]["worst"]) else -1), e[1]["method"]["spec"])
     )
     parts = [
         f'<h2 id="{esc(slug(name))}">{esc(name)}</h2>',
         f"<p>{esc(description)} Benchmark <code>{esc(first['benchmark'])}</code>; attacks "
-        + ", ".join(f"<code>{esc(a)}</code>" for a in first["attacks"])
-        + f"; seeds {esc(', '.join(map(str, first['seeds'])))}.</p>",
-        heatmap_svg([(e[1]["method"]["spec"], e[2]) for e in ordered], columns),
-        '<p class="note">Forget quality after each column\'s last checkpoint, mean ± std over seeds '
-        "(1 = like the retrain oracle; 0 = as far from it as the model before unlearning).</p>",
+        + ", ".join(f"<code>{esc(a)}</code>" for a in attacks)
+        + f"; seeds {esc(', '.join(map(str, first['seeds'])))}; controls "
+        + esc(", ".join(first.get("controls") or []) or "none")
+        + ".</p>",
+        heatmap_svg([(e[1]["method"]["spec"], e[2]) for e in ordered], columns, names),
+        '<p class="note">First column: forget quality after unlearning. Attack columns: the <b>worst case over '
+        "the curve</b> — the lowest forget quality against the attacked oracle (the retrain oracle put through "
+        "the same attack, same data, seed and budget) over the checkpoints after step 0 — mean ± std over seeds, "
+        "@ the step of each seed. 1 = like the (attacked) oracle; 0 = as far from it as the model before "
+        "unlearning.</p>",
     ]
     split, forms = entries[0][2]["split"], entries[0][2]["forms"]
     head = [
         '<th class="l">method</th>',
         '<th class="l">version</th>',
-        *(f"<th>FQ {esc(c)}</th>" for c in columns),
-        "<th>worst FQ under attack</th>",
+        f"<th>FQ {esc(AFTER_UNLEARNING)}</th>",
+    ]
+    for a in attacks:
+        head.append(f'<th title="{esc(a)}">worst FQ-AO {esc(names[a])}</th>')
+        head.append(f'<th title="{esc(a)}">last FQ-AO {esc(names[a])}</th>')
+    head += [
+        "<th>worst under attack</th>",
         f"<th>{esc(split)} recall ({esc('/'.join(forms))})</th>",
         "<th>FA (utility tasks)</th>",
+        '<th class="l">controls</th>',
         '<th class="l">harness</th>',
         '<th class="l">verified</th>',
     ]
     body = []
     for page, m, s in ordered:
         worst = s["worst"]
-        body.append(
+        row = (
             "<tr>"
             + f'<td class="l"><a href="{esc(page)}">{esc(m["method"]["spec"])}</a></td>'
             + f'<td class="l">{esc(m["method"]["version"])}</td>'
-            + "".join(_td(*s["fq"][c]) for c in columns)
-            + f'<td data-v="{"" if math.isnan(worst) else f"{worst:.6f}"}">'
+            + _td(*s["fq"][AFTER_UNLEARNING])
+        )
+        for a in attacks:
+            mean, std, n = s["worst_case"][a]
+            v = "" if math.isnan(mean) else f"{mean:.6f}"
+            row += f'<td data-v="{v}">{esc(cell_text(mean, std, n))} <span class="note">{esc(steps_text(s["worst_steps"][a]))}</span></td>'
+            row += _td(*s["last"][a])
+        row += (
+            f'<td data-v="{"" if math.isnan(worst) else f"{worst:.6f}"}">'
             + f"{'n/a' if math.isnan(worst) else f'{worst:.2f}'}</td>"
             + _td(*s["retain"])
             + _td(*s["fa"])
+            + f'<td class="l">{esc(", ".join(s["controls"]) or "none")}</td>'
             + f'<td class="l">{esc(m["harness"]["version"])}</td><td class="l ok">verified</td></tr>'
         )
+        body.append(row)
     parts.append(
         f'<table class="sortable" id="table-{esc(slug(name))}"><thead><tr>{"".join(head)}</tr></thead>'
         f"<tbody>\n{chr(10).join(body)}\n</tbody></table>"
     )
     parts.append(
-        '<p class="note">Click a column header to sort. Rows are ordered by the worst forget quality '
-        "under attack (higher is more robust). Methods are run with the options in their detail pages.</p>"
+        '<p class="note">FQ-AO: forget quality against the attacked oracle. "worst": lowest over the '
+        'checkpoints after step 0 (the step per seed beside it); "last": at the attack\'s last checkpoint. Click a '
+        "column header to sort. Rows are ordered by the worst case under attack, the lowest worst FQ-AO over the "
+        "attacks (higher is more robust). Methods are run with the options in their detail pages.</p>"
     )
     return "\n".join(parts)
 
@@ -236,6 +306,20 @@ def _kv(rows: list[tuple[str, object]]) -> str:
         + "".join(f'<tr><th class="l">{esc(k)}</th><td class="l mono">{esc(v)}</td></tr>' for k, v in rows)
         + "</table>"
     )
+
+
+def _num(v) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def _point(p: dict | None) -> str:
+    return "n/a" if p is None else f'{_num(p["value"])} <span class="note">step {esc(p["step"])}</span>'
+
+
+def _curve(aggregates: list[dict], metric: str) -> str:
+    if not any(metric in a for a in aggregates):
+        return ""
+    return " → ".join(_num((a.get(metric) or {}).get("mean")) for a in aggregates)
 
 
 def detail_page(manifest: dict, verdict: Verdict, summary: dict) -> str:
@@ -254,6 +338,13 @@ def detail_page(manifest: dict, verdict: Verdict, summary: dict) -> str:
         ("harness version", m["harness"]["version"]),
         ("harness git commit", m["harness"]["git_commit"] or "not a git checkout"),
         ("uncommitted harness changes", m["harness"]["git_dirty"]),
+        (
+            "control cells",
+            f"present: {summary['n_controls']} ({', '.join(summary['controls'])}; every attack of every seed also "
+            "run on that model with the same data, seed and budget)"
+            if summary["n_controls"]
+            else "none (forget quality under attack is against the unattacked oracle only)",
+        ),
         ("scores file sha256", m["scores_file"]["sha256"]),
         ("per-item score rows", m["scores_file"]["rows"]),
         ("bundle written", m["created_at"]),
@@ -265,36 +356,57 @@ def detail_page(manifest: dict, verdict: Verdict, summary: dict) -> str:
         else '<p class="bad">Refused:</p><ul>' + "".join(f"<li>{esc(r)}</li>" for r in verdict.reasons) + "</ul>"
     )
     status += "".join(f'<p class="note">{esc(n)}</p>' for n in verdict.notes)
+    kinds = ["base", "oracle", "control", "unlearn", "attack"]
     rows = []
     for c in sorted(
         m["cells"],
-        key=lambda c: (c["seed"], ["base", "oracle", "unlearn", "attack"].index(c["kind"]), c["attack"] or ""),
+        key=lambda c: (c["seed"], kinds.index(c["kind"]) if c["kind"] in kinds else 9, c["attack"] or ""),
     ):
         h = B.headline(c["aggregates"])
         fq = h.get("forget_quality", {}).get("mean")
-        curve = " → ".join(
-            "n/a" if a["forget_quality"]["mean"] is None else f"{a['forget_quality']['mean']:.2f}"
-            for a in c["aggregates"]
-        )
         rows.append(
-            f'<tr><td>{c["seed"]}</td><td class="l">{esc(c["kind"])}</td><td class="l">{esc(c["attack"] or "")}</td>'
+            f'<tr><td>{c["seed"]}</td><td class="l">{esc(c["kind"])}'
+            f"{' ' + esc(c.get('control')) if c.get('control') else ''}</td>"
+            f'<td class="l">{esc(c["attack"] or "")}</td>'
             f'<td class="l mono">{esc(c["cell_id"])}</td><td>{c["n_scores"]}</td>'
             f'<td class="l mono" title="{esc(c["scores_sha256"])}">{esc(c["scores_sha256"][:16])}…</td>'
-            f'<td data-v="{"" if fq is None else fq}">{"n/a" if fq is None else f"{fq:.2f}"}</td>'
-            f'<td class="l">{esc(curve)}</td></tr>'
+            f'<td data-v="{"" if fq is None else fq}">{_num(fq)}</td>'
+            f'<td class="l">{esc(_curve(c["aggregates"], "forget_quality"))}</td>'
+            f'<td class="l">{esc(_curve(c["aggregates"], "forget_quality_attacked_oracle"))}</td>'
+            f'<td class="l">{esc(_curve(c["aggregates"], "recovery"))}</td></tr>'
         )
     cells = (
         '<table class="sortable" id="cells"><thead><tr><th>seed</th><th class="l">kind</th>'
         '<th class="l">attack</th><th class="l">cell id</th><th>scores</th><th class="l">scores sha256</th>'
-        '<th>FQ (last)</th><th class="l">FQ per checkpoint</th></tr></thead><tbody>'
-        + "".join(rows)
-        + "</tbody></table>"
+        '<th>FQ (last)</th><th class="l">FQ per checkpoint</th><th class="l">FQ-AO per checkpoint</th>'
+        '<th class="l">recovery per checkpoint</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
+    )
+    under = []
+    for c in sorted((c for c in m["cells"] if c["kind"] == "attack"), key=lambda c: (c["attack"], c["seed"])):
+        hd = B.attack_headline(c["aggregates"])
+        last = hd["last"]
+        under.append(
+            f'<tr><td class="l">{esc(c["attack"])}</td><td>{c["seed"]}</td>'
+            f"<td>{_point(hd['worst'])}</td><td>{_num(last['forget_quality_attacked_oracle'])} "
+            f'<span class="note">step {esc(last["step"])}</span></td>'
+            f"<td>{_point(hd['worst_forget_quality'])}</td><td>{_num(last['forget_quality'])}</td>"
+            f"<td>{_point(hd['max_recovery'])}</td><td>{_num(last['recovery'])}</td></tr>"
+        )
+    under_table = (
+        '<table class="sortable" id="under-attack"><thead><tr><th class="l">attack</th><th>seed</th>'
+        "<th>worst FQ-AO (step)</th><th>last FQ-AO</th><th>worst FQ (step)</th><th>last FQ</th>"
+        "<th>max recovery (step)</th><th>last recovery</th></tr></thead><tbody>" + "".join(under) + "</tbody></table>"
     )
     body = (
         f'<p><a href="index.html">← leaderboard</a></p><h1>{esc(title)}</h1>'
         f"<h2>Verification</h2>{status}<h2>Provenance</h2>{_kv(prov)}<h2>Environment</h2>{_kv(env)}"
+        f'<h2>Under attack</h2><p class="note">Per attack and seed, over the checkpoints after step 0: the worst '
+        f"case (lowest forget quality against the attacked oracle, FQ-AO; lowest forget quality against the "
+        f"unattacked oracle, FQ; highest recovery) with its step, and the last checkpoint.</p>{under_table}"
         f'<h2>Cells</h2><p class="note">FQ: forget quality (1 = like the retrain oracle), mean over the '
-        f"informative forms; per checkpoint of the cell (attack: before the first epoch/step, then after each).</p>{cells}"
+        f"informative forms; FQ-AO: against the oracle control at the same step; recovery: share of the "
+        f"forget recall the method removed that came back; per checkpoint of the cell (attack and control: "
+        f"step 0, then every evaluation).</p>{cells}"
     )
     return _page(title, body)
 
@@ -334,8 +446,9 @@ def build(submissions: str | Path, out: str | Path) -> dict:
         "unlearning method run through a declared matrix of attacks and seeds "
         "(<code>tasks/leaderboard/&lt;matrix&gt;.yaml</code>) with <code>unlearnbench submit</code>. Only "
         "submissions that pass <code>unlearnbench leaderboard verify</code> are listed: complete matrix, allowed "
-        "harness and plugin versions, per-item score hashes, and every number recomputed from the per-item "
-        "scores.</p>"
+        "harness and plugin versions, control cells (every attack also run on the retrain oracle) with their "
+        "provenance, per-item score hashes, and every number recomputed from the per-item scores. The headline "
+        "under attack is the worst case over each attack's curve, not its last checkpoint.</p>"
     )
     if not sections:
         sections.append("<p>No verified submissions yet.</p>")

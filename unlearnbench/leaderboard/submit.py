@@ -1,8 +1,11 @@
 """``unlearnbench submit``: run one method through a leaderboard matrix and write a bundle.
 
-Every seed of the matrix is one :func:`unlearnbench.runner.run` (base, oracle, unlearn, every
-attack) into the results store, so finished cells are reused and an interrupted submission resumes.
-The bundle is then written from the store alone (see :mod:`.bundle` for its contents).
+Every seed of the matrix is one :func:`unlearnbench.runner.run` (base, oracle, the matrix's
+controls — every attack on the oracle —, unlearn, every attack) into the results store, so finished
+cells are reused (control cells are keyed without the method: one store serves every method's
+submission) and an interrupted submission resumes. The bundle is then written from the store alone
+(see :mod:`.bundle` for its contents). Only the matrix's public attacks are run: a held-out grid is
+known to the verifier alone (:mod:`.heldout`).
 """
 
 from __future__ import annotations
@@ -65,13 +68,11 @@ def harness_provenance() -> dict:
     return out
 
 
-def run_matrix(
-    method: str, matrix: Matrix, store, progress: Progress = SILENT, device: str = "cpu", argv: tuple[str, ...] = ()
-) -> list:
-    """Run every seed of the matrix for ``method``; returns all CellResults (seed order)."""
-    from ..runner import RunRequest, plan, run
+def matrix_requests(method: str, matrix: Matrix, device: str = "cpu") -> list:
+    """One RunRequest per seed: the matrix's public attacks and controls (never a held-out attack)."""
+    from ..runner import RunRequest
 
-    requests = [
+    return [
         RunRequest(
             method=method,
             attacks=list(matrix.attacks),
@@ -79,10 +80,19 @@ def run_matrix(
             probes=list(matrix.probes) if matrix.probes else None,
             seed=seed,
             device=device,
-            controls=["none"],  # bundle format 1 has no control cells (a matrix v2 would add them)
+            controls=list(matrix.controls),
         )
         for seed in matrix.seeds
     ]
+
+
+def run_matrix(
+    method: str, matrix: Matrix, store, progress: Progress = SILENT, device: str = "cpu", argv: tuple[str, ...] = ()
+) -> list:
+    """Run every seed of the matrix for ``method``; returns all CellResults (seed order)."""
+    from ..runner import plan, run
+
+    requests = matrix_requests(method, matrix, device)
     for r in requests:
         plan(r)  # every spec is checked before the first model is touched
     cells = []
@@ -94,6 +104,13 @@ def run_matrix(
         what = c.kind + (f" {c.label.get('attack')}" if c.label.get("attack") else "")
         raise UnlearnbenchError(
             f"{len(failed)} cell(s) failed, no bundle written; first: seed {c.label.get('seed')} {what}: {c.reason}"
+        )
+    want = len(matrix.seeds) * len(matrix.attacks) * len(matrix.controls)
+    got = len({c.cell_id for c in cells if c.kind == "control"})
+    if got != want:
+        raise UnlearnbenchError(
+            f"matrix {matrix.name!r} asks for {want} control cells ({', '.join(matrix.controls)} x attacks x seeds), "
+            f"the runs made {got} (does the benchmark have a retrain oracle?); no bundle written"
         )
     return cells
 
@@ -140,6 +157,7 @@ def write_bundle(out: str | Path, store, cells, matrix: Matrix, method_spec: str
                 "kind": stored["kind"],
                 "seed": int(stored["key"]["seed"]),
                 "attack": label.get("attack"),
+                "control": stored["key"].get("control") if stored["kind"] == "control" else None,
                 "status": stored["status"],
                 "key": stored["key"],
                 "label": label,

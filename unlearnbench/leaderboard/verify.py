@@ -7,14 +7,19 @@ Checks, in order (a bundle failing a file check is not read further):
    (``*.bin``, ``*.pt``, ``*.pth``, ``*.pkl``, ..., or pickle/zip magic bytes), executable code
    (``*.py``, ``*.sh``, shared objects, executable bits, ``#!``) and links are refused by name;
    sub-folders are refused without being entered;
-2. the manifest: its JSON nesting depth (checked on the raw text, before parsing), then against
-   ``leaderboard/schema/submission-1.json``; no ``trust_remote_code``;
+2. the manifest: its JSON nesting depth (checked on the raw text, before parsing), its format (a
+   format 1 bundle is refused with one line naming the format), then against
+   ``leaderboard/schema/submission-2.json``; no ``trust_remote_code``;
 3. the matrix (this installation's ``tasks/leaderboard/<name>.yaml``, never the bundle's copy):
-   benchmark, probes and seeds match; every seed has a finished base, oracle, unlearn and one cell
-   per attack; nothing else;
+   benchmark, probes, seeds and controls match; every seed has a finished base, oracle, unlearn,
+   one cell per attack and one control cell per (attack, control); nothing else;
 4. provenance: each cell id is the hash of its key; keys agree with the manifest (seed, target and
    oracle sha256, unlearned checkpoint sha256, one method) and each attack starts from its seed's
-   unlearned cell; harness and benchmark/attack/probe versions are among those the matrix allows;
+   unlearned cell; each control cell ran on the model its control names (the oracle's sha256 is
+   ``models.oracle_sha256``), holds no method, and ran the very attack (name, version, config, task)
+   its seed's attack cell of the same matrix attack ran; an attack or control cell's key agrees
+   with the options of its matrix spec; harness and benchmark/attack/probe versions are among those
+   the matrix allows;
 5. scores: the file's sha256, every cell's row count and canonical-listing hash, and every
    aggregate recomputed from the per-item scores (within 1e-6). The file is streamed and reading
    stops, refusing the bundle, at the first line past the line limit, byte past the
@@ -22,7 +27,11 @@ Checks, in order (a bundle failing a file check is not read further):
    a cell past its ``n_scores``: see :mod:`.bundle` for why that bound is sound. Peak memory is
    therefore bounded on any bundle, gzip bombs included;
 6. optionally (``rerun=K``), K attack cells re-run here (when the method plugin with the same
-   version is installed) and compared with the bundle within the matrix's tolerance (:mod:`.rerun`).
+   version is installed), with their unlearn and control cells, and compared with the bundle
+   within the matrix's tolerance; with ``held_out=FILE`` the file must be the held-out grid the
+   matrix commits to (else :class:`UnlearnbenchError`: exit 2) and the method is also run on every
+   held-out attack in every seed, its worst case reported beside the bundle's (:mod:`.rerun`,
+   :mod:`.heldout`).
 
 Nothing from a bundle is ever unpickled, imported or executed: ``manifest.json`` is parsed with
 ``json``, ``scores.csv.gz`` with ``gzip`` and ``csv``, and ``README.md`` is never opened past its first
@@ -42,7 +51,8 @@ from pathlib import Path
 from ..errors import UnlearnbenchError
 from ..spec import canonical_spec, parse_spec
 from . import bundle as B
-from .compare import compare_aggregates
+from .compare import MEASURES, compare_aggregates
+from .heldout import HeldOut, check_held_out, load_held_out
 from .matrix import Matrix, load_matrix
 from .rerun import rerun_sample
 
@@ -84,6 +94,7 @@ class Verdict:
     notes: list[str] = field(default_factory=list)  # informative (e.g. a re-run that was skipped)
     checks: list[str] = field(default_factory=list)  # the checks that ran
     manifest: dict | None = None
+    held_out: dict | None = None  # verify --held-out: the held-out attacks' numbers (rerun.held_out_report)
 
     @property
     def accepted(self) -> bool:
@@ -99,13 +110,15 @@ class Verdict:
             "checks": self.checks,
             "method": (m.get("method") or {}).get("spec"),
             "matrix": (m.get("matrix") or {}).get("name"),
+            "controls": (m.get("matrix") or {}).get("controls"),
+            "held_out": self.held_out,
         }
 
 
 def schema_path() -> Path:
     from ..spec import shipped_dir
 
-    path = shipped_dir("_schema", "leaderboard/schema") / "submission-1.json"
+    path = shipped_dir("_schema", "leaderboard/schema") / f"submission-{B.FORMAT}.json"
     if not path.is_file():
         raise UnlearnbenchError(f"submission schema not found at {path}; reinstall unlearnbench")
     return path
@@ -193,6 +206,22 @@ def check_schema(manifest: dict) -> list[str]:
 # -- 3. matrix -----------------------------------------------------------------------------------
 
 
+def _cell_slot(c: dict) -> tuple:
+    """(seed, kind, attack, control): what one cell of the matrix is."""
+    kind = c["kind"]
+    return (
+        c["seed"],
+        kind,
+        c["attack"] if kind in ("attack", "control") else None,
+        c.get("control") if kind == "control" else None,
+    )
+
+
+def _slot_text(slot: tuple) -> str:
+    seed, kind, attack, control = slot
+    return f"seed {seed} {kind}" + (f" {control}" if control else "") + (f" {attack}" if attack else "")
+
+
 def check_matrix(manifest: dict, matrix: Matrix) -> list[str]:
     reasons = []
     m = manifest["matrix"]
@@ -205,13 +234,16 @@ def check_matrix(manifest: dict, matrix: Matrix) -> list[str]:
         reasons.append(f"matrix: seeds {manifest['seeds']} are not the matrix's {list(matrix.seeds)}")
     if matrix.probes and list(m["probes"]) != list(matrix.probes):
         reasons.append(f"matrix: probes {m['probes']} are not the matrix's {list(matrix.probes)}")
+    if sorted(m["controls"]) != sorted(matrix.controls):
+        reasons.append(f"matrix: controls {m['controls']} are not the matrix's {list(matrix.controls)}")
     have: dict[tuple, list[dict]] = {}
     for c in manifest["cells"]:
-        have.setdefault((c["seed"], c["kind"], c["attack"] if c["kind"] == "attack" else None), []).append(c)
-    wanted = [(s, k, None) for s in matrix.seeds for k in ("base", "oracle", "unlearn")]
-    wanted += [(s, "attack", a) for s in matrix.seeds for a in matrix.attacks]
+        have.setdefault(_cell_slot(c), []).append(c)
+    wanted = [(s, k, None, None) for s in matrix.seeds for k in ("base", "oracle", "unlearn")]
+    wanted += [(s, "attack", a, None) for s in matrix.seeds for a in matrix.attacks]
+    wanted += [(s, "control", a, k) for s in matrix.seeds for a in matrix.attacks for k in matrix.controls]
     for w in wanted:
-        what = f"seed {w[0]} {w[1]}" + (f" {w[2]}" if w[2] else "")
+        what = _slot_text(w)
         cells = have.get(w, [])
         if not cells:
             reasons.append(f"incomplete: no {what} cell")
@@ -220,9 +252,7 @@ def check_matrix(manifest: dict, matrix: Matrix) -> list[str]:
         elif cells[0]["status"] != "finished":
             reasons.append(f"incomplete: the {what} cell is {cells[0]['status']!r}, not finished")
     for extra in sorted(set(have) - set(wanted), key=str):
-        reasons.append(
-            f"matrix: cell seed {extra[0]} {extra[1]} {extra[2] or ''} is not in matrix {matrix.name!r}".rstrip()
-        )
+        reasons.append(f"matrix: cell {_slot_text(extra)} is not in matrix {matrix.name!r}")
     return reasons
 
 
@@ -231,6 +261,35 @@ def check_matrix(manifest: dict, matrix: Matrix) -> list[str]:
 
 def _allowed(policy: dict, name: str, version: str) -> bool:
     return str(version) in [str(v) for v in (policy.get(name) or [])]
+
+
+def _same_value(given: str, used) -> bool:
+    """Whether a spec option's text ``given`` names the config value ``used`` (30 vs "30", 1e-3 vs 0.001)."""
+    if isinstance(used, bool):
+        return given.lower() == str(used).lower()
+    if isinstance(used, (int, float)):
+        try:
+            return float(given) == float(used)
+        except ValueError:
+            return False
+    if isinstance(used, (list, tuple)):
+        return given.split("+") == [str(x) for x in used]
+    return given == str(used)
+
+
+def _spec_disagrees(spec: str, attack_key: dict) -> str | None:
+    """Why an attack key is not a run of ``spec`` (name, argument, every option the spec sets), or None."""
+    try:
+        parsed = parse_spec(spec)
+    except UnlearnbenchError as e:
+        return f"its attack {spec!r} is not a valid spec ({e})"
+    if (attack_key.get("name"), attack_key.get("arg")) != (parsed.name, parsed.arg):
+        return f"its key runs {attack_key.get('name')}:{attack_key.get('arg')}, not {spec!r}"
+    config = attack_key.get("config") or {}
+    for option, value in parsed.options.items():
+        if option not in config or not _same_value(str(value), config[option]):
+            return f"its key has {option}={config.get(option)!r}, the spec {spec!r} says {value}"
+    return None
 
 
 def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
@@ -253,6 +312,8 @@ def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
         reasons.append(f"provenance: method.spec names {spec_name!r}, method.name is {manifest['method']['name']!r}")
     models = manifest["models"]
     unlearn_by_seed = {c["seed"]: c for c in manifest["cells"] if c["kind"] == "unlearn"}
+    attack_by_slot = {(c["seed"], c["attack"]): c for c in manifest["cells"] if c["kind"] == "attack"}
+    control_sha = {"oracle": models["oracle_sha256"], "base": models["target_sha256"]}
     bad_versions: set[str] = set()
     for c in manifest["cells"]:
         key, cid, where = c["key"], c["cell_id"], f"cell {c['cell_id']}"
@@ -288,13 +349,34 @@ def check_provenance(manifest: dict, matrix: Matrix) -> list[str]:
             str(c["seed"])
         ):
             reasons.append(f"provenance: {where}: unlearned checkpoint sha256 differs from models.unlearned_sha256")
-        if c["kind"] == "attack":
+        if c["kind"] in ("attack", "control"):
             a = key.get("attack") or {}
             if not _allowed(v.get("attacks") or {}, a.get("name"), a.get("version")):
                 bad_versions.add(f"version: attack {a.get('name')} v{a.get('version')} is not allowed by the matrix")
+            why = _spec_disagrees(str(c["attack"]), a)
+            if why:
+                reasons.append(f"provenance: {where}: {why}")
+        if c["kind"] == "attack":
             u = unlearn_by_seed.get(c["seed"])
             if u is None or key.get("unlearn_cell") != u["cell_id"]:
                 reasons.append(f"provenance: {where}: does not start from seed {c['seed']}'s unlearned cell")
+        if c["kind"] == "control":
+            ctrl = c.get("control")
+            if key.get("control") != ctrl or ctrl not in control_sha:
+                reasons.append(f"provenance: {where}: its control {ctrl!r} is not its key's {key.get('control')!r}")
+            elif sha != control_sha[ctrl]:
+                which = "models.oracle_sha256" if ctrl == "oracle" else "models.target_sha256"
+                reasons.append(f"provenance: {where}: {ctrl} control weights sha256 differs from {which}")
+            if "method" in key or "unlearn_cell" in key:
+                reasons.append(f"provenance: {where}: a control cell's key holds a method (controls are method-free)")
+            twin = attack_by_slot.get((c["seed"], c["attack"]))
+            if twin is not None and (
+                key.get("attack") != twin["key"].get("attack") or key.get("task") != twin["key"].get("task")
+            ):
+                reasons.append(
+                    f"provenance: {where}: its attack or task (name, version, config) differs from seed "
+                    f"{c['seed']}'s attack cell {twin['cell_id']}"
+                )
     return reasons + sorted(bad_versions)
 
 
@@ -325,7 +407,7 @@ def check_scores(folder: Path, manifest: dict, limits: B.Limits | None = None) -
     if sum(len(r) for r in scores.values()) != manifest["scores_file"]["rows"]:
         reasons.append("scores: row count differs from scores_file.rows")
     measured = B.all_aggregates(manifest["cells"], scores)
-    exact = {m: EXACT for m in ("recall", "task_accuracy", "forget_quality")}
+    exact = {m: EXACT for m in ("recall", "task_accuracy", *MEASURES)}
     for c in manifest["cells"]:
         rows = scores.get(c["cell_id"], [])
         where = f"cell {c['cell_id']} (seed {c['seed']} {c['kind']}{' ' + c['attack'] if c['attack'] else ''})"
@@ -352,16 +434,38 @@ def _one_line(text: str) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
-def verify(folder: str | Path, rerun: int = 0, progress=None, limits: B.Limits | None = None) -> Verdict:
+def verify(
+    folder: str | Path,
+    rerun: int = 0,
+    progress=None,
+    limits: B.Limits | None = None,
+    held_out: HeldOut | str | Path | None = None,
+) -> Verdict:
     """The verdict on one bundle. ``limits``: what a bundle may hold (default: :meth:`Limits.from_env`,
-    so ``UNLEARNBENCH_BUNDLE_MAX_*`` variables apply to the CLI and to ``leaderboard build``)."""
-    verdict = _verify(Path(folder), rerun, progress, limits)
+    so ``UNLEARNBENCH_BUNDLE_MAX_*`` variables apply to the CLI and to ``leaderboard build``).
+    ``held_out``: a held-out file (or :class:`HeldOut`); raises UnlearnbenchError (one line) when it
+    is unreadable or not the grid the bundle's matrix commits to."""
+    if held_out is not None and not isinstance(held_out, HeldOut):
+        held_out = load_held_out(held_out)
+    verdict = _verify(Path(folder), rerun, progress, limits, held_out)
     verdict.reasons = [_one_line(r) for r in verdict.reasons]
     verdict.notes = [_one_line(n) for n in verdict.notes]
     return verdict
 
 
-def _verify(folder: Path, rerun: int, progress, limits: B.Limits | None) -> Verdict:
+def format_refusal(manifest) -> str | None:
+    """One line for a bundle of a format this harness no longer verifies (None otherwise)."""
+    schema = manifest.get("schema") if isinstance(manifest, dict) else None
+    if schema in B.OLD_SCHEMAS:
+        return (
+            f"format: a format {B.OLD_SCHEMAS[schema]} bundle ({schema}); this harness verifies format "
+            f"{B.FORMAT} only ({B.SCHEMA_ID}: control cells, worst case under attack); make it again with "
+            "unlearnbench submit"
+        )
+    return None
+
+
+def _verify(folder: Path, rerun: int, progress, limits: B.Limits | None, held_out: HeldOut | None) -> Verdict:
     verdict = Verdict(str(folder))
     if not folder.is_dir():
         verdict.reasons.append(f"{folder} is not a folder")
@@ -375,6 +479,11 @@ def _verify(folder: Path, rerun: int, progress, limits: B.Limits | None) -> Verd
         manifest = B.load_json(folder / B.MANIFEST, limits.manifest_bytes, limits.json_depth)
     except ValueError as e:
         verdict.reasons.append(f"{B.MANIFEST} {e}")
+        return verdict
+    verdict.checks.append("format")
+    old = format_refusal(manifest)
+    if old:
+        verdict.reasons.append(old)
         return verdict
     verdict.checks.append("trust_remote_code")
     verdict.reasons += [
@@ -392,6 +501,8 @@ def _verify(folder: Path, rerun: int, progress, limits: B.Limits | None) -> Verd
     except UnlearnbenchError as e:
         verdict.reasons.append(f"matrix: {e}")
         return verdict
+    if held_out is not None:
+        check_held_out(held_out, matrix)  # a wrong file is the verifier's mistake: an error, not a refusal
     for name, check in (
         ("matrix", lambda: check_matrix(manifest, matrix)),
         ("provenance", lambda: check_provenance(manifest, matrix)),
@@ -403,9 +514,10 @@ def _verify(folder: Path, rerun: int, progress, limits: B.Limits | None) -> Verd
         except (UnlearnbenchError, KeyError, TypeError, AttributeError, ValueError) as e:
             # the schema leaves keys open; a malformed one is a refusal, never a crash
             verdict.reasons.append(f"{name}: malformed bundle ({type(e).__name__}: {str(e)[:200]})")
-    if rerun > 0 and verdict.accepted:
-        verdict.checks.append(f"rerun {rerun}")
-        reasons, notes = rerun_sample(manifest, matrix, rerun, progress)
+    if (rerun > 0 or held_out is not None) and verdict.accepted:
+        verdict.checks.append(f"rerun {rerun}" + (f", held out {len(held_out.attacks)}" if held_out else ""))
+        reasons, notes, report = rerun_sample(manifest, matrix, rerun, progress, held_out=held_out)
         verdict.reasons += reasons
         verdict.notes += notes
+        verdict.held_out = report
     return verdict
