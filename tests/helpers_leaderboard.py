@@ -9,6 +9,7 @@ folder holds a small matrix (``UNLEARNBENCH_TASKS`` points at it).
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -177,3 +178,24 @@ def make_bundle(tmp: Path, out: Path, method: str = "npo", **kwargs) -> dict:
     store, cells = make_store(tmp / f"store-{method}-{out.name}.sqlite", method=method, **kwargs)
     with store:
         return write_bundle(out, store, cells, load_matrix(MATRIX), method)
+
+
+def read_manifest(folder: Path) -> dict:
+    from unlearnbench.leaderboard import bundle as B
+
+    return json.loads((folder / B.MANIFEST).read_text())
+
+
+def save_manifest(folder: Path, manifest: dict) -> None:
+    from unlearnbench.leaderboard import bundle as B
+
+    (folder / B.MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+
+def refusal_reasons(folder: Path) -> list[str]:
+    """``verify``'s reasons for a bundle that must be refused (asserts it is)."""
+    from unlearnbench.leaderboard.verify import verify
+
+    v = verify(folder)
+    assert not v.accepted
+    return v.reasons

@@ -15,6 +15,9 @@ import sys
 
 import pytest
 from helpers_leaderboard import ATTACK, MATRIX, make_bundle, make_store, write_matrix
+from helpers_leaderboard import read_manifest as _manifest
+from helpers_leaderboard import refusal_reasons as _reasons
+from helpers_leaderboard import save_manifest as _save
 
 from unlearnbench.leaderboard import bundle as B
 from unlearnbench.leaderboard.verify import check_schema, verify
@@ -34,20 +37,6 @@ def good(tmp_path, tasks):
     out = tmp_path / "bundle"
     make_bundle(tmp_path, out)
     return out
-
-
-def _manifest(folder):
-    return json.loads((folder / B.MANIFEST).read_text())
-
-
-def _save(folder, manifest):
-    (folder / B.MANIFEST).write_text(json.dumps(manifest, indent=1))
-
-
-def _reasons(folder):
-    v = verify(folder)
-    assert not v.accepted
-    return v.reasons
 
 
 def test_good_bundle_is_accepted_and_matches_schema(good):

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers_leaderboard import ATTACK, CONTROL_FORGET, HELD_OUT_FILE, TARGET, make_bundle, write_matrix
+from helpers_leaderboard import read_manifest as _manifest
+from helpers_leaderboard import refusal_reasons as _reasons
+from helpers_leaderboard import save_manifest as _save
 
 from unlearnbench.errors import UnlearnbenchError
 from unlearnbench.leaderboard import bundle as B
@@ -52,20 +55,6 @@ def good(tmp_path, tasks):
     out = tmp_path / "bundle"
     make_bundle(tmp_path, out)
     return out
-
-
-def _manifest(folder):
-    return json.loads((folder / B.MANIFEST).read_text())
-
-
-def _save(folder, manifest):
-    (folder / B.MANIFEST).write_text(json.dumps(manifest, indent=1))
-
-
-def _reasons(folder):
-    v = verify(folder)
-    assert not v.accepted
-    return v.reasons
 
 
 def _cell(m, kind, seed=0):
