@@ -69,6 +69,7 @@ import json
 import math
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -154,6 +155,10 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS scores_cell ON scores(cell_id)",
     "CREATE INDEX IF NOT EXISTS cells_status ON cells(status)",
 )
+
+
+class StoreLocked(UnlearnbenchError):
+    """The store's write lock stayed taken by another process for the whole busy timeout."""
 
 
 def cell_id(key: Mapping) -> str:
@@ -253,20 +258,40 @@ class ResultStore:
         except (OSError, sqlite3.Error) as exc:
             raise self._not_a_store(exc) from None
         self._conn = conn
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")  # first read of the file: fails on junk
-            conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._ensure_schema()
-        except UnlearnbenchError:
-            self.close()
-            raise
-        except sqlite3.Error as exc:
-            self.close()
-            if _is_busy(exc):  # another process is creating or converting the file: not junk
-                raise self._locked("opening it") from None
-            raise self._not_a_store(exc) from None
+        # Opening races with other processes opening the same new file: switching it to WAL and
+        # reading the schema while another connection converts it can answer SQLITE_BUSY at once,
+        # without SQLite's busy handler waiting (seen with two `run`s started together). Those
+        # are retried here until the same busy timeout has passed.
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.02
+        while True:
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")  # first read of the file: fails on junk
+                conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
+                conn.execute("PRAGMA foreign_keys = ON")
+                self._ensure_schema()
+                break
+            except StoreLocked:
+                if time.monotonic() < deadline:
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    continue
+                self.close()
+                raise
+            except UnlearnbenchError:
+                self.close()
+                raise
+            except sqlite3.Error as exc:
+                if _is_busy(exc) and time.monotonic() < deadline:
+                    self._rollback()
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.5)
+                    continue
+                self.close()
+                if _is_busy(exc):  # another process is creating or converting the file: not junk
+                    raise self._locked("opening it") from None
+                raise self._not_a_store(exc) from None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -293,7 +318,7 @@ class ResultStore:
         return self._conn
 
     def _locked(self, what: str) -> UnlearnbenchError:
-        return UnlearnbenchError(
+        return StoreLocked(
             f"results store '{self.path}' stayed locked by another process for {self.busy_timeout:g} s; "
             f"gave up {what} (results stored before are kept; re-run to resume)"
         )
