@@ -198,7 +198,26 @@ def cmd_results(args) -> int:
     return 0
 
 
+def cmd_world(args) -> int:
+    """``world build``: retrain the embedded models of one size and compare with the shipped copy."""
+    from ..registry import BENCHMARKS
+    from ..runner import resolve
+    from ..toy.rebuild import rebuild
+    from .render import RichProgress, render_world_build
+
+    bench = resolve(BENCHMARKS, f"toy,size={args.size},seed={args.seed}").obj
+    roles = ("target", "oracle") if args.role == "both" else (args.role,)
+    with RichProgress(enabled=not (args.quiet or args.json)) as progress:
+        records = rebuild(bench.world, bench.recipe, bench.model_name, roles, ship=args.ship, progress=progress)
+    if args.json:
+        print(json.dumps(records, indent=1))
+    else:
+        render_world_build(records)
+    return 0
+
+
 COMMANDS = {
+    "world": cmd_world,
     "run": cmd_run,
     "sweep": cmd_sweep,
     "study": cmd_study,

@@ -183,6 +183,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     res.add_argument("--out", default=None, help="write to this file instead of stdout")
 
+    w = sub.add_parser("world", help="the embedded world's models (shipped with the package)")
+    wsub = w.add_subparsers(dest="world_command", metavar="ACTION", required=True)
+    wb = wsub.add_parser(
+        "build",
+        help="retrain the embedded target and oracle from their recipe and compare with the shipped weights",
+        description="Train the embedded models of one size from tasks/benchmarks/toy.yaml in a "
+        "temporary folder (not the cache, not from the shipped copy), check the quality gate "
+        "(exit 2 below it) and say whether this machine reproduces the shipped weights' sha256. "
+        "Runs always use the shipped copy when its key matches; set UNLEARNBENCH_SHIPPED=0 to "
+        "train into the cache instead.",
+    )
+    wb.add_argument("--size", default="micro", help="world size from toy.yaml (micro, small; default micro)")
+    wb.add_argument("--seed", type=int, default=0, help="world seed (default 0)")
+    wb.add_argument("--role", choices=("target", "oracle", "both"), default="both")
+    wb.add_argument(
+        "--ship",
+        action="store_true",
+        help="maintainers: copy the new folders into unlearnbench/toy/weights/ and its manifest (then commit)",
+    )
+    wb.add_argument("--json", action="store_true", help="print the records as JSON")
+    wb.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_leaderboard_parsers(sub)
     return p
 

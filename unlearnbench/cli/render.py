@@ -235,6 +235,33 @@ def render_regress(diffs, baseline: dict, console: Console | None = None) -> Non
     console.print(table)
 
 
+def render_world_build(records: list[dict], console: Console | None = None) -> None:
+    """``world build``: per role, the lowest gated recall, the hash and whether it is the shipped one."""
+    console = console or _stdout_console(130)
+    table = Table(title="embedded models rebuilt from the recipe (quality gate passed)")
+    for name in ("role", "folder", "min gated recall", "sha256", "shipped sha256", "same", "train s"):
+        table.add_column(name, justify="right" if name in ("min gated recall", "train s") else "left")
+    for r in records:
+        gated = [
+            v
+            for split, forms in r["recall"].items()
+            for form, v in forms.items()
+            if form in r["gated_forms"] and not (r["role"] == "oracle" and split == "forget")
+        ]
+        same = {True: "[green]yes[/green]", False: "[yellow]no[/yellow]", None: "-"}[r["matches_shipped"]]
+        shipped = (r["shipped_sha256"] or "none of this key")[:16]
+        table.add_row(r["role"], r["folder"], _fmt(min(gated)), r["sha256"][:16], shipped, same, f"{r['seconds']:.0f}")
+    console.print(table)
+    if any(r["matches_shipped"] is False for r in records):
+        m = records[0]["machine"]
+        console.print(
+            f"this machine ({m['cpu']}, {m['cpu_capability']}, torch {m['torch']}) trains other bytes than the "
+            "shipped ones: float sums follow the CPU's kernels. Runs keep using the shipped weights."
+        )
+    if any(r["shipped_now"] for r in records):
+        console.print("copied into unlearnbench/toy/weights/ (manifest updated): commit them")
+
+
 # -- sweeps ----------------------------------------------------------------------------------------
 
 _SYMBOL = {

@@ -131,13 +131,30 @@ def model_key(world: World, recipe: ModelRecipe, role: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def get_model_dir(world: World, recipe: ModelRecipe, role: str, name: str, progress: Progress = SILENT) -> Path:
-    """The cached model directory for ``role`` ('target' or 'oracle'), training it if needed."""
+def model_dir_name(world: World, recipe: ModelRecipe, role: str, name: str) -> str:
+    return f"{name}-{role}-{model_key(world, recipe, role)}"
+
+
+def get_model_dir(
+    world: World,
+    recipe: ModelRecipe,
+    role: str,
+    name: str,
+    progress: Progress = SILENT,
+    root: Path | None = None,
+    use_shipped: bool = True,
+) -> Path:
+    """The cached model directory for ``role`` ('target' or 'oracle'): from the cache, else the
+    shipped copy (:mod:`.shipped`, verified by sha256), else trained from the recipe."""
+    from . import shipped
+
     if role not in ("target", "oracle"):
         raise ValueError(role)
-    root = cache_dir() / "models"
-    path = root / f"{name}-{role}-{model_key(world, recipe, role)}"
+    root = root or cache_dir() / "models"
+    path = root / model_dir_name(world, recipe, role, name)
     if (path / "model.safetensors").exists() and (path / "quality.json").exists():
+        return path
+    if use_shipped and shipped.install(path.name, root) is not None:
         return path
     root.mkdir(parents=True, exist_ok=True)
     tokenizer = _shared_tokenizer(world, recipe, root / f"{name}-tokenizer-{model_key(world, recipe, 'target')}")
