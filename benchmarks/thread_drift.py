@@ -7,8 +7,9 @@ Prints figures and writes JSON; nothing here asserts.
 
 With the shipped embedded weights every machine starts from the same bytes. What can still differ
 between machines is how unlearning and the attacks sum floats: the number of torch threads and the
-CPU's vector width (``isa=avx2`` sets ``ATEN_CPU_CAPABILITY=avx2``, the kernels an AVX2-only CPU
-runs; ``isa=default`` leaves the machine's own). Each setting runs the baseline's whole matrix in its
+CPU's vector width (``isa=avx2`` runs torch's AVX2 kernels, ``isa=avx2_blas`` also MKL's and
+oneDNN's AVX2 paths — what an AVX2-only CPU runs —, ``isa=scalar_blas`` the oldest paths each
+offers; ``isa=default`` leaves the machine's own). Each setting runs the baseline's whole matrix in its
 own process (the settings must be in place before torch is imported), into its own store and an
 empty model cache (so the shipped weights are what loads), and the script reports, per metric, the
 largest absolute difference between any two settings and where it is — the figure the regress and
@@ -29,7 +30,18 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ISA = {"default": None, "avx2": "avx2", "avx512": "avx512", "default_scalar": "default"}
+#: isa= values: the environment that makes torch's own kernels (ATEN_CPU_CAPABILITY) and, for the
+#: ``*_blas`` ones, MKL's and oneDNN's, run the code paths of a CPU without AVX-512.
+ISA = {
+    "default": {},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2"},
+    "avx2_blas": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "scalar_blas": {
+        "ATEN_CPU_CAPABILITY": "default",
+        "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+        "ONEDNN_MAX_CPU_ISA": "SSE41",
+    },
+}
 
 
 def _parse(setting: str) -> dict:
@@ -97,7 +109,7 @@ def compare(runs: dict[str, dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default=str(ROOT / "leaderboard/baselines/micro.json"))
-    ap.add_argument("--setting", action="append", default=None, help="threads=N[,isa=default|avx2|avx512]")
+    ap.add_argument("--setting", action="append", default=None, help=f"threads=N[,isa={'|'.join(ISA)}]")
     ap.add_argument("--out", default=None)
     ap.add_argument("--child", nargs=3, metavar=("BASELINE", "THREADS", "DUMP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -119,8 +131,7 @@ def main() -> None:
                 "OMP_NUM_THREADS": str(s["threads"]),
             }
             env.pop("UNLEARNBENCH_SHIPPED", None)
-            if ISA[s["isa"]]:
-                env["ATEN_CPU_CAPABILITY"] = ISA[s["isa"]]
+            env.update(ISA[s["isa"]])
             dump = f"{tmp}/{len(runs)}.json"
             t0 = time.time()
             subprocess.run(
