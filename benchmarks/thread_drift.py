@@ -13,7 +13,9 @@ offers; ``isa=default`` leaves the machine's own). Each setting runs the baselin
 own process (the settings must be in place before torch is imported), into its own store and an
 empty model cache (so the shipped weights are what loads), and the script reports, per metric, the
 largest absolute difference between any two settings and where it is — the figure the regress and
-leaderboard tolerances are set from.
+leaderboard tolerances are set from — and, finer, how many of the stored per-item scores (losses and
+probabilities included) differ at all. ``wait=active`` runs with ``OMP_WAIT_POLICY=ACTIVE`` (the
+harness sets PASSIVE unless the user set it), to show the wait policy changes no number.
 """
 
 from __future__ import annotations
@@ -45,12 +47,14 @@ ISA = {
 
 
 def _parse(setting: str) -> dict:
-    out = {"threads": 2, "isa": "default"}
+    out = {"threads": 2, "isa": "default", "wait": "passive"}
     for part in setting.split(","):
         key, _, value = part.partition("=")
         if key not in out:
-            raise SystemExit(f"--setting {setting!r}: unknown key {key!r} (threads, isa)")
+            raise SystemExit(f"--setting {setting!r}: unknown key {key!r} (threads, isa, wait)")
         out[key] = int(value) if key == "threads" else value
+    if out["wait"] not in ("passive", "active"):
+        raise SystemExit(f"--setting {setting!r}: wait must be passive or active")
     if out["isa"] not in ISA:
         raise SystemExit(f"--setting {setting!r}: isa must be one of {', '.join(ISA)}")
     return out
@@ -66,9 +70,11 @@ def _child(baseline_path: str, threads: int, dump: str) -> None:
     baseline = load_baseline(baseline_path)
     with tempfile.TemporaryDirectory() as tmp, ResultStore(Path(tmp) / "s.sqlite") as store:
         numbers = run_matrix(baseline, store)
-    Path(dump).write_text(
-        json.dumps({"numbers": numbers, "cpu_capability": torch.backends.cpu.get_cpu_capability()}, indent=1)
-    )
+        frame = store.scores_frame()
+    cols = ["cell_id", "checkpoint", "step", "split", "form", "item_id", "metric", "value"]
+    scores = [[*row[:-1], float(row[-1])] for row in frame[cols].itertuples(index=False, name=None)]
+    doc = {"numbers": numbers, "scores": scores, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    Path(dump).write_text(json.dumps(doc))
 
 
 def _flat(numbers: dict) -> dict:
@@ -106,10 +112,32 @@ def compare(runs: dict[str, dict]) -> dict:
     return result
 
 
+def compare_scores(runs: dict[str, dict]) -> dict:
+    """Every stored per-item score (same cells: the cell ids do not depend on the setting), per
+    score metric: rows compared, rows whose value differs at all, and the largest |a - b|."""
+    result: dict[str, dict] = {}
+    keyed = {name: {tuple(r[:-1]): r[-1] for r in run["scores"]} for name, run in runs.items()}
+    for a, b in itertools.combinations(sorted(keyed), 2):
+        for key in sorted(set(keyed[a]) | set(keyed[b])):
+            va, vb = keyed[a].get(key), keyed[b].get(key)
+            entry = result.setdefault(key[6], {"rows": 0, "differ": 0, "missing": 0, "max_abs_diff": 0.0})
+            entry["rows"] += 1
+            if va is None or vb is None:
+                entry["missing"] += 1
+                continue
+            both_nan = va != va and vb != vb
+            if not both_nan and va != vb:
+                entry["differ"] += 1
+                entry["max_abs_diff"] = max(entry["max_abs_diff"], abs(va - vb))
+    return result
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default=str(ROOT / "leaderboard/baselines/micro.json"))
-    ap.add_argument("--setting", action="append", default=None, help=f"threads=N[,isa={'|'.join(ISA)}]")
+    ap.add_argument(
+        "--setting", action="append", default=None, help=f"threads=N[,isa={'|'.join(ISA)}][,wait=passive|active]"
+    )
     ap.add_argument("--out", default=None)
     ap.add_argument("--child", nargs=3, metavar=("BASELINE", "THREADS", "DUMP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -124,7 +152,7 @@ def main() -> None:
             s = _parse(setting)
             env = {
                 **os.environ,
-                "OMP_WAIT_POLICY": "PASSIVE",
+                "OMP_WAIT_POLICY": s["wait"].upper(),
                 "HF_HUB_OFFLINE": "1",
                 "HF_DATASETS_OFFLINE": "1",
                 "UNLEARNBENCH_CACHE": f"{tmp}/cache-{len(runs)}",  # empty: the shipped weights load
@@ -145,8 +173,15 @@ def main() -> None:
         print(f"{metric:15s} largest difference {d['max_abs_diff']:.4f}  ({d['n_differ']} of {d['n']} pairs differ)")
         if d["where"]:
             print(f"{'':15s} at {d['where']['number']} between {d['where']['pair']}: {d['where']['values']}")
+    scores = compare_scores(runs)
+    for metric, d in sorted(scores.items()):
+        print(
+            f"stored score {metric:12s} {d['differ']} of {d['rows']} row pairs differ "
+            f"(largest {d['max_abs_diff']:.3g}; {d['missing']} missing on one side)"
+        )
     doc = {
         "baseline": os.path.relpath(args.baseline, ROOT),
+        "stored_scores": scores,
         "settings": settings,
         "cpu_capability": {k: v["cpu_capability"] for k, v in runs.items()},
         "seconds": seconds,

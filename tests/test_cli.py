@@ -3,6 +3,7 @@ argument errors (one line on stderr, exit 2)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -65,3 +66,23 @@ def test_load_study_overrides():
     exp = load_study("ilu-robustness", size="micro", seeds="0-1")
     assert exp.benchmark == "toy,size=micro" and exp.seeds == [0, 1] and exp.expected
     assert load_study("ilu-robustness", seeds=[3]).seeds == [3]
+
+
+@pytest.mark.parametrize(
+    "env, code, expected",
+    [
+        ({}, "import unlearnbench", "PASSIVE"),
+        ({"OMP_WAIT_POLICY": "ACTIVE"}, "import unlearnbench", "ACTIVE"),  # the user's choice stands
+        ({}, "import torch, unlearnbench", "unset"),  # too late to matter: not pretended
+    ],
+)
+def test_omp_wait_policy_is_passive_unless_the_user_chose(env, code, expected):
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}; import os; print(os.environ.get('OMP_WAIT_POLICY', 'unset'))"],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == expected
