@@ -560,6 +560,32 @@ def run(
         store.finish_run(run_id, status)
 
 
+def commit_collected(
+    store: ResultStore, argv, run_meta: dict, commits: list, cells: list[CellResult]
+) -> list[CellResult]:
+    """Write the cells a run computed elsewhere (a Ray worker's :class:`~unlearnbench.ray_executor.CellCollector`)
+    into ``store``: one run, each cell in its own transaction, as :func:`run` would have. Returns the
+    run's cells with the statuses the store decided (a cell another run committed first is
+    'cached')."""
+    run_id = store.start_run(list(argv), run_meta)
+    status = "failed"
+    try:
+        decided: dict[str, str] = {}
+        for c in commits:
+            if c.failed is not None:
+                store.record_failure(run_id, c.cid, c.key, c.kind, c.label, c.failed)
+                decided[c.cid] = "failed"
+            else:
+                won = store.commit_cell(run_id, c.cid, c.key, c.kind, c.label, c.rows, c.meta)
+                decided[c.cid] = "finished" if won else "cached"
+        status = "finished"
+        return [
+            CellResult(c.kind, c.cell_id, c.label, decided.get(c.cell_id, c.status), c.reason, c.meta) for c in cells
+        ]
+    finally:
+        store.finish_run(run_id, status)
+
+
 def load_unlearned(ucid: str, store: ResultStore, device: str = "cpu"):
     """The unlearned weights of a finished cell, checked against the hash stored with it."""
     return load_checkpoint(ucid, _stored_sha(ucid, store), device)

@@ -46,17 +46,28 @@ def cmd_run(args) -> int:
 
 def cmd_sweep(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from ..errors import UnlearnbenchError
     from ..store import ResultStore
     from ..sweep import SweepState, plan_sweep, run_summaries, run_sweep, sweep_summary
     from .render import SweepView, render_sweep
 
+    if args.executor != "ray" and (args.address or args.cpus_per_task != 1 or args.gpus_per_task):
+        raise UnlearnbenchError("--address, --cpus-per-task and --gpus-per-task need --executor ray")
     exp = _experiment_from_args(args)
     _select_backend(args)
     planned = plan_sweep(exp, args.device)  # every spec validated before the store is opened
     state = SweepState(exp.methods, exp.attacks, exp.seeds)
     with ResultStore(args.store) as store:
         with SweepView(state, enabled=not (args.quiet or args.json)) as view:
-            result = run_sweep(exp, store, view, args.device, state, argv=tuple(sys.argv), planned=planned)
+            if args.executor == "ray":
+                from ..ray_executor import RayOptions, run_sweep_ray
+
+                options = RayOptions(address=args.address, num_cpus=args.cpus_per_task, num_gpus=args.gpus_per_task)
+                result = run_sweep_ray(
+                    exp, store, view, args.device, state, argv=tuple(sys.argv), planned=planned, options=options
+                )
+            else:
+                result = run_sweep(exp, store, view, args.device, state, argv=tuple(sys.argv), planned=planned)
         summaries = run_summaries(store, result.runs)
     summary = sweep_summary(result, summaries)
     if args.json:

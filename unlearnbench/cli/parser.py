@@ -100,6 +100,25 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--device", default="cpu")
     sw.add_argument("--backend", choices=("hf", "vllm", "auto"), default=None, help="generation backend (as for run)")
     sw.add_argument("--store", default=DEFAULT_STORE)
+    sw.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: one run after another in this process (default); ray: each (method, seed) run is a Ray "
+        "task, this process writes the store (pip install 'unlearnbench[ray]')",
+    )
+    sw.add_argument(
+        "--address", default=None, help="with --executor ray: a Ray cluster to join (default: start a local one)"
+    )
+    sw.add_argument(
+        "--cpus-per-task",
+        type=float,
+        default=1,
+        help="with --executor ray: CPUs each run declares (also its torch threads; default 1)",
+    )
+    sw.add_argument(
+        "--gpus-per-task", type=float, default=0, help="with --executor ray: GPUs each run declares (default 0)"
+    )
     sw.add_argument("--json", action="store_true", help="print the sweep summary as JSON")
     sw.add_argument("--quiet", action="store_true", help="no live view")
 
