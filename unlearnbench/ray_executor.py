@@ -39,7 +39,9 @@ screen mid-task); a run in flight shows as running.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -163,7 +165,6 @@ def run_sweep_ray(
         raise UnlearnbenchError(
             "--executor ray needs Ray: pip install 'unlearnbench[ray]' (or pip install ray)"
         ) from None
-    from .runner import CellResult, commit_collected
     from .sweep import FAILED, RUNNING, SweepResult, SweepState, plan_sweep
 
     options = options or RayOptions()
@@ -171,6 +172,23 @@ def run_sweep_ray(
     state = state or SweepState(experiment.methods, experiment.attacks, experiment.seeds)
     result = SweepResult(experiment, state)
     t0 = time.time()
+    # Ray's driver threads print worker deaths and the like ("(raylet) A worker died ...") on
+    # stdout, which belongs to the sweep's output (--json): send them to stderr while Ray runs.
+    with contextlib.redirect_stdout(sys.stderr):
+        runs = _drive(ray, experiment, store, state, argv, planned, options)
+    result.runs = [runs[(r.method, r.seed)] for r, _ in planned if (r.method, r.seed) in runs]
+    for (method, seed, column), status in list(state.status.items()):
+        if status == RUNNING:
+            state.set(method, seed, column, FAILED, "the task ended without a result")
+    result.seconds = round(time.time() - t0, 1)
+    return result
+
+
+def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[str, int], list]:
+    """Submit the runs, commit each as it returns, start a seed's other methods after its first."""
+    from .runner import CellResult, commit_collected
+    from .sweep import RUNNING
+
     started_here = not ray.is_initialized()
     if started_here:
         try:
@@ -220,12 +238,7 @@ def run_sweep_ray(
             ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
-    result.runs = [runs[(r.method, r.seed)] for r, _ in planned if (r.method, r.seed) in runs]
-    for (method, seed, column), status in list(state.status.items()):
-        if status == RUNNING:
-            state.set(method, seed, column, FAILED, "the task ended without a result")
-    result.seconds = round(time.time() - t0, 1)
-    return result
+    return runs
 
 
 def _show(state, experiment, req, cells) -> None:

@@ -94,9 +94,9 @@ def _task_workers() -> list:
 
 
 def test_a_worker_killed_mid_cell_is_retried_without_duplicate_or_partial_cells(local_store, micro_cache, tmp_path):
-    """SIGKILL the worker once its unlearning checkpoint is in the cache (the unlearned model is being
-    evaluated or attacked): the store never holds a cell of that task until the retry returns, and
-    in the end it holds every cell once, with the uninterrupted local run's ids and numbers."""
+    """SIGKILL the worker of the first run once it has computed for 5 s (a cell is in flight): the
+    store holds no cell of that task before the retry returns, and in the end it holds every cell
+    once, with the uninterrupted local run's ids, row counts and numbers."""
     import shutil
 
     cache = tmp_path / "cache"
@@ -105,19 +105,19 @@ def test_a_worker_killed_mid_cell_is_retried_without_duplicate_or_partial_cells(
     env = {**os.environ, "UNLEARNBENCH_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     args = [sys.executable, "-m", "unlearnbench.cli", *SWEEP, *TWO, "--store", str(store), "--executor", "ray"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = None
+    killed, seen = None, {}  # pid -> when it was first seen running our task
     deadline = time.time() + LIMIT_S
     try:
         while killed is None and time.time() < deadline and proc.poll() is None:
-            if (cache / "checkpoints").exists() and any((cache / "checkpoints").glob("*")):
-                workers = _task_workers()
-                if workers:
-                    killed = workers[0].pid
-                    before = _cells(store) if store.exists() else {}
-                    os.kill(killed, signal.SIGKILL)
-                    break
-            time.sleep(0.2)
-        assert killed is not None, "no worker was running after the first checkpoint appeared"
+            now = time.time()
+            busy = [w for w in _task_workers() if now - seen.setdefault(w.pid, now) > 5]
+            if busy:  # a run has been computing its cells for 5 s: kill it mid-cell
+                before = _cells(store) if store.exists() else {}
+                killed = busy[0].pid
+                os.kill(killed, signal.SIGKILL)
+                break
+            time.sleep(0.1)
+        assert killed is not None, "no Ray worker ran our task for 5 s"
         # the first method's task runs alone (it computes the seed's shared cells) and has not
         # returned: only the driver writes, after a task returns, so the store holds no cell yet
         assert before == {}, before
