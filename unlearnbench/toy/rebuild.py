@@ -81,8 +81,11 @@ def rebuild(
     Returns one record per role: folder name, sha256, the shipped sha256 (None when nothing of this
     key is shipped), whether they match, recall per split and form, and training seconds.
     """
+    from transformers.utils import logging as hf_logging
+
     from ..models import weights_sha256
 
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars; progress is ours
     where = machine()
     records = []
     with tempfile.TemporaryDirectory(prefix="unlearnbench-build-") as tmp:
