@@ -40,15 +40,16 @@ def _scores(store: Path) -> dict[tuple, float]:
 
 
 def _same_scores(a: dict, b: dict) -> list[str]:
-    """Keys must match; 0/1 scores exactly, losses and probabilities within 1e-4 (torch threads
-    differ: 2 in the local run, 1 per Ray task, which orders float sums differently)."""
+    """Keys must match; 0/1 scores exactly, probabilities within 1e-3 (torch threads differ: 2 in
+    the local run, 1 per Ray task, which orders float sums differently; benchmarks/thread_drift.py
+    measured at most 1.24e-4 between such settings on the micro world, and no 0/1 score moved)."""
     off = [f"only in one: {k}" for k in set(a) ^ set(b)][:5]
     for k in set(a) & set(b):
         x, y = a[k], b[k]
         if x is None or y is None or x != x or y != y:
             if not (x is None and y is None) and not (x != x and y != y):
                 off.append(f"{k}: {x} vs {y}")
-        elif abs(x - y) > (0 if x in (0.0, 1.0) and y in (0.0, 1.0) else 1e-4):
+        elif abs(x - y) > (0 if x in (0.0, 1.0) and y in (0.0, 1.0) else 1e-3):
             off.append(f"{k}: {x} vs {y}")
     return off[:10]
 
