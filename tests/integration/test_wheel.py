@@ -52,7 +52,7 @@ def wheel_venv(tmp_path_factory):
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "UNLEARNBENCH_TASKS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "UNLEARNBENCH_TASKS", "UNLEARNBENCH_SHIPPED")}
     return {**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **extra}
 
 
@@ -60,6 +60,9 @@ def test_wheel_ships_specs_and_imports_from_the_venv(wheel_venv, tmp_path):
     venv, purelib = wheel_venv
     assert (purelib / "unlearnbench" / "_specs" / "benchmarks" / "toy.yaml").is_file()
     assert (purelib / "unlearnbench" / "_schema" / "submission-1.json").is_file()
+    weights = purelib / "unlearnbench" / "toy" / "weights"  # the shipped embedded models
+    folders = json.loads((weights / "manifest.json").read_text())["folders"]
+    assert folders and all((weights / name / f).is_file() for name, e in folders.items() for f in e["files"])
     where = subprocess.run(
         [
             str(venv / "bin" / "python"),
@@ -85,7 +88,8 @@ def test_wheel_ships_specs_and_imports_from_the_venv(wheel_venv, tmp_path):
         assert name in out.stdout
 
 
-def test_wheel_runs_the_micro_world_from_another_folder(wheel_venv, tmp_path, micro_cache):
+def test_wheel_runs_the_micro_world_from_another_folder(wheel_venv, tmp_path):
+    """From an empty cache: the models come from the weights shipped in the wheel, not trained."""
     venv, _ = wheel_venv
     cmd = [
         str(venv / "bin" / "unlearnbench"),
@@ -104,7 +108,7 @@ def test_wheel_runs_the_micro_world_from_another_folder(wheel_venv, tmp_path, mi
     out = subprocess.run(
         cmd,
         cwd=tmp_path,
-        env=_env(UNLEARNBENCH_CACHE=micro_cache, OMP_WAIT_POLICY="PASSIVE"),
+        env=_env(UNLEARNBENCH_CACHE=str(tmp_path / "cache"), OMP_WAIT_POLICY="PASSIVE"),
         capture_output=True,
         text=True,
         timeout=900,
@@ -113,3 +117,4 @@ def test_wheel_runs_the_micro_world_from_another_folder(wheel_venv, tmp_path, mi
     doc = json.loads(out.stdout)
     assert [c["status"] for c in doc["cells"]] == ["finished"] * 5  # base, oracle, control, unlearn, attack
     assert doc["forget_quality"]
+    assert not any((tmp_path / "cache" / "models").glob("*-tokenizer-*"))  # no tokenizer trained: copied
