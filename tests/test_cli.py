@@ -86,3 +86,13 @@ def test_omp_wait_policy_is_passive_unless_the_user_chose(env, code, expected):
         check=True,
     )
     assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("command", ["sweep", "study"])
+def test_ray_options_without_the_ray_executor_are_refused(command, tmp_path, capsys):
+    store = tmp_path / "never.sqlite"
+    args = [command, "--address", "ray://nowhere:10001", "--store", str(store)]
+    args += ["--methods", "npo", "--attacks", "finetune:arith"] if command == "sweep" else ["ilu-robustness"]
+    assert main(args) == 2
+    assert "need --executor ray" in capsys.readouterr().err
+    assert not store.exists()

@@ -468,6 +468,7 @@ def run_study(
     backend: str | None = None,
     view=None,
     argv: tuple[str, ...] = (),
+    execute=None,
 ) -> StudyRun:
     """Run a study end to end: the sweep (resumed from the store), the findings checked against its
     numbers (``findings.md``, ``study.json``) and the report (``OUT/report/``).
@@ -476,7 +477,9 @@ def run_study(
     ``OUT/results.sqlite``); ``backend``: generation backend to select first (see
     :func:`unlearnbench.generation.set_backend`); ``view``: called with the sweep's
     :class:`~unlearnbench.sweep.SweepState`, returns a context manager yielding the
-    :class:`~unlearnbench.progress.Progress` the sweep reports to (the CLI's live matrix; default silent).
+    :class:`~unlearnbench.progress.Progress` the sweep reports to (the CLI's live matrix; default silent);
+    ``execute``: the sweep executor, :func:`~unlearnbench.sweep.run_sweep` (default) or one with its
+    signature (:func:`unlearnbench.ray_executor.run_sweep_ray` with its options bound).
     Every spec is validated before the store is opened.
     """
     from contextlib import nullcontext
@@ -498,7 +501,7 @@ def run_study(
     make_view = view or (lambda _state: nullcontext(SILENT))
     with ResultStore(store_path) as results:
         with make_view(state) as progress:
-            result = run_sweep(experiment, results, progress, device, state, argv=argv, planned=planned)
+            result = (execute or run_sweep)(experiment, results, progress, device, state, argv=argv, planned=planned)
         summaries = run_summaries(results, result.runs)
     summary = sweep_summary(result, summaries)
     findings = check_findings(experiment.expected, summaries, result)

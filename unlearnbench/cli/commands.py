@@ -46,28 +46,18 @@ def cmd_run(args) -> int:
 
 def cmd_sweep(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from ..errors import UnlearnbenchError
     from ..store import ResultStore
-    from ..sweep import SweepState, plan_sweep, run_summaries, run_sweep, sweep_summary
+    from ..sweep import SweepState, plan_sweep, run_summaries, sweep_summary
     from .render import SweepView, render_sweep
 
-    if args.executor != "ray" and (args.address or args.cpus_per_task != 1 or args.gpus_per_task):
-        raise UnlearnbenchError("--address, --cpus-per-task and --gpus-per-task need --executor ray")
+    execute = _executor(args)  # before anything is planned: a bad option is one line, exit 2
     exp = _experiment_from_args(args)
     _select_backend(args)
     planned = plan_sweep(exp, args.device)  # every spec validated before the store is opened
     state = SweepState(exp.methods, exp.attacks, exp.seeds)
     with ResultStore(args.store) as store:
         with SweepView(state, enabled=not (args.quiet or args.json)) as view:
-            if args.executor == "ray":
-                from ..ray_executor import RayOptions, run_sweep_ray
-
-                options = RayOptions(address=args.address, num_cpus=args.cpus_per_task, num_gpus=args.gpus_per_task)
-                result = run_sweep_ray(
-                    exp, store, view, args.device, state, argv=tuple(sys.argv), planned=planned, options=options
-                )
-            else:
-                result = run_sweep(exp, store, view, args.device, state, argv=tuple(sys.argv), planned=planned)
+            result = execute(exp, store, view, args.device, state, argv=tuple(sys.argv), planned=planned)
         summaries = run_summaries(store, result.runs)
     summary = sweep_summary(result, summaries)
     if args.json:
@@ -82,9 +72,11 @@ def cmd_study(args) -> int:
     from ..study import load_study, run_study
     from .render import SweepView, render_study
 
+    execute = _executor(args)
     exp = load_study(args.experiment, size=args.size, seeds=args.seeds)
     study = run_study(
         exp,
+        execute=execute,
         out=args.out,
         store=args.store,
         device=args.device,
@@ -243,6 +235,24 @@ COMMANDS = {
 
 
 # -- arguments to library inputs -------------------------------------------------------------------
+
+
+def _executor(args):
+    """The sweep executor the arguments ask for, with :func:`unlearnbench.sweep.run_sweep`'s signature."""
+    from ..errors import UnlearnbenchError
+
+    if args.executor != "ray":
+        if args.address or args.cpus_per_task != 1 or args.gpus_per_task:
+            raise UnlearnbenchError("--address, --cpus-per-task and --gpus-per-task need --executor ray")
+        from ..sweep import run_sweep
+
+        return run_sweep
+    import functools
+
+    from ..ray_executor import RayOptions, run_sweep_ray
+
+    options = RayOptions(address=args.address, num_cpus=args.cpus_per_task, num_gpus=args.gpus_per_task)
+    return functools.partial(run_sweep_ray, options=options)
 
 
 def _select_backend(args) -> None:

@@ -100,25 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--device", default="cpu")
     sw.add_argument("--backend", choices=("hf", "vllm", "auto"), default=None, help="generation backend (as for run)")
     sw.add_argument("--store", default=DEFAULT_STORE)
-    sw.add_argument(
-        "--executor",
-        choices=("local", "ray"),
-        default="local",
-        help="local: one run after another in this process (default); ray: each (method, seed) run is a Ray "
-        "task, this process writes the store (pip install 'unlearnbench[ray]')",
-    )
-    sw.add_argument(
-        "--address", default=None, help="with --executor ray: a Ray cluster to join (default: start a local one)"
-    )
-    sw.add_argument(
-        "--cpus-per-task",
-        type=float,
-        default=1,
-        help="with --executor ray: CPUs each run declares (also its torch threads; default 1)",
-    )
-    sw.add_argument(
-        "--gpus-per-task", type=float, default=0, help="with --executor ray: GPUs each run declares (default 0)"
-    )
+    _add_executor_args(sw)
     sw.add_argument("--json", action="store_true", help="print the sweep summary as JSON")
     sw.add_argument("--quiet", action="store_true", help="no live view")
 
@@ -141,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", default=None, help="output folder (default ./study-NAME)")
     st.add_argument("--device", default="cpu")
     st.add_argument("--backend", choices=("hf", "vllm", "auto"), default=None, help="generation backend (as for run)")
+    _add_executor_args(st)
     st.add_argument("--quiet", action="store_true")
 
     an = sub.add_parser("analyze", help="analyses of stored results (taskvec)")
@@ -225,6 +208,27 @@ def build_parser() -> argparse.ArgumentParser:
     wb.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_leaderboard_parsers(sub)
     return p
+
+
+def _add_executor_args(p) -> None:
+    """--executor local|ray and the Ray options (sweep, study)."""
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: one run after another in this process (default); ray: each (method, seed) run is a Ray "
+        "task, this process writes the store (pip install 'unlearnbench[ray]')",
+    )
+    p.add_argument("--address", default=None, help="with --executor ray: a Ray cluster to join (default: a local one)")
+    p.add_argument(
+        "--cpus-per-task",
+        type=float,
+        default=1,
+        help="with --executor ray: CPUs each run declares (also its torch threads; default 1)",
+    )
+    p.add_argument(
+        "--gpus-per-task", type=float, default=0, help="with --executor ray: GPUs each run declares (default 0)"
+    )
 
 
 def _add_leaderboard_parsers(sub) -> None:
