@@ -14,8 +14,9 @@ own process (the settings must be in place before torch is imported), into its o
 empty model cache (so the shipped weights are what loads), and the script reports, per metric, the
 largest absolute difference between any two settings and where it is — the figure the regress and
 leaderboard tolerances are set from — and, finer, how many of the stored per-item scores (losses and
-probabilities included) differ at all. ``wait=active`` runs with ``OMP_WAIT_POLICY=ACTIVE`` (the
-harness sets PASSIVE unless the user set it), to show the wait policy changes no number.
+probabilities included) differ at all. ``wait=active`` runs with ``OMP_WAIT_POLICY=ACTIVE`` and
+``wait=default`` with it unset (the harness sets PASSIVE unless the user set it), to show the wait
+policy changes no number; the per-setting seconds show what it costs on this machine.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def _parse(setting: str) -> dict:
         if key not in out:
             raise SystemExit(f"--setting {setting!r}: unknown key {key!r} (threads, isa, wait)")
         out[key] = int(value) if key == "threads" else value
-    if out["wait"] not in ("passive", "active"):
-        raise SystemExit(f"--setting {setting!r}: wait must be passive or active")
+    if out["wait"] not in ("passive", "active", "default"):
+        raise SystemExit(f"--setting {setting!r}: wait must be passive, active or default (unset)")
     if out["isa"] not in ISA:
         raise SystemExit(f"--setting {setting!r}: isa must be one of {', '.join(ISA)}")
     return out
@@ -136,7 +137,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default=str(ROOT / "leaderboard/baselines/micro.json"))
     ap.add_argument(
-        "--setting", action="append", default=None, help=f"threads=N[,isa={'|'.join(ISA)}][,wait=passive|active]"
+        "--setting",
+        action="append",
+        default=None,
+        help=f"threads=N[,isa={'|'.join(ISA)}][,wait=passive|active|default]",
     )
     ap.add_argument("--out", default=None)
     ap.add_argument("--child", nargs=3, metavar=("BASELINE", "THREADS", "DUMP"), help=argparse.SUPPRESS)
@@ -159,6 +163,8 @@ def main() -> None:
                 "OMP_NUM_THREADS": str(s["threads"]),
             }
             env.pop("UNLEARNBENCH_SHIPPED", None)
+            if s["wait"] == "default":  # libgomp's own: spin a while, then sleep (torch is imported first)
+                env.pop("OMP_WAIT_POLICY")
             env.update(ISA[s["isa"]])
             dump = f"{tmp}/{len(runs)}.json"
             t0 = time.time()
