@@ -25,9 +25,17 @@ again. Seeds run in parallel from the start.
 
 **Checkpoints.** An attack runs in the task that unlearned its model, from the model in memory. A
 resumed run whose unlearning cell is finished but an attack is not loads the unlearned checkpoint
-from the cache (:mod:`unlearnbench.cache`), which must then be shared by driver and workers: on
-one machine it is; on a cluster, point ``UNLEARNBENCH_CACHE`` at a shared folder (the worker's
-error says which checkpoint it did not find). Ray's object store is not used for checkpoints.
+from the cache (:mod:`unlearnbench.cache`). Two ways for it to get there (``RayOptions.checkpoints``):
+
+- ``cache`` (default): driver and workers share one cache folder. On one machine they do; on a
+  cluster, point ``UNLEARNBENCH_CACHE`` at a folder every node sees (a worker that does not find a
+  checkpoint says which).
+- ``object-store``: nothing is shared but Ray's object store. Workers use a cache of their own
+  (``RayOptions.worker_cache``, default a folder under the node's temporary directory); a task
+  returns the checkpoint files of the unlearning cells it committed and the driver writes them into
+  its cache; a task is sent, through the object store, the checkpoints of the finished unlearning
+  cells of its method and seed, which it writes into its cache before it runs. Each file is
+  checked against the weights' sha256 stored with the cell when it is loaded, as always.
 
 **Threads.** Each task runs torch with ``num_cpus`` threads (one by default), so Ray's CPU
 accounting matches what torch uses, and with ``OMP_WAIT_POLICY=PASSIVE`` (see the package's
@@ -115,9 +123,34 @@ class CellCollector:
         return True
 
 
-def run_request(request, finished: dict[str, dict], threads: int, env: dict) -> dict:
+def read_checkpoint(cid: str, sha256: str) -> dict[str, bytes]:
+    """The files of cell ``cid``'s checkpoint in this process's cache, by name."""
+    from .cache import find_checkpoint
+
+    return {f.name: f.read_bytes() for f in sorted(find_checkpoint(cid, sha256).iterdir()) if f.is_file()}
+
+
+def write_checkpoint(cid: str, sha256: str, files: dict[str, bytes]) -> None:
+    """Put checkpoint files into this process's cache under their content-addressed name (kept if
+    that folder is already there: the name is the content's hash)."""
+    from .cache import AtomicDir, checkpoint_dir
+
+    final = checkpoint_dir(cid, sha256)
+    if final.is_dir():
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with AtomicDir(final.parent) as stage:
+        for name, data in files.items():
+            (stage.path / name).write_bytes(data)
+        stage.publish(final.name, replace=False)
+
+
+def run_request(request, finished: dict[str, dict], threads: int, env: dict, checkpoints: dict | None = None) -> dict:
     """The Ray task: one (method, seed) run against a :class:`CellCollector`; returns the cells
-    (``CellResult``s, in order), the collected commits and the run's metadata."""
+    (``CellResult``s, in order), the collected commits and the run's metadata.
+
+    ``checkpoints`` (object-store mode): ``{(cid, sha256): files}`` to put into this worker's cache
+    first; the result then also carries the files of the checkpoints this run created."""
     os.environ.update(env)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
@@ -125,12 +158,21 @@ def run_request(request, finished: dict[str, dict], threads: int, env: dict) -> 
     torch.set_num_threads(max(1, int(threads)))
     from .runner import run
 
+    for (cid, sha), files in (checkpoints or {}).items():
+        write_checkpoint(cid, sha, files)
     collector = CellCollector(finished)
     t0 = time.time()
     cells = run(request, collector)
+    created = {}
+    if checkpoints is not None:
+        for c in collector.commits:
+            sha = (c.meta or {}).get("checkpoint_sha256")
+            if c.kind == "unlearn" and c.failed is None and sha:
+                created[(c.cid, sha)] = read_checkpoint(c.cid, sha)
     return {
         "cells": cells,
         "commits": collector.commits,
+        "checkpoints": created,
         "meta": {**collector.run_meta, "executor": "ray", "pid": os.getpid(), "seconds": round(time.time() - t0, 1)},
     }
 
@@ -141,6 +183,12 @@ class RayOptions:
     num_cpus: float = 1  # per task; also torch's thread count in the task
     num_gpus: float = 0  # per task
     max_retries: int = 3  # a task whose worker died is run again this many times
+    checkpoints: str = "cache"  # "cache" (shared with the workers) or "object-store" (see the module doc)
+    worker_cache: str | None = None  # object-store mode: the workers' own cache (default: under their tmp dir)
+
+    def __post_init__(self):
+        if self.checkpoints not in ("cache", "object-store"):
+            raise UnlearnbenchError(f"checkpoints={self.checkpoints!r}: expected cache or object-store")
 
 
 def _snapshot(store) -> dict[str, dict]:
@@ -196,6 +244,11 @@ def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[
         except Exception as e:  # an unreachable address, a version mismatch: one line, exit 2
             raise UnlearnbenchError(f"could not start or join Ray (address={options.address!r}): {e}") from None
     env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    shipping = options.checkpoints == "object-store"
+    if shipping:  # the workers' cache is their own; the driver's may not exist on their node
+        import tempfile
+
+        env["UNLEARNBENCH_CACHE"] = options.worker_cache or os.path.join(tempfile.gettempdir(), "unlearnbench-ray")
     task = ray.remote(
         num_cpus=options.num_cpus,
         num_gpus=options.num_gpus,
@@ -208,9 +261,12 @@ def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[
     runs: dict[tuple[str, int], list] = {}
     pending: dict = {}
 
+    labels = {(req.method, req.seed): p.method.label() for req, p in planned}
+
     def submit(req) -> None:
         state.set(req.method, req.seed, "unlearn", RUNNING)
-        ref = task.remote(req, ray.put(_snapshot(store)), options.num_cpus, env)
+        sent = _checkpoints_for(store, labels[(req.method, req.seed)], req.seed) if shipping else None
+        ref = task.remote(req, ray.put(_snapshot(store)), options.num_cpus, env, sent)
         pending[ref] = req
 
     try:
@@ -221,12 +277,20 @@ def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[
             req = pending.pop(done[0])
             try:
                 out = ray.get(done[0])
+            except Exception as e:
+                # the run raised before its cells (a model or checkpoint it could not load: the local
+                # sweep records such a run as failed and goes on, and so does this one), or the task
+                # failed for good (its worker died max_retries + 1 times)
+                cause = getattr(e, "cause", None) or e
+                if isinstance(cause, UnlearnbenchError):
+                    reason = str(cause)
+                else:
+                    reason = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[-1]}"
+                cells = [CellResult("unlearn", "", {"method": req.method, "seed": req.seed}, "failed", reason[:500])]
+            else:  # the driver's writes: a store error here is the sweep's (one line, exit 2)
+                for (cid, sha), files in out["checkpoints"].items():  # object-store mode only
+                    write_checkpoint(cid, sha, files)  # before the cells: a committed cell has its weights
                 cells = commit_collected(store, argv, out["meta"], out["commits"], out["cells"])
-            except UnlearnbenchError:
-                raise
-            except Exception as e:  # the task failed for good (worker died max_retries + 1 times, ...)
-                reason = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1]}"[:500]
-                cells = [CellResult("unlearn", "", {"method": req.method, "seed": req.seed}, "failed", reason)]
             runs[(req.method, req.seed)] = cells
             _show(state, experiment, req, cells)
             reqs = by_seed[req.seed]
@@ -239,6 +303,20 @@ def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[
         if started_here:
             ray.shutdown()
     return runs
+
+
+def _checkpoints_for(store, method_label: str, seed: int) -> dict:
+    """Object-store mode: the driver's checkpoints of the store's finished unlearning cells of this
+    method and seed (a resumed run's attacks start from them)."""
+    out = {}
+    for c in store.cells("finished"):
+        sha = (c.get("meta") or {}).get("checkpoint_sha256")
+        if c["kind"] == "unlearn" and c["method"] == method_label and str(c["seed"]) == str(seed) and sha:
+            try:
+                out[(c["cell_id"], sha)] = read_checkpoint(c["cell_id"], sha)
+            except UnlearnbenchError:
+                pass  # not in this cache: the worker's run says so if it needs it
+    return out
 
 
 def _show(state, experiment, req, cells) -> None:

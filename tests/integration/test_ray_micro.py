@@ -139,3 +139,34 @@ def test_a_worker_killed_mid_cell_is_retried_without_duplicate_or_partial_cells(
     with sqlite3.connect(local_store) as c:
         local_rows = dict(c.execute("SELECT cell_id, COUNT(*) FROM scores GROUP BY cell_id"))
     assert n_rows == local_rows  # no duplicate and no missing score row in any cell
+
+
+def test_object_store_mode_ships_checkpoints_to_workers_without_a_shared_cache(micro_cache, tmp_path):
+    """--checkpoints object-store: workers keep caches of their own. A first sweep's unlearning
+    checkpoint comes back to the driver's cache through the object store; a second sweep adds an
+    attack on the finished unlearning cell and runs with a fresh worker cache (another node), so its
+    worker gets the checkpoint from the driver; the new attack's numbers equal the local executor's."""
+    import shutil
+
+    driver, local = tmp_path / "driver", tmp_path / "local"
+    for cache in (driver, local):
+        shutil.copytree(Path(micro_cache) / "models", cache / "models")
+    store, local_store = tmp_path / "os.sqlite", tmp_path / "local.sqlite"
+    first = ["--methods", "npo", "--attacks", "finetune:arith,epochs=1"]
+    second = ["--methods", "npo", "--attacks", "finetune:arith,epochs=1,finetune:retain,steps=10"]
+    ray = ["--executor", "ray", "--checkpoints", "object-store"]
+
+    out = _cli([*SWEEP, *first, "--store", str(store), *ray, "--worker-cache", str(tmp_path / "w1")], str(driver))
+    assert out.returncode == 0, out.stderr[-3000:]
+    (ckpt,) = [p.name for p in (driver / "checkpoints").iterdir() if not p.name.startswith(".")]
+    assert (tmp_path / "w1" / "checkpoints" / ckpt).is_dir()  # made there, returned to the driver
+
+    out = _cli([*SWEEP, *second, "--store", str(store), *ray, "--worker-cache", str(tmp_path / "w2")], str(driver))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["counts"] == {"cached": 2, "finished": 1}  # unlearn + arith reused
+    assert (tmp_path / "w2" / "checkpoints" / ckpt).is_dir()  # shipped to the new worker's own cache
+
+    out = _cli([*SWEEP, *second, "--store", str(local_store)], str(local))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert _cells(store) == _cells(local_store)
+    assert not _same_scores(_scores(store), _scores(local_store))

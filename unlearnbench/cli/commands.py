@@ -242,8 +242,16 @@ def _executor(args):
     from ..errors import UnlearnbenchError
 
     if args.executor != "ray":
-        if args.address or args.cpus_per_task != 1 or args.gpus_per_task:
-            raise UnlearnbenchError("--address, --cpus-per-task and --gpus-per-task need --executor ray")
+        if (
+            args.address
+            or args.cpus_per_task != 1
+            or args.gpus_per_task
+            or args.checkpoints != "cache"
+            or args.worker_cache
+        ):
+            raise UnlearnbenchError(
+                "--address, --cpus-per-task, --gpus-per-task, --checkpoints and --worker-cache need --executor ray"
+            )
         from ..sweep import run_sweep
 
         return run_sweep
@@ -251,7 +259,15 @@ def _executor(args):
 
     from ..ray_executor import RayOptions, run_sweep_ray
 
-    options = RayOptions(address=args.address, num_cpus=args.cpus_per_task, num_gpus=args.gpus_per_task)
+    if args.worker_cache and args.checkpoints != "object-store":
+        raise UnlearnbenchError("--worker-cache needs --checkpoints object-store")
+    options = RayOptions(
+        address=args.address,
+        num_cpus=args.cpus_per_task,
+        num_gpus=args.gpus_per_task,
+        checkpoints=args.checkpoints,
+        worker_cache=args.worker_cache,
+    )
     return functools.partial(run_sweep_ray, options=options)
 
 

@@ -229,6 +229,19 @@ def _add_executor_args(p) -> None:
     p.add_argument(
         "--gpus-per-task", type=float, default=0, help="with --executor ray: GPUs each run declares (default 0)"
     )
+    p.add_argument(
+        "--checkpoints",
+        choices=("cache", "object-store"),
+        default="cache",
+        help="with --executor ray: how unlearned checkpoints reach a resumed run's worker: a cache folder "
+        "the workers share (default) or Ray's object store (workers keep a cache of their own)",
+    )
+    p.add_argument(
+        "--worker-cache",
+        default=None,
+        metavar="DIR",
+        help="with --checkpoints object-store: the workers' own cache (default: under each node's temp folder)",
+    )
 
 
 def _add_leaderboard_parsers(sub) -> None:
