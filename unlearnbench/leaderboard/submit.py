@@ -13,13 +13,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
-import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
 
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
+from ..provenance import harness_provenance
 from ..spec import canonical_spec
 from . import bundle as B
 from .matrix import Matrix
@@ -42,30 +42,6 @@ def environment(device: str) -> dict:
         except metadata.PackageNotFoundError:
             env[name] = None
     return env
-
-
-def harness_provenance() -> dict:
-    """Harness version, and the git commit (with a dirty flag) when running from a git checkout."""
-    from .. import __version__
-
-    root = Path(__file__).resolve().parents[2]
-    out = {"version": __version__, "git_commit": None, "git_dirty": None}
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        if commit.returncode == 0 and commit.stdout.strip():
-            out["git_commit"] = commit.stdout.strip()
-            status = subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-            out["git_dirty"] = bool(status.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 def matrix_requests(method: str, matrix: Matrix, device: str = "cpu") -> list:

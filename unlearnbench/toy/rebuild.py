@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import datetime
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from ..progress import SILENT, Progress
+from ..provenance import harness_provenance
 from . import shipped
 from .model import ModelRecipe, check_quality, get_model_dir
 from .world import World
@@ -46,26 +46,11 @@ def machine() -> dict:
 
 
 def _commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
+    """The short commit of the harness checkout, ``-dirty`` when it has uncommitted changes."""
+    p = harness_provenance()
+    if not p["git_commit"]:
         return None
-    if out.returncode != 0:
-        return None
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    return p["git_commit"][:7] + ("-dirty" if p["git_dirty"] else "")
 
 
 def rebuild(
