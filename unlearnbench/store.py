@@ -271,27 +271,21 @@ class ResultStore:
                 conn.execute("PRAGMA synchronous = NORMAL")  # safe with WAL: a crash loses no commit
                 conn.execute("PRAGMA foreign_keys = ON")
                 self._ensure_schema()
-                break
-            except StoreLocked:
-                if time.monotonic() < deadline:
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.5)
-                    continue
-                self.close()
-                raise
-            except UnlearnbenchError:
-                self.close()
-                raise
+                return
+            except UnlearnbenchError as exc:
+                error, busy = exc, isinstance(exc, StoreLocked)
             except sqlite3.Error as exc:
-                if _is_busy(exc) and time.monotonic() < deadline:
-                    self._rollback()
-                    time.sleep(pause)
-                    pause = min(pause * 2, 0.5)
-                    continue
-                self.close()
-                if _is_busy(exc):  # another process is creating or converting the file: not junk
-                    raise self._locked("opening it") from None
-                raise self._not_a_store(exc) from None
+                error, busy = exc, _is_busy(exc)
+            if busy and time.monotonic() < deadline:
+                self._rollback()
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+                continue
+            self.close()
+            if isinstance(error, UnlearnbenchError):
+                raise error
+            # busy: another process is creating or converting the file, not junk
+            raise (self._locked("opening it") if busy else self._not_a_store(error)) from None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
