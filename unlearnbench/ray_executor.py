@@ -191,10 +191,6 @@ class RayOptions:
             raise UnlearnbenchError(f"checkpoints={self.checkpoints!r}: expected cache or object-store")
 
 
-def _snapshot(store) -> dict[str, dict]:
-    return {c["cell_id"]: {"cell_id": c["cell_id"], "meta": c["meta"]} for c in store.cells("finished")}
-
-
 def run_sweep_ray(
     experiment,
     store,
@@ -234,7 +230,7 @@ def run_sweep_ray(
 
 def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[str, int], list]:
     """Submit the runs, commit each as it returns, start a seed's other methods after its first."""
-    from .runner import CellResult, commit_collected
+    from .runner import CellResult, commit_collected, failure_reason
     from .sweep import RUNNING
 
     started_here = not ray.is_initialized()
@@ -265,8 +261,10 @@ def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[
 
     def submit(req) -> None:
         state.set(req.method, req.seed, "unlearn", RUNNING)
-        sent = _checkpoints_for(store, labels[(req.method, req.seed)], req.seed) if shipping else None
-        ref = task.remote(req, ray.put(_snapshot(store)), options.num_cpus, env, sent)
+        finished = store.cells("finished")
+        sent = _checkpoints_for(finished, labels[(req.method, req.seed)], req.seed) if shipping else None
+        snapshot = {c["cell_id"]: {"cell_id": c["cell_id"], "meta": c["meta"]} for c in finished}
+        ref = task.remote(req, ray.put(snapshot), options.num_cpus, env, sent)
         pending[ref] = req
 
     try:
@@ -281,12 +279,8 @@ def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[
                 # the run raised before its cells (a model or checkpoint it could not load: the local
                 # sweep records such a run as failed and goes on, and so does this one), or the task
                 # failed for good (its worker died max_retries + 1 times)
-                cause = getattr(e, "cause", None) or e
-                if isinstance(cause, UnlearnbenchError):
-                    reason = str(cause)
-                else:
-                    reason = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[-1]}"
-                cells = [CellResult("unlearn", "", {"method": req.method, "seed": req.seed}, "failed", reason[:500])]
+                reason = failure_reason(getattr(e, "cause", None) or e)  # the worker's own exception
+                cells = [CellResult("unlearn", "", {"method": req.method, "seed": req.seed}, "failed", reason)]
             else:  # the driver's writes: a store error here is the sweep's (one line, exit 2)
                 for (cid, sha), files in out["checkpoints"].items():  # object-store mode only
                     write_checkpoint(cid, sha, files)  # before the cells: a committed cell has its weights
@@ -305,11 +299,11 @@ def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[
     return runs
 
 
-def _checkpoints_for(store, method_label: str, seed: int) -> dict:
-    """Object-store mode: the driver's checkpoints of the store's finished unlearning cells of this
-    method and seed (a resumed run's attacks start from them)."""
+def _checkpoints_for(finished: list[dict], method_label: str, seed: int) -> dict:
+    """Object-store mode: the driver's checkpoints of the finished unlearning cells (the store's
+    ``cells("finished")``) of this method and seed (a resumed run's attacks start from them)."""
     out = {}
-    for c in store.cells("finished"):
+    for c in finished:
         sha = (c.get("meta") or {}).get("checkpoint_sha256")
         if c["kind"] == "unlearn" and c["method"] == method_label and str(c["seed"]) == str(seed) and sha:
             try:
@@ -320,21 +314,13 @@ def _checkpoints_for(store, method_label: str, seed: int) -> dict:
 
 
 def _show(state, experiment, req, cells) -> None:
-    """Put one finished run's cells into the matrix view (the same mapping as the local sweep)."""
-    from .sweep import FAILED, SKIPPED
+    """Put one finished run's cells into the matrix view (:func:`unlearnbench.sweep.show_cell`, as
+    the local sweep does); a run that failed before its cells marks every column failed."""
+    from .sweep import FAILED, show_cell
 
     attacks = iter(experiment.attacks)
     for cell in cells:
-        if cell.kind in ("base", "oracle", "control"):
-            continue
-        if cell.kind == "unlearn":
-            column = "unlearn"
-        else:
-            column = next(attacks, None)
-            if column is None:
-                continue
-        status = SKIPPED if cell.reason == "unlearning failed" else cell.status
-        state.set(req.method, req.seed, column, status, cell.reason)
+        show_cell(state, req.method, req.seed, cell, attacks)
         if cell.kind == "unlearn" and cell.status == "failed" and not cell.cell_id:
             for a in experiment.attacks:
                 state.set(req.method, req.seed, a, FAILED, cell.reason)

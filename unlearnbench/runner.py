@@ -297,7 +297,7 @@ def _attack_cell(store, run_id, kind, key, label, attack, task, model, tokenizer
     try:
         stats = attack.obj.run(model, tokenizer, task_data, on_checkpoint, progress, benchmark=bench)
     except Exception as e:  # one failing attack must not stop the run
-        reason = _reason(e)
+        reason = failure_reason(e)
         store.record_failure(run_id, cid, key, kind, label, reason)
         return CellResult(kind, cid, label, "failed", reason)
     meta = {"stats": stats, "seconds": round(time.time() - t0, 3)}
@@ -392,7 +392,7 @@ class _Results(list):
             self.on_cell(cell)
 
 
-def _reason(e: BaseException) -> str:
+def failure_reason(e: BaseException) -> str:
     """A failure reason for the store: our own errors as they are, anything else with its type."""
     if isinstance(e, UnlearnbenchError):
         return str(e)
@@ -511,7 +511,7 @@ def run(
                 sha = save_checkpoint(model, target.tokenizer, ucid)
                 rows = evaluate(model, target.tokenizer, "unlearned", 0, utility_tasks)
             except Exception as e:  # one failing cell (NaN loss, OOM, a plugin bug) must not stop a sweep
-                reason = _reason(e)
+                reason = failure_reason(e)
                 store.record_failure(run_id, ucid, ukey, "unlearn", ulabel, reason)
                 results.append(CellResult("unlearn", ucid, ulabel, "failed", reason))
                 for attack, _task in p.attacks:

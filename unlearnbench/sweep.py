@@ -253,6 +253,18 @@ class SweepResult:
         return [c for c in self.cells if c.status == "failed"]
 
 
+def show_cell(state: SweepState, method: str, seed: int, cell, attacks) -> bool:
+    """Put one of a (method, seed) run's cells into the matrix view; False for the cells that are
+    not in it (base, oracle and controls: shared by every method). ``attacks`` iterates the sweep's
+    attack columns and is shared by the run's calls (the runner yields attacks in that order)."""
+    if cell.kind in ("base", "oracle", "control"):
+        return False
+    column = "unlearn" if cell.kind == "unlearn" else next(attacks)
+    status = SKIPPED if cell.reason == "unlearning failed" else cell.status
+    state.set(method, seed, column, status, cell.reason)
+    return True
+
+
 def plan_sweep(experiment: Experiment, device: str = "cpu") -> list[tuple]:
     """Validate every spec of the matrix before running anything; returns (request, plan) pairs."""
     from .runner import plan
@@ -283,12 +295,7 @@ def run_sweep(
         attack_iter = iter(experiment.attacks)
 
         def on_cell(cell, _m=method, _s=seed, _it=attack_iter) -> None:
-            if cell.kind in ("base", "oracle", "control"):  # shared by every method: not in the matrix view
-                return
-            column = "unlearn" if cell.kind == "unlearn" else next(_it)
-            status = SKIPPED if cell.reason == "unlearning failed" else cell.status
-            state.set(_m, _s, column, status, cell.reason)
-            if cell.kind == "unlearn" and cell.status == "failed":
+            if not show_cell(state, _m, _s, cell, _it) or (cell.kind == "unlearn" and cell.status == "failed"):
                 return
             nxt = [a for a in experiment.attacks if state.status[(_m, _s, a)] == PENDING]
             if nxt:
