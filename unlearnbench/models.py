@@ -358,6 +358,11 @@ def _drop_gguf_quantizer(model) -> None:
         del model.config.quantization_config
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 (hex) of one file's bytes, read in chunks."""
+    return _sha256_files([Path(path)])
+
+
 def _sha256_files(files) -> str:
     """One sha256 over the concatenated bytes of ``files``, read in chunks (weights can be GBs)."""
     digest = hashlib.sha256()

@@ -210,14 +210,13 @@ def _first_row(path: Path, sep: str) -> list[str]:
 
 
 def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
+    """:func:`unlearnbench.models.file_sha256` of a data file; one error line if it cannot be read."""
+    from ..models import file_sha256 as sha256_of
+
     try:
-        with open(Path(path).expanduser(), "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        return sha256_of(Path(path).expanduser())
     except OSError as e:
         raise UnlearnbenchError(f"cannot read data file '{path}': {e.strerror or e}") from None
-    return h.hexdigest()
 
 
 class DatasetTask:

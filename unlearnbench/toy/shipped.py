@@ -29,7 +29,6 @@ No torch at import time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ from pathlib import Path
 
 from ..cache import AtomicDir
 from ..errors import UnlearnbenchError
+from ..models import file_sha256
 
 #: Where the shipped folders live (inside the installed package, wheel or checkout alike).
 ROOT = Path(__file__).resolve().parent / "weights"
@@ -54,14 +54,6 @@ def manifest(root: Path | None = None) -> dict:
     if not path.is_file():
         return {}
     return json.loads(path.read_text()).get("folders", {})
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def verify(name: str, root: Path | None = None) -> Path | None:
