@@ -242,15 +242,11 @@ def render_world_build(records: list[dict], console: Console | None = None) -> N
     for name in ("role", "folder", "min gated recall", "sha256", "shipped sha256", "same", "train s"):
         table.add_column(name, justify="right" if name in ("min gated recall", "train s") else "left")
     for r in records:
-        gated = [
-            v
-            for split, forms in r["recall"].items()
-            for form, v in forms.items()
-            if form in r["gated_forms"] and not (r["role"] == "oracle" and split == "forget")
-        ]
         same = {True: "[green]yes[/green]", False: "[yellow]no[/yellow]", None: "-"}[r["matches_shipped"]]
         shipped = (r["shipped_sha256"] or "none of this key")[:16]
-        table.add_row(r["role"], r["folder"], _fmt(min(gated)), r["sha256"][:16], shipped, same, f"{r['seconds']:.0f}")
+        table.add_row(
+            r["role"], r["folder"], _fmt(r["min_gated_recall"]), r["sha256"][:16], shipped, same, f"{r['seconds']:.0f}"
+        )
     console.print(table)
     if any(r["matches_shipped"] is False for r in records):
         m = records[0]["machine"]

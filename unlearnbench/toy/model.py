@@ -191,17 +191,23 @@ def _shared_tokenizer(world: World, recipe: ModelRecipe, path: Path):
     return PreTrainedTokenizerFast.from_pretrained(path)
 
 
+def gated_recall(quality: dict, role: str) -> dict[str, float]:
+    """The recalls of a ``quality.json`` the gate applies to, by ``split/form``: the recipe's gated
+    forms on every split, except the oracle's forget split (it never saw those people)."""
+    gated = set(quality["recipe"]["gated_forms"])
+    return {
+        f"{split}/{form}": v
+        for split, forms in quality["recall"].items()
+        for form, v in forms.items()
+        if form in gated and not (role == "oracle" and split == "forget")
+    }
+
+
 def check_quality(path: Path, role: str = "target", gate: float = QUALITY_GATE) -> dict:
     """The recall of a cached model per form and split; an error below the gate. The oracle never
     saw the forget people, so its forget split is not gated (it is the floor, not a failure)."""
     quality = json.loads((path / "quality.json").read_text())
-    gated = set(quality["recipe"]["gated_forms"])
-    low = [
-        f"{split}/{form}={v:.2f}"
-        for split, forms in quality["recall"].items()
-        for form, v in forms.items()
-        if form in gated and v < gate and not (role == "oracle" and split == "forget")
-    ]
+    low = [f"{where}={v:.2f}" for where, v in gated_recall(quality, role).items() if v < gate]
     if low:
         raise UnlearnbenchError(
             f"the embedded model at {path} failed its quality gate (recall < {gate:.0%} in a trained form: "

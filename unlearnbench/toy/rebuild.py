@@ -18,7 +18,7 @@ from pathlib import Path
 from ..progress import SILENT, Progress
 from ..provenance import harness_provenance
 from . import shipped
-from .model import ModelRecipe, check_quality, get_model_dir
+from .model import ModelRecipe, check_quality, gated_recall, get_model_dir
 from .world import World
 
 
@@ -64,7 +64,8 @@ def rebuild(
     """Train each role from the recipe, check its quality gate, compare with the shipped copy.
 
     Returns one record per role: folder name, sha256, the shipped sha256 (None when nothing of this
-    key is shipped), whether they match, recall per split and form, and training seconds.
+    key is shipped), whether they match, recall per split and form and the lowest gated one, and
+    training seconds.
     """
     from transformers.utils import logging as hf_logging
 
@@ -92,6 +93,7 @@ def rebuild(
                     "shipped_sha256": want,
                     "matches_shipped": None if want is None else want == sha,
                     "recall": quality["recall"],
+                    "min_gated_recall": min(gated_recall(quality, role).values()),
                     "gated_forms": list(recipe.gated_forms),
                     "seconds": round(time.time() - t0, 1),
                     "shipped_now": ship,
