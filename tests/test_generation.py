@@ -307,3 +307,77 @@ def test_weight_fingerprint_tracks_weights(tm):
     with torch.no_grad():
         b.model.norm.weight[0] += 1e-3
     assert generation.weight_fingerprint(a) != generation.weight_fingerprint(b)
+
+
+def _first_stop_step(tok, row, stop):
+    """Brute force: the number of tokens after which the row's decoded text first holds a stop string."""
+    for k in range(1, len(row) + 1):
+        if any(s in tok.decode(row[:k], skip_special_tokens=True) for s in stop):
+            return k
+    return len(row)
+
+
+def test_stop_check_stops_where_decoding_every_step_does(tm):
+    """StopCheck decodes a row only after tokens that can end a stop string; every row must stop
+    after the same token as when the whole row is decoded after every token (the old rule)."""
+    model, tok = tm
+    enc = [encode_example(tok, p, "").ids for p in PROMPTS]
+    free = generation.greedy_tokens(model, enc, 24, pad_id_of(tok), {10**6})
+    texts = [tok.decode(r, skip_special_tokens=True) for r in free]
+    stops = [[t[i : i + n]] for t in texts for i, n in ((3, 1), (5, 2), (8, 3)) if len(t) > i + n]
+    stops += [["\n"], [" "], [texts[0][4:6] + " "], [texts[1][2:4], texts[2][6:9]]]
+    assert len(stops) > 10
+    checked = 0
+    for stop in stops:
+        got = generation.greedy_tokens(model, enc, 24, pad_id_of(tok), {10**6}, check=generation.StopCheck(tok, stop))
+        for row, g in zip(free, got):
+            assert g == row[: _first_stop_step(tok, row, stop)], stop
+            checked += len(g) < len(row)
+    assert checked > 10  # the stops did cut rows short
+
+
+class _BytesTokenizer:
+    """Token i is the bytes ``pieces[i]``; decoding joins them and replaces broken UTF-8; with
+    ``strip_first`` the decoded text loses one leading space (as SentencePiece decoders do)."""
+
+    def __init__(self, pieces, strip_first=False):
+        self.pieces, self.strip_first = pieces, strip_first
+
+    def decode(self, ids, skip_special_tokens=True):
+        text = b"".join(self.pieces[i] for i in ids).decode("utf-8", errors="replace")
+        return text[1:] if self.strip_first and text.startswith(" ") else text
+
+
+def test_stop_check_handles_split_characters_and_stripped_spaces():
+    # "。" is three bytes, one token each: the last one alone decodes to U+FFFD, so it is checked
+    tok = _BytesTokenizer([b"a", b"\xe3", b"\x80", b"\x82", b" b", b" "])
+    check = generation.StopCheck(tok, ["。"])
+    assert [check.stopped([0, 1, 2, 3][:k]) for k in range(1, 5)] == [False, False, False, True]
+    assert not check.may_end(0) and check.may_end(3)
+    # SentencePiece-like: a token's leading space vanishes when it is decoded first; a stop string
+    # ending in a space makes every token a candidate
+    sp = _BytesTokenizer([b"a", b" b", b" "], strip_first=True)
+    assert generation.StopCheck(sp, ["b "]).always
+    assert generation.StopCheck(sp, ["b "]).stopped([0, 1, 2])
+    assert generation.StopCheck(sp, ["a b"]).stopped([0, 1])  # " b" alone decodes to "b": still a candidate
+    assert not generation.StopCheck(sp, ["a b"]).stopped([1, 0])
+
+
+def test_auto_batch_size_follows_the_kv_cache(tm):
+    model, tok = tm
+    cfg = model.config
+    per_token = generation.kv_bytes_per_token(model)
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    assert per_token == 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * head_dim * 4  # float32
+    assert generation.auto_batch_size(model, 10**9) == 1
+    assert generation.auto_batch_size(model, 10) == generation.AUTO_MAX_BATCH
+    k = generation.AUTO_KV_BYTES // (per_token * 10000)
+    assert 1 < k < generation.AUTO_MAX_BATCH and generation.auto_batch_size(model, 10000) == k
+    # batch size 0 generates the same text as any fixed batch size (float32)
+    hf = generation.HFBackend()
+    assert hf.generate(model, tok, PROMPTS, 9, batch_size=0) == hf.generate(model, tok, PROMPTS, 9, batch_size=2)
+
+    class NoConfig(torch.nn.Module):
+        pass
+
+    assert generation.kv_bytes_per_token(NoConfig()) is None and generation.auto_batch_size(NoConfig(), 5, 7) == 7

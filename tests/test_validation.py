@@ -174,6 +174,7 @@ def test_resolve_device_accepts_what_load_model_accepts():
         (["--method", "ilu,envs=arithh"], "unknown task 'arithh'"),
         (["--method", "npo", "--attack", "relearn:arithh"], "relearn: unknown source 'arithh'"),
         (["--method", "npo", "--probes", "qa,clozee"], "unknown probe 'clozee'; did you mean 'cloze'?"),
+        (["--method", "npo", "--probes", "bio,qa,batch_size=0"], "batch_size must be positive"),  # option of qa
         (["--method", "npo,beta=high"], "option 'beta' of npo expects a number, got 'high'"),
         (["--method", "npo,bta=0.1"], "unknown option 'bta' for npo; did you mean 'beta'?"),
         (["--method", "npo", "--attack", "finetune:arith,lora=maybe"], "option 'lora' of finetune expects a boolean"),
@@ -200,10 +201,11 @@ def test_bad_benchmark_and_probe_options(capsys, store, no_models):
         ("fluency,max_new_tokens=0", "max_new_tokens, batch_size and rep_n must be positive"),
         ("knowmem,max_new_tokens=0", "max_new_tokens must be positive"),
         ("privleak,k=0", "k must be in (0, 1]"),
+        ("tofu,gen_batch_size=-1", "gen_batch_size must be >= 0"),
     ],
 )
 def test_bad_probe_options(no_models, probe, needle):
-    """Probe options come through the library and experiment files (``--probes`` takes names)."""
+    """Probe options through the library (``--probes`` passes them too: an option follows its probe)."""
     with pytest.raises(UnlearnbenchError) as info:
         runner.plan(runner.RunRequest(method="npo", benchmark=MICRO, probes=["bio", probe]))
     assert needle in str(info.value) and no_models == []

@@ -19,12 +19,13 @@ def cmd_run(args) -> int:
     from .. import runner
     from ..report import run_summary
     from ..store import ResultStore
+    from ..sweep import split_specs
 
     request = runner.RunRequest(
         method=args.method,
         attacks=args.attack,
         benchmark=args.benchmark,
-        probes=args.probes.split(",") if args.probes else None,
+        probes=split_specs(args.probes) if args.probes else None,
         seed=args.seed,
         device=args.device,
         data=_data_args(args.data),
@@ -298,7 +299,7 @@ def _experiment_from_args(args):
     if args.benchmark:
         exp.benchmark = args.benchmark
     if args.probes:
-        exp.probes = args.probes.split(",")
+        exp.probes = split_specs(args.probes)
     if args.data:
         exp.data = {**exp.data, **_data_args(args.data)}
     if getattr(args, "control", None):

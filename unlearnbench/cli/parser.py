@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="local file for a dataset task instead of the hub, e.g. gsm8k=train.jsonl or "
         "gsm8k:test=test.jsonl (repeatable; datasets: gsm8k, agnews, sst2, winogrande, mnli, qqp)",
     )
-    r.add_argument("--probes", default=None, help="comma-separated probe forms (default: the benchmark's)")
+    r.add_argument(
+        "--probes",
+        default=None,
+        help="comma-separated probe specs, an option after its probe, e.g. tofu,max_new_tokens=200 (default: the benchmark's)",
+    )
     r.add_argument("--seed", type=int, default=0, help="seed for unlearning and attacks (default 0)")
     r.add_argument(
         "--control",
@@ -86,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--attacks", default=None, help="e.g. finetune:arith,finetune:topic,relearn:forget")
     sw.add_argument("--seeds", default=None, help="e.g. 0,1,2 or 0-2 (default 0)")
     sw.add_argument("--benchmark", default=None, help="benchmark spec (default: the experiment's, else toy)")
-    sw.add_argument("--probes", default=None, help="comma-separated probe forms (default: the benchmark's)")
+    sw.add_argument(
+        "--probes",
+        default=None,
+        help="comma-separated probe specs, an option after its probe, e.g. tofu,max_new_tokens=200 (default: the benchmark's)",
+    )
     sw.add_argument("--data", action="append", default=[], metavar="NAME[:test]=PATH", help="as for run")
     sw.add_argument("--control", action="append", default=None, metavar="KIND", help="as for run (default oracle)")
     sw.add_argument(

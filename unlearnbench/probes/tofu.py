@@ -112,7 +112,11 @@ def model_utility(split_means: Mapping[tuple[str, str], float]) -> tuple[float, 
 @dataclass(frozen=True)
 class TofuProbeConfig:
     max_new_tokens: int = field(default=128, metadata={"help": "greedy tokens generated per question (ROUGE)"})
-    batch_size: int = field(default=16, metadata={"help": "sequences per forward pass"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per forward pass when scoring answers"})
+    gen_batch_size: int = field(
+        default=0,
+        metadata={"help": "sequences per generation batch (0: as many as a 1 GiB KV cache holds, at most 256)"},
+    )
     truth_ratio_mean: Literal["geometric", "arithmetic"] = field(
         default="geometric",
         metadata={"help": "mean over perturbed answers: geometric (TOFU code) or arithmetic (paper equation)"},
@@ -120,6 +124,8 @@ class TofuProbeConfig:
 
     def __post_init__(self):
         require_positive(self, "max_new_tokens", "batch_size")
+        if self.gen_batch_size < 0:
+            raise ValueError("gen_batch_size must be >= 0 (0: sized by the KV cache)")
 
 
 @register_probe()
@@ -144,47 +150,63 @@ class TofuProbe:
         return benchmark.tofu_items(split)
 
     # -- scoring ---------------------------------------------------------------------------
-    def _nll(self, model, tokenizer, pairs) -> list[float]:
+    def _nll(self, model, tokenizer, pairs) -> dict[tuple[str, str], float]:
+        """Mean token NLL of each distinct (prompt, target) pair, in one batched pass: an item's true
+        answer and perturbed answers serve its probability, truth ratio and option probability."""
         from .. import inference
 
-        return [s.mean_nll for s in inference.score_targets(model, tokenizer, pairs, self.config.batch_size)]
+        unique = list(dict.fromkeys(pairs))
+        scores = inference.score_targets(model, tokenizer, unique, self.config.batch_size)
+        return {pair: s.mean_nll for pair, s in zip(unique, scores)}
 
-    def _truth_ratios(self, model, tokenizer, items) -> list[float | None]:
-        """R per item (None where the item has no true/perturbed answers to compare)."""
-        usable = [it for it in items if it.perturbed_answers and (it.paraphrased_answer or it.split in OPTION_SPLITS)]
-        true_text = {it.item_id: it.answer if it.split in OPTION_SPLITS else it.paraphrased_answer for it in usable}
-        pairs = [(it.prompt, it.answer_prefix + true_text[it.item_id]) for it in usable]
-        pairs += [(it.prompt, it.answer_prefix + p) for it in usable for p in it.perturbed_answers]
-        nll = self._nll(model, tokenizer, pairs)
-        out: dict[str, float] = {}
-        k = len(usable)
-        for j, it in enumerate(usable):
-            n = len(it.perturbed_answers)
-            out[it.item_id] = truth_ratio(nll[k : k + n], nll[j], self.config.truth_ratio_mean)
-            k += n
+    @staticmethod
+    def _ratio_pairs(items) -> dict[str, tuple[tuple[str, str], list[tuple[str, str]]]]:
+        """Per item with true and perturbed answers to compare: its (true pair, perturbed pairs)."""
+        out = {}
+        for it in items:
+            if it.perturbed_answers and (it.paraphrased_answer or it.split in OPTION_SPLITS):
+                true_text = it.answer if it.split in OPTION_SPLITS else it.paraphrased_answer
+                out[it.item_id] = (
+                    (it.prompt, it.answer_prefix + true_text),
+                    [(it.prompt, it.answer_prefix + p) for p in it.perturbed_answers],
+                )
+        return out
+
+    def _truth_ratios(self, model, tokenizer, items, nll=None) -> list[float | None]:
+        """R per item (None where the item has no true/perturbed answers to compare); ``nll``: the
+        pairs' NLLs if already computed."""
+        pairs = self._ratio_pairs(items)
+        if nll is None:
+            nll = self._nll(model, tokenizer, [p for t, ps in pairs.values() for p in (t, *ps)])
+        out = {
+            i: truth_ratio([nll[p] for p in ps], nll[t], self.config.truth_ratio_mean) for i, (t, ps) in pairs.items()
+        }
         return [out.get(it.item_id) for it in items]
 
     def score(self, model, tokenizer, items, reference=None) -> list[dict[str, float]]:
         from .. import inference, metrics
 
         cfg = self.config
-        answer_nll = self._nll(model, tokenizer, [(it.prompt, it.answer_prefix + it.answer) for it in items])
+        answer = [(it.prompt, it.answer_prefix + it.answer) for it in items]
+        ratio_pairs = self._ratio_pairs(items)
+        options = {
+            it.item_id: [(it.prompt, it.answer_prefix + p) for p in it.perturbed_answers]
+            for it in items
+            if it.split in OPTION_SPLITS and it.perturbed_answers
+        }
+        wanted = answer + [p for t, ps in ratio_pairs.values() for p in (t, *ps)]
+        nll = self._nll(model, tokenizer, wanted + [p for ps in options.values() for p in ps])
         gens = inference.greedy_generate(
-            model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens, cfg.batch_size
+            model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens, cfg.gen_batch_size
         )
-        ratios = self._truth_ratios(model, tokenizer, items)
-        options = [it for it in items if it.split in OPTION_SPLITS and it.perturbed_answers]
-        opt_nll = iter(
-            self._nll(
-                model, tokenizer, [(it.prompt, it.answer_prefix + p) for it in options for p in it.perturbed_answers]
-            )
-        )
+        ratios = self._truth_ratios(model, tokenizer, items, nll)
         rows = []
-        for it, a_nll, gen, r in zip(items, answer_nll, gens, ratios):
+        for it, pair, gen, r in zip(items, answer, gens, ratios):
+            a_nll = nll[pair]
             row = {"prob": math.exp(-a_nll), "rougeL_recall": metrics.rouge_l(gen, it.answer)[0]}
-            if it.split in OPTION_SPLITS and it.perturbed_answers:
+            if it.item_id in options:
                 row["answer_prob"] = row["prob"]
-                row["prob"] = option_prob(a_nll, [next(opt_nll) for _ in it.perturbed_answers])
+                row["prob"] = option_prob(a_nll, [nll[p] for p in options[it.item_id]])
             if r is not None:
                 row["truth_ratio"] = r
                 row["truth_ratio_stat"] = truth_ratio_stat(r, it.split)
