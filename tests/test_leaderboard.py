@@ -284,6 +284,20 @@ def test_build_lists_only_verified_submissions_and_escapes(tmp_path, tasks):
     assert (tmp_path / "site" / "index.html").read_text() == index and again["listed"] == result["listed"]
 
 
+def test_build_names_pages_without_repeating_the_matrix_folder(tmp_path, tasks):
+    """A bundle kept under a folder named after its matrix gets the same page name as one at the
+    top; two bundles with one short name keep their whole paths apart."""
+    from unlearnbench.leaderboard.site import build
+
+    subs = tmp_path / "subs"
+    make_bundle(tmp_path, subs / MATRIX / "npo")
+    make_bundle(tmp_path, subs / "npo", method="npo", strength=0.5)
+    result = build(subs, tmp_path / "site")
+    pages = sorted(p.name for p in (tmp_path / "site").glob("submission-*.html"))
+    assert len(result["listed"]) == 2
+    assert pages == sorted([f"submission-{MATRIX}-npo.html", f"submission-{MATRIX}-{MATRIX}-npo.html"])
+
+
 def test_committed_submissions_verify_and_site_is_current(tmp_path):
     """Every bundle under leaderboard/submissions passes verify, and leaderboard/site is what
     `unlearnbench leaderboard build` writes from them (rebuild and commit after a change)."""

@@ -432,7 +432,11 @@ def build(submissions: str | Path, out: str | Path) -> dict:
         m = verdict.manifest
         matrix = load_matrix(m["matrix"]["name"])
         summary = summarise(m, matrix.headline)
-        page = f"submission-{slug(m['matrix']['name'])}-{slug(rel)}.html"
+        name = m["matrix"]["name"]
+        short = rel[len(name) + 1 :] if rel.startswith(name + "/") else rel  # toy-small/npo -> npo
+        page = f"submission-{slug(name)}-{slug(short)}.html"
+        if str(out / page) in files:  # two folders with one short name: keep the whole path
+            page = f"submission-{slug(name)}-{slug(rel)}.html"
         (out / page).write_text(detail_page(m, verdict, summary), encoding="utf-8")
         files.append(str(out / page))
         by_matrix.setdefault(matrix.name, []).append((page, m, summary))
