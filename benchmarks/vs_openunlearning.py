@@ -257,6 +257,9 @@ def timed(cmd: list[str], env: dict, cwd: Path, log: Path) -> dict:
 
 
 def base_env(threads: int, cache: Path) -> dict:
+    """Environment of one side's commands; its cache folder starts empty (no side reuses a dataset
+    cache or checkpoint of an earlier run of this script)."""
+    shutil.rmtree(cache, ignore_errors=True)
     env = dict(os.environ)
     env.update(
         HF_HUB_OFFLINE="1",
