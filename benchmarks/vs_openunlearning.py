@@ -297,6 +297,7 @@ def run_unlearnbench(work: Path, models: dict, data: Path, threads: int) -> dict
         "--quiet",
     ]
     total = timed(cmd, env, ROOT, work / "unlearnbench.log")
+    profile = profile_unlearnbench(cmd, env, work, store)
     text = (work / "unlearnbench.log").read_text()
     doc = json.loads(text[text.index("{") :])
     cells = {c["kind"]: c.get("meta", {}) for c in doc["cells"]}
@@ -307,8 +308,38 @@ def run_unlearnbench(work: Path, models: dict, data: Path, threads: int) -> dict
         "total": total,
         "cell_seconds": phases,
         "help": timed(help_cmd, env, ROOT, work / "unlearnbench-help.log"),
+        "profile_cumulative_s": profile,
         "numbers": {col: doc["tofu"][col] for col in ("base", "oracle", "unlearned")},
     }
+
+
+#: Where unlearnbench's time goes: (bucket, file suffix, function) of the profile's cumulative times.
+PROFILE_BUCKETS = [
+    ("whole command", "unlearnbench/cli/__init__.py", "main"),
+    ("evaluation (3 models)", "unlearnbench/runner.py", "__call__"),
+    ("  greedy generation", "unlearnbench/generation.py", "generate"),
+    ("  answer scoring (teacher-forced NLL)", "unlearnbench/inference.py", "score_targets"),
+    ("  ROUGE-L", "unlearnbench/metrics.py", "rouge_l"),
+    ("model loading", "unlearnbench/models.py", "load_model"),
+    ("unlearning (NPO)", "unlearnbench/methods/base.py", "unlearn"),
+]
+
+
+def profile_unlearnbench(cmd: list[str], env: dict, work: Path, store: Path) -> dict:
+    """The same command again under cProfile (a fresh store and cache), summed into the buckets of
+    :data:`PROFILE_BUCKETS`; profiling slows Python-heavy code, so these are shares, not timings."""
+    import pstats
+
+    shutil.rmtree(env["UNLEARNBENCH_CACHE"], ignore_errors=True)
+    store.unlink(missing_ok=True)
+    prof = work / "unlearnbench.prof"
+    timed([cmd[0], "-m", "cProfile", "-o", str(prof), *cmd[1:]], env, ROOT, work / "unlearnbench-profile.log")
+    stats = pstats.Stats(str(prof)).stats  # {(file, line, function): (cc, nc, tottime, cumtime, callers)}
+    out = {}
+    for bucket, suffix, function in PROFILE_BUCKETS:
+        times = [v[3] for (f, _, fn), v in stats.items() if f.endswith(suffix) and fn == function]
+        out[bucket] = round(max(times), 2) if times else None
+    return out
 
 
 def prepare_open_unlearning(src: Path, work: Path, models: dict, data: Path) -> Path:
