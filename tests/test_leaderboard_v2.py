@@ -92,7 +92,7 @@ def test_v2_matrices_load_and_every_spec_validates(name, monkeypatch):
         "finetune:arith,eval_every=10,steps=30",
         "relearn:forget,eval_every=10,steps=30",
     )
-    assert m.tolerance["recovery"] == {"toy-micro": 0.02, "toy-small": 0.15}[name]  # read from the YAML
+    assert m.tolerance["recovery"] == 0.02  # read from the YAML (both: below one probe item, measured)
     for request in matrix_requests("npo", m):
         p = plan(request)  # every spec resolves and validates; nothing is loaded
         assert [a.label() for a, _ in p.attacks] == list(m.attacks) and p.controls == ("oracle",)
