@@ -19,12 +19,12 @@ The workload (built here, deterministically, in ``--workdir``):
 - the work: evaluate the retain model (the KS reference), evaluate the target, NPO for one epoch over
   the forget set at batch 8 (retain NLL term, alpha = gamma = 1, beta = 0.1, lr 1e-5, weight decay
   0.01, linear warm-up over the first tenth of the steps), evaluate the unlearned model. Every evaluation: answer
-  probability, ROUGE-L recall of a greedy answer (at most 200 new tokens, cut at the first newline),
+  probability, ROUGE-L recall (stemmed) of a greedy answer (at most 200 new tokens, to EOS),
   truth ratio, on forget/retain/real authors/world facts, then forget quality (KS test against the
   retain model's truth ratios) and model utility; evaluation batch 32 in both.
 
 unlearnbench does it in one command (``unlearnbench run --benchmark tofu,... --method npo,...
---probes tofu,max_new_tokens=200,batch_size=32``; its base, oracle and unlearned cells are the three
+--probes tofu,batch_size=32``; its base, oracle and unlearned cells are the three
 evaluations). OpenUnlearning does it in its own four commands (``src/eval.py`` on the retain model,
 ``src/eval.py`` on the target with the retain logs, ``src/train.py`` NPO, ``src/eval.py`` on the
 unlearned model), each a fresh process, as its documentation runs them. Both processes see the same
@@ -38,8 +38,6 @@ is copied to ``WORKDIR/open-unlearning`` and only the copy is changed:
   paper's plain ``Question: ...\\nAnswer: ...`` template (``apply_chat_template: false``);
 - the dataset path ``locuslab/TOFU`` in ``configs/data/datasets/TOFU_*.yaml`` becomes the fixture
   folder (no other change to the datasets);
-- ``configs/generation/default.yaml``: ``stopwords: ["\\n"]`` added (unlearnbench's TOFU probe cuts
-  at the first newline: the same generations, the same stopping);
 - on the command line: ``++model.model_args.device_map=cpu``; trainer ``bf16=false``,
   ``bf16_full_eval=false``, ``optim=adamw_torch`` (not bitsandbytes' paged AdamW), ``report_to=none``,
   ``+use_cpu=true``, ``per_device_train_batch_size=8``, ``gradient_accumulation_steps=1``,
@@ -290,7 +288,7 @@ def run_unlearnbench(work: Path, models: dict, data: Path, threads: int) -> dict
         "--method",
         "npo,epochs=1,batch_size=8,grad_accum=1,lr=1e-5,weight_decay=0.01,warmup=0.1,beta=0.1,alpha=1.0,gamma=1.0",
         "--probes",
-        "tofu,max_new_tokens=200,batch_size=32",
+        "tofu,batch_size=32",
         "--store",
         str(store),
         "--json",
@@ -370,8 +368,6 @@ def prepare_open_unlearning(src: Path, work: Path, models: dict, data: Path) -> 
             n += 1
     if n == 0:
         raise SystemExit(f"{dst}: no TOFU dataset config names locuslab/TOFU; this OpenUnlearning is not the one known")
-    gen = dst / "configs/generation/default.yaml"
-    gen.write_text(gen.read_text(encoding="utf-8").rstrip("\n") + '\nstopwords: ["\\n"]\n', encoding="utf-8")
     return dst
 
 

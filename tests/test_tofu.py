@@ -322,3 +322,46 @@ def test_score_tiny_model_ranges_and_reference_cache(tmp_path):
     same = tp.TofuProbe(tp.TofuProbeConfig(max_new_tokens=1))
     rows = same.score(model, tok, b.tofu_items("forget"), reference=LoadedModel(model, tok, "m", "sha-m"))
     assert {m: v for s, m, v in same.aggregate({"forget": rows})}["forget_quality_ks"] == pytest.approx(1.0)
+
+
+# -- ROUGE as TOFU's and open-unlearning's code compute it -----------------------------------------
+def test_rouge_stemming_matches_rouge_score_use_stemmer():
+    from unlearnbench import metrics
+
+    # Porter: writes -> write, novels -> novel; wrote stays wrote
+    assert metrics.rouge_l("he writes novels", "he wrote novel")[0] == pytest.approx(1 / 3)
+    assert metrics.rouge_l("he writes novels", "he wrote novel", stemmer=True)[0] == pytest.approx(2 / 3)
+
+
+def _probe_recall(tmp_path, monkeypatch, generation: str, **options):
+    """The tofu probe's rougeL_recall of one retain item, with the model's generation and NLLs faked."""
+    from unlearnbench import generation as gen_module
+    from unlearnbench import inference
+
+    items = bench(write_tofu(tmp_path / "d")).tofu_items("retain")[:1]
+    seen = {}
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens=16, batch_size=64, stop=("\n",)):
+        seen.update(stop=stop, max_new_tokens=max_new_tokens)
+        return [gen_module.cut_at_stop(generation, stop) for _ in prompts]
+
+    monkeypatch.setattr(inference, "greedy_generate", fake_generate)
+    monkeypatch.setattr(
+        inference, "score_targets", lambda m, t, pairs, bs=64: [inference.TargetScore(1.0, 1.0, 1, 1.0)] * len(pairs)
+    )
+    probe = tp.TofuProbe(tp.TofuProbeConfig(**options))
+    return probe.score(None, None, items)[0]["rougeL_recall"], seen, items[0].answer
+
+
+def test_tofu_rouge_default_stems_and_does_not_cut_at_newline(tmp_path, monkeypatch):
+    """Default = TOFU's code: no newline stop, 200 new tokens, stemming. The version-1 behaviour
+    (cut at the first newline, no stemming, 128 tokens) stays as named options."""
+    text = " Bo Lintel\nwas born in Cities 0."
+    recall, seen, answer = _probe_recall(tmp_path, monkeypatch, text)
+    assert answer == "Bo Lintel was born in City 0."
+    assert recall == pytest.approx(1.0) and seen == {"stop": None, "max_new_tokens": 200}
+    no_stem, _, _ = _probe_recall(tmp_path, monkeypatch, text, rouge_stemmer=False)
+    assert no_stem == pytest.approx(6 / 7)  # cities != city unstemmed
+    old, seen, _ = _probe_recall(tmp_path, monkeypatch, text, stop="newline", rouge_stemmer=False, max_new_tokens=128)
+    assert old == pytest.approx(2 / 7) and seen == {"stop": ("\n",), "max_new_tokens": 128}
+    assert tp.TofuProbe.version == "2"

@@ -62,7 +62,7 @@ MIN_GAP = 0.05
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
-_scorer = None
+_scorers: dict = {}  # use_stemmer -> rouge_score RougeScorer, built on first use
 
 
 def normalize_answer(text: str) -> str:
@@ -76,14 +76,14 @@ def exact_match(generation: str, answer: str) -> float:
     return float(bool(a) and (g == a or g.startswith(a + " ")))
 
 
-def rouge_l(generation: str, answer: str) -> tuple[float, float]:
-    """(recall, F1) of ROUGE-L of ``answer`` in ``generation``."""
-    global _scorer
-    if _scorer is None:
+def rouge_l(generation: str, answer: str, stemmer: bool = False) -> tuple[float, float]:
+    """(recall, F1) of ROUGE-L of ``answer`` in ``generation`` (``rouge_score``); ``stemmer``: Porter
+    stemming of both texts first (``use_stemmer=True``, as TOFU's and open-unlearning's code)."""
+    if stemmer not in _scorers:
         from rouge_score import rouge_scorer
 
-        _scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    s = _scorer.score(answer, generation)["rougeL"]
+        _scorers[stemmer] = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
+    s = _scorers[stemmer].score(answer, generation)["rougeL"]
     return float(s.recall), float(s.fmeasure)
 
 

@@ -7,8 +7,13 @@ given the question)`` the length-normalised conditional probability:
   on real_authors and world_facts the answer against its perturbed (wrong) options,
   ``P(a)^(1/|a|) / (P(a)^(1/|a|) + sum_j P(a_j)^(1/|a_j|))``. There ``answer_prob`` keeps the
   unnormalised ``P(a)^(1/|a|)``.
-* ``rougeL_recall``: ROUGE-L recall of the answer in the greedy answer (``max_new_tokens``, cut at
-  the first newline or EOS).
+* ``rougeL_recall``: ROUGE-L recall of the answer in the greedy answer, as TOFU's and
+  open-unlearning's code compute it: at most ``max_new_tokens`` (200) new tokens, generation stops
+  only at EOS (``stop=none``), the text stripped, Porter stemming (``rouge_score`` with
+  ``use_stemmer=True``; ``rouge_stemmer``). Version 1 of this probe (unlearnbench 0.1) cut the
+  answer at its first newline and did not stem, with 128 tokens: ``stop=newline,rouge_stemmer=false,
+  max_new_tokens=128`` gives that number back. Stemming makes "wrote"/"writes" or
+  "novel"/"novels" match; a generation that runs on after a newline keeps the words there.
 * ``truth_ratio``: ``R = mean_j P(a_j)^(1/|a_j|) / P(ã)^(1/|ã|)``, perturbed over "true" (ã the
   paraphrased answer on forget/retain/holdout, the answer itself on real_authors/world_facts, as
   TOFU's ``base_answer_key``). ``truth_ratio_mean=geometric`` (default) averages the perturbed
@@ -111,7 +116,14 @@ def model_utility(split_means: Mapping[tuple[str, str], float]) -> tuple[float, 
 # -- the probe ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TofuProbeConfig:
-    max_new_tokens: int = field(default=128, metadata={"help": "greedy tokens generated per question (ROUGE)"})
+    max_new_tokens: int = field(default=200, metadata={"help": "greedy tokens generated per question (ROUGE)"})
+    stop: Literal["none", "newline"] = field(
+        default="none",
+        metadata={"help": "generation stops at EOS only (none, TOFU's code) or also at the first newline"},
+    )
+    rouge_stemmer: bool = field(
+        default=True, metadata={"help": "Porter-stem before ROUGE-L (use_stemmer=True, TOFU's code)"}
+    )
     batch_size: int = field(default=16, metadata={"help": "sequences per forward pass when scoring answers"})
     gen_batch_size: int = field(
         default=0,
@@ -131,7 +143,7 @@ class TofuProbeConfig:
 @register_probe()
 class TofuProbe:
     name = "tofu"
-    version = "1"
+    version = "2"
     Config = TofuProbeConfig
     description = "TOFU: answer probability, ROUGE-L recall, truth ratio; forget quality (KS vs oracle), model utility"
     needs_reference: ClassVar[bool] = True
@@ -197,13 +209,19 @@ class TofuProbe:
         wanted = answer + [p for t, ps in ratio_pairs.values() for p in (t, *ps)]
         nll = self._nll(model, tokenizer, wanted + [p for ps in options.values() for p in ps])
         gens = inference.greedy_generate(
-            model, tokenizer, [it.prompt for it in items], cfg.max_new_tokens, cfg.gen_batch_size
+            model,
+            tokenizer,
+            [it.prompt for it in items],
+            cfg.max_new_tokens,
+            cfg.gen_batch_size,
+            stop=("\n",) if cfg.stop == "newline" else None,
         )
         ratios = self._truth_ratios(model, tokenizer, items, nll)
         rows = []
         for it, pair, gen, r in zip(items, answer, gens, ratios):
             a_nll = nll[pair]
-            row = {"prob": math.exp(-a_nll), "rougeL_recall": metrics.rouge_l(gen, it.answer)[0]}
+            recall = metrics.rouge_l(gen.strip(), it.answer, stemmer=cfg.rouge_stemmer)[0]
+            row = {"prob": math.exp(-a_nll), "rougeL_recall": recall}
             if it.item_id in options:
                 row["answer_prob"] = row["prob"]
                 row["prob"] = option_prob(a_nll, [nll[p] for p in options[it.item_id]])
