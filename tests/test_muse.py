@@ -59,7 +59,10 @@ def bench(root, cls=MuseNews, **kw):
 def test_min_k_percent_takes_the_lowest_fraction():
     lp = [-1.0, -2.0, -3.0, -4.0, -5.0]
     assert metrics.min_k_percent(lp, 0.4) == pytest.approx(4.5)  # int(5 * 0.4) = 2 lowest: -5, -4
-    assert metrics.min_k_percent(lp, 0.1) == pytest.approx(5.0)  # at least one token
+    # MUSE: int(5 * 0.1) = 0 tokens -> NaN (the old rule took the one lowest token: 5.0)
+    assert math.isnan(metrics.min_k_percent(lp, 0.1))
+    assert math.isnan(metrics.min_k_percent([-1.0, -2.0], 0.4))  # under 3 tokens at K = 40 %
+    assert metrics.min_k_percent([-1.0, -2.0, -3.0], 0.4) == pytest.approx(3.0)
     assert metrics.min_k_percent(lp, 1.0) == pytest.approx(3.0)  # all: the mean NLL
     assert math.isnan(metrics.min_k_percent([], 0.4))
     with pytest.raises(ValueError):

@@ -143,13 +143,17 @@ def final_number(text: str) -> str | None:
 
 def min_k_percent(token_logprobs, k: float = 0.4) -> float:
     """Min-K% membership score of one text: minus the mean of its lowest ``k`` fraction of token
-    log-probs (``int(n * k)`` tokens, at least one). Higher = less likely = looks unseen."""
+    log-probs (``int(n * k)`` tokens). Higher = less likely = looks unseen.
+
+    As MUSE's ``min_k_prob``: when ``int(n * k)`` is 0 (at K = 40 %, texts of under 3 scored
+    tokens) the mean of no tokens is NaN, and such texts drop out of the AUC
+    (:func:`mia_auc`). An earlier version scored them on their one lowest token."""
     if not 0 < k <= 1:
         raise ValueError("k must be in (0, 1]")
     lp = sorted(float(x) for x in token_logprobs)
-    if not lp:
+    low = lp[: int(len(lp) * k)]
+    if not low:
         return float("nan")
-    low = lp[: max(1, int(len(lp) * k))]
     return -sum(low) / len(low)
 
 

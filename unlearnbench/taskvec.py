@@ -1,4 +1,4 @@
-"""Task-vector analysis of why fine-tuning undoes unlearning (ILU paper, arXiv 2506.02006, sec. 3).
+"""Task-vector analysis of why fine-tuning undoes unlearning (ILU paper, arXiv 2506.01339, sec. 3).
 
 With θ_o the original model, θ_u the unlearned one, θ_ft the original fine-tuned on a task D and
 θ_u^ft the unlearned model fine-tuned on D (the attack):
@@ -9,8 +9,10 @@ With θ_o the original model, θ_u the unlearned one, θ_ft the original fine-tu
 
 We report cos(τ_{u→ft}, τ_u) — negative means the attack moves the weights back along the
 unlearning direction, i.e. undoes it — and cos(τ_{u→ft}, τ_ft) — how much the attack on the
-unlearned model looks like ordinary fine-tuning. (The paper reports, for NPO vs ILU on
-Zephyr-7B/WMDP: cos(τ_{u→ft}, τ_u) −0.41 vs +0.09 and cos(τ_{u→ft}, τ_ft) 0.16 vs 0.36.)
+unlearned model looks like ordinary fine-tuning. Published figures for Zephyr-7B/WMDP: the seed
+poster of the paper shows cos(τ_{NPO→ft}, τ_ft) = 0.16 and cos(τ_{ILU→ft}, τ_ILU) = 0.09. A value
+of −0.41 for cos(τ_{NPO→ft}, τ_NPO) is second-hand (notes of the paper, not checked against its
+text); no other pair of figures has a source we could verify.
 
 Cosines are over all parameters flattened, computed by streaming: the four safetensors checkpoints
 are opened with ``safe_open`` and read one tensor at a time, dot products accumulated in float64,

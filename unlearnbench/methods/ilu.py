@@ -1,4 +1,4 @@
-"""ILU — Invariant LLM Unlearning (Wang et al., 2025, arXiv 2506.02006).
+"""ILU — Invariant LLM Unlearning (Wang et al., 2025, arXiv 2506.01339).
 
     min_θ  ℓ_u(θ) + λ · Σ_i ( ∂/∂w ℓ_i(w ∘ θ; D_i) |_{w=1} )²
 

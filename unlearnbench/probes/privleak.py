@@ -2,7 +2,8 @@
 
 Per text: the Min-K% membership score (K = 40 %: minus the mean of the lowest 40 % token
 log-probs; :func:`unlearnbench.metrics.min_k_percent`) as ``mink``, and ``mean_nll``. Texts of the
-forget split are D_f, those of the holdout split were never trained on.
+forget split are D_f, those of the holdout split were never trained on. As in MUSE, a text too short
+to have a lowest 40 % (under 3 scored tokens) scores NaN and is left out of the AUC.
 
 ``aggregate`` gives, on split ``forget`` (item ``*`` in the store):
 
@@ -39,7 +40,7 @@ class PrivLeakConfig:
 @register_probe()
 class PrivLeakProbe:
     name = "privleak"
-    version = "1"
+    version = "2"  # 2: texts under 3 scored tokens score NaN, as MUSE (1: their lowest token)
     Config = PrivLeakConfig
     description = "MUSE PrivLeak: Min-40% scores of forget vs holdout texts; AUC and PrivLeak as aggregates"
 
