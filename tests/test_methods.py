@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -151,7 +152,7 @@ def test_graddiff_loss_is_weighted_difference():
 def test_kl_retain_term_zero_at_start_positive_after_perturbation():
     model = tiny_model()
     renc = _enc(retain_examples())
-    m = GradDiff(GradDiffConfig(retain_loss="kl"))
+    m = GradDiff(GradDiffConfig(retain_loss="kl_answer"))
     m.setup(model, _data(), _enc(forget_examples()))
     rb = _batch(renc, [2, 9, 40])
     assert m.retain_term(model, rb).item() == pytest.approx(0.0, abs=1e-7)
@@ -166,6 +167,32 @@ def test_kl_retain_term_zero_at_start_positive_after_perturbation():
         lq = F.log_softmax(m.ref_model(input_ids=ids).logits[0, e.n_prompt - 1 : -1].float(), -1)
     want = (lp.exp() * (lp - lq)).sum(-1).mean().item()
     assert m.retain_term(model, _batch(renc, [2])).item() == pytest.approx(want, rel=1e-4)
+
+
+def test_kl_is_the_reference_term_over_every_position():
+    """``kl`` is TOFU / open-unlearning's KL(p_ref || p_theta) over every position of the padded
+    batch, mean over batch x length; the old answer-token KL(p_theta || p_ref) is ``kl_answer``."""
+    assert GradDiffConfig(retain_loss="kl").retain_loss == "kl_ref"  # never equal to old stored "kl"
+    model = tiny_model()
+    renc = _enc(retain_examples())
+    ref_m = GradDiff(GradDiffConfig(retain_loss="kl"))
+    ref_m.setup(model, _data(), _enc(forget_examples()))
+    old = GradDiff(GradDiffConfig(retain_loss="kl_answer"))
+    old.ref_model = ref_m.ref_model
+    perturb_(model, 0.05)
+    idx = [2, 9, 40]
+    rb = _batch(renc, idx)
+    t = rb.tensors
+    with torch.no_grad():
+        lp = F.log_softmax(model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits.double(), -1)
+        lq = F.log_softmax(
+            ref_m.ref_model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits.double(), -1
+        )
+    b, n, _ = lp.shape
+    want = (lq.exp() * (lq - lp)).sum(-1).sum().item() / (b * n)  # every position, padding included
+    got = ref_m.retain_term(model, rb).item()
+    assert got == pytest.approx(want, rel=1e-4)
+    assert abs(got - old.retain_term(model, rb).item()) > 1e-3 * got  # the two definitions differ here
 
 
 # -- the training loop --------------------------------------------------------------------
@@ -304,3 +331,16 @@ def test_unlearn_restores_trainability_and_drops_reference_even_on_divergence(mo
     assert {n: p.requires_grad for n, p in model.named_parameters()} == flags
     assert m.ref_model is None
     assert not model.training
+
+
+@pytest.mark.parametrize("bench", ["tofu", "muse-news", "muse-books", "wmdp", "toy"])
+def test_benchmark_recipes_name_their_retain_term(bench):
+    """Each benchmark's recipe says which retain term it uses (issue 11, item 2)."""
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "tasks" / "benchmarks" / f"{bench}.yaml"
+    methods = yaml.safe_load(path.read_text())["defaults"]["methods"]
+    with_retain = {m: cfg for m, cfg in methods.items() if m in ("graddiff", "npo", "simnpo")}
+    assert with_retain
+    for name, cfg in with_retain.items():
+        assert cfg.get("retain_loss") in ("nll", "kl", "kl_answer"), (bench, name)

@@ -4,10 +4,22 @@ A method subclasses :class:`GradientMethod` and writes ``loss(model, forget, ret
 else (batching, optimiser, warm-up, gradient accumulation, divergence checks, progress) lives here
 once. Methods that are not trained (ROCR) implement ``unlearn`` directly.
 
-Retain terms (``retain_loss``): ``nll`` is the token-mean NLL of retain answers; ``kl`` is
-KL(p_θ ‖ p_ref) per answer token against the frozen starting model. ``kl`` keeps a frozen copy of
-the model in memory (it needs full next-token distributions on batches that change every step, so
-they cannot be precomputed); ``nll`` needs no copy.
+Retain terms (``retain_loss``), against ``p_ref``, the frozen starting model:
+
+* ``nll``: the token-mean NLL of retain answers.
+* ``kl`` (stored as ``kl_ref``): KL(p_ref ‖ p_θ) at every position of the padded retain batch
+  (prompt, answer and padding), summed over the vocabulary and divided by batch × length — the
+  term of TOFU's ``KL`` method and open-unlearning's ``compute_kl_divergence``
+  (``kl_div(log p_θ, log p_ref, reduction="batchmean", log_target=True)`` over
+  ``logits.view(-1, V)``). Like theirs it depends on how much padding a batch has.
+* ``kl_answer``: KL(p_θ ‖ p_ref) on answer tokens only, mean over them (this harness's ``kl``
+  before issue 11: the other direction and other positions; on one batch 0.806 vs 0.907).
+* ``none``.
+
+Both KL terms keep a frozen copy of the model in memory (they need full next-token distributions
+on batches that change every step, so they cannot be precomputed); ``nll`` needs no copy. ``kl``
+is normalised to ``kl_ref`` in the config, so cells stored when ``kl`` meant ``kl_answer`` are
+never taken for the new term.
 """
 
 from __future__ import annotations
@@ -61,7 +73,10 @@ class GradientMethodConfig:
 class RetainConfigMixin:
     """Fields of methods that have a retain term (``γ·L_f + α·R``)."""
 
-    retain_loss: Literal["nll", "kl", "none"] = field(default="nll", metadata={"help": "retain term R"})
+    retain_loss: Literal["nll", "kl", "kl_ref", "kl_answer", "none"] = field(
+        default="nll",
+        metadata={"help": "retain term R: nll, kl (= kl_ref: KL(p_ref‖p_θ), every position), kl_answer, none"},
+    )
     alpha: float = field(default=1.0, metadata={"help": "weight α of the retain term"})
     gamma: float = field(default=1.0, metadata={"help": "weight γ of the forget term"})
 
@@ -69,6 +84,8 @@ class RetainConfigMixin:
         parent = getattr(super(), "__post_init__", None)  # the method config's own checks (MRO)
         if parent is not None:
             parent()
+        if self.retain_loss == "kl":  # the reference definition; a distinct stored value (see module doc)
+            object.__setattr__(self, "retain_loss", "kl_ref")
         if self.alpha < 0 or self.gamma < 0:  # a negative weight turns the term's descent into ascent
             raise ValueError("alpha and gamma must be >= 0")
 
@@ -113,6 +130,26 @@ def token_mean_nll(model, batch: Batch) -> torch.Tensor:
     return s.sum() / n.sum().clamp_min(1)
 
 
+KL_TERMS = ("kl_ref", "kl_answer")
+
+
+def kl_ref_all_positions(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_ref ‖ p_θ) summed over the vocabulary, mean over all batch × length positions
+    (TOFU / open-unlearning's retain KL)."""
+    v = logits.shape[-1]
+    logp = F.log_softmax(logits, -1).reshape(-1, v)
+    logq = F.log_softmax(ref_logits, -1).reshape(-1, v)
+    return F.kl_div(logp, logq, reduction="batchmean", log_target=True)
+
+
+def kl_theta_answer_tokens(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL(p_θ ‖ p_ref) at the positions that predict answer tokens, mean over them."""
+    logp, logq = F.log_softmax(logits[:, :-1], -1), F.log_softmax(ref_logits[:, :-1], -1)
+    mask = (labels[:, 1:] != -100).float()
+    kl = (logp.exp() * (logp - logq)).sum(-1)
+    return (kl * mask).sum() / mask.sum().clamp_min(1)
+
+
 class GradientMethod:
     """Base class: subclasses set ``name``, ``version``, ``Config`` and implement ``loss``."""
 
@@ -129,7 +166,7 @@ class GradientMethod:
     # -- hooks ----------------------------------------------------------------------------
     def setup(self, model, data: UnlearnData, forget_enc: list[Encoded]) -> None:
         """Precompute what the loss needs (e.g. NPO's reference log-likelihoods)."""
-        if self.uses_retain and getattr(self.config, "retain_loss", "none") == "kl":
+        if self.uses_retain and getattr(self.config, "retain_loss", "none") in KL_TERMS:
             self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
 
     def trainable_parameters(self, model) -> list[torch.nn.Parameter]:
@@ -145,13 +182,12 @@ class GradientMethod:
         if kind == "nll":
             return token_mean_nll(model, retain)
         t = retain.tensors
-        logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits[:, :-1].float()
+        logits = model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits.float()
         with torch.no_grad():
-            ref = self.ref_model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits[:, :-1].float()
-        mask = (t["labels"][:, 1:] != -100).float()
-        logp, logq = F.log_softmax(logits, -1), F.log_softmax(ref, -1)
-        kl = (logp.exp() * (logp - logq)).sum(-1)
-        return (kl * mask).sum() / mask.sum().clamp_min(1)
+            ref = self.ref_model(input_ids=t["input_ids"], attention_mask=t["attention_mask"]).logits.float()
+        if kind == "kl_ref":
+            return kl_ref_all_positions(logits, ref)
+        return kl_theta_answer_tokens(logits, ref, t["labels"])
 
     # -- the loop -------------------------------------------------------------------------
     def unlearn(self, model, data: UnlearnData, progress: Progress = SILENT, loss=None) -> dict:
