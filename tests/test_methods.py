@@ -344,3 +344,42 @@ def test_benchmark_recipes_name_their_retain_term(bench):
     assert with_retain
     for name, cfg in with_retain.items():
         assert cfg.get("retain_loss") in ("nll", "kl", "kl_answer"), (bench, name)
+
+
+def _factors(schedule, warmup, steps):
+    from unlearnbench.methods.base import lr_schedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = lr_schedule(opt, schedule, warmup, steps)
+    out = []
+    for _ in range(steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_lr_schedules():
+    """constant (MUSE: no warm-up), the old warm-up + constant, and HF Trainer's linear decay (TOFU, WMDP NPO)."""
+    assert _factors("constant", 0.0, 5) == [1.0] * 5
+    assert _factors("constant", 0.4, 5) == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0])  # W = 2, unchanged rule
+    # transformers' linear schedule: s/W in the warm-up, then (T - s)/(T - W) down to 0
+    assert _factors("linear", 0.2, 10) == pytest.approx([0.0, 0.5, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125])
+    assert _factors("linear", 0.0, 4) == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    from unlearnbench.errors import SpecError
+    from unlearnbench.spec import build_config
+
+    with pytest.raises(SpecError, match="expects one of 'constant', 'linear'"):
+        build_config(GradDiffConfig, {"schedule": "cosine"})
+
+
+@pytest.mark.parametrize(
+    "bench,method,schedule,warmup",
+    [("muse-news", "npo", "constant", 0.0), ("tofu", "npo", "linear", 0.1), ("wmdp", "npo", "linear", 0.1)],
+)
+def test_benchmark_recipes_choose_their_reference_schedule(bench, method, schedule, warmup):
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "tasks" / "benchmarks" / f"{bench}.yaml"
+    cfg = yaml.safe_load(path.read_text())["defaults"]["methods"][method]
+    assert (cfg["schedule"], cfg["warmup"]) == (schedule, warmup)

@@ -65,12 +65,13 @@ def test_registered_and_config_defaults():
         c.layer,
         c.trainable_layers,
         c.vector_seed,
-        c.mask_padding,
+        c.mask,
+        c.average,
         c.retain_loss,
-    ) == (6.5, 1200.0, 1.0, -1, (), 42, True, "activation")
+    ) == (6.5, 1200.0, 1.0, -1, (), 42, "attention", "token", "activation")
     # options as typed on a command line
-    c = build_config(RMUConfig, {"trainable_layers": "0+1", "mask_padding": "false", "layer": "1"})
-    assert c.trainable_layers == (0, 1) and c.mask_padding is False and c.layer == 1
+    c = build_config(RMUConfig, {"trainable_layers": "0+1", "mask": "answer", "average": "sequence", "layer": "1"})
+    assert c.trainable_layers == (0, 1) and (c.mask, c.average) == ("answer", "sequence") and c.layer == 1
     for bad in (
         {"layer": -2},
         {"trainable_layers": (-1,)},
@@ -83,11 +84,12 @@ def test_registered_and_config_defaults():
 
 
 def test_default_layer_choice():
-    # round_half_up(0.25·n) in [1, n-1]: 8 of 32 (the 7B recipe uses 7), 1 of the 4-layer toy model,
+    # round_half_up(7·n/32) in [1, n-1]: 7 of 32 (the 7B recipe), 1 of the 4-layer toy model,
     # and for the 2-layer test model block 1, the last one, with down_proj of blocks 0 and 1 trained
-    assert [default_layer(n) for n in (1, 2, 4, 6, 10, 32)] == [0, 1, 1, 2, 3, 8]
+    assert [default_layer(n) for n in (1, 2, 4, 6, 10, 30, 32)] == [0, 1, 1, 1, 2, 7, 7]
+    # Zephyr-7B (32 blocks): the WMDP recipe's layer 7 and trainable 5-7 (round(0.25 * 32) = 8 was not)
+    assert resolve_layers(RMUConfig(), 32) == (7, (5, 6, 7))
     assert resolve_layers(RMUConfig(), 2) == (1, (0, 1))
-    assert resolve_layers(RMUConfig(), 32) == (8, (6, 7, 8))
     assert resolve_layers(RMUConfig(layer=7), 32) == (7, (5, 6, 7))
     assert resolve_layers(RMUConfig(layer=1, trainable_layers=(1, 1)), 2) == (1, (1,))
     m, model = _ready()
@@ -194,7 +196,7 @@ def test_forget_loss_by_hand_masked_and_unmasked():
     mask = b.tensors["attention_mask"].bool()
     masked = RMU(RMUConfig(retain_loss="none"))
     masked.setup(model, _data(), enc)
-    unmasked = RMU(RMUConfig(retain_loss="none", mask_padding=False))
+    unmasked = RMU(RMUConfig(retain_loss="none", mask="none"))
     unmasked.setup(model, _data(), enc)
     assert torch.equal(masked.control, unmasked.control)
     with torch.no_grad():
@@ -224,11 +226,39 @@ def test_activation_mse_ignores_padding_values_when_masked():
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     h2 = h.clone()
     h2[0, 3:] += 100.0
-    assert activation_mse(h2, t, mask, True).item() == pytest.approx(activation_mse(h, t, mask, True).item(), rel=1e-6)
-    assert activation_mse(h, t, mask, True).item() == pytest.approx(
+    for average in ("token", "sequence"):
+        assert activation_mse(h2, t, mask, average).item() == pytest.approx(
+            activation_mse(h, t, mask, average).item(), rel=1e-6
+        )
+    assert activation_mse(h, t, mask, "token").item() == pytest.approx(
         F.mse_loss(h[mask.bool()], t[mask.bool()]).item(), rel=1e-6
     )
-    assert activation_mse(h2, t, mask, False).item() > activation_mse(h, t, mask, False).item() + 100
+    # per sequence: each row's mean over its tokens, then the mean of the rows (open-unlearning)
+    rows = [((h[i][mask[i].bool()] - t[i][mask[i].bool()]) ** 2).mean() for i in range(2)]
+    assert activation_mse(h, t, mask, "sequence").item() == pytest.approx(torch.stack(rows).mean().item(), rel=1e-6)
+    assert abs(activation_mse(h, t, mask, "sequence").item() - activation_mse(h, t, mask, "token").item()) > 1e-4
+    # mask=none: every position, padding included (the WMDP reference code)
+    assert activation_mse(h2, t, None, "token").item() > activation_mse(h, t, None, "token").item() + 100
+
+
+def test_answer_mask_is_open_unlearnings_loss():
+    """mask=answer, average=sequence: labels != -100 positions, squared error averaged over d, summed
+    over the sequence, divided by its answer-token count, mean over the batch."""
+    model, enc = tiny_model(), _enc(forget_examples())
+    b = _batch(enc, IDX)
+    ou = RMU(RMUConfig(retain_loss="none", mask="answer", average="sequence"))
+    ou.setup(model, _data(), enc)
+    with torch.no_grad():
+        h = block_output(model, 1, b.tensors)
+        got = ou.loss(model, b, None)[0].item()
+        att = RMU(RMUConfig(retain_loss="none"))
+        att.setup(model, _data(), enc)
+        old = att.loss(model, b, None)[0].item()
+    m = (b.tensors["labels"] != -100).float()
+    sq = ((h.float() - ou.control) ** 2).mean(-1)
+    want = ((sq * m).sum(1) / m.sum(1)).mean().item()
+    assert got == pytest.approx(want, rel=1e-5)
+    assert abs(got - old) > 1e-3 * old  # prompts are in the forget examples: the variants differ
 
 
 def test_retain_term_is_zero_at_start_then_weighted_by_alpha():

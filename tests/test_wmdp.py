@@ -198,6 +198,8 @@ def test_choice_prob_and_aggregate():
     )
     assert ("forget", "forget_quality", 0.75) in agg
     assert ("forget", "acc_bio", 0.5) in agg and ("forget", "acc_cyber", 0.0) in agg
+    # per subset as well as pooled (the ILU paper's headline is WMDP-Bio)
+    assert ("forget", "forget_quality_bio", 0.5) in agg and ("forget", "forget_quality_cyber", 1.0) in agg
     assert ("retain", "acc_mmlu", 1.0) in agg
 
 

@@ -60,7 +60,14 @@ def test_wmdp_rmu_end_to_end(tiny_target, tmp_path, capsys):
         assert 0 <= acc_forget <= 1 and 0 <= doc["recall"][col]["retain"]["wmdp_mcq"] <= 1
         w = doc["wmdp"][col]
         assert w["forget"]["forget_quality"] == pytest.approx(1 - acc_forget, abs=1e-3)
-        assert set(w["forget"]) == {"forget_quality", "acc_bio", "acc_cyber"} and set(w["retain"]) == {"acc_mmlu"}
+        assert set(w["forget"]) == {
+            "forget_quality",
+            "acc_bio",
+            "acc_cyber",
+            "forget_quality_bio",
+            "forget_quality_cyber",
+        } and set(w["retain"]) == {"acc_mmlu"}
+        assert w["forget"]["forget_quality_bio"] == pytest.approx(1 - w["forget"]["acc_bio"])
     # RMU changed the model's answer probabilities
     assert doc["prob"]["unlearned"]["forget"]["wmdp_mcq"] != doc["prob"]["base"]["forget"]["wmdp_mcq"]
 

@@ -146,6 +146,20 @@ def render_run(summary: dict, console: Console | None = None) -> None:
     wm = summary.get("wmdp") or {}
     if wm:  # WMDP: forget quality = 1 - accuracy on the WMDP questions (0.75 at chance)
         table.add_row("1 - acc", "wmdp", *[_fmt(wm.get(c, {}).get("forget", {}).get("forget_quality")) for c in cols])
+        subsets = sorted(
+            {
+                k[len("forget_quality_") :]
+                for c in cols
+                for k in wm.get(c, {}).get("forget", {})
+                if k.startswith("forget_quality_")
+            }
+        )
+        for sub in subsets:  # per subset: the ILU paper's headline is WMDP-Bio
+            table.add_row(
+                "1 - acc",
+                f"wmdp {sub}",
+                *[_fmt(wm.get(c, {}).get("forget", {}).get(f"forget_quality_{sub}")) for c in cols],
+            )
     if recall or fa:
         console.print(table)
     if summary.get("tofu"):

@@ -1,8 +1,9 @@
 """The shared training loop of gradient-based unlearning methods.
 
 A method subclasses :class:`GradientMethod` and writes ``loss(model, forget, retain)``: everything
-else (batching, optimiser, warm-up, gradient accumulation, divergence checks, progress) lives here
-once. Methods that are not trained (ROCR) implement ``unlearn`` directly.
+else (batching, optimiser, learning-rate schedule, gradient accumulation, divergence checks,
+progress) lives here once. Every benchmark recipe chooses its reference schedule
+(``schedule`` and ``warmup``; :func:`lr_schedule`). Methods that are not trained (ROCR) implement ``unlearn`` directly.
 
 Retain terms (``retain_loss``), against ``p_ref``, the frozen starting model:
 
@@ -53,6 +54,10 @@ class GradientMethodConfig:
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimiser step"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     warmup: float = field(default=0.1, metadata={"help": "fraction of steps with linear LR warm-up"})
+    schedule: Literal["constant", "linear"] = field(
+        default="constant",
+        metadata={"help": "LR after the warm-up: constant, or linear decay to 0 at the last step (HF Trainer's default)"},
+    )
     max_length: int = field(default=256, metadata={"help": "tokens per example (longer are cut)"})
     seed: int = field(default=0, metadata={"help": "data order seed"})
 
@@ -131,6 +136,25 @@ def token_mean_nll(model, batch: Batch) -> torch.Tensor:
 
 
 KL_TERMS = ("kl_ref", "kl_answer")
+
+
+def lr_schedule(opt, schedule: str, warmup: float, steps: int):
+    """The learning-rate schedule of ``steps`` optimiser steps, ``W = max(1, int(warmup·steps))``
+    warm-up steps (none when ``warmup`` is 0).
+
+    * ``constant``: factor ``min(1, (s+1)/W)`` at step s, then 1 (with ``warmup=0``: constant, as
+      MUSE's baselines, ``lr_scheduler_type='constant'``). The warm-up reaches the full rate at step
+      W−1, one step before HF's ``constant_with_warmup``; kept so stored results do not move.
+    * ``linear``: transformers' ``get_linear_schedule_with_warmup`` — ``s/W`` during the warm-up,
+      then a linear decay to 0 at the last step: HF Trainer's default, which TOFU's and OPTML's
+      WMDP code train with (warm-up one epoch of ten / 10 % of the steps).
+    """
+    warm = max(1, int(warmup * steps)) if warmup > 0 else 0
+    if schedule == "linear":
+        from transformers import get_linear_schedule_with_warmup
+
+        return get_linear_schedule_with_warmup(opt, warm, steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
 
 
 def kl_ref_all_positions(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
@@ -224,8 +248,7 @@ class GradientMethod:
             steps = min(steps, cfg.max_steps)
         params = self.trainable_parameters(model)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warm = max(1, int(cfg.warmup * steps)) if cfg.warmup > 0 else 0
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+        sched = lr_schedule(opt, cfg.schedule, cfg.warmup, steps)
         model.train()
         history: list[dict[str, float]] = []
         t0 = time.time()

@@ -5,8 +5,8 @@ arXiv 2403.03218; reference code ``rmu/unlearn.py`` in centerforaisafety/wmdp).
     L = γ · MSE(h_L^θ(x_f), u) + α · MSE(h_L^θ(x_r), h_L^frozen(x_r))
 
 ``h_L`` is the residual stream *leaving* decoder block L (the block's own output, before any
-later block and before the final norm), at every token position of the whole sequence (prompt
-and answer: RMU's forget data are plain text). Only ``mlp.down_proj.weight`` of layers L-2..L is
+later block and before the final norm); which token positions enter the MSEs is ``mask`` (below).
+Only ``mlp.down_proj.weight`` of layers L-2..L is
 trained; everything else is frozen for the run (the base loop restores the flags afterwards).
 
 Which tensor is "layer L": a forward hook on ``model.model.layers[L]`` reads the block output,
@@ -25,14 +25,28 @@ starting model's ``h_L``.
 Defaults: c=6.5 and α=1200 are the Zephyr-7B recipe (with L=7, lr 5e-5, batch 4, 150 batches,
 layers 5,6,7); they are not tuned for small models. Values tuned for the embedded world belong in
 ``tasks/benchmarks/toy.yaml`` (``defaults.methods.rmu``). ``layer=-1`` picks
-``L = clip(round_half_up(0.25·n_layers), 1, n_layers-1)``: 8 of 32 layers, 1 of the 4-layer
-"small" toy model, 1 of a 2-layer model (the last block; its trainable layers are 0 and 1).
+``L = clip(round_half_up(7·n_layers/32), 1, n_layers-1)``, the reference's layer 7 of Zephyr-7B's
+32 scaled to the model's depth: 7 of 32 (trainable 5, 6, 7 as the recipe), 7 of SmolLM2's 30, 1 of
+the 4-layer "small" toy model, 1 of a 2-layer model (the last block; its trainable layers are 0 and
+1). (Before issue 11 the rule was round(0.25·n): 8 of 32, not the reference; the toy models' layer
+is the same under both.)
 
 Variants and deviations from the reference code:
 
-- ``mask_padding=True`` (default, open-unlearning's variant): both MSEs average over real tokens
-  only (``attention_mask``). ``False`` is the reference's plain ``mse_loss`` over all positions,
-  padding included.
+- Positions and averaging (both MSEs), named variants:
+
+  * ``mask=none``: every position of the padded batch, padding included, one mean over
+    batch × length × d — the reference code's plain ``mse_loss`` (the WMDP recipe here).
+  * ``mask=attention`` (default): real tokens only (``attention_mask``: prompt and answer), one
+    mean over all of the batch's real tokens × d. Neither reference's; kept as the default because
+    the embedded world's tuned values and every stored result were made with it (it was called
+    "open-unlearning's variant" here before, wrongly).
+  * ``mask=answer, average=sequence``: open-unlearning's ``compute_activation_loss`` — answer
+    tokens only (``labels != -100``), the squared error averaged over d, summed over the sequence's
+    answer tokens and divided by their count, then averaged over the batch (TOFU and MUSE recipes
+    here). ``average=token`` pools every selected token of the batch instead (a long sequence
+    weighs more); ``average=sequence`` gives every sequence the same weight. With ``mask=none``
+    every sequence has the same length, so the two averages agree.
 - One forget set, so one control vector (the reference has one per topic: bio, cyber). It is drawn
   in float32 on the CPU from its own generator (``vector_seed``), so it does not depend on the
   device or on the global RNG; the reference draws it from the global seed-42 stream.
@@ -64,16 +78,20 @@ class RMUConfig(RetainConfigMixin, GradientMethodConfig):
     )
     alpha: float = field(default=1200.0, metadata={"help": "weight α of the retain MSE (Zephyr-7B recipe: 1200)"})
     layer: int = field(
-        default=-1, metadata={"help": "decoder block L whose output is steered (-1: round(0.25·n_layers), at least 1)"}
+        default=-1, metadata={"help": "decoder block L whose output is steered (-1: round(7·n_layers/32), at least 1: 7 of 32)"}
     )
     trainable_layers: tuple[int, ...] = field(
         default=(), metadata={"help": "blocks whose mlp.down_proj.weight is trained (empty: L-2..L)"}
     )
     steering_coeff: float = field(default=6.5, metadata={"help": "norm c of the control vector u"})
     vector_seed: int = field(default=42, metadata={"help": "seed of the control vector"})
-    mask_padding: bool = field(
-        default=True,
-        metadata={"help": "average the MSEs over real tokens only (False: all positions, as the reference code)"},
+    mask: Literal["attention", "answer", "none"] = field(
+        default="attention",
+        metadata={"help": "positions in the MSEs: real tokens, answer tokens (open-unlearning), all (WMDP code)"},
+    )
+    average: Literal["token", "sequence"] = field(
+        default="token",
+        metadata={"help": "mean over the batch's selected tokens, or per sequence then over the batch"},
     )
 
     def __post_init__(self):
@@ -102,8 +120,8 @@ def decoder_layers(model) -> torch.nn.ModuleList:
 
 
 def default_layer(n_layers: int) -> int:
-    """round_half_up(0.25·n), kept in [1, n-1] (0 for a one-block model)."""
-    return min(n_layers - 1, max(1, math.floor(0.25 * n_layers + 0.5)))
+    """round_half_up(7·n/32), kept in [1, n-1] (0 for a one-block model): 7 of 32 as the WMDP recipe."""
+    return min(n_layers - 1, max(1, math.floor(7 * n_layers / 32 + 0.5)))
 
 
 def resolve_layers(config: RMUConfig, n_layers: int) -> tuple[int, tuple[int, ...]]:
@@ -149,13 +167,25 @@ def block_output(
     return captured[0]
 
 
-def activation_mse(h: torch.Tensor, target: torch.Tensor, attention_mask: torch.Tensor, masked: bool) -> torch.Tensor:
-    """Mean squared error over (positions × d); ``masked``: real tokens only."""
+def position_mask(tensors: dict[str, torch.Tensor], mask: str) -> torch.Tensor | None:
+    """(batch, seq) weights of the positions that enter the MSE; None for every position."""
+    if mask == "none":
+        return None
+    if mask == "attention":
+        return tensors["attention_mask"]
+    return (tensors["labels"] != -100).long()
+
+
+def activation_mse(h: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None, average: str) -> torch.Tensor:
+    """Squared error averaged over d and over the positions of ``mask`` (None: all of them):
+    pooled over the batch's tokens (``token``) or per sequence, then over sequences (``sequence``)."""
     h, target = h.float(), target.float().expand_as(h)
-    if not masked:
+    if mask is None:
         return F.mse_loss(h, target)
-    m = attention_mask.to(h.dtype).unsqueeze(-1)
-    return ((h - target) ** 2 * m).sum() / (m.sum() * h.shape[-1]).clamp_min(1)
+    per_pos = ((h - target) ** 2).mean(-1) * mask.to(h.dtype)  # (batch, seq)
+    if average == "token":
+        return per_pos.sum() / mask.sum().clamp_min(1)
+    return (per_pos.sum(1) / mask.sum(1).clamp_min(1)).mean()
 
 
 def control_vector(hidden_size: int, coeff: float, seed: int) -> torch.Tensor:
@@ -211,11 +241,11 @@ class RMU(GradientMethod):
         c = self.config
         ft = forget.tensors
         h_f = block_output(model, self.layer, ft)
-        lf = activation_mse(h_f, self.control, ft["attention_mask"], c.mask_padding)
+        lf = activation_mse(h_f, self.control, position_mask(ft, c.mask), c.average)
         if retain is not None and c.retain_loss == "activation":
             rt = retain.tensors
             frozen = self.frozen_block_output(model, rt)
-            r = activation_mse(block_output(model, self.layer, rt), frozen, rt["attention_mask"], c.mask_padding)
+            r = activation_mse(block_output(model, self.layer, rt), frozen, position_mask(rt, c.mask), c.average)
         else:
             r = torch.zeros((), device=lf.device)
         return c.gamma * lf + c.alpha * r, {"forget_loss": lf.item(), "retain": r.item()}
