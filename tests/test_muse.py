@@ -127,7 +127,10 @@ def test_flat_layout_items_and_icl_prefix(tmp_path):
     know = b.probe_items("knowmem", "forget")
     assert len(know) == 4
     prefix = icl_prefix((f"icl question {i}?", f"icl answer {i}") for i in range(10))  # 10 shots of 12
-    assert know[1].prompt == prefix + "Question: forget question 1?\nAnswer:"
+    # MUSE's knowmem prompt ends "Answer: " (trailing space); version 1 had none
+    assert know[1].prompt == prefix + "Question: forget question 1?\nAnswer: "
+    old = bench(write_flat(tmp_path / "d2"), knowmem_answer_space=False).probe_items("knowmem", "forget")
+    assert old[1].prompt == prefix + "Question: forget question 1?\nAnswer:"
     assert know[1].prompt.count("Question:") == 11 and know[1].answer == "forget answer 1"
     # no retain ICL file in the older layout: the forget ICL examples stand in
     retain = b.probe_items("knowmem", "retain")
@@ -192,7 +195,7 @@ def test_hub_snapshot_parquet_layout(tmp_path):
         pq.write_table(pa.table(cols), root / f"{stem}-00000-of-00001.parquet")
     b = bench(root)
     assert [it.answer for it in b.probe_items("verbmem", "forget")] == ["g0", "g1"]
-    assert b.probe_items("knowmem", "retain")[0].prompt == "Question: riq\nAnswer: ria\n\nQuestion: rq\nAnswer:"
+    assert b.probe_items("knowmem", "retain")[0].prompt == "Question: riq\nAnswer: ria\n\nQuestion: rq\nAnswer: "
     assert [it.answer for it in b.probe_items("privleak", "forget")] == ["f0", "f1"]
 
 
@@ -235,7 +238,9 @@ def test_real_format_samples(tmp_path):
     b = bench(root)
     know = b.probe_items("knowmem", "forget")
     assert len(know) == 10 and know[0].question == "What year did the Orkney Islands become part of Scotland?"
-    assert know[0].answer == "1472" and know[0].prompt.count("\nAnswer: ") == 10
+    assert (
+        know[0].answer == "1472" and know[0].prompt.count("\nAnswer: ") == 11 and know[0].prompt.endswith("\nAnswer: ")
+    )
     assert len(b.probe_items("knowmem", "retain")) == 10
     verb = b.probe_items("verbmem", "forget")
     assert verb and all(it.prompt and it.answer for it in verb)
@@ -326,3 +331,58 @@ def test_privleak_token_logprobs_match_an_unbatched_pass():
             logits = model(input_ids=ids).logits[0].float()
         want = -F.cross_entropy(logits[:-1], ids[0, 1:], reduction="none")
         assert lp == pytest.approx(want.tolist(), abs=1e-4)
+
+
+def _muse_cut(text: str) -> str:
+    """MUSE's knowmem post-processing (metrics/knowmem.py ``get_prefix_before_words_occur``)."""
+    for word in ["\n\n", "\nQuestion", "Question:"]:
+        text = text.split(word)[0]
+    return text
+
+
+@pytest.mark.parametrize(
+    "gen",
+    [
+        "Paris\n\nQuestion: who?",
+        "Paris\nQuestion: who?",
+        "The Question is open",  # v1 cut this at "Question"; MUSE keeps it
+        "a Question: b",
+        "Paris is the capital. The questioner",
+        "no stop at all",
+        "Questions remain\n\nmore",
+    ],
+)
+def test_knowmem_cuts_where_muse_cuts(gen):
+    from unlearnbench.generation import cut_at_stop
+    from unlearnbench.probes.knowmem import STOPS, KnowMemConfig
+
+    assert KnowMemConfig().stops == "muse"
+    assert cut_at_stop(gen, STOPS["muse"]) == _muse_cut(gen)
+
+
+def test_knowmem_v1_stops_differ_from_muse():
+    from unlearnbench.generation import cut_at_stop
+    from unlearnbench.probes.knowmem import STOPS
+
+    gen = "The Question is open"
+    assert cut_at_stop(gen, STOPS["v1"]) == "The " != _muse_cut(gen)
+
+
+def test_verbmem_truth_cut_counts_the_bos_as_muse():
+    """MUSE: tokenizer(gt).input_ids[:, :128] with the BOS, decoded: 127 content tokens."""
+    from helpers_tiny import tiny_tokenizer
+
+    from unlearnbench.probes.verbmem import VerbMemConfig, truncate_tokens
+
+    tok = tiny_tokenizer()
+    text = "the quick brown fox jumps over the lazy dog " * 8
+    ids = tok(text)["input_ids"]
+    assert ids[0] == tok.bos_token_id and len(ids) > 20
+    n = 12
+    muse = tok.batch_decode([ids[:n]], skip_special_tokens=True)[0]
+    assert VerbMemConfig().truth_counts_bos
+    assert truncate_tokens(tok, text, n, with_special=True) == muse
+    content = tok(truncate_tokens(tok, text, n, with_special=True), add_special_tokens=False)["input_ids"]
+    assert len(content) == n - 1
+    old = truncate_tokens(tok, text, n)  # version 1: n content tokens
+    assert len(tok(old, add_special_tokens=False)["input_ids"]) == n and old != muse

@@ -85,6 +85,10 @@ class MuseConfig(RealBenchmarkConfig):
     icl_shots: int = field(
         default=10, metadata={"help": "in-context QA examples before each knowmem question (MUSE: 10)"}
     )
+    knowmem_answer_space: bool = field(
+        default=True,
+        metadata={"help": "knowmem prompts end 'Answer: ' with MUSE's trailing space (false: 'Answer:', version 1)"},
+    )
     verbmem_prefix_tokens: int = field(
         default=0,
         metadata={
@@ -98,8 +102,9 @@ def icl_prefix(pairs) -> str:
     return "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in pairs)
 
 
-def qa_prompt(question: str) -> str:
-    return f"Question: {question}\nAnswer:"
+def qa_prompt(question: str, answer_space: bool = False) -> str:
+    """``Question: q\\nAnswer:``; ``answer_space``: with MUSE's trailing space (its knowmem prompt)."""
+    return f"Question: {question}\nAnswer:" + (" " if answer_space else "")
 
 
 class MuseBenchmark(RealBenchmark):
@@ -216,7 +221,10 @@ class MuseBenchmark(RealBenchmark):
         prefix = icl_prefix((r["question"], r["answer"]) for r in icl[: self.config.icl_shots])
         return [
             MuseItem(
-                f"knowmem-{split}-{i}", prefix + qa_prompt(str(r["question"])), str(r["answer"]), str(r["question"])
+                f"knowmem-{split}-{i}",
+                prefix + qa_prompt(str(r["question"]), self.config.knowmem_answer_space),
+                str(r["answer"]),
+                str(r["question"]),
             )
             for i, r in enumerate(qa)
         ]

@@ -56,7 +56,9 @@ class GradientMethodConfig:
     warmup: float = field(default=0.1, metadata={"help": "fraction of steps with linear LR warm-up"})
     schedule: Literal["constant", "linear"] = field(
         default="constant",
-        metadata={"help": "LR after the warm-up: constant, or linear decay to 0 at the last step (HF Trainer's default)"},
+        metadata={
+            "help": "LR after the warm-up: constant, or linear decay to 0 at the last step (HF Trainer's default)"
+        },
     )
     max_length: int = field(default=256, metadata={"help": "tokens per example (longer are cut)"})
     seed: int = field(default=0, metadata={"help": "data order seed"})

@@ -78,7 +78,8 @@ class RMUConfig(RetainConfigMixin, GradientMethodConfig):
     )
     alpha: float = field(default=1200.0, metadata={"help": "weight α of the retain MSE (Zephyr-7B recipe: 1200)"})
     layer: int = field(
-        default=-1, metadata={"help": "decoder block L whose output is steered (-1: round(7·n_layers/32), at least 1: 7 of 32)"}
+        default=-1,
+        metadata={"help": "decoder block L whose output is steered (-1: round(7·n_layers/32), at least 1: 7 of 32)"},
     )
     trainable_layers: tuple[int, ...] = field(
         default=(), metadata={"help": "blocks whose mlp.down_proj.weight is trained (empty: L-2..L)"}
