@@ -34,3 +34,10 @@ def test_taskvec_quotes_only_sourced_cosines():
     assert "0.16" in doc and "0.09" in doc  # the seed poster's figures
     assert "0.36" not in doc  # no verified source
     assert "−0.41" not in doc or "second-hand" in doc
+
+
+def test_fluency_docstring_says_whose_metric_and_whose_setting():
+    """The n-gram entropy is ROME's formula; its generation setting (greedy) is not ROME's (sampled)."""
+    doc = (ROOT / "unlearnbench" / "probes" / "fluency.py").read_text(encoding="utf-8").split('"""')[1]
+    assert "the *metric*" in doc and "the\n*setting* is not" in doc
+    assert "top-k (k = 5) *sampled*, 100 tokens" in doc and "greedy" in doc

@@ -61,7 +61,7 @@ def _data(concepts, generic=()):
 def _out(model, subject, layer, templates=BARE):
     """Block ``layer``'s output at the subject's last token (float64), and its down_proj keys."""
     keys, out = read_subject(model, tiny_tokenizer(), subject, templates, (0, 1), layer)
-    return out.double(), {k: v.double() for k, v in keys.items()}
+    return out.mean(0).double(), {k: v.double() for k, v in keys.items()}
 
 
 def _changed(before, model):
@@ -347,3 +347,88 @@ def test_stats_fields():
     assert all(t["seconds"] >= 0 and set(t["delta_rank"]) == {"0", "1"} for t in stats["targets"])
     assert stats["history"] == []  # the runner stores stats["history"] as the loss history
     json.dumps(stats)  # the runner stores them as JSON
+
+
+# -- the authors' protocol (Acruxos/ORT): options ---------------------------------------------------
+
+CHAT = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_paper_protocol_options_and_defaults():
+    c = ROCRConfig()
+    assert (c.l2, c.template_set, c.contexts, c.value_context, c.targets, c.noise_scale) == (
+        1e-2,
+        "harness",
+        "plain",
+        "mean",
+        "sequential",
+        1.0,
+    )
+    assert rocr.resolve_templates(c, tiny_tokenizer()) == rocr.DEFAULT_TEMPLATES
+    ort = ROCRConfig(template_set="ort")
+    assert rocr.resolve_templates(ort, tiny_tokenizer())[0] == "{}." and len(rocr.ORT_TEMPLATES) == 6
+    with pytest.raises(ValueError):
+        ROCRConfig(noise_scale=0.0)
+
+
+def test_chat_contexts_wrap_each_template_and_need_a_chat_template():
+    tok = tiny_tokenizer()
+    cfg = ROCRConfig(template_set="ort", contexts="chat")
+    if getattr(tok, "chat_template", None):
+        tok.chat_template = None
+    with pytest.raises(UnlearnbenchError, match="chat template"):
+        rocr.resolve_templates(cfg, tok)
+    tok.chat_template = CHAT
+    wrapped = rocr.resolve_templates(cfg, tok)
+    assert wrapped[4] == "<|im_start|>user\nTell me about {}.<|im_end|>\n<|im_start|>assistant\nAnswer:"
+    assert len(wrapped) == 6 and all(t.count("{}") == 1 for t in wrapped)
+    ids, pos = subject_position(tok, wrapped[4], REPLACEMENT)
+    assert tok.decode(ids[: pos + 1]).endswith("Smith")
+
+
+@torch.no_grad()
+def test_value_context_first_reads_the_first_context_only():
+    model = tiny_model()
+    templates = ("{}", "Tell me about {}.", "{} is known for")
+    for mode, want in (("first", lambda o: o[0]), ("mean", lambda o: o.mean(0))):
+        cfg = ROCRConfig(templates=templates, value_context=mode, projector="none")
+        edit = rocr._Edit(model, tiny_tokenizer(), cfg, (0, 1), templates)
+        z, _ = edit.values([_concepts(1)[0]], REPLACEMENT)
+        out = read_subject(model, tiny_tokenizer(), REPLACEMENT, templates, (0, 1), 1)[1]
+        assert torch.allclose(next(iter(z.values())).float(), want(out), atol=1e-5)
+    assert not torch.allclose(out[0], out.mean(0), atol=1e-3)  # the two options differ here
+
+
+@torch.no_grad()
+def test_noise_scale_sets_the_norm():
+    model = tiny_model()
+    a = _concepts(1)[0]
+    stats = ROCR(ROCRConfig(mode="noise", projector="none", templates=BARE, noise_scale=2.0)).unlearn(model, _data([a]))
+    n = stats["noise_norms"][a]
+    assert n["z"] == pytest.approx(2.0 * n["z_cur"], rel=1e-6)
+
+
+def test_independent_targets_sum_edits_made_from_the_unedited_model():
+    """targets=independent: each target edited from the starting weights with C = 0 (the authors:
+    one target per freshly loaded model), the edits summed; sequential editing differs."""
+    a, b = _concepts(2)
+    start = tiny_model()
+    w0 = state_copy(start)
+    cfg = dict(projector="none", templates=BARE, layers=(0, 1))
+
+    def edited(concepts, **kw):
+        m = copy.deepcopy(start)
+        ROCR(ROCRConfig(**cfg, **kw)).unlearn(m, _data(concepts))
+        return m.state_dict()
+
+    da = {k: v - w0[k] for k, v in edited([a]).items()}
+    db = {k: v - w0[k] for k, v in edited([b]).items()}
+    both = edited([a, b], targets="independent")
+    seq = edited([a, b])
+    name = "model.layers.1.mlp.down_proj.weight"
+    assert torch.allclose(both[name], w0[name] + da[name] + db[name], atol=1e-6)
+    assert not torch.allclose(seq[name], both[name], atol=1e-5)
+    assert all(torch.equal(both[k], w0[k]) for k in w0 if "down_proj" not in k)

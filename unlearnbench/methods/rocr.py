@@ -48,6 +48,35 @@ Defaults and deviations:
   earlier edits in C) is the escape.
 - z_cur and K are the mean over the same templates (AlphaEdit reads z_cur on the request's own
   prompt; a concept here has no single prompt).
+
+The authors' protocol (Acruxos/ORT, ``rocr_main.py``, ``compute_z.py``, ``workflow.py`` and
+``rocr_hparams/llama3-8b-instruct.json``) differs from this harness's defaults in four ways; each is
+an option, and ``rocr,l2=1,template_set=ort,contexts=chat,value_context=first,targets=independent``
+is the paper's protocol as far as a single unlearned model allows:
+
+- ``l2``: the paper's λ₂ is 1 (``"L2": 1``); the default here is 1e-2 (reason above).
+- ``template_set=ort`` + ``contexts=chat``: the paper's six contexts — the user turns "{}.",
+  "Please answer the question about {}.", "Choose the best answer about {}.", "Write the answer
+  about {}.", "Tell me about {}.", "Write something about {}." (``get_context_templates``) — each
+  wrapped in the tokenizer's chat template with the generation prompt and followed by "Answer:".
+  ``contexts=chat`` needs a tokenizer with a chat template (one-line error otherwise). The
+  default (``harness``, ``plain``) is the five plain templates above.
+- ``value_context=first``: z is the last edited layer's output at the replacement subject's last
+  token in the *first* context only (``compute_z_unrelated``: ``cur_out[0][0, lookup_idxs[0]]``);
+  the default ``mean`` averages it over the contexts like K. z_cur is read in the same context(s)
+  as z, so the residual compares like with like. (Deviation: the authors' code reads z_cur on the
+  bare request prompt "{subject}." outside the chat template.)
+- ``targets=independent``: the authors edit one target per freshly loaded model (``workflow.py``
+  runs one ``data_args.target``, C starting at 0). Here every target's ΔW is computed from the
+  unedited weights with C = 0, and their sum is applied to the one model a cell evaluates — the
+  same as the paper for one target, an approximation (no interference between edits is accounted
+  for) for several. The default ``sequential`` edits the targets one after another, each edit
+  seeing the earlier ones (AlphaEdit's sequential editing, C accumulating).
+
+``noise`` mode scale: the authors scale the Gaussian to ``clamp_norm_factor`` (1) × the norm of the
+target's *optimised* reject value (``compute_z`` toward "Unfortunately"); the reject optimisation is
+not implemented here, so the reference norm is the target's current value z_cur (in the value
+contexts) and ``noise_scale`` plays ``clamp_norm_factor``.
 """
 
 from __future__ import annotations
@@ -80,6 +109,18 @@ DEFAULT_TEMPLATES = (
     "{} is known for",
     "Here is a fact about {}:",
 )
+#: The authors' six user turns (ORT ``get_context_templates``: prompt + " {}", filled with "{}.").
+ORT_TEMPLATES = (
+    "{}.",
+    "Please answer the question about {}.",
+    "Choose the best answer about {}.",
+    "Write the answer about {}.",
+    "Tell me about {}.",
+    "Write something about {}.",
+)
+TEMPLATE_SETS = {"harness": DEFAULT_TEMPLATES, "ort": ORT_TEMPLATES}
+#: What the authors append after the chat template's generation prompt.
+ORT_ANSWER_CUE = "Answer:"
 #: Longest generic text (tokens; enters the cache key) for the second moment.
 STATS_MAX_LENGTH = 256
 CACHE_FORMAT = "1"
@@ -99,8 +140,23 @@ class ROCRConfig:
     )
     replacement: str | None = field(default=None, metadata={"help": "replacement subject (default: the benchmark's)"})
     templates: tuple[str, ...] = field(
-        default=DEFAULT_TEMPLATES, metadata={"help": "context templates, each with one {} for the subject"}
+        default=(), metadata={"help": "context templates, each with one {} (empty: those of template_set)"}
     )
+    template_set: Literal["harness", "ort"] = field(
+        default="harness", metadata={"help": "templates when none are given: this harness's five, or the paper's six"}
+    )
+    contexts: Literal["plain", "chat"] = field(
+        default="plain",
+        metadata={"help": "templates as plain text, or each as a chat user turn + 'Answer:' (the paper's)"},
+    )
+    value_context: Literal["mean", "first"] = field(
+        default="mean", metadata={"help": "z and z_cur: mean over the contexts, or the first context (the paper's)"}
+    )
+    targets: Literal["sequential", "independent"] = field(
+        default="sequential",
+        metadata={"help": "edit targets one after another, or each from the unedited model, summed (the paper's)"},
+    )
+    noise_scale: float = field(default=1.0, metadata={"help": "noise mode: norm of z over that of z_cur"})
     l2: float = field(default=1e-2, metadata={"help": "ridge λ₂ of the solve (AlphaEdit uses 10 on Llama-3-8B)"})
     projector: Literal["nullspace", "none"] = field(
         default="nullspace", metadata={"help": "P: null space of generic inputs, or identity"}
@@ -113,8 +169,10 @@ class ROCRConfig:
     seed: int = field(default=0, metadata={"help": "seed of the noise mode"})
 
     def __post_init__(self):
-        if not self.templates or any(t.count("{}") != 1 for t in self.templates):
+        if any(t.count("{}") != 1 for t in self.templates):
             raise ValueError("every template must contain exactly one {}")
+        if self.noise_scale <= 0:
+            raise ValueError("noise_scale must be positive")
         if self.l2 <= 0:
             raise ValueError("l2 must be positive (it also keeps the update inside the null space)")
         if self.nullspace_threshold <= 0 or self.stats_tokens < 1:
@@ -156,14 +214,32 @@ def subject_position(tokenizer, template: str, subject: str) -> tuple[list[int],
 
 @torch.no_grad()
 def read_subject(model, tokenizer, subject: str, templates, key_layers, out_layer) -> tuple[dict, torch.Tensor]:
-    """Per layer the mean key (d_ff) and the mean block output of ``out_layer`` (d_model) at the
-    subject's last token, over ``templates`` (float32)."""
+    """Per layer the mean key (d_ff) over ``templates``, and the block output of ``out_layer`` at
+    the subject's last token in each template (templates × d_model), float32."""
     rows = [subject_position(tokenizer, t, subject) for t in templates]
     rec = record_forward(model, [ids for ids, _ in rows], pad_id_of(tokenizer), key_layers, out_layer)
     at = torch.arange(len(rows)), torch.tensor([p for _, p in rows])
     keys = {layer: rec["keys"][layer][at].float().mean(0) for layer in key_layers}
-    out = rec["out"][at].float().mean(0) if out_layer is not None else None
+    out = rec["out"][at].float() if out_layer is not None else None
     return keys, out
+
+
+def resolve_templates(cfg: "ROCRConfig", tokenizer) -> tuple[str, ...]:
+    """The context templates of ``cfg`` as the model reads them (chat-wrapped for ``contexts=chat``)."""
+    templates = tuple(cfg.templates) or TEMPLATE_SETS[cfg.template_set]
+    if cfg.contexts == "plain":
+        return templates
+    if not getattr(tokenizer, "chat_template", None):
+        raise UnlearnbenchError("rocr: contexts=chat needs a tokenizer with a chat template (this one has none)")
+    wrapped = []
+    for t in templates:
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": t}], tokenize=False, add_generation_prompt=True
+        )
+        if text.count("{}") != 1:
+            raise UnlearnbenchError(f"rocr: the chat template does not keep the subject slot of {t!r} exactly once")
+        wrapped.append(text + ORT_ANSWER_CUE)
+    return tuple(wrapped)
 
 
 # -- second moment, cached ------------------------------------------------------------------------
@@ -279,8 +355,8 @@ class _Edit:
     float32 on accelerators; ``C`` (``cov``) starts at 0.
     """
 
-    def __init__(self, model, tokenizer, cfg: ROCRConfig, layers: tuple[int, ...]):
-        self.model, self.tok, self.cfg, self.layers = model, tokenizer, cfg, layers
+    def __init__(self, model, tokenizer, cfg: ROCRConfig, layers: tuple[int, ...], templates: tuple[str, ...]):
+        self.model, self.tok, self.cfg, self.layers, self.templates = model, tokenizer, cfg, layers, templates
         self.blocks = decoder(model).layers
         weight = self.blocks[layers[0]].mlp.down_proj.weight
         self.dt = torch.float64 if weight.device.type == "cpu" else torch.float32
@@ -289,12 +365,19 @@ class _Edit:
         self.cov = {layer: torch.zeros(self.d_ff, self.d_ff, dtype=self.dt, device=self.dev) for layer in layers}
         self.update_norm = {str(layer): 0.0 for layer in layers}  # Σ over edits of ‖ΔW‖_F
 
+    def reset_cov(self) -> None:
+        """C = 0 on every layer (the start of a fresh edit)."""
+        for c in self.cov.values():
+            c.zero_()
+
     # reading the model as edited so far
 
     def read(self, subject: str) -> tuple[dict, torch.Tensor]:
-        """``subject``'s key per layer and z_cur (the last edited layer's output), in the solve's dtype."""
-        keys, out = read_subject(self.model, self.tok, subject, self.cfg.templates, self.layers, self.layers[-1])
-        return {layer: k.to(self.dt) for layer, k in keys.items()}, out.to(self.dt)
+        """``subject``'s key per layer (mean over the contexts) and its value at the last edited layer
+        (mean over the contexts, or the first one's: ``value_context``), in the solve's dtype."""
+        keys, out = read_subject(self.model, self.tok, subject, self.templates, self.layers, self.layers[-1])
+        value = out[0] if self.cfg.value_context == "first" else out.mean(0)
+        return {layer: k.to(self.dt) for layer, k in keys.items()}, value.to(self.dt)
 
     def read_group(self, group: list[str]) -> tuple[dict, torch.Tensor]:
         """K per layer (d_ff × r) and z_cur (d_model × r) of the ``r`` concepts of ``group``."""
@@ -344,7 +427,7 @@ class _Edit:
             g = torch.randn(z_cur.shape, generator=torch.Generator().manual_seed(cfg.seed + i), dtype=self.dt).to(
                 self.dev
             )
-            targets[c] = g * (z_cur.norm() / g.norm())
+            targets[c] = g * (cfg.noise_scale * z_cur.norm() / g.norm())
             norms[c] = {"z": float(targets[c].norm()), "z_cur": float(z_cur.norm())}
         return targets, {"noise_norms": norms}
 
@@ -410,12 +493,17 @@ class ROCR:
         layers, concepts, replacement = self._resolve(model, data)
         was_training = model.training
         model.eval()
-        edit = _Edit(model, data.tokenizer, cfg, layers)
+        templates = resolve_templates(cfg, data.tokenizer)
+        edit = _Edit(model, data.tokenizer, cfg, layers, templates)
         stats: dict = {
             "layers": list(layers),
             "mode": cfg.mode,
             "projector": cfg.projector,
             "batch": cfg.batch,
+            "targets_mode": cfg.targets,
+            "contexts": cfg.contexts,
+            "value_context": cfg.value_context,
+            "templates": list(templates),
             "replacement": replacement if cfg.mode == "unrelated" else None,
             "l2": cfg.l2,
             "cache_hits": [],
@@ -463,9 +551,25 @@ class ROCR:
 
     def _edit_groups(self, edit: _Edit, concepts: list[str], targets: dict, progress: Progress) -> list[dict]:
         groups = [concepts] if self.config.batch else [[c] for c in concepts]
+        independent = self.config.targets == "independent" and len(groups) > 1
+        weights = {layer: edit.blocks[layer].mlp.down_proj.weight for layer in edit.layers}
+        start = {layer: w.detach().clone() for layer, w in weights.items()} if independent else {}
+        summed = {layer: torch.zeros_like(w) for layer, w in start.items()}
         per_target = []
         with progress.task(f"unlearn ({self.name})", len(groups)) as bar:
             for group in groups:
+                if independent:  # each group from the unedited weights, C = 0, as a freshly loaded model
+                    with torch.no_grad():
+                        for layer, w in weights.items():
+                            w.copy_(start[layer])
+                    edit.reset_cov()
                 per_target.append(edit.apply(group, targets))
+                if independent:
+                    for layer, w in weights.items():
+                        summed[layer] += w.detach() - start[layer]
                 bar.advance()
+        if independent:  # the one model a cell evaluates: every target's edit, summed
+            with torch.no_grad():
+                for layer, w in weights.items():
+                    w.copy_(start[layer] + summed[layer])
         return per_target

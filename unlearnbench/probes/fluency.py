@@ -19,6 +19,13 @@ the model greedily generates ``max_new_tokens`` tokens (default 48; not cut at a
   generations (an unlearned model that answers with EOS at once).
 * ``n_words`` — words in the generation.
 
+Which is whose: the *metric* (``ngram_entropy``'s formula, weights and orders) is ROME's; the
+*setting* is not. ROME scores ``generate_fast`` continuations — top-k (k = 5) *sampled*, 100 tokens
+(``max_out_len=100``) of CounterFact's generation prompts. Here, as in the ORT/ROCR evaluation
+(greedy decoding of the benchmark's own prompts), generations are greedy and ``max_new_tokens``
+(48) long. Entropy grows with length and sampling, so values here are lower than, and not
+comparable with, ROME's tables; compare models within one setting.
+
 Deviation from ROME: words come from a regular expression (runs of letters/digits, or single
 punctuation marks) instead of ``nltk.word_tokenize``, so no extra dependency and no tokenizer data
 download; on plain English the two agree except for contractions and some quote marks. ROME's
