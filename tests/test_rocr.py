@@ -432,3 +432,17 @@ def test_independent_targets_sum_edits_made_from_the_unedited_model():
     assert torch.allclose(both[name], w0[name] + da[name] + db[name], atol=1e-6)
     assert not torch.allclose(seq[name], both[name], atol=1e-5)
     assert all(torch.equal(both[k], w0[k]) for k in w0 if "down_proj" not in k)
+
+
+@torch.no_grad()
+def test_residual_before_is_read_before_the_first_layer_is_edited():
+    """Each target's residual_before is ‖z − z_cur‖ under the weights before its first layer's edit
+    (the value read at i == 0), not a later layer's."""
+    model = tiny_model()
+    a = _concepts(1)[0]
+    z_rep = _out(model, REPLACEMENT, 1)[0]
+    z_cur = _out(model, a, 1)[0]
+    stats = ROCR(ROCRConfig(projector="none", templates=BARE, layers=(0, 1))).unlearn(model, _data([a]))
+    t = stats["targets"][0]
+    assert t["residual_before"][0] == pytest.approx(float((z_rep - z_cur).norm()), rel=1e-5)
+    assert t["residual_after"][0] < 0.5 * t["residual_before"][0]
