@@ -184,10 +184,10 @@ class TofuProbe:
                 )
         return out
 
-    def _truth_ratios(self, model, tokenizer, items, nll=None) -> list[float | None]:
-        """R per item (None where the item has no true/perturbed answers to compare); ``nll``: the
-        pairs' NLLs if already computed."""
-        pairs = self._ratio_pairs(items)
+    def _truth_ratios(self, model, tokenizer, items, nll=None, pairs=None) -> list[float | None]:
+        """R per item (None where the item has no true/perturbed answers to compare); ``nll`` and
+        ``pairs`` (``_ratio_pairs(items)``): the pairs and their NLLs if already computed."""
+        pairs = self._ratio_pairs(items) if pairs is None else pairs
         if nll is None:
             nll = self._nll(model, tokenizer, [p for t, ps in pairs.values() for p in (t, *ps)])
         out = {
@@ -216,7 +216,7 @@ class TofuProbe:
             cfg.gen_batch_size,
             stop=("\n",) if cfg.stop == "newline" else None,
         )
-        ratios = self._truth_ratios(model, tokenizer, items, nll)
+        ratios = self._truth_ratios(model, tokenizer, items, nll, ratio_pairs)
         rows = []
         for it, pair, gen, r in zip(items, answer, gens, ratios):
             a_nll = nll[pair]
