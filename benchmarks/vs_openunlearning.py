@@ -427,6 +427,17 @@ def versions(python: str) -> dict:
     return {"python": python, "torch": t, "transformers": tr}
 
 
+def _own_commit() -> str:
+    """This checkout's commit, with "+dirty" when its tree has changes (a reference result needs a clean one)."""
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if not head:
+        return "unknown (not a git checkout)"
+    dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout.strip()
+    return head + ("+dirty" if dirty else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--open-unlearning", default=None, help="an OpenUnlearning checkout (its src/ and configs/)")
@@ -459,7 +470,7 @@ def main() -> None:
             "threads": args.threads,
             "load_average_before": [round(x, 2) for x in load],
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "processor": platform.processor()},
-            "unlearnbench": {**ours, "versions": versions(sys.executable)},
+            "unlearnbench": {**ours, "versions": {**versions(sys.executable), "commit": _own_commit()}},
         }
         if args.open_unlearning:
             ou = run_open_unlearning(Path(args.open_unlearning), args.ou_python, work, models, data, args.threads)
