@@ -113,3 +113,15 @@ def test_full_finetune_trains_weights_frozen_in_the_input(task):
     key = "model.embed_tokens.weight"
     assert not torch.equal(rec.states[0][key], rec.states[-1][key])
     assert all(p.requires_grad for p in rec.models[-1].parameters())
+
+
+def test_lora_finds_the_projections_of_a_gpt2_style_model():
+    """GPT-2 names its projections c_attn/c_proj/c_fc (Conv1D): LoRA must adapt them, not fail."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from unlearnbench.attacks.finetune import trainable_copy
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32))
+    work = trainable_copy(model, lora=True, lora_r=2, lora_alpha=4)
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n, p in work.named_parameters() if p.requires_grad}
+    assert adapted == {"c_attn", "c_proj", "c_fc"}

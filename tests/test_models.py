@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -129,6 +130,27 @@ def test_save_model_writes_safetensors_only(tiny):
     names = {p.name for p in directory.iterdir()}
     assert "model.safetensors" in names and "config.json" in names
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+
+
+@pytest.mark.parametrize("damage", ["drop", "shrink"])
+def test_weights_missing_or_misshapen_are_refused_not_filled_at_random(tiny, tmp_path, damage):
+    """transformers fills a missing or misfit tensor with random values and only warns; we refuse."""
+    from safetensors.torch import load_file, save_file
+
+    _, _, directory, _ = tiny
+    broken = tmp_path / "broken"
+    shutil.copytree(directory, broken)
+    tensors = load_file(broken / "model.safetensors")
+    name = next(k for k in sorted(tensors) if "layers.0" in k and tensors[k].dim() == 2)
+    if damage == "drop":
+        del tensors[name]
+    else:
+        tensors[name] = tensors[name][:-1].clone()
+    save_file(tensors, broken / "model.safetensors", metadata={"format": "pt"})
+    want = "missing from the files" if damage == "drop" else "do not fit the config's shapes"
+    with pytest.raises(UnlearnbenchError, match=want) as err:
+        load_model(broken)
+    assert name in str(err.value) and "\n" not in str(err.value)
 
 
 def test_weights_sha256_is_byte_hash_stable_and_changes_with_weights(tiny, tmp_path):
@@ -290,13 +312,13 @@ def _permute_for_gguf(weight, n_heads: int):
     )
 
 
-def _write_tiny_gguf(model, tokenizer, path: Path) -> None:
+def _write_tiny_gguf(model, tokenizer, path: Path, architecture: str = "llama") -> None:
     """Write the tiny Llama as an F32 GGUF with a gpt2-style (byte-level BPE) tokenizer."""
     import gguf
     import numpy as np
 
     config = model.config
-    writer = gguf.GGUFWriter(str(path), "llama")
+    writer = gguf.GGUFWriter(str(path), architecture)
     writer.add_name("tiny-llama")
     writer.add_context_length(config.max_position_embeddings)
     writer.add_embedding_length(config.hidden_size)
@@ -368,6 +390,16 @@ def test_gguf_file_and_dir_plus_gguf_file_load(tiny, tmp_path):
     save_model(by_file.model, by_file.tokenizer, tmp_path / "saved")
     again = load_model(tmp_path / "saved")
     torch.testing.assert_close(_logits(again.model, again.tokenizer), expected)
+
+
+def test_gguf_of_an_unknown_architecture_is_one_line(tiny, tmp_path):
+    pytest.importorskip("gguf")
+    model, tokenizer, _, _ = tiny
+    path = tmp_path / "odd.gguf"
+    _write_tiny_gguf(model, tokenizer, path, architecture="wombat")
+    with pytest.raises(UnlearnbenchError, match="architecture 'wombat'") as err:
+        load_model(path)
+    assert "\n" not in str(err.value)
 
 
 def test_gguf_errors(tmp_path, monkeypatch):

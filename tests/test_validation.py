@@ -390,3 +390,74 @@ def test_real_benchmark_model_path_is_checked_before_the_store_opens(
 def test_real_benchmark_limit_must_not_be_negative(capsys, store, no_models):
     argv = ["run", "--benchmark", "tofu,model=org/name,limit=-1", "--method", "npo", "--store", str(store)]
     _refused(capsys, store, no_models, argv, "limit must be >= 0")
+
+
+# ------------------------------------------------------------------ --model, --oracle, --unlearned
+
+
+def test_model_flag_on_the_embedded_world_says_why_not(capsys, store, no_models):
+    err = _refused(capsys, store, no_models, _run(store, "--model", "org/name", "--method", "npo"), "--model does not")
+    assert "fictitious" in err and "--unlearned" in err
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--benchmark", "ort", "--unlearned", "DIR"], "--unlearned needs --model"),
+        (["--benchmark", "toy,size=micro", "--unlearned", "DIR", "--method", "npo"], "use it with --method none"),
+        (["--benchmark", "toy,size=micro", "--unlearned", "PICKLED"], "only pickled weights"),
+        (["--benchmark", "toy,size=micro", "--unlearned", "/nope/x"], "--unlearned /nope/x: no such file"),
+        (["--benchmark", "tofu,model=org/a", "--model", "org/b", "--method", "npo"], "give it once"),
+        (["--benchmark", "tofu", "--model", "org/a", "--dtype", "fp8", "--method", "npo"], "unknown dtype 'fp8'"),
+        (["--benchmark", "tofu", "--model", "PICKLED", "--method", "npo"], "only pickled weights"),
+        (["--benchmark", "toy"], "give --method SPEC"),
+    ],
+)
+def test_model_and_unlearned_flags_refused_in_one_line(tmp_path, capsys, store, no_models, args, needle):
+    pickled = tmp_path / "pk"
+    pickled.mkdir()
+    (pickled / "pytorch_model.bin").write_bytes(b"")
+    (pickled / "config.json").write_text("{}")
+    good = _model_dir(tmp_path / "good", {"model_type": "llama"})
+    args = [{"PICKLED": str(pickled), "DIR": str(good)}.get(a, a) for a in args]
+    argv = ["run", *args, "--store", str(store), "--quiet"]
+    _refused(capsys, store, no_models, argv, needle)
+
+
+def test_model_flags_become_the_benchmark_options(tmp_path, no_models):
+    from unlearnbench.runner import RunRequest, plan
+
+    target = _model_dir(tmp_path / "t", {"model_type": "llama"})
+    oracle = _model_dir(tmp_path / "o", {"model_type": "llama"})
+    model = {
+        "model": str(target),
+        "oracle": str(oracle),
+        "dtype": "bf16",
+        "revision": "main",
+        "trust_remote_code": True,
+    }
+    p = plan(RunRequest(method="npo", benchmark="tofu", model=model))
+    cfg = p.benchmark.config
+    assert (cfg.model, cfg.oracle, cfg.dtype, cfg.revision, cfg.trust_remote_code) == (
+        str(target),
+        str(oracle),
+        "bf16",
+        "main",
+        True,
+    )
+    assert p.benchmark.obj.has_oracle
+    # the same run written with benchmark options has the same cell ids
+    spelled = f"tofu,model={target},oracle={oracle},dtype=bf16,revision=main,trust_remote_code=true"
+    from unlearnbench.runner import cell_ids
+
+    assert cell_ids(p, "a" * 64) == cell_ids(plan(RunRequest(method="npo", benchmark=spelled)), "a" * 64)
+
+
+def test_unlearned_makes_method_none_with_the_checkpoint(tmp_path, no_models):
+    from unlearnbench.runner import RunRequest, plan
+
+    target = _model_dir(tmp_path / "t", {"model_type": "llama"})
+    ckpt = _model_dir(tmp_path / "u", {"model_type": "llama"})
+    p = plan(RunRequest(method="none", benchmark="tofu", model={"model": str(target)}, unlearned=str(ckpt)))
+    assert p.method.name == "none" and p.method.config.checkpoint == str(ckpt)
+    assert p.method.key()["checkpoint_sha256"] == p.method.obj.checkpoint_sha256() != ""

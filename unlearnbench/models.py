@@ -258,8 +258,14 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     with _hub_errors(text, revision, is_hub):
-        model = AutoModelForCausalLM.from_pretrained(location, **model_kwargs)
+        # ignore_mismatched_sizes: transformers then reports the misfits (instead of raising a bare
+        # error) and _refuse_partial_load names them in one line
+        with _gguf_errors(label, gguf_name is not None):
+            model, info = AutoModelForCausalLM.from_pretrained(
+                location, output_loading_info=True, ignore_mismatched_sizes=True, **model_kwargs
+            )
         tokenizer = AutoTokenizer.from_pretrained(location, **common)
+    _refuse_partial_load(label, info)
 
     _ensure_pad_token(model, tokenizer)
     model.eval()
@@ -272,6 +278,54 @@ def load_model(
     else:
         sha = _sha256_files(weight_files)
     return LoadedModel(model=model, tokenizer=tokenizer, source=label, weights_sha256=sha)
+
+
+class _gguf_errors:
+    """A GGUF file of an architecture transformers cannot map to a model: one line naming the ones it can."""
+
+    def __init__(self, label: str, active: bool):
+        self.label, self.active = label, active
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or not self.active or not isinstance(exc, ValueError):
+            return False
+        found = re.search(r"architecture (\S+) is not supported", str(exc))
+        if found is None:
+            return False
+        from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+        known = ", ".join(a for a in GGUF_SUPPORTED_ARCHITECTURES if a not in ("general", "tokenizer"))
+        raise UnlearnbenchError(
+            f"'{self.label}': GGUF architecture '{found.group(1)}' is not one transformers can load ({known})"
+        ) from exc
+
+
+def _refuse_partial_load(label: str, info: dict) -> None:
+    """A model some of whose weights were not in the files, or did not fit their shapes, is refused.
+
+    transformers fills such tensors with fresh random values and only logs a warning (its "LOAD
+    REPORT"); a benchmark would then score a partly random model as if it were the user's.
+    Unexpected extra tensors (old buffers such as rotary ``inv_freq``) are harmless and allowed.
+    """
+    mismatched = list(info.get("mismatched_keys") or [])
+    missing = sorted(info.get("missing_keys") or [])
+    if not (mismatched or missing):
+        return
+    parts = []
+    if mismatched:
+        first = mismatched[0]
+        if isinstance(first, (tuple, list)) and len(first) == 3:
+            name, theirs, ours = first
+            first = f"{name}: {tuple(theirs)} in the files, {tuple(ours)} in its config"
+        parts.append(f"{len(mismatched)} tensor(s) do not fit the config's shapes (e.g. {first})")
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) are missing from the files (e.g. {missing[0]})")
+    raise UnlearnbenchError(
+        f"refusing to load '{label}': " + "; ".join(parts) + " (transformers would fill them with random values)"
+    )
 
 
 def check_source(source: str | os.PathLike, *, gguf_file: str | None = None) -> None:

@@ -29,7 +29,7 @@ from .data.types import PlanContext, call_hook, declared
 from .errors import UnlearnbenchError
 from .progress import SILENT, Progress
 from .registry import ATTACKS, BENCHMARKS, METHODS, PROBES, TASKS, Registry, plugin_version
-from .spec import Spec, build_config, config_to_dict, parse_spec
+from .spec import Spec, build_config, config_to_dict, load_yaml, parse_spec
 from .store import ResultStore, ScoreRow, cell_id
 
 
@@ -45,7 +45,20 @@ class RunRequest:
     data: dict[str, str] = field(default_factory=dict)
     # models every attack is also run on (same data, seed, budget): see CONTROLS
     controls: list[str] = field(default_factory=lambda: ["oracle"])
+    # --model/--oracle/--dtype/--revision/--trust-remote-code: options of the benchmark (see MODEL_OPTIONS)
+    model: dict[str, object] = field(default_factory=dict)
+    # --unlearned DIR: a checkpoint unlearned elsewhere, attacked as method 'none' (checkpoint=DIR)
+    unlearned: str = ""
 
+
+#: The benchmark options the run's model flags set (flag -> option of the benchmark's Config).
+MODEL_OPTIONS = {
+    "model": "model",
+    "oracle": "oracle",
+    "dtype": "dtype",
+    "revision": "revision",
+    "trust_remote_code": "trust_remote_code",
+}
 
 #: Control kinds: ``oracle`` (the retrain oracle attacked the same way: the floor an attack should
 #: be measured against; the default), ``base`` (the base model attacked too: the ceiling; implies
@@ -152,6 +165,64 @@ def _data_tasks(data: dict[str, str]) -> dict[str, Plugin]:
     return {name: resolve(TASKS, name, opts) for name, opts in options.items()}
 
 
+def benchmark_spec(text: str, model: dict | None) -> Spec:
+    """The benchmark spec with the run's model flags (``--model`` ...) added as its options.
+
+    A benchmark whose Config has no ``model`` field (the embedded world) refuses them: its probes
+    ask about fictitious people only its own models were trained on.
+    """
+    spec = parse_spec(text)
+    given = {k: v for k, v in (model or {}).items() if v not in (None, "", False)}
+    if not given:
+        return spec
+    unknown = sorted(set(given) - set(MODEL_OPTIONS))
+    if unknown:
+        raise UnlearnbenchError(f"unknown model option {unknown[0]!r} (options: {', '.join(MODEL_OPTIONS)})")
+    fields = set(getattr(BENCHMARKS.get(spec.name).Config, "__dataclass_fields__", {}))
+    flag = "--" + next(iter(given)).replace("_", "-")
+    if "model" not in fields:
+        raise UnlearnbenchError(
+            f"{flag} does not apply to benchmark {spec.name}: its probes ask about the embedded world's fictitious "
+            "people, which only its own models were trained on, so any other model scores zero for reasons that "
+            "have nothing to do with unlearning. Use a benchmark on real data (tofu, muse, wmdp, ort) with --model, "
+            f"or --unlearned DIR for a checkpoint unlearned elsewhere from the {spec.name} target"
+        )
+    options = dict(spec.options)
+    for flag_name, value in given.items():
+        option = MODEL_OPTIONS[flag_name]
+        if option not in fields:
+            raise UnlearnbenchError(f"--{flag_name.replace('_', '-')}: benchmark {spec.name} has no {option} option")
+        if option in options:
+            raise UnlearnbenchError(
+                f"--{flag_name.replace('_', '-')} and {spec.name},{option}= both name the {option}: give it once"
+            )
+        options[option] = "true" if value is True else str(value)
+    return Spec(spec.name, spec.arg, options)
+
+
+def _method_spec(request: RunRequest, bench_spec: Spec) -> Spec:
+    """The method spec; ``--unlearned DIR`` makes it ``none,checkpoint=DIR`` (method none only)."""
+    spec = parse_spec(request.method)
+    if not request.unlearned:
+        return spec
+    if spec.name != "none":
+        raise UnlearnbenchError(
+            f"--unlearned is a checkpoint unlearned elsewhere: use it with --method none (or no --method), "
+            f"not {spec.name}"
+        )
+    if "checkpoint" in spec.options:
+        raise UnlearnbenchError("--unlearned and none,checkpoint= both name the checkpoint: give it once")
+    cls = BENCHMARKS.get(bench_spec.name)
+    takes_model = "model" in getattr(cls.Config, "__dataclass_fields__", {})
+    spec_file = getattr(cls, "spec_file", None)
+    if takes_model and "model" not in bench_spec.options and not (spec_file and load_yaml(spec_file).get("model")):
+        raise UnlearnbenchError(
+            f"--unlearned needs --model: the model {request.unlearned} was unlearned from (its original, "
+            "against which forgetting is measured and whose tokenizer is used)"
+        )
+    return Spec(spec.name, spec.arg, {**spec.options, "checkpoint": request.unlearned})
+
+
 def plan(request: RunRequest) -> RunPlan:
     """Resolve and validate every spec before any model is touched (bad input fails fast).
 
@@ -164,7 +235,9 @@ def plan(request: RunRequest) -> RunPlan:
     from .models import resolve_device
 
     resolve_device(request.device)  # a typo ("did you mean") or a missing GPU: one line, now
-    bench = resolve(BENCHMARKS, request.benchmark)
+    bench_spec = benchmark_spec(request.benchmark, request.model)
+    method_spec = _method_spec(request, bench_spec)  # --unlearned without --model: said before any loading
+    bench = resolve(BENCHMARKS, bench_spec)
     b = bench.obj
     data_tasks = _data_tasks(request.data or {})
     ctx = PlanContext(
@@ -173,7 +246,6 @@ def plan(request: RunRequest) -> RunPlan:
         benchmark=b,
     )
     used: set[str] = set()
-    method_spec = parse_spec(request.method)
     method = resolve(METHODS, method_spec, b.defaults("methods", method_spec.name), {"seed": request.seed})
     used.update(call_hook(method.obj, "bind", ctx))
     attacks = []

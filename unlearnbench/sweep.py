@@ -119,6 +119,8 @@ class Experiment:
     expected: list[dict] = field(default_factory=list)  # studies only; see unlearnbench.study
     source: str = ""
     controls: list[str] = field(default_factory=lambda: ["oracle"])  # see runner.CONTROLS
+    model: dict[str, object] = field(default_factory=dict)  # --model etc.: see runner.RunRequest.model
+    unlearned: str = ""  # --unlearned DIR: see runner.RunRequest.unlearned
 
     def requests(self, device: str = "cpu"):
         from .runner import RunRequest
@@ -133,6 +135,8 @@ class Experiment:
                 device=device,
                 data=dict(self.data),
                 controls=list(self.controls),
+                model=dict(self.model),
+                unlearned=self.unlearned,
             )
             for s in self.seeds
             for m in self.methods

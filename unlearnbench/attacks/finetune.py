@@ -34,6 +34,8 @@ from ..progress import SILENT, Progress
 from ..registry import register_attack
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# GPT-2-style models (Conv1D): fused q/k/v, the attention and MLP output projections, the MLP input
+LORA_TARGETS_GPT2 = ("c_attn", "c_proj", "c_fc")
 
 
 @dataclass(frozen=True)
@@ -96,14 +98,17 @@ def sft_step(work, encoded, pad: int, opt, params, label: str, step: int) -> flo
 
 def trainable_copy(model, lora: bool, lora_r: int = 8, lora_alpha: int = 16):
     """A deep copy to attack (the model handed in is never modified): every weight trainable for
-    full fine-tuning, or LoRA adapters (peft) on the attention and MLP projections."""
+    full fine-tuning, or LoRA adapters (peft) on the attention and MLP projections (Llama-style names, else GPT-2's
+    c_attn/c_proj/c_fc, else peft's default modules for the model type)."""
     work = copy.deepcopy(model)
     work.requires_grad_(not lora)  # full fine-tuning trains every weight, frozen ones included
     if lora:
         from peft import LoraConfig, get_peft_model
 
         present = {n.rsplit(".", 1)[-1] for n, _ in work.named_modules()}
-        targets = [t for t in LORA_TARGETS if t in present]
+        targets = [t for t in LORA_TARGETS if t in present] or [t for t in LORA_TARGETS_GPT2 if t in present]
+        if not targets:  # another naming: peft's own default modules for this model type
+            targets = None
         work = get_peft_model(
             work,
             LoraConfig(

@@ -39,6 +39,10 @@ class RealBenchmarkConfig:
     oracle: str = field(default="", metadata={"help": "retrained (gold-standard) model, same forms as model"})
     data: str = field(default="", metadata={"help": "local data folder (default: the hub ids in the YAML spec)"})
     gguf_file: str = field(default="", metadata={"help": "GGUF file name inside a model directory"})
+    dtype: str = field(
+        default="auto", metadata={"help": "weights dtype: auto (float32 on CPU), float32, bfloat16, float16"}
+    )
+    revision: str = field(default="", metadata={"help": "hub revision (branch, tag or commit) of model and oracle"})
     trust_remote_code: bool = field(default=False, metadata={"help": "let transformers run the model's code"})
     limit: int = field(default=0, metadata={"help": "use only the first N items of each split (0: all)"})
 
@@ -64,7 +68,9 @@ class RealBenchmark:
         self.model_name = _short_name(self.model_source)
         if self.config.limit < 0:
             raise UnlearnbenchError(f"benchmark {self.name}: limit must be >= 0 (0: every item)")
-        from ..models import check_source
+        from ..models import check_source, resolve_dtype
+
+        resolve_dtype(self.config.dtype, "cpu")  # an unknown dtype: one line now
 
         # a typo in a model path is one line now, before the run opens the store or loads anything
         gguf = self.config.gguf_file or None
@@ -91,9 +97,10 @@ class RealBenchmark:
         return load_model(
             source,
             device=device,
-            dtype="auto",
+            dtype=self.config.dtype,
             trust_remote_code=self.config.trust_remote_code,
             gguf_file=self.config.gguf_file or None,
+            revision=self.config.revision or None,
         )
 
     def n_layers(self) -> int | None:

@@ -22,7 +22,7 @@ def cmd_run(args) -> int:
     from ..sweep import split_specs
 
     request = runner.RunRequest(
-        method=args.method,
+        method=_method_arg(args),
         attacks=args.attack,
         benchmark=args.benchmark,
         probes=split_specs(args.probes) if args.probes else None,
@@ -30,6 +30,8 @@ def cmd_run(args) -> int:
         device=args.device,
         data=_data_args(args.data),
         controls=args.control or ["oracle"],
+        model=_model_args(args),
+        unlearned=args.unlearned or "",
     )
     planned = runner.plan(request)  # validate every spec before opening anything
     from .render import RichProgress, render_run
@@ -286,12 +288,17 @@ def _experiment_from_args(args):
 
     if args.experiment:
         exp = load_experiment(args.experiment)
-    elif args.methods and args.attacks:
+    elif (args.methods or args.unlearned) and args.attacks:
         exp = Experiment(name="sweep", methods=[], attacks=[])
     else:
         raise UnlearnbenchError("give --experiment NAME_OR_YAML, or both --methods and --attacks")
     if args.methods:
         exp.methods = split_specs(args.methods)
+    elif args.unlearned:
+        exp.methods = ["none"]
+    exp.model = {**exp.model, **_model_args(args)}
+    if args.unlearned:
+        exp.unlearned = args.unlearned
     if args.attacks:
         exp.attacks = expand_grids(split_specs(args.attacks))
     if args.seeds:
@@ -309,6 +316,31 @@ def _experiment_from_args(args):
     if not exp.methods or not exp.attacks:
         raise UnlearnbenchError("the sweep needs at least one method and one attack")
     return exp
+
+
+def _method_arg(args) -> str:
+    """--method, or 'none' when only --unlearned is given."""
+    from ..errors import UnlearnbenchError
+
+    if args.method:
+        return args.method
+    if args.unlearned:
+        return "none"
+    raise UnlearnbenchError(
+        "give --method SPEC (e.g. --method npo), or --unlearned DIR to attack a model unlearned elsewhere"
+    )
+
+
+def _model_args(args) -> dict:
+    """The model flags that were given, as runner.RunRequest.model (benchmark options)."""
+    flags = {
+        "model": args.model,
+        "oracle": args.oracle,
+        "dtype": args.dtype,
+        "revision": args.revision,
+        "trust_remote_code": args.trust_remote_code,
+    }
+    return {k: v for k, v in flags.items() if v not in (None, "", False)}
 
 
 def _data_args(items: list[str]) -> dict[str, str]:

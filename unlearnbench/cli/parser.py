@@ -27,7 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
         "model, evaluating all probe forms before unlearning, after it and after "
         "every attack epoch. Finished cells in the store are reused.",
     )
-    r.add_argument("--method", required=True, help="method spec, e.g. npo or npo,beta=0.1,lr=5e-4")
+    r.add_argument(
+        "--method",
+        default=None,
+        help="method spec, e.g. npo or npo,beta=0.1,lr=5e-4 (required unless --unlearned is given: then none)",
+    )
     r.add_argument(
         "--attack",
         action="append",
@@ -36,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="attack spec, e.g. finetune:arith or finetune:arith,epochs=3,lr=1e-4,lora=true (repeatable)",
     )
     r.add_argument("--benchmark", default="toy", help="benchmark spec (default: toy; e.g. toy,size=micro)")
+    _add_model_args(r)
     r.add_argument(
         "--data",
         action="append",
@@ -90,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--attacks", default=None, help="e.g. finetune:arith,finetune:topic,relearn:forget")
     sw.add_argument("--seeds", default=None, help="e.g. 0,1,2 or 0-2 (default 0)")
     sw.add_argument("--benchmark", default=None, help="benchmark spec (default: the experiment's, else toy)")
+    _add_model_args(sw)
     sw.add_argument(
         "--probes",
         default=None,
@@ -216,6 +222,40 @@ def build_parser() -> argparse.ArgumentParser:
     wb.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_leaderboard_parsers(sub)
     return p
+
+
+def _add_model_args(p) -> None:
+    """--model, --oracle, --dtype, --revision, --trust-remote-code and --unlearned (run, sweep)."""
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="ID_OR_DIR",
+        help="your model: a hub id, a local directory (config.json + *.safetensors) or a .gguf file; for "
+        "benchmarks on real data (tofu, muse, wmdp, ort), not the embedded world",
+    )
+    p.add_argument(
+        "--oracle",
+        default=None,
+        metavar="ID_OR_DIR",
+        help="the retrain oracle (the same model trained without the forget set): forget quality and the "
+        "attacked-oracle control are measured against it",
+    )
+    p.add_argument(
+        "--dtype", default=None, help="weights dtype for --model/--oracle: auto (default), float32, bfloat16"
+    )
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) of --model and --oracle")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let transformers run the model repository's own code (off unless given)",
+    )
+    p.add_argument(
+        "--unlearned",
+        default=None,
+        metavar="DIR",
+        help="a checkpoint unlearned elsewhere, from --model: evaluated and attacked as method none "
+        "against its original (--model) and the oracle (--oracle)",
+    )
 
 
 def _add_executor_args(p) -> None:
