@@ -103,7 +103,7 @@ def test_no_import_loops():
 
 
 PLUGINS = ("methods", "attacks", "probes", "benchmarks", "tasks")
-HARNESS = ("runner", "store", "cli", "report", "sweep", "study", "regress", "leaderboard", "taskvec")
+HARNESS = ("runner", "store", "cli", "report", "export", "sweep", "study", "regress", "leaderboard", "taskvec")
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ HARNESS = ("runner", "store", "cli", "report", "sweep", "study", "regress", "lea
         # the embedded world and the shared types are below the harness
         (("toy", "data"), HARNESS + PLUGINS, None),
         # reports read the store; they never run or load a model
-        (("report",), ("runner", "models", "inference", "generation", "methods", "attacks", "probes"), None),
+        (("report", "export"), ("runner", "models", "inference", "generation", "methods", "attacks", "probes"), None),
     ],
     ids=["plugins-harness", "no-methods", "no-toy", "thin-toy-plugins", "toy-data-below", "report-reads"],
 )

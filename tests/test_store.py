@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from unlearnbench.errors import UnlearnbenchError
+from unlearnbench.export import export
 from unlearnbench.store import ResultStore, ScoreRow, cell_id
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -409,33 +410,6 @@ def test_scores_frame_long_format_with_labels(filled):
     assert sorted(cells.cell_id) == ["attack-cell", "base-cell"]
 
 
-def test_export_items_csv_and_json(filled):
-    out = io.StringIO()
-    text = filled.export("csv", out=out)
-    assert out.getvalue() == text
-    frame = pd.read_csv(io.StringIO(text))
-    assert len(frame) == 8
-    assert frame.value.sum() == pytest.approx(0.2 + 0.4 + 0.9 + 0.1 + 0.3 + 0.5 + 0.7 + 1.0)
-    records = json.loads(filled.export("json"))
-    assert isinstance(records, list) and len(records) == 8
-    assert {r["item_id"] for r in records if r["cell_id"] == "base-cell"} == {"q0", "q1", "q2"}
-
-
-def test_export_summary_means(filled):
-    records = json.loads(filled.export("json", level="summary"))
-    # base: (base/forget/qa); attack: epoch=0 forget, epoch=1 forget, epoch=1 retain.
-    assert len(records) == 4  # the base cell survives grouping despite NULL attack columns
-    means = {(r["cell_id"], r["checkpoint"], r["split"]): r["value"] for r in records}
-    assert means[("base-cell", "base", "forget")] == pytest.approx(0.5)
-    assert means[("attack-cell", "epoch=0", "forget")] == pytest.approx(0.2)
-    assert means[("attack-cell", "epoch=1", "forget")] == pytest.approx(0.6)
-    assert means[("attack-cell", "epoch=1", "retain")] == pytest.approx(1.0)
-    csv = pd.read_csv(io.StringIO(filled.export("csv", level="summary")))
-    assert len(csv) == 4
-    assert csv.loc[csv.checkpoint == "epoch=1", "value"].sort_values().tolist() == pytest.approx([0.6, 1.0])
-    assert csv.n.sum() == 8
-
-
 def test_item_means_frame_per_step_of_the_asked_forms_without_aggregate_rows(filled, run_id):
     filled.commit_cell(
         run_id,
@@ -463,19 +437,6 @@ def test_item_means_frame_per_step_of_the_asked_forms_without_aggregate_rows(fil
     assert filled.item_means_frame(["nothing"]).empty and filled.item_means_frame([]).empty
 
 
-def test_export_rejects_unknown_format_and_level(filled):
-    with pytest.raises(UnlearnbenchError, match="format"):
-        filled.export("parquet")
-    with pytest.raises(UnlearnbenchError, match="level"):
-        filled.export("csv", level="cells")
-
-
-def test_export_empty_store(store):
-    assert json.loads(store.export("json")) == []
-    assert json.loads(store.export("json", level="summary")) == []
-    assert pd.read_csv(io.StringIO(store.export("csv"))).empty
-
-
 def test_nan_round_trip(store, run_id, db):
     scores = [
         ScoreRow("attacked", 0, "forget", "qa", "a", "loss", float("nan")),
@@ -489,18 +450,18 @@ def test_nan_round_trip(store, run_id, db):
     assert math.isnan(frame.loc["a", "value"])
     assert frame.loc["b", "value"] == 2.0
     assert frame.loc["c", "value"] == math.inf
-    items = {r["item_id"]: r["value"] for r in json.loads(store.export("json"))}
+    items = {r["item_id"]: r["value"] for r in json.loads(export(store, "json"))}
     assert items == {"a": None, "b": 2.0, "c": None}
-    csv = pd.read_csv(io.StringIO(store.export("csv"))).set_index("item_id")
+    csv = pd.read_csv(io.StringIO(export(store, "csv"))).set_index("item_id")
     assert math.isnan(csv.loc["a", "value"]) and csv.loc["c", "value"] == math.inf
-    (summary,) = json.loads(store.export("json", level="summary"))
+    (summary,) = json.loads(export(store, "json", level="summary"))
     assert summary["n"] == 3 and summary["value"] is None  # mean over 2.0 and inf is inf -> null
 
 
 def test_json_export_keeps_full_float_precision(store, run_id):
     value = 0.12345678901234567
     store.commit_cell(run_id, "p", {"k": "p"}, "base", {}, [ScoreRow("base", 0, "forget", "qa", "a", "prob", value)])
-    assert json.loads(store.export("json"))[0]["value"] == value
+    assert json.loads(export(store, "json"))[0]["value"] == value
 
 
 def test_unknown_label_field_is_a_bug(store, run_id):

@@ -64,7 +64,6 @@ Nothing here imports torch; pandas is imported only inside the functions that bu
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
@@ -76,7 +75,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING
 
 from unlearnbench.errors import UnlearnbenchError
 from unlearnbench.spec import canonical_json
@@ -614,42 +613,3 @@ class ResultStore:
         return summary.sort_values(
             ["cell_id", "step", "checkpoint", "split", "form", "metric"], kind="stable", ignore_index=True
         )
-
-    def export(self, fmt: str, out: TextIO | None = None, level: str = "items") -> str:
-        """Export scores as 'csv' or 'json' (one JSON document: a list of records).
-
-        ``level='items'`` gives every score row (:meth:`scores_frame`); ``level='summary'`` gives
-        mean values per cell/checkpoint/split/form/metric (:meth:`summary_frame`). Returns the
-        text and also writes it to ``out`` if given. Non-finite values become ``null`` in JSON.
-        """
-        if fmt not in ("csv", "json"):
-            raise UnlearnbenchError(f"unknown export format '{fmt}'; choose 'csv' or 'json'")
-        if level == "items":
-            frame = self.scores_frame()
-        elif level == "summary":
-            frame = self.summary_frame()
-        else:
-            raise UnlearnbenchError(f"unknown export level '{level}'; choose 'items' or 'summary'")
-        if fmt == "csv":
-            buffer = io.StringIO()
-            frame.to_csv(buffer, index=False)
-            text = buffer.getvalue()
-        else:
-            # Built by hand rather than DataFrame.to_json, which rounds floats to 10 digits.
-            records = [
-                {col: _json_value(val) for col, val in zip(frame.columns, row)}
-                for row in frame.itertuples(index=False, name=None)
-            ]
-            text = json.dumps(records, allow_nan=False)
-        if out is not None:
-            out.write(text)
-        return text
-
-
-def _json_value(value: Any) -> Any:
-    """A frame cell as a JSON-safe Python value: numpy scalars unwrapped, NaN/inf -> None."""
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()  # numpy scalar -> Python scalar
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -194,12 +194,11 @@ def cmd_results(args) -> int:
 
     if not os.path.exists(args.store):
         raise UnlearnbenchError(f"no results store at '{args.store}' (run `unlearnbench run` first or pass --store)")
+    from ..export import export
+
     with ResultStore(args.store) as store:
-        text = store.export(args.format, level=args.level)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    else:
+        text = export(store, args.format, level=args.level, out=args.out)
+    if text is not None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 

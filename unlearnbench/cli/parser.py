@@ -188,9 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="a benchmarks/task_similarity.py result: also draw worst-case recovery vs each attack task's similarity",
     )
 
-    res = sub.add_parser("results", help="export stored results (pandas) as CSV or JSON")
+    res = sub.add_parser(
+        "results",
+        help="export stored results as CSV, JSON or parquet",
+        description="Every per-item score (--level items), or means per cell/checkpoint/split/form/metric with "
+        "forget quality, recovery and the attacked-oracle measures of every checkpoint (--level summary).",
+    )
     res.add_argument("--store", default=DEFAULT_STORE)
-    res.add_argument("--format", choices=("csv", "json"), default="csv")
+    res.add_argument("--format", choices=("csv", "json", "parquet"), default="csv", help="parquet needs --out")
     res.add_argument(
         "--level",
         choices=("items", "summary"),
