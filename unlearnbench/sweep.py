@@ -29,6 +29,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import UnlearnbenchError
 from .progress import SILENT, Progress
@@ -218,6 +219,11 @@ class SweepState:
     status: dict[tuple[str, int, str], str] = field(default_factory=dict)  # (method, seed, column) -> status
     reasons: dict[tuple[str, int, str], str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    # the cells every method shares: ("base" | "oracle", seed, column) -> status; column "unlearn" is
+    # the model's own evaluation, an attack column its control cell (that attack on that model)
+    refs: dict[tuple[str, int, str], str] = field(default_factory=dict)
+    # called as listener(row, seed, column, status, reason) on every change (the plain-text view)
+    listener: Callable[..., None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -233,12 +239,33 @@ class SweepState:
         self.status[(method, seed, column)] = status
         if reason:
             self.reasons[(method, seed, column)] = reason
+        if self.listener is not None:
+            self.listener(method, seed, column, status, reason)
+
+    def set_ref(self, row: str, seed: int, column: str, status: str, reason: str = "") -> None:
+        """A shared cell's status; the next method's run reusing a cell this sweep computed is no news."""
+        previous = self.refs.get((row, seed, column))
+        if previous == status or (previous == FINISHED and status == CACHED):
+            return
+        self.refs[(row, seed, column)] = status
+        if self.listener is not None:
+            self.listener(row, seed, column, status, reason)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for v in self.status.values():
             out[v] = out.get(v, 0) + 1
         return out
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left, from the mean time of the cells computed so far (reused cells cost nothing
+        and are not counted); None before the first one is done or once nothing is left."""
+        counts = self.counts()
+        done = sum(counts.get(k, 0) for k in (FINISHED, FAILED))
+        left = counts.get(PENDING, 0) + counts.get(RUNNING, 0)
+        if not done or not left:
+            return None
+        return ((now or time.time()) - self.started) / done * left
 
 
 @dataclass
@@ -261,7 +288,14 @@ def show_cell(state: SweepState, method: str, seed: int, cell, attacks) -> bool:
     """Put one of a (method, seed) run's cells into the matrix view; False for the cells that are
     not in it (base, oracle and controls: shared by every method). ``attacks`` iterates the sweep's
     attack columns and is shared by the run's calls (the runner yields attacks in that order)."""
-    if cell.kind in ("base", "oracle", "control"):
+    if cell.kind in ("base", "oracle"):
+        state.set_ref(cell.kind, seed, "unlearn", cell.status, cell.reason)
+        return False
+    if cell.kind == "control":
+        attack = cell.label.get("attack")
+        column = next((a for a in state.attacks if canonical_spec(a) == attack), None)
+        if column is not None:
+            state.set_ref(cell.label.get("method", "oracle"), seed, column, cell.status, cell.reason)
         return False
     column = "unlearn" if cell.kind == "unlearn" else next(attacks)
     status = SKIPPED if cell.reason == "unlearning failed" else cell.status

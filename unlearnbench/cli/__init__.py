@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     from ..errors import UnlearnbenchError
-    from .commands import COMMANDS
+    from .commands import COMMANDS, quiet_libraries
+
+    if getattr(args, "quiet", False):
+        quiet_libraries()
 
     try:
         return COMMANDS[args.command](args)

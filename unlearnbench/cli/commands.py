@@ -12,6 +12,26 @@ import sys
 
 from . import leaderboard
 
+#: Libraries whose log records --quiet raises to errors only (their warnings and load reports).
+QUIET_LOGGERS = ("transformers", "datasets", "peft", "huggingface_hub", "accelerate", "torch", "ray")
+
+
+def quiet_libraries() -> None:
+    """--quiet: no warnings from the libraries underneath (deprecations, load reports, generation
+    flags); errors still print, and the harness's own warnings (e.g. prompts cut to fit) still log."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # read when transformers sets its logging up
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+
 
 def cmd_run(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

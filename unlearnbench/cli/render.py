@@ -3,17 +3,41 @@ tables on stdout. Imported only by the command handlers (Rich is not needed for 
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.progress import Progress as _RichProgress
-from rich.table import Table
+from rich.table import Column, Table
 
 from ..progress import Progress, TaskHandle
 
 _err = Console(stderr=True)
+
+
+#: Below this many columns the progress line drops its bar (the bars collapsed to nothing at 80).
+NARROW = 100
+#: Without a terminal, a running task says where it is at most this often (seconds).
+PLAIN_EVERY = 30.0
+
+
+def _stamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def _fields_text(fields: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 class _RichHandle(TaskHandle):
@@ -24,26 +48,62 @@ class _RichHandle(TaskHandle):
         self.bar.advance(self.task_id, n)
 
     def update(self, **fields) -> None:
-        text = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-        self.bar.update(self.task_id, info=text)
+        self.bar.update(self.task_id, info=_fields_text(fields))
+
+
+class _PlainHandle(TaskHandle):
+    """A task as timestamped lines (stderr is not a terminal: a log file, CI, ``nohup``)."""
+
+    def __init__(self, owner: "RichProgress", description: str, total: int | None):
+        self.owner, self.description, self.total = owner, description, total
+        self.done, self.fields = 0, ""
+        self.started = self.last = time.time()
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        self._maybe_say()
+
+    def update(self, **fields) -> None:
+        self.fields = _fields_text(fields)
+        self._maybe_say()
+
+    def _maybe_say(self) -> None:
+        now = time.time()
+        if now - self.last >= PLAIN_EVERY:
+            self.last = now
+            self.owner.log(f"{self.description}: {self._where(now)}")
+
+    def _where(self, now: float) -> str:
+        elapsed = now - self.started
+        parts = [f"{self.done}/{self.total}" if self.total else f"{self.done}", f"{_duration(elapsed)}"]
+        if self.total and 0 < self.done < self.total:
+            parts.append(f"ETA {_duration(elapsed / self.done * (self.total - self.done))}")
+        return " · ".join(parts) + (f" · {self.fields}" if self.fields else "")
 
 
 class RichProgress(Progress):
-    """Progress bars on stderr. ``drop_finished``: remove a task's bar when it ends (the sweep view,
-    which must stay one screen high) instead of leaving it completed."""
+    """Progress on stderr: Rich bars on a terminal (without the bar below :data:`NARROW` columns),
+    plain timestamped lines otherwise (a start line, one every :data:`PLAIN_EVERY` seconds with
+    the position and ETA, a done line with the time taken). ``drop_finished``: remove a task's bar
+    when it ends (the sweep view, which must stay one screen high) instead of leaving it completed."""
 
-    def __init__(self, enabled: bool = True, drop_finished: bool = False):
+    def __init__(self, enabled: bool = True, drop_finished: bool = False, console: Console | None = None):
         self.enabled = enabled
         self.drop_finished = drop_finished
-        self.bar = _RichProgress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
+        self.console = console or _err
+        self.plain = not self.console.is_terminal
+        narrow = self.console.width < NARROW
+        columns = [TextColumn("[bold]{task.description}", table_column=Column(ratio=2 if narrow else None))]
+        if not narrow:
+            columns.append(BarColumn(bar_width=24))
+        columns += [
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=_err,
-            disable=not enabled,
-            transient=False,
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+        ]
+        self.bar = _RichProgress(
+            *columns, console=self.console, disable=not enabled or self.plain, transient=False, expand=narrow
         )
 
     def __enter__(self):
@@ -55,6 +115,16 @@ class RichProgress(Progress):
 
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[TaskHandle]:
+        if self.plain:
+            handle = _PlainHandle(self, description, total)
+            if self.enabled:
+                self.log(f"{description}: start" + (f" ({total} steps)" if total else ""))
+            try:
+                yield handle
+            finally:
+                if self.enabled:
+                    self.log(f"{description}: done in {_duration(time.time() - handle.started)}")
+            return
         task_id = self.bar.add_task(description, total=total, info="")
         try:
             yield _RichHandle(self.bar, task_id)
@@ -65,7 +135,11 @@ class RichProgress(Progress):
                 self.bar.update(task_id, completed=total if total is not None else 1)
 
     def log(self, message: str) -> None:
-        if self.enabled:
+        if not self.enabled:
+            return
+        if self.plain:
+            print(f"[{_stamp()}] {message}", file=self.console.file, flush=True)
+        else:
             self.bar.console.print(message)
 
 
@@ -285,32 +359,54 @@ _SYMBOL = {
 
 
 def sweep_table(state) -> Table:
-    """The matrix: one row per method, one column per unlearn/attack, one symbol per seed."""
+    """The matrix: the shared base/oracle rows (their evaluation, then their control cells), then one row
+    per method; one column per unlearn/attack, one symbol per seed."""
     counts = state.counts()
     done = sum(counts.get(k, 0) for k in ("finished", "cached", "failed", "skipped"))
-    import time as _time
-
+    eta = state.eta()
     table = Table(
-        title=f"sweep: {done}/{len(state.status)} cells · {_time.time() - state.started:.0f}s · "
-        "✓ done ↺ reused ✗ failed ▶ running · one symbol per seed "
+        title=f"sweep: {done}/{len(state.status)} cells · {_duration(time.time() - state.started)}"
+        + (f" · ETA {_duration(eta)}" if eta is not None else "")
+        + " · ✓ done ↺ reused ✗ failed ▶ running · one symbol per seed "
         f"({','.join(map(str, state.seeds))})",
         title_justify="left",
     )
     table.add_column("method")
     for c in state.columns:
         table.add_column(c, justify="center")
+    for row in ("base", "oracle"):
+        if any(r == row for r, _s, _c in state.refs):
+            symbols = [
+                "".join(_SYMBOL[state.refs[(row, s, c)]] for s in state.seeds if (row, s, c) in state.refs)
+                for c in state.columns
+            ]
+            table.add_row(f"[dim]{row}[/dim]", *symbols)
     for m in state.methods:
         table.add_row(m, *["".join(_SYMBOL[state.status[(m, s, c)]] for s in state.seeds) for c in state.columns])
     return table
 
 
 class SweepView(RichProgress):
-    """Progress bars under a live matrix of the sweep (one Rich Live display for both)."""
+    """Progress bars under a live matrix of the sweep (one Rich Live display for both). Without a
+    terminal: one timestamped line per decided cell (with the count and ETA) and the plain progress
+    lines of :class:`RichProgress`."""
 
-    def __init__(self, state, enabled: bool = True):
-        super().__init__(enabled, drop_finished=True)
+    def __init__(self, state, enabled: bool = True, console: Console | None = None):
+        super().__init__(enabled, drop_finished=True, console=console)
         self.state = state
         self._live = None
+        if self.plain and enabled:
+            state.listener = self._say
+
+    def _say(self, row, seed, column, status, reason="") -> None:
+        if status in ("pending", "running"):
+            return
+        counts = self.state.counts()
+        done = sum(counts.get(k, 0) for k in ("finished", "cached", "failed", "skipped"))
+        eta = self.state.eta()
+        what = "evaluation" if column == "unlearn" and row in ("base", "oracle") else column
+        where = f"sweep {done}/{len(self.state.status)}" + (f" · ETA {_duration(eta)}" if eta is not None else "")
+        self.log(f"{where} · {row} seed {seed} {what}: {status}" + (f" ({reason})" if reason else ""))
 
     def __rich__(self):
         from rich.console import Group
@@ -318,10 +414,10 @@ class SweepView(RichProgress):
         return Group(sweep_table(self.state), self.bar.get_renderable())
 
     def __enter__(self):
-        if self.enabled:
+        if self.enabled and not self.plain:
             from rich.live import Live
 
-            self._live = Live(self, console=_err, refresh_per_second=4, transient=False)
+            self._live = Live(self, console=self.console, refresh_per_second=4, transient=False)
             self._live.__enter__()
         return self
 
