@@ -54,7 +54,9 @@ def test_probe_on_tiny_model():
     rows = p.score(tiny_model(), tiny_tokenizer(), items)
     assert len(rows) == 3
     for r in rows:
-        assert set(r) == {"ngram_entropy", "bigram_entropy", "trigram_entropy", "repetition_rate", "empty", "n_words"}
+        assert set(r) == {
+            "ngram_entropy", "bigram_entropy", "trigram_entropy", "repetition_rate", "empty", "n_words", "generation"
+        }  # fmt: skip
         assert 0 <= r["repetition_rate"] <= 1 and r["empty"] in (0.0, 1.0) and r["ngram_entropy"] >= 0
         # at most max_new_tokens tokens, hence a bounded entropy
         assert r["bigram_entropy"] <= math.log2(max(2, 12 * 4))

@@ -16,7 +16,7 @@ from unlearnbench.data.types import ProbeItem  # noqa: E402
 from unlearnbench.probes.base import ProbeConfig  # noqa: E402
 from unlearnbench.probes.forms import MCQProbe, QAProbe, TrueFalseProbe  # noqa: E402
 
-GEN_KEYS = {"prob", "token_acc", "em", "rougeL_recall", "correct"}
+GEN_KEYS = {"prob", "token_acc", "em", "rougeL_recall", "correct", "generation"}
 CHOICE_KEYS = {"prob", "correct"}
 
 
@@ -32,7 +32,8 @@ def _items(form, n=6):
 
 
 def _in_unit(rows):
-    return all(0.0 <= v <= 1.0 and not math.isnan(v) for r in rows for v in r.values())
+    """Every score in [0, 1]; the generated text (a string) is not a score."""
+    return all(0.0 <= v <= 1.0 and not math.isnan(v) for r in rows for v in r.values() if not isinstance(v, str))
 
 
 def test_generative_probe_keys_ranges_and_correct_is_em(tm):
@@ -43,6 +44,9 @@ def test_generative_probe_keys_ranges_and_correct_is_em(tm):
     assert all(set(r) == GEN_KEYS for r in rows)
     assert _in_unit(rows)
     assert all(r["correct"] == r["em"] for r in rows)
+    # the text scored is the greedy generation, kept with the scores
+    gens = inference.greedy_generate(model, tok, [it.prompt for it in items], 4, 4)
+    assert [r["generation"] for r in rows] == gens
     # prob is exp(-mean NLL) of " " + answer
     ref = inference.score_targets(model, tok, [(it.prompt, " " + it.answer) for it in items])
     assert [r["prob"] for r in rows] == pytest.approx([s.prob for s in ref], rel=1e-5)

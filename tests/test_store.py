@@ -503,3 +503,43 @@ def test_processes_opening_one_new_store_together_all_succeed(tmp_path):
                 [o for o in outcome if o != "ok"]
             )
     assert not failures, failures
+
+
+def test_generated_text_is_committed_with_the_scores_and_read_back(store, run_id):
+    from unlearnbench.store import TextRow
+
+    rows = [
+        ScoreRow("base", -1, "forget", "qa", "q0", "em", 1.0),
+        TextRow("base", -1, "forget", "qa", "q0", "Alice lives in Oslo"),
+        ScoreRow("base", -1, "forget", "qa", "q1", "em", 0.0),
+        TextRow("base", -1, "forget", "qa", "q1", ""),
+    ]
+    assert store.commit_cell(run_id, "g", {"k": "g"}, "base", {}, rows)
+    texts = store.generations_frame()
+    assert texts[["item_id", "text"]].values.tolist() == [["q0", "Alice lives in Oslo"], ["q1", ""]]
+    assert len(store.scores_frame()) == 2  # text rows are not scores
+    assert store.generations_frame(["other"]).empty
+
+
+def test_a_duplicate_generation_rolls_the_whole_cell_back(store, run_id):
+    from unlearnbench.store import TextRow
+
+    rows = [ScoreRow("base", -1, "forget", "qa", "q0", "em", 1.0)] + [
+        TextRow("base", -1, "forget", "qa", "q0", "x")
+    ] * 2
+    with pytest.raises(UnlearnbenchError, match="duplicate generation row"):
+        store.commit_cell(run_id, "g", {"k": "g"}, "base", {}, rows)
+    assert not store.is_finished("g") and store.scores_frame().empty and store.generations_frame().empty
+
+
+def test_a_store_made_before_generations_were_kept_gains_the_table(db):
+    with ResultStore(db) as s:
+        s.conn.execute("DROP TABLE generations")
+        s.conn.commit()
+    with ResultStore(db) as s:
+        assert s.generations_frame().empty
+        run = s.start_run([], {})
+        from unlearnbench.store import TextRow
+
+        assert s.commit_cell(run, "c", {"k": 1}, "base", {}, [TextRow("base", -1, "forget", "qa", "i", "t")])
+        assert s.generations_frame().text.tolist() == ["t"]

@@ -4,7 +4,8 @@ quality and recovery, as CSV, JSON or parquet.
 Levels:
 
 * ``items``: every score row (:meth:`ResultStore.scores_frame`): one per (cell, checkpoint, split,
-  form, item, metric), with the cell's labels.
+  form, item, metric), with the cell's labels, and ``generation``: the text the model generated for
+  that item at that checkpoint where the run kept it (``--generations``; empty otherwise).
 * ``summary``: the mean per (cell, checkpoint, split, form, metric) with its row count ``n``
   (:meth:`ResultStore.summary_frame`), then the forget-quality rows of every unlearn and attack
   checkpoint, computed by the report's one computation (:func:`unlearnbench.report.frames.collect`,
@@ -46,9 +47,15 @@ def export_frame(store: ResultStore, level: str = "items"):
     """The frame ``level`` names (see the module docstring)."""
     if level not in LEVELS:
         raise UnlearnbenchError(f"unknown export level '{level}'; choose {' or '.join(LEVELS)}")
-    if level == "items":
-        return store.scores_frame()
     import pandas as pd
+
+    if level == "items":
+        items = store.scores_frame()
+        texts = store.generations_frame().drop(columns=["step"]).rename(columns={"text": "generation"})
+        keys = ["cell_id", "checkpoint", "split", "form", "item_id"]
+        merged = items.merge(texts, on=keys, how="left", validate="many_to_one")
+        merged["generation"] = merged["generation"].fillna("")
+        return merged
 
     summary = store.summary_frame()
     fq = forget_quality_frame(store, summary)

@@ -30,7 +30,7 @@ from .errors import UnlearnbenchError
 from .progress import SILENT, Progress
 from .registry import ATTACKS, BENCHMARKS, METHODS, PROBES, TASKS, Registry, plugin_version
 from .spec import Spec, build_config, config_to_dict, load_yaml, parse_spec
-from .store import ResultStore, ScoreRow, cell_id
+from .store import ResultStore, ScoreRow, TextRow, cell_id
 
 
 @dataclass
@@ -49,6 +49,9 @@ class RunRequest:
     model: dict[str, object] = field(default_factory=dict)
     # --unlearned DIR: a checkpoint unlearned elsewhere, attacked as method 'none' (checkpoint=DIR)
     unlearned: str = ""
+    # --generations N: keep each item's generated text, cut to N characters (0: keep none). Not part
+    # of any cell key: the text annotates the scores, it does not change them.
+    generations: int = 1000
 
 
 #: The benchmark options the run's model flags set (flag -> option of the benchmark's Config).
@@ -235,6 +238,8 @@ def plan(request: RunRequest) -> RunPlan:
     from .models import resolve_device
 
     resolve_device(request.device)  # a typo ("did you mean") or a missing GPU: one line, now
+    if request.generations < 0:
+        raise UnlearnbenchError("--generations must be >= 0 (characters kept per generated text; 0: none)")
     bench_spec = benchmark_spec(request.benchmark, request.model)
     method_spec = _method_spec(request, bench_spec)  # --unlearned without --model: said before any loading
     bench = resolve(BENCHMARKS, bench_spec)
@@ -307,21 +312,25 @@ class Evaluator:
     * ``needs_reference = True``: ``score`` also gets ``reference=`` (the retrain oracle's
       ``LoadedModel``), e.g. for the Jensen-Shannon distance to the oracle's next-token
       distributions. ``reference`` is ``None`` where the benchmark has no oracle.
+
+    A string value in an item's scores (``"generation"``) is the text the probe generated: it
+    becomes a :class:`~unlearnbench.store.TextRow`, cut to ``max_text_chars`` (0: dropped).
     """
 
     AGGREGATE_ITEM = "*"
 
-    def __init__(self, benchmark, probes: list[Plugin], progress: Progress, reference=None):
+    def __init__(self, benchmark, probes: list[Plugin], progress: Progress, reference=None, max_text_chars=1000):
         self.benchmark = benchmark
         self.probes = probes
         self.progress = progress
         self.reference = reference  # a callable returning the oracle LoadedModel (loaded once, lazily)
+        self.max_text_chars = max_text_chars
         self._items = {(p.name, s): p.obj.items(benchmark, s) for p in probes for s in benchmark.splits}
 
-    def __call__(self, model, tokenizer, checkpoint: str, step: int, tasks=()) -> list[ScoreRow]:
+    def __call__(self, model, tokenizer, checkpoint: str, step: int, tasks=()) -> list[ScoreRow | TextRow]:
         from .inference import task_item_scores
 
-        rows: list[ScoreRow] = []
+        rows: list[ScoreRow | TextRow] = []
         n = len(self._items) + len(tasks)
         by_probe: dict[str, dict[str, list[dict]]] = {}
         with self.progress.task(f"evaluate {checkpoint}", n) as bar:
@@ -336,10 +345,13 @@ class Evaluator:
                 scores_list = probe.score(model, tokenizer, items, **kwargs)
                 by_probe.setdefault(probe_name, {})[split] = scores_list
                 for item, scores in zip(items, scores_list):
-                    rows += [
-                        ScoreRow(checkpoint, step, split, probe_name, item.item_id, m, float(v))
-                        for m, v in scores.items()
-                    ]
+                    for m, v in scores.items():
+                        if not isinstance(v, str):
+                            rows.append(ScoreRow(checkpoint, step, split, probe_name, item.item_id, m, float(v)))
+                        elif self.max_text_chars > 0:
+                            rows.append(
+                                TextRow(checkpoint, step, split, probe_name, item.item_id, v[: self.max_text_chars])
+                            )
                 bar.advance()
             for p in self.probes:
                 if p.name in by_probe:
@@ -520,7 +532,7 @@ def run(
                 oracle_cache["lm"] = bench.load("oracle", p.device, progress)
             return oracle_cache["lm"]
 
-        evaluate = Evaluator(bench, p.probes, progress, reference)
+        evaluate = Evaluator(bench, p.probes, progress, reference, request.generations)
         utility_tasks = [resolve(TASKS, t).obj.load() for t in declared(bench, "eval_tasks")]
         torch.manual_seed(p.seed)
 

@@ -50,6 +50,11 @@ attack, attack_config, probe_suite, seed, meta_json, reason, created_at, finishe
 ``scores(cell_id FK->cells, checkpoint, step, split, form, item_id, metric, value REAL)``
     Indexed on ``cell_id``; ``UNIQUE(cell_id, checkpoint, split, form, item_id, metric)`` so a
     duplicated score row aborts the commit instead of silently skewing a mean.
+``generations(cell_id FK->cells, checkpoint, step, split, form, item_id, text)``
+    The text a probe generated for an item (:class:`TextRow`; cut to the run's cap, see
+    ``RunRequest.generations``), committed in the cell's transaction beside its scores;
+    ``UNIQUE(cell_id, checkpoint, split, form, item_id)``. Added to stores of schema 1 when they
+    are opened (older harnesses ignore the table).
 
 Non-finite values
 -----------------
@@ -109,6 +114,21 @@ _SCORE_ORDER = "s.cell_id, s.step, s.checkpoint, s.split, s.form, s.item_id, s.m
 # SQLite limits host parameters per statement (999 in old builds); stay well below it.
 _MAX_PARAMS = 500
 
+# The generations table (its own tuple: added to stores of schema 1 that were made without it).
+_GENERATIONS = (
+    """CREATE TABLE IF NOT EXISTS generations (
+        cell_id    TEXT NOT NULL REFERENCES cells(cell_id),
+        checkpoint TEXT NOT NULL,
+        step       INTEGER NOT NULL,
+        split      TEXT NOT NULL,
+        form       TEXT NOT NULL,
+        item_id    TEXT NOT NULL,
+        text       TEXT NOT NULL,
+        UNIQUE (cell_id, checkpoint, split, form, item_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS generations_cell ON generations(cell_id)",
+)
+
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS meta (
         key   TEXT PRIMARY KEY,
@@ -153,6 +173,7 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS scores_cell ON scores(cell_id)",
     "CREATE INDEX IF NOT EXISTS cells_status ON cells(status)",
+    *_GENERATIONS,
 )
 
 
@@ -180,6 +201,21 @@ class ScoreRow:
     item_id: str
     metric: str  # 'prob', 'em', 'rougeL_recall', 'correct', ...
     value: float  # NaN allowed: stored as NULL, read back as NaN
+
+
+@dataclass
+class TextRow:
+    """The text a probe generated for one item at one checkpoint (stored beside its scores)."""
+
+    checkpoint: str
+    step: int
+    split: str
+    form: str
+    item_id: str
+    text: str
+
+
+_TEXT_COLUMNS = ("checkpoint", "step", "split", "form", "item_id", "text")
 
 
 def _utcnow() -> str:
@@ -350,6 +386,10 @@ class ResultStore:
         in the middle of a commit; the write lock is taken only when tables must be created.
         """
         if self._schema_version() is not None:
+            if not self._has_table("generations"):  # a store written before generated text was kept
+                with self._writing("adding its generations table") as conn:
+                    for statement in _GENERATIONS:
+                        conn.execute(statement)
             return
         with self._writing("creating its tables") as conn:
             if self._schema_version() is None:  # nobody created it while we waited for the lock
@@ -441,6 +481,10 @@ class ResultStore:
         cell["meta"] = None if meta_json is None else json.loads(meta_json)
         return cell
 
+    def _has_table(self, name: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        return row is not None
+
     def commit_cell(
         self,
         run_id: str,
@@ -453,7 +497,8 @@ class ResultStore:
     ) -> bool:
         """Write a finished cell and all its score rows in ONE transaction; True when written.
 
-        A previous failed row for the cell is replaced. If anything goes wrong midway (a
+        ``scores`` may also hold :class:`TextRow` items (generated text), written to the
+        ``generations`` table in the same transaction. A previous failed row for the cell is replaced. If anything goes wrong midway (a
         duplicate score row, an exception from the ``scores`` iterator, the process dying) the
         transaction is rolled back and the store is as it was before the call. ``scores`` may be
         a lazy iterator; it is consumed inside the transaction, so keep it cheap.
@@ -475,23 +520,36 @@ class ResultStore:
                 f"INSERT INTO cells({', '.join(_CELL_COLUMNS)}) VALUES ({', '.join('?' * len(_CELL_COLUMNS))})",
                 (cell_id, run_id, kind, "finished", key_json, *labels, meta_json, None, now, now),
             )
+            texts: list[TextRow] = []
             try:
                 conn.executemany(
                     f"INSERT INTO scores(cell_id, {', '.join(_SCORE_COLUMNS)}) "
                     f"VALUES ({', '.join('?' * (len(_SCORE_COLUMNS) + 1))})",
-                    self._score_params(cell_id, scores),
+                    self._score_params(cell_id, scores, texts),
+                )
+                conn.executemany(
+                    f"INSERT INTO generations(cell_id, {', '.join(_TEXT_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * (len(_TEXT_COLUMNS) + 1))})",
+                    ((cell_id, t.checkpoint, int(t.step), t.split, t.form, str(t.item_id), t.text) for t in texts),
                 )
             except sqlite3.IntegrityError as exc:
+                what = (
+                    "score row (same checkpoint, split, form, item_id and metric)"
+                    if "scores." in str(exc)
+                    else "generation row (same checkpoint, split, form and item_id)"
+                )
                 raise UnlearnbenchError(
-                    f"cell {cell_id}: duplicate score row (same checkpoint, split, form, item_id "
-                    f"and metric); nothing was written: {_one_line(exc)}"
+                    f"cell {cell_id}: duplicate {what}; nothing was written: {_one_line(exc)}"
                 ) from None
         return True
 
     @staticmethod
-    def _score_params(cid: str, scores: Iterable[ScoreRow]) -> Iterator[tuple]:
+    def _score_params(cid: str, scores: Iterable[ScoreRow | TextRow], texts: list[TextRow]) -> Iterator[tuple]:
         for row in scores:
-            yield _score_tuple(cid, row)
+            if isinstance(row, TextRow):
+                texts.append(row)
+            else:
+                yield _score_tuple(cid, row)
 
     def record_failure(self, run_id: str, cell_id: str, key: Mapping, kind: str, label: Mapping, reason: str) -> bool:
         """Record that a cell failed (status 'failed', ``reason``, no scores); True when written.
@@ -528,6 +586,7 @@ class ResultStore:
             why = "by this run" if row[1] == run_id else "under another key"
             raise UnlearnbenchError(f"cannot {action} cell {cid}: it is already finished {why} in '{self.path}'")
         self.conn.execute("DELETE FROM scores WHERE cell_id = ?", (cid,))
+        self.conn.execute("DELETE FROM generations WHERE cell_id = ?", (cid,))
         self.conn.execute("DELETE FROM cells WHERE cell_id = ?", (cid,))
         return True
 
@@ -561,6 +620,26 @@ class ResultStore:
         frame = pd.DataFrame(rows, columns=list(_FRAME_COLUMNS))
         frame["step"] = frame["step"].astype("int64")
         frame["value"] = frame["value"].astype("float64")  # NULL (None) -> NaN
+        return frame
+
+    def generations_frame(self, cell_ids: Sequence[str] | None = None) -> pandas.DataFrame:
+        """Every stored generation: ``cell_id, checkpoint, step, split, form, item_id, text``."""
+        import pandas as pd
+
+        select = f"SELECT cell_id, {', '.join(_TEXT_COLUMNS)} FROM generations"
+        order = " ORDER BY cell_id, step, checkpoint, split, form, item_id"
+        if cell_ids is None:
+            rows = self.conn.execute(select + order).fetchall()
+        else:
+            rows = []
+            ids = list(dict.fromkeys(cell_ids))
+            for start in range(0, len(ids), _MAX_PARAMS):
+                chunk = ids[start : start + _MAX_PARAMS]
+                rows += self.conn.execute(
+                    f"{select} WHERE cell_id IN ({', '.join('?' * len(chunk))}){order}", chunk
+                ).fetchall()
+        frame = pd.DataFrame(rows, columns=["cell_id", *_TEXT_COLUMNS])
+        frame["step"] = frame["step"].astype("int64")
         return frame
 
     def cells_frame(self) -> pandas.DataFrame:

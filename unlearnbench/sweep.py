@@ -122,6 +122,7 @@ class Experiment:
     controls: list[str] = field(default_factory=lambda: ["oracle"])  # see runner.CONTROLS
     model: dict[str, object] = field(default_factory=dict)  # --model etc.: see runner.RunRequest.model
     unlearned: str = ""  # --unlearned DIR: see runner.RunRequest.unlearned
+    generations: int = 1000  # --generations CHARS: see runner.RunRequest.generations
 
     def requests(self, device: str = "cpu"):
         from .runner import RunRequest
@@ -138,6 +139,7 @@ class Experiment:
                 controls=list(self.controls),
                 model=dict(self.model),
                 unlearned=self.unlearned,
+                generations=self.generations,
             )
             for s in self.seeds
             for m in self.methods

@@ -52,6 +52,7 @@ def cmd_run(args) -> int:
         controls=args.control or ["oracle"],
         model=_model_args(args),
         unlearned=args.unlearned or "",
+        generations=args.generations,
     )
     planned = runner.plan(request)  # validate every spec before opening anything
     from .render import RichProgress, render_run
@@ -316,6 +317,7 @@ def _experiment_from_args(args):
     elif args.unlearned:
         exp.methods = ["none"]
     exp.model = {**exp.model, **_model_args(args)}
+    exp.generations = args.generations
     if args.unlearned:
         exp.unlearned = args.unlearned
     if args.attacks:

@@ -230,7 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_model_args(p) -> None:
-    """--model, --oracle, --dtype, --revision, --trust-remote-code and --unlearned (run, sweep)."""
+    """--model, --oracle, --dtype, --revision, --trust-remote-code, --unlearned and --generations (run, sweep)."""
+    p.add_argument(
+        "--generations",
+        type=int,
+        default=1000,
+        metavar="CHARS",
+        help="keep each item's generated text in the store, cut to CHARS characters (default 1000; 0: keep none)",
+    )
     p.add_argument(
         "--model",
         default=None,

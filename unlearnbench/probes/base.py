@@ -9,7 +9,9 @@ The probe protocol the runner relies on (any class registered with ``@register_p
 
 * ``items(benchmark, split) -> list`` of items with an ``item_id`` (an empty list: the probe does
   not apply to that split);
-* ``score(model, tokenizer, items) -> list[dict[str, float]]``, one dict of metrics per item;
+* ``score(model, tokenizer, items) -> list[dict[str, float]]``, one dict of metrics per item; a
+  probe that generates text also puts it under ``"generation"`` (a string: stored as the item's
+  text, not as a score, and left out of aggregates);
 * optional ``aggregate(scores_by_split: dict[str, list[dict]]) -> list[(split, metric, value)]``
   for numbers that are not means over items (stored with item id ``*``);
 * optional ``needs_reference = True``: ``score`` is then called with ``reference=`` the
@@ -81,5 +83,14 @@ class FormProbe:
         for it, t, g in zip(items, targets, gens):
             em = metrics.exact_match(g, it.answer)
             recall, _f1 = metrics.rouge_l(g, it.answer)
-            rows.append({"prob": t.prob, "token_acc": t.token_acc, "em": em, "rougeL_recall": recall, "correct": em})
+            rows.append(
+                {
+                    "prob": t.prob,
+                    "token_acc": t.token_acc,
+                    "em": em,
+                    "rougeL_recall": recall,
+                    "correct": em,
+                    "generation": g,
+                }
+            )
         return rows

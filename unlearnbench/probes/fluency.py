@@ -137,4 +137,4 @@ class FluencyProbe:
             cfg.batch_size,
             stop=("\n",) if cfg.stop_at_newline else None,
         )
-        return [fluency_scores(g, cfg.rep_n) for g in gens]
+        return [{**fluency_scores(g, cfg.rep_n), "generation": g} for g in gens]

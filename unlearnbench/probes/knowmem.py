@@ -62,5 +62,5 @@ class KnowMemProbe:
         rows = []
         for it, g in zip(items, gens):
             recall, f1 = metrics.rouge_l(g.strip(), it.answer)
-            rows.append({"rougeL_f1": f1, "rougeL_recall": recall, "correct": f1})
+            rows.append({"rougeL_f1": f1, "rougeL_recall": recall, "correct": f1, "generation": g})
         return rows

@@ -221,7 +221,7 @@ class TofuProbe:
         for it, pair, gen, r in zip(items, answer, gens, ratios):
             a_nll = nll[pair]
             recall = metrics.rouge_l(gen.strip(), it.answer, stemmer=cfg.rouge_stemmer)[0]
-            row = {"prob": math.exp(-a_nll), "rougeL_recall": recall}
+            row = {"prob": math.exp(-a_nll), "rougeL_recall": recall, "generation": gen}
             if it.item_id in options:
                 row["answer_prob"] = row["prob"]
                 row["prob"] = option_prob(a_nll, [nll[p] for p in options[it.item_id]])

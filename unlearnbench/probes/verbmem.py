@@ -87,5 +87,5 @@ class VerbMemProbe:
                     tokenizer, items[i].answer, cfg.max_new_tokens, with_special=cfg.truth_counts_bos
                 )
                 recall, f1 = metrics.rouge_l(g, truth)
-                out[i] = {"rougeL_f1": f1, "rougeL_recall": recall, "correct": f1}
+                out[i] = {"rougeL_f1": f1, "rougeL_recall": recall, "correct": f1, "generation": g}
         return out
