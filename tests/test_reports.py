@@ -155,9 +155,10 @@ def test_muse_table(store_path):
     table = muse_table(_data(store_path))
     rows = {r[0]: r[1:] for r in table.rows}
     assert rows["Original (base)"] == pytest.approx([1.0, 1.0, 1.0, 0.1])
-    assert rows["Pre-finetune: ilu [envs=x]"] == pytest.approx([0.0, 0.25, 0.9, 0.1])
-    assert rows["Post-finetune on finetune:arith: ilu [envs=x]"] == pytest.approx([0.375, 0.375, 0.9, 0.6])
-    assert rows["Post-finetune on finetune:arith: ilu [envs=y]"] == pytest.approx([1.0, 1.0, 0.8, 0.4])
+    assert rows["Unlearned: ilu [envs=x]"] == pytest.approx([0.0, 0.25, 0.9, 0.1])
+    # a key without the runner's attack entries: the label's spec text says finetune's argument is its task
+    assert rows["Post-finetune on arith: ilu [envs=x]"] == pytest.approx([0.375, 0.375, 0.9, 0.6])
+    assert rows["Post-finetune on arith: ilu [envs=y]"] == pytest.approx([1.0, 1.0, 0.8, 0.4])
 
 
 def test_write_report_files(store_path, tmp_path):
@@ -181,7 +182,7 @@ def test_write_report_files(store_path, tmp_path):
     # heatmap, curves, the worst case (against the oracle: no control cells here) and recovery
     assert page.count("data:image/png;base64,") == 4
     assert "worst_heatmap.png" in written and "recovery_curves.png" in written
-    assert "<table" in page and "Post-finetune on finetune:arith" in page and "<b>0.900</b>" in page
+    assert "<table" in page and "Post-finetune on arith" in page and "<b>0.900</b>" in page
 
 
 def test_no_oracle_gives_note_not_heatmap(tmp_path):
@@ -294,3 +295,221 @@ def test_report_with_control_and_similarity(control_store, tmp_path):
     assert "attacked oracle" in page and page.count("data:image/png;base64,") == 5
     assert "No attacked-oracle control" not in page
     assert similarity_frame(_data(control_store), {"rows": [{"task": "topic"}]}).empty
+
+
+# -- attacks of three kinds, keyed as the runner keys them ------------------------------------------
+# base 1 / oracle 0 on bio and qa (fq = 1 - mean(bio, qa)); retain qa; task arith. Method npo, seed 0:
+#   finetune:arith (trains on task arith)  epoch=0 (0, 0) r .9 | epoch=1 (.25, .25) r .9 | epoch=2 (.5, .5) r .8
+#   relearn:forget (source: forget set)    step=0  (0, 0) r .9 | step=10 (.5, .5) r .6  | step=20 (.25, .25) r .8
+#   quantize:4     (4 bits)                before  (0, 0) r .9 | quantized (.5, 0) r .9
+# worst (lowest fq after step 0): finetune epoch=2 (fq .5), relearn step=10 (.5; not the last), quantize (.75).
+# rocr's unlearning failed in a run whose request had all three attacks: one failed, three skipped cells.
+
+KINDS = {
+    ("finetune", "arith", "arith"): [("epoch=0", 0, 0.0, 0.0, 0.9), ("epoch=1", 1, 0.25, 0.25, 0.9)]
+    + [("epoch=2", 2, 0.5, 0.5, 0.8)],
+    ("relearn", "forget", None): [("step=0", 0, 0.0, 0.0, 0.9), ("step=10", 10, 0.5, 0.5, 0.6)]
+    + [("step=20", 20, 0.25, 0.25, 0.8)],
+    ("quantize", "4", None): [("before", 0, 0.0, 0.0, 0.9), ("quantized", 1, 0.5, 0.0, 0.9)],
+}
+ROCR_REASON = "rocr: the null space of generic down_proj inputs is empty at layer(s) 0"
+
+
+def _keyed_attack(store, run, method, seed, name, arg, task, points):
+    label = {"model": MODEL, "method": method, "probe_suite": SUITE, "seed": seed, "attack": f"{name}:{arg}"}
+    label["attack_config"] = {"seed": seed}
+    attack_key = {"name": name, "arg": arg, "version": "1", "config": {"seed": seed}}
+    key = {"kind": "attack", **label, "attack": attack_key, "task": {"name": task, "version": "1"} if task else None}
+    rows = []
+    for checkpoint, step, bio, qa, retain in points:
+        values = {**_forget(bio, qa), ("retain", "qa"): retain}
+        if task:
+            values[("task", task)] = 0.1 + step * 0.3
+        rows += _rows(checkpoint, step, values)
+    store.commit_cell(run, cell_id(key), key, "attack", label, rows)
+
+
+@pytest.fixture
+def kinds_store(tmp_path):
+    path = tmp_path / "kinds.sqlite"
+    with ResultStore(path) as store:
+        run = store.start_run(["test"], {})
+        _references(store, run, 0)
+        label = {"model": MODEL, "method": "npo", "probe_suite": SUITE, "seed": 0}
+        _commit(store, run, "unlearn", label, _rows("unlearned", 0, {**_forget(0.0, 0.0), ("retain", "qa"): 0.9}))
+        for (name, arg, task), points in KINDS.items():
+            _keyed_attack(store, run, "npo", 0, name, arg, task, points)
+        attacks = [f"{name}:{arg}" for name, arg, _task in KINDS]
+        failed_run = store.start_run(["test"], {"request": {"method": "rocr", "attacks": attacks, "seed": 0}})
+        rocr = {"model": MODEL, "method": "rocr", "probe_suite": SUITE, "seed": 0}
+        key = {"kind": "unlearn", **rocr}
+        store.record_failure(failed_run, cell_id(key), key, "unlearn", rocr, ROCR_REASON)
+    return path
+
+
+def test_muse_fa_columns_are_the_tasks_attacks_trained_on_and_rows_are_named_by_kind(kinds_store):
+    table = muse_table(_data(kinds_store))
+    assert table.header[-1] == "FA (arith)" and not [h for h in table.header[:-1] if h.startswith("FA")]
+    rows = {r[0]: r[1:] for r in table.rows}
+    assert set(rows) >= {"Post-finetune on arith: npo", "Post-relearn on forget: npo", "Post-quantize to 4 bits: npo"}
+    assert not [label for label in rows if label.startswith("Post-finetune on") and "arith" not in label]
+    assert rows["Post-finetune on arith: npo"] == pytest.approx([0.5, 0.5, 0.8, 0.7])  # last epoch
+    assert rows["Post-relearn on forget: npo"][:3] == pytest.approx([0.25, 0.25, 0.8])
+    assert rows["Post-quantize to 4 bits: npo"][:3] == pytest.approx([0.5, 0.0, 0.9])
+
+
+def test_attack_task_is_the_trained_task_only(kinds_store):
+    fq = _data(kinds_store).fq
+    att = fq[fq.kind == "attack"]
+    tasks = {a: (t if isinstance(t, str) else None) for a, t in zip(att.attack, att.attack_task)}  # NaN: none
+    assert tasks == {"finetune:arith": "arith", "relearn:forget": None, "quantize:4": None}
+
+
+def test_report_arg_words_agree_with_the_attack_plugins():
+    from unlearnbench.data.types import declared
+    from unlearnbench.registry import ATTACKS
+    from unlearnbench.report.attack_kinds import ARG_WORDS
+
+    assert {name: declared(ATTACKS.get(name), "needs_arg") for name in ARG_WORDS} == ARG_WORDS
+
+
+def test_curve_axes_are_in_each_attack_kinds_unit(kinds_store, tmp_path):
+    from unlearnbench.report.frames import curve_axes
+
+    axes = curve_axes(_data(kinds_store))
+    assert axes == {
+        "finetune:arith": ("attack epoch (0 = unlearned)", None),
+        "relearn:forget": ("optimiser step (0 = unlearned)", None),
+        "quantize:4": ("checkpoint", {0: "before", 1: "quantized"}),
+    }
+    write_report(kinds_store, tmp_path / "r")
+    for stem in ("fq_curves", "recovery_curves"):
+        svg = (tmp_path / "r" / f"{stem}.svg").read_text()
+        assert "<!-- attack epoch (0 = unlearned) -->" in svg and "<!-- optimiser step (0 = unlearned) -->" in svg
+        assert "<!-- quantized -->" in svg and "<!-- before -->" in svg
+        assert "attack step (or epoch)" not in svg
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "against attack epoch" not in page and "optimiser steps (relearn" in page
+
+
+def test_change_table_is_worst_checkpoint_minus_unlearned(kinds_store):
+    from unlearnbench.report.tables import change_table
+
+    table = change_table(_data(kinds_store))
+    assert table.header == [
+        "method",
+        "attack",
+        "worst checkpoint",
+        "Δ forget recall",
+        "Δ forget quality",
+        "Δ retain recall",
+        "seeds",
+    ]
+    rows = {(r[0], r[1]): r[2:] for r in table.rows}
+    assert rows[("npo", "finetune:arith")][0] == "epoch=2"
+    assert rows[("npo", "finetune:arith")][1:] == pytest.approx([0.5, -0.5, -0.1, 1])
+    assert rows[("npo", "relearn:forget")][0] == "step=10"  # the worst, not the last checkpoint
+    assert rows[("npo", "relearn:forget")][1:] == pytest.approx([0.5, -0.5, -0.3, 1])
+    assert rows[("npo", "quantize:4")][0] == "quantized"
+    assert rows[("npo", "quantize:4")][1:] == pytest.approx([0.25, -0.25, 0.0, 1])
+
+
+def test_change_table_means_over_seeds(store_path):
+    from unlearnbench.report.tables import change_table
+
+    rows = {(r[0], r[1]): r[2:] for r in change_table(_data(store_path)).rows}
+    # x: seed 0 fq .75 -> .5 (epoch 2), seed 1 1.0 -> .75; forget recall (bio, qa) +.25 in both; retain flat
+    assert rows[("ilu [envs=x]", "finetune:arith")] == pytest.approx(["epoch=2", 0.25, -0.25, 0.0, 2])
+    assert rows[("ilu [envs=y]", "finetune:arith")] == pytest.approx(["epoch=2", 0.5, -0.5, 0.0, 1])
+
+
+def test_failed_and_skipped_cells_are_listed(kinds_store, tmp_path):
+    from unlearnbench.report.tables import failures_table
+
+    with ResultStore(kinds_store) as store:
+        table = failures_table(store)
+    assert table.header == ["kind", "status", "method", "attack", "seed", "reason"]
+    assert table.rows == [
+        ["unlearn", "failed", "rocr", None, "0", ROCR_REASON],
+        ["attack", "skipped", "rocr", "finetune:arith", "0", "not run: its unlearn cell failed"],
+        ["attack", "skipped", "rocr", "relearn:forget", "0", "not run: its unlearn cell failed"],
+        ["attack", "skipped", "rocr", "quantize:4", "0", "not run: its unlearn cell failed"],
+    ]
+    write_report(kinds_store, tmp_path / "r")
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "<h2 id='failures'>Failed and skipped cells</h2>" in page and ROCR_REASON in page
+    assert "1 cell(s) failed and 3 were skipped" in page
+
+
+def test_no_failures_says_so(store_path, tmp_path):
+    write_report(store_path, tmp_path / "r")
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "Failed and skipped cells" in page and "No cell failed or was skipped." in page
+
+
+def _html_tables(page: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(header, rows of cell texts) of every <table> of ``page``."""
+    from html.parser import HTMLParser
+
+    tables = []
+
+    class Reader(HTMLParser):
+        cell = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                tables.append(([], []))
+            elif tag == "tr":
+                tables[-1][1].append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                tables[-1][1][-1].append("".join(self.cell).strip())
+                self.cell = None
+
+    Reader().feed(page)
+    return [(rows[0], rows[1:]) for _, rows in tables if rows]
+
+
+def _empty_columns(tables) -> list[str]:
+    return [h for header, rows in tables if rows for j, h in enumerate(header) if all(r[j] == "–" for r in rows)]
+
+
+def test_report_html_has_no_column_empty_in_every_row(kinds_store, tmp_path):
+    write_report(kinds_store, tmp_path / "r")
+    tables = _html_tables((tmp_path / "r" / "report.html").read_text())
+    assert _empty_columns(tables) == [] and len(tables) >= 4
+    assert _empty_columns([(["a", "b"], [["x", "–"], ["y", "–"]])]) == ["b"]  # the check can fail
+
+
+def test_report_html_in_headless_chromium(kinds_store, tmp_path):
+    """report.html in a real browser: no console errors, every table column filled in some row, the
+    failed-cells section there. Skips where chromium, chromedriver or selenium is missing."""
+    from test_leaderboard_site import _driver
+
+    write_report(kinds_store, tmp_path / "r")
+    driver = _driver(tmp_path)
+    from selenium.webdriver.common.by import By
+
+    try:
+        driver.get((tmp_path / "r" / "report.html").as_uri())
+        assert driver.title == "unlearnbench report"
+        assert [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")] == []
+        tables = []
+        for table in driver.find_elements(By.CSS_SELECTOR, "table.tbl"):
+            rows = table.find_elements(By.TAG_NAME, "tr")
+            header = [th.text for th in rows[0].find_elements(By.TAG_NAME, "th")]
+            tables.append((header, [[td.text for td in r.find_elements(By.TAG_NAME, "td")] for r in rows[1:]]))
+        assert len(tables) >= 4 and _empty_columns(tables) == []
+        section = driver.find_element(By.ID, "failures")
+        assert section.text == "Failed and skipped cells"
+        assert ROCR_REASON in driver.find_element(By.TAG_NAME, "body").text
+        assert all(img.get_property("naturalWidth") > 0 for img in driver.find_elements(By.TAG_NAME, "img"))
+    finally:
+        driver.quit()

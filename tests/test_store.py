@@ -169,6 +169,11 @@ def test_runs_are_recorded(store, db):
     assert status == "interrupted" and finished is not None
     assert json.loads(argv) == ["unlearnbench", "run", "--seed", "1"]
     assert json.loads(meta) == {"version": "0.1.0"}
+    later = store.start_run(["unlearnbench", "sweep"], {"request": {"method": "npo", "attacks": ["quantize:4"]}})
+    got = store.runs()  # the read method: decoded argv and meta, oldest first
+    assert [r["run_id"] for r in got] == [rid, later]
+    assert got[0]["argv"] == ["unlearnbench", "run", "--seed", "1"] and got[0]["status"] == "interrupted"
+    assert got[1]["meta"]["request"]["attacks"] == ["quantize:4"] and got[1]["finished_at"] is None
 
 
 # -- atomicity -------------------------------------------------------------------------------

@@ -449,6 +449,19 @@ class ResultStore:
         if cursor.rowcount == 0:
             raise UnlearnbenchError(f"results store '{self.path}' has no run '{run_id}'")
 
+    def runs(self) -> list[dict]:
+        """Every run, in the order they started: ``run_id``, ``started_at``, ``finished_at``, ``status`` and its
+        ``argv`` and ``meta`` decoded from JSON (the runner's ``meta["request"]`` names the run's
+        method and attacks). Read-only."""
+        rows = self.conn.execute(
+            "SELECT run_id, started_at, finished_at, status, argv, meta FROM runs ORDER BY rowid"
+        ).fetchall()
+        names = ("run_id", "started_at", "finished_at", "status", "argv", "meta")
+        out = [dict(zip(names, row)) for row in rows]
+        for run in out:
+            run["argv"], run["meta"] = json.loads(run["argv"]), json.loads(run["meta"])
+        return out
+
     # -- cells -------------------------------------------------------------------------------
 
     def is_finished(self, cell_id: str) -> bool:

@@ -80,10 +80,13 @@ def curves(
     ylabel: str = "forget quality",
     title: str = "Forget quality under attack (mean over seeds, band = min–max)",
     ylim: tuple[float, float] | None = (-0.02, 1.02),
+    x_axes: dict | None = None,
 ) -> list[str]:
     """A measure vs attack step from :func:`unlearnbench.report.frames.curves_frame`; one panel per
     attack, one line per method, min-max band over seeds; with ``ctrl_*`` columns (recovery) the
-    attacked oracle's min-max over methods and seeds as a grey band, its mean as a dashed line."""
+    attacked oracle's min-max over methods and seeds as a grey band, its mean as a dashed line.
+    ``x_axes``: {attack: (x-axis label, {step: tick label} or None)}, from
+    :func:`unlearnbench.report.frames.curve_axes` (an attack it lacks: 'attack step')."""
     from matplotlib.ticker import MaxNLocator
 
     plt = _plt()
@@ -109,8 +112,12 @@ def curves(
         ax.set_title(attack, fontsize=9)
         if ylim:
             ax.set_ylim(*ylim)
-        ax.set_xlabel("attack step (or epoch)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        xlabel, ticks = (x_axes or {}).get(attack, ("attack step", None))
+        ax.set_xlabel(xlabel)
+        if ticks:
+            ax.set_xticks(list(ticks), list(ticks.values()))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if k % ncol == 0:
             ax.set_ylabel(ylabel)

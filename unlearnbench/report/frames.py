@@ -1,7 +1,8 @@
 """What the report is drawn from, read from the results store (never from a model): forget-quality
 records, recall means and the probes' aggregate rows (:class:`ReportData`, :func:`collect`), the
-frames of the two figures (:func:`heatmap_frame`, :func:`curves_frame`) and the readable labels of
-methods and attacks (:func:`labels`).
+frames of the figures (:func:`heatmap_frame`, :func:`curves_frame`, :func:`curve_axes`), the worst
+point of each attack's curve (:func:`worst_points`) and the readable labels of methods and attacks
+(:func:`labels`).
 
 Forget quality (``metrics.forget_quality``) of a checkpoint is computed per form on the *forget*
 split against the base and oracle cells with the same model label, probe suite and seed, then
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 
 from ..metrics import excess, forget_quality, forget_quality_attacked, recovery
 from ..store import ResultStore
+from .attack_kinds import attack_identity, curve_axis, post_attack_label
 
 #: An unlearn cell's forget-quality record: its ``step`` (attack records have the attack epoch) ...
 AFTER_UNLEARNING = "after unlearning"
@@ -95,10 +97,16 @@ def labels(names, configs) -> list[str]:
 
 def label_cells(cells):
     """``cells`` (rows of :meth:`ResultStore.cells_frame`) with ``method_label`` and ``attack_label``
-    columns: :func:`labels` of the method / attack names and configs among these cells."""
+    columns (:func:`labels` of the method / attack names and configs among these cells), and the
+    attack's ``attack_task`` (the task it trained on, else None) and ``attack_row`` (its row label,
+    'Post-quantize to 4 bits'), from :func:`~.attack_kinds.attack_identity` of the cell's key."""
+    ids = [attack_identity(k, a) for k, a in zip(cells.key_json, cells.attack)]
+    has_attack = cells.attack.notna().tolist()
     return cells.assign(
         method_label=labels(cells.method.fillna(""), cells.method_config),
         attack_label=labels(cells.attack.fillna(""), cells.attack_config),
+        attack_task=[i.task if a else None for i, a in zip(ids, has_attack)],
+        attack_row=[post_attack_label(i) if a else None for i, a in zip(ids, has_attack)],
     )
 
 
@@ -138,18 +146,14 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
     aggregates = all_scores[all_scores.item_id == "*"][
         ["cell_id", "checkpoint", "step", "split", "form", "metric", "value"]
     ]
-    aggregates = aggregates.merge(
-        cells[["cell_id", "kind", "model", "probe_suite", "seed", "method_label", "attack_label", "attack"]],
-        on="cell_id",
-    )
+    label_columns = ["cell_id", "kind", "model", "probe_suite", "seed", "method_label", "attack_label", "attack"]
+    label_columns += ["attack_task", "attack_row"]
+    aggregates = aggregates.merge(cells[label_columns], on="cell_id")
     scores = all_scores[all_scores.metric == metric]
     if scores.empty:
         notes.append(f"No score rows with metric '{metric}'.")
     recall = scores.groupby(["cell_id", "checkpoint", "step", "split", "form"])["value"].mean().reset_index()
-    recall = recall.merge(
-        cells[["cell_id", "kind", "model", "probe_suite", "seed", "method_label", "attack_label", "attack"]],
-        on="cell_id",
-    )
+    recall = recall.merge(cells[label_columns], on="cell_id")
 
     def forget_of(cid, checkpoint=None, step=None):
         sub = recall[(recall.cell_id == cid) & (recall.split == "forget")]
@@ -207,11 +211,7 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
                     "model": cell.model,
                     "method": cell.method_label,
                     "attack": cell.attack_label if cell.kind == "attack" else NO_ATTACK,
-                    "attack_task": (
-                        str(cell.attack).split(":", 1)[1].split(",")[0]
-                        if cell.kind == "attack" and ":" in str(cell.attack)
-                        else None
-                    ),
+                    "attack_task": cell.attack_task if cell.kind == "attack" else None,
                     "seed": cell.seed,
                     "checkpoint": ck.checkpoint,
                     "step": int(ck.step) if cell.kind == "attack" else AFTER_UNLEARNING,
@@ -277,6 +277,21 @@ def _check_measure(measure: str) -> bool:
     return MEASURES[measure][1]
 
 
+def worst_points(fq, measure: str = "fq"):
+    """The worst record of each attack cell of ``fq`` (:attr:`ReportData.fq`) over its curve after
+    step 0: the lowest forget quality (``fq``, ``fq_ao``) or the highest recovery, the earliest step
+    on a tie. One row per attack cell that has a value of ``measure`` there."""
+    lower_is_worse = _check_measure(measure)
+    if fq.empty:
+        return fq
+    att = fq[fq.kind == "attack"]
+    att = att[(att.step.astype(int) > 0) & att[measure].notna()]
+    if not len(att):
+        return att
+    order = att.sort_values([measure, "step"], ascending=[lower_is_worse, True])
+    return order.groupby("cell_id", sort=False).head(1)
+
+
 def heatmap_frame(data: ReportData, which: str = "last", measure: str = "fq"):
     """Rows (method, attack) with mean, std (sample, NaN for one seed), min, max, n over seeds of
     ``measure`` (:data:`MEASURES`) per attack cell: at its last checkpoint (``which="last"``) or the
@@ -285,7 +300,7 @@ def heatmap_frame(data: ReportData, which: str = "last", measure: str = "fq"):
     attack' column is the forget quality after unlearning (not for recovery, 0 by definition)."""
     import pandas as pd
 
-    lower_is_worse = _check_measure(measure)
+    _check_measure(measure)
     if which not in ("last", "worst"):
         raise ValueError(f"which {which!r}: 'last' or 'worst'")
     fq = data.fq
@@ -296,10 +311,7 @@ def heatmap_frame(data: ReportData, which: str = "last", measure: str = "fq"):
     if which == "last":
         att = att.loc[att.groupby("cell_id")["step"].idxmax()] if len(att) else att
     else:
-        att = att[(att.step.astype(int) > 0) & att[measure].notna()]
-        if len(att):
-            order = att.sort_values([measure, "step"], ascending=[lower_is_worse, True])
-            att = order.groupby("cell_id", sort=False).head(1)
+        att = worst_points(fq, measure)
     att = att.assign(value=att[measure])
     parts = [att]
     if measure != "recovery":
@@ -316,9 +328,10 @@ def heatmap_frame(data: ReportData, which: str = "last", measure: str = "fq"):
 
 def curves_frame(data: ReportData, measure: str = "fq"):
     """Rows (attack, method, epoch) with mean, min, max, n over seeds of ``measure`` (:data:`MEASURES`)
-    at each attack checkpoint (``epoch`` is the stored step: the epoch, or the optimiser step of a
-    ``steps=`` budget). For ``recovery`` also ``ctrl_mean``, ``ctrl_min``, ``ctrl_max``: the attacked
-    oracle on the method's recovery scale (the control band)."""
+    at each attack checkpoint (``epoch`` is the stored step: the epoch, the optimiser step, or the
+    index of a named checkpoint; :func:`curve_axes` says which per attack). For ``recovery`` also
+    ``ctrl_mean``, ``ctrl_min``, ``ctrl_max``: the attacked oracle on the method's recovery scale (the
+    control band)."""
     import pandas as pd
 
     _check_measure(measure)
@@ -333,6 +346,19 @@ def curves_frame(data: ReportData, measure: str = "fq"):
         ctrl = ctrl.rename(columns={"mean": "ctrl_mean", "min": "ctrl_min", "max": "ctrl_max"})
         out = out.merge(ctrl, on=["attack", "method", "epoch"])
     return out
+
+
+def curve_axes(data: ReportData) -> dict[str, tuple[str, dict[int, str] | None]]:
+    """{attack label: (x-axis label, tick labels or None)} of each attack's curve, from the
+    checkpoint names its cells stored (:func:`~.attack_kinds.curve_axis`): attack epochs, optimiser
+    steps, or named checkpoints (quantize: before / quantized)."""
+    att = data.fq[data.fq.kind == "attack"] if not data.fq.empty else data.fq
+    if att.empty:
+        return {}
+    return {
+        attack: curve_axis(zip(sub.step, sub.checkpoint))
+        for attack, sub in att[["attack", "step", "checkpoint"]].drop_duplicates().groupby("attack", sort=False)
+    }
 
 
 def similarity_frame(data: ReportData, similarity: dict):

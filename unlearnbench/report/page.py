@@ -2,7 +2,8 @@
 
 * ``fq_heatmap.png/.svg`` — forget quality after each attack (last epoch), methods x attacks,
   mean over seeds with the spread (sample std) in each cell (ILU fig. 4 style);
-* ``fq_curves.png/.svg`` — forget quality vs attack step, one panel per attack, one line per method,
+* ``fq_curves.png/.svg`` — forget quality along each attack's curve, one panel per attack (its x-axis
+  in the attack's unit: epochs, optimiser steps, or before/after for quantize), one line per method,
   mean over seeds with a min-max band (ILU fig. 3 style);
 * ``worst_heatmap.png/.svg`` — the worst case over each attack's curve: the lowest forget quality
   against the attacked oracle (where the store has control cells; else against the oracle);
@@ -12,7 +13,12 @@
   forget set (only with ``similarity=``, a ``benchmarks/task_similarity.py`` JSON);
 * ``form_table.{md,csv,html,tex}`` — recall after unlearning per form, forget and neighbour splits,
   with base and oracle columns; best method per row in bold (ORT style);
-* ``muse_table.{md,csv,html,tex}`` — MUSE-style rows (original, retrain, pre-/post-finetune);
+* ``muse_table.{md,csv,html,tex}`` — MUSE-style rows (original, retrain, unlearned, post-attack by
+  attack kind);
+* ``change_table.{md,csv,html,tex}`` — per (method, attack), the change from the unlearned model to
+  the attack's worst checkpoint in forget recall, forget quality and retain recall;
+* ``failures_table.{md,csv,html,tex}`` — the failed cells and the attack cells skipped because their
+  unlearning failed;
 * ``distance_fluency_table.{md,csv,html,tex}`` — JS divergence to the oracle and fluency of
   generations per split (only where the js/fluency probes ran);
 * ``fq_records.csv`` — every aggregated forget-quality point (one row per cell and checkpoint);
@@ -30,8 +36,8 @@ from pathlib import Path
 
 from ..store import ResultStore
 from .figures import curves, heatmap, similarity_scatter
-from .frames import collect, curves_frame, heatmap_frame, similarity_frame
-from .tables import distance_fluency_table, form_table, muse_table
+from .frames import collect, curve_axes, curves_frame, heatmap_frame, similarity_frame
+from .tables import change_table, distance_fluency_table, failures_table, form_table, muse_table
 
 _EXPLAIN = {
     "fq": (
@@ -47,10 +53,11 @@ _EXPLAIN = {
         "&plusmn; the sample standard deviation (no spread with one seed). Colour scale fixed to 0..1.</p>"
     ),
     "curves": (
-        "<p>Forget quality against attack epoch (epoch 0 = before the first attack epoch, i.e. the "
-        "unlearned model), one panel per attack, one line per method; the line is the mean over seeds "
-        "and the band the min&ndash;max over seeds. A falling line means the attack brings knowledge "
-        "back.</p>"
+        "<p>Forget quality along each attack's curve, one panel per attack, one line per method; the line is "
+        "the mean over seeds and the band the min&ndash;max over seeds. Each panel's x-axis is in its attack's "
+        "unit: attack epochs (finetune), optimiser steps (relearn, finetune with a <code>steps=</code> or "
+        "<code>eval_every=</code> budget) or named checkpoints (quantize: before / quantized); 0 (or "
+        "<i>before</i>) is the unlearned model. A falling line means the attack brings knowledge back.</p>"
     ),
     "worst": (
         "<p>The worst case over each attack's curve (every stored checkpoint after step 0): the lowest "
@@ -74,7 +81,12 @@ _EXPLAIN = {
     "forms": "<p>Recall (mean of the headline metric) after unlearning, per probe form.</p>",
     "muse": (
         "<p>A MUSE-style table: MUSE's own metrics where the store holds the verbmem/knowmem/privleak "
-        "probes, else the embedded world's equivalents.</p>"
+        "probes, else the embedded world's equivalents. Attack rows are named by the attack's kind "
+        "(post-finetune on a task, post-relearn on a source, post-quantize to a bit width).</p>"
+    ),
+    "change": (
+        "<p>What each attack changed: the attacked model at its worst checkpoint (the lowest forget quality "
+        "after step 0) minus the unlearned model, for forget recall, forget quality and retain recall.</p>"
     ),
 }
 
@@ -90,6 +102,7 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
     with ResultStore(store_path) as store:
         data = collect(store, metric)
         dt = distance_fluency_table(store)
+        failures = failures_table(store)
     written: dict[str, str] = {}
 
     def put(name: str, text: str) -> None:
@@ -111,7 +124,7 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
     else:
         data.notes.append("No forget-quality heatmap: no unlearn/attack cell has base and oracle references.")
     if not cv.empty and cv["mean"].notna().any():
-        drawn["curves"] = curves(cv, out / "fq_curves")
+        drawn["curves"] = curves(cv, out / "fq_curves", x_axes=curve_axes(data))
     else:
         data.notes.append("No robustness curves: no attack cell with forget quality.")
     has_control = not data.fq.empty and data.fq["fq_ao"].notna().any()
@@ -133,6 +146,7 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
             ylabel="recovery",
             title="Recovery under attack (mean over seeds, band = min–max; grey = attacked oracle)",
             ylim=None,
+            x_axes=curve_axes(data),
         )
     if similarity is not None:
         sf = similarity_frame(data, similarity)
@@ -148,10 +162,13 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
 
     ft, best = form_table(data)
     mt = muse_table(data)
+    ct = change_table(data)
     for stem, table, extra in (
         ("form_table", ft, {"best": best}),
         ("muse_table", mt, None),
+        ("change_table", ct, None),
         ("distance_fluency_table", dt, None),
+        ("failures_table", failures, None),
     ):
         put(f"{stem}.md", table.markdown())
         put(f"{stem}.html", table.html())
@@ -170,6 +187,14 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
         f"metric: <code>{html.escape(metric)}</code>.</p>",
         _EXPLAIN["fq"],
     ]
+    if failures.rows:
+        failed = sum(r[1] == "failed" for r in failures.rows)
+        skipped = len(failures.rows) - failed
+        data.notes.insert(
+            0,
+            f"{failed} cell(s) failed and {skipped} were skipped: they are in no figure or table; "
+            "see 'Failed and skipped cells' below.",
+        )
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in data.notes]
     for key, title in (
         ("heatmap", "Forget quality after attacks"),
@@ -194,8 +219,13 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
         "<h2>MUSE-style summary</h2>",
         _EXPLAIN["muse"],
         mt.html(),
+        "<h2>Change against the unlearned model</h2>",
+        _EXPLAIN["change"],
+        ct.html(),
         "<h2>Distribution distance and fluency</h2>",
         dt.html(),
+        "<h2 id='failures'>Failed and skipped cells</h2>",
+        failures.html() if failures.rows else "<p>No cell failed or was skipped.</p>",
         "</body></html>",
     ]
     put("report.html", "\n".join(parts))

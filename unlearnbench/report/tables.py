@@ -3,7 +3,11 @@ the tables themselves, read from :class:`~unlearnbench.report.frames.ReportData`
 
 * :func:`form_table` — recall after unlearning per form, forget and neighbour splits, with base and
   oracle columns; best method per row in bold (ORT style);
-* :func:`muse_table` — MUSE-style rows (original, retrain, pre-/post-finetune);
+* :func:`muse_table` — MUSE-style rows (original, retrain, unlearned, post-attack by attack kind);
+* :func:`change_table` — per (method, attack), the change from the unlearned model to the attack's
+  worst checkpoint in forget recall, forget quality and retain recall;
+* :func:`failures_table` — the failed cells of the store and the attack cells skipped because their
+  unlearn cell failed;
 * :func:`distance_fluency_table` — JS divergence to the oracle and fluency of generations per split
   (only where the js/fluency probes ran).
 """
@@ -18,7 +22,7 @@ from pathlib import Path
 
 from ..metrics import privleak
 from ..store import ResultStore
-from .frames import ReportData, label_cells
+from .frames import ReportData, label_cells, worst_points
 
 # MUSE columns -> (split, form) in the embedded world.
 MUSE_COLUMNS = (
@@ -184,9 +188,20 @@ def _muse_select(frame, kind: str, method: str | None = None, attack: str | None
     return mask
 
 
+def _variant(attack_text, label: str) -> str:
+    """What tells an attack apart from others of its kind in a row label: the options of its spec
+    (``finetune:arith,lr=1e-4`` -> ' [lr=1e-4]') and the config keys :func:`.frames.labels` added."""
+    text = str(attack_text)
+    opts = text.split(",", 1)[1] if "," in text else ""
+    extra = label[len(text) :].strip() if label.startswith(text) else ""
+    return (f" [{opts}]" if opts else "") + (f" {extra}" if extra else "")
+
+
 def muse_table(data: ReportData) -> Table:
-    """MUSE-style rows: Original (base), Retrain (oracle), Pre-finetune per method (after
-    unlearning), Post-finetune on <attack> per method (last epoch); forget/retain recall and FA.
+    """MUSE-style rows: Original (base), Retrain (oracle), Unlearned per method, and per attack and
+    method a row labelled by the attack's kind (Post-finetune on <task>, Post-relearn on <source>,
+    Post-quantize to <N> bits; :func:`~.attack_kinds.post_attack_label`) at its last checkpoint;
+    forget/retain recall and FA (task accuracy) on each task an attack fine-tuned on.
 
     When the store holds MUSE's own probes (verbmem, knowmem, privleak) the columns are MUSE's:
     VerbMem on D_f, KnowMem on D_f / D_r (ROUGE-L F1 x 100), PrivLeak (%, from the privleak AUC
@@ -200,9 +215,8 @@ def muse_table(data: ReportData) -> Table:
     real = bool({"verbmem", "knowmem"} & set(rec.form)) or (agg is not None and "privleak" in set(agg.form))
     columns = MUSE_REAL_COLUMNS if real else MUSE_COLUMNS
     scale = 100.0 if real else 1.0
-    tasks = sorted(
-        {str(a).split(":", 1)[1].split(",")[0] for a in rec[rec.kind == "attack"].attack.dropna() if ":" in str(a)}
-    )
+    # FA: the tasks attacks trained on (finetune:<task>; not quantize:4's bits nor relearn:forget's source)
+    tasks = sorted(set(rec[rec.kind == "attack"].attack_task.dropna()))
     if not tasks:
         tasks = sorted(set(rec[rec.split == "task"].form))
     header = ["model"] + [c[0] for c in columns] + (["PrivLeak (%)"] if real else []) + [f"FA ({t})" for t in tasks]
@@ -230,22 +244,25 @@ def muse_table(data: ReportData) -> Table:
 
     rows = [row("Original (base)", "base"), row("Retrain (oracle)", "oracle")]
     for m in dict.fromkeys(rec[rec.kind == "unlearn"].method_label):
-        rows.append(row(f"Pre-finetune: {m}", "unlearn", m))
+        rows.append(row(f"Unlearned: {m}", "unlearn", m))
     att = rec[rec.kind == "attack"]
     for a in dict.fromkeys(att.attack_label):
+        first = att[att.attack_label == a].iloc[0]
         for m in dict.fromkeys(att[att.attack_label == a].method_label):
-            rows.append(row(f"Post-finetune on {a}: {m}", "attack", m, a))
+            rows.append(row(f"{first.attack_row}{_variant(first.attack, a)}: {m}", "attack", m, a))
     if real:
         cap = (
-            "MUSE summary (mean over seeds; post-finetune = last attack epoch). VerbMem on D_f and KnowMem on "
+            "MUSE summary (mean over seeds; post-attack rows = the attack's last checkpoint). VerbMem on D_f and "
+            "KnowMem on "
             "D_f / D_r: ROUGE-L F1 x 100; PrivLeak = (AUC - AUC_retrain) / AUC_retrain x 100 of the Min-40% "
             f"AUC (forget vs holdout; mean AUC over seeds), {ref_note or 'no privleak scores'}; "
-            "FA = task accuracy."
+            "FA = task accuracy (on the tasks the attacks fine-tuned on)."
         )
     else:
         cap = (
-            "MUSE-style summary (mean over seeds; post-finetune = last attack epoch). VerbMem-like = bio recall "
-            "on the forget split, KnowMem = qa recall on forget (D_f) / retain (D_r), FA = task accuracy."
+            "MUSE-style summary (mean over seeds; post-attack rows = the attack's last checkpoint). VerbMem-like = "
+            "bio recall on the forget split, KnowMem = qa recall on forget (D_f) / retain (D_r), FA = task accuracy "
+            "(on the tasks the attacks fine-tuned on)."
         )
     return Table(header, rows, caption=cap)
 
@@ -297,3 +314,88 @@ def distance_fluency_table(store: ResultStore) -> Table:
             if not all(math.isnan(v) for v in vals):
                 table_rows.append([f"{label} / {split}"] + vals)
     return Table(["metric / split"] + columns, table_rows, caption=caption)
+
+
+# -- change against the unlearned model ---------------------------------------------------------
+
+
+def _nanmean(values) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def change_table(data: ReportData) -> Table:
+    """Per (method, attack): how far the attack's worst checkpoint moved the unlearned model.
+
+    The worst checkpoint of each attack cell is the one with the lowest forget quality after step 0
+    (:func:`~.frames.worst_points` of the ``fq`` records, as in the worst-case heatmap without
+    control cells); the unlearned model is the same cell's step 0 (the unlearned weights, evaluated
+    before the attack's first step). Per cell: the change (worst - unlearned) in forget recall (mean
+    over the forms forget quality is computed on), in forget quality (the records' ``fq``) and in
+    retain recall (mean over the retain split's forms); then the mean over seeds."""
+    header = ["method", "attack", "worst checkpoint", "Δ forget recall", "Δ forget quality", "Δ retain recall"]
+    header.append("seeds")
+    fq, rec = data.fq, data.recall
+    worst = worst_points(fq, "fq")
+    if worst.empty:
+        return Table(header[:2], [], caption="No attack cell with forget quality after step 0.")
+    att = fq[fq.kind == "attack"]
+    start = {r.cell_id: r for r in att[att.step.astype(int) == 0].itertuples()}
+
+    def recall_mean(cid, checkpoint, split, forms=None) -> float:
+        sub = rec[(rec.cell_id == cid) & (rec.checkpoint == checkpoint) & (rec.split == split)]
+        if forms is not None:
+            sub = sub[sub.form.isin(forms)]
+        return float(sub.value.mean()) if len(sub) else float("nan")
+
+    groups: dict[tuple, list[dict]] = {}
+    for w in worst.itertuples():
+        s0 = start.get(w.cell_id)
+        if s0 is None:
+            continue
+        forms = sorted(set(w.per_form) | set(s0.per_form))
+        groups.setdefault((w.method, w.attack), []).append(
+            {
+                "checkpoint": w.checkpoint,
+                "forget": recall_mean(w.cell_id, w.checkpoint, "forget", forms)
+                - recall_mean(w.cell_id, s0.checkpoint, "forget", forms),
+                "fq": w.fq - s0.fq,
+                "retain": recall_mean(w.cell_id, w.checkpoint, "retain")
+                - recall_mean(w.cell_id, s0.checkpoint, "retain"),
+            }
+        )
+    rows = [
+        [method, attack, ", ".join(dict.fromkeys(c["checkpoint"] for c in cells))]
+        + [_nanmean(c[k] for c in cells) for k in ("forget", "fq", "retain")]
+        + [len(cells)]
+        for (method, attack), cells in groups.items()
+    ]
+    caption = (
+        "Change against the unlearned model: attacked model at the attack's worst checkpoint (lowest forget "
+        "quality after step 0) minus the unlearned model (the same cell's step 0), mean over seeds. Forget "
+        "recall: mean over the forms forget quality uses; retain recall: mean over the retain split's forms. "
+        "A rising forget recall and a falling forget quality mean the attack brought knowledge back."
+    )
+    return Table(header, rows, caption=caption)
+
+
+# -- failed and skipped cells -------------------------------------------------------------------
+
+
+def failures_table(store: ResultStore) -> Table:
+    """One row per failed cell of the store (kind, method, attack, seed, the recorded reason), each
+    failed unlearn cell followed by the attack cells its run then skipped (the attacks of the run's
+    request, ``meta["request"]["attacks"]``: they have no row in the store)."""
+    header = ["kind", "status", "method", "attack", "seed", "reason"]
+    requests = {r["run_id"]: (r["meta"] or {}).get("request") or {} for r in store.runs()}
+    rows = []
+    for c in store.cells(status="failed"):
+        rows.append([c["kind"], "failed", c["method"], c["attack"], c["seed"], c["reason"]])
+        if c["kind"] == "unlearn":
+            for attack in requests.get(c["run_id"], {}).get("attacks") or []:
+                rows.append(["attack", "skipped", c["method"], attack, c["seed"], "not run: its unlearn cell failed"])
+    caption = (
+        "Cells that failed (the store keeps their reason and no scores; a re-run retries them) and the attack "
+        "cells not run because the unlearning they attack failed. The figures and tables above leave them out."
+    )
+    return Table(header, rows, caption=caption)
