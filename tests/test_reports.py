@@ -513,3 +513,38 @@ def test_report_html_in_headless_chromium(kinds_store, tmp_path):
         assert all(img.get_property("naturalWidth") > 0 for img in driver.find_elements(By.TAG_NAME, "img"))
     finally:
         driver.quit()
+
+
+def test_leaked_items_are_right_for_the_model_wrong_for_the_oracle_with_their_text(tmp_path):
+    from unlearnbench.report.items import leaked_items_table
+    from unlearnbench.store import TextRow
+
+    path = tmp_path / "items.sqlite"
+    label = {"model": MODEL, "probe_suite": SUITE, "seed": 0}
+    with ResultStore(path) as store:
+        run = store.start_run([], {})
+
+        def cell(kind, method, checkpoint, step, right: dict, texts: dict):
+            rows = [ScoreRow(checkpoint, step, "forget", f, i, "correct", v) for (f, i), v in right.items()]
+            rows += [TextRow(checkpoint, step, "forget", f, i, t) for (f, i), t in texts.items()]
+            _commit(store, run, kind, {**label, "method": method}, rows)
+
+        everything = {("qa", "a"): 1.0, ("qa", "b"): 1.0, ("bio", "c"): 1.0}
+        cell("base", "base", "base", -1, everything, {})
+        cell("oracle", "oracle", "oracle", -1, {("qa", "a"): 0.0, ("qa", "b"): 1.0, ("bio", "c"): 0.0},
+             {("qa", "a"): "Paris", ("qa", "b"): "Oslo"})  # fmt: skip
+        cell("unlearn", "npo", "unlearned", 0, {("qa", "a"): 1.0, ("qa", "b"): 1.0, ("bio", "c"): 0.0},
+             {("qa", "a"): "Lima", ("qa", "b"): "Oslo", ("bio", "c"): "no idea"})  # fmt: skip
+        data = collect(store)
+        table = leaked_items_table(store, data)
+    # qa/a: the model is right, the oracle wrong -> leaked; qa/b: both right; bio/c: the model is wrong
+    assert [r[3:] for r in table.rows] == [["qa", "a", "Lima", "Paris"]]
+    assert table.rows[0][:3] == ["npo", "no attack", "unlearned"]
+
+
+def test_leaked_items_without_text_have_no_text_columns(store_path):
+    from unlearnbench.report.items import leaked_items_table
+
+    with ResultStore(store_path) as store:
+        table = leaked_items_table(store, collect(store))
+    assert table.rows and len(table.header) == 5 and "--generations" in table.caption

@@ -11,6 +11,8 @@ methods; never from a model).
 * :mod:`.tables` — :class:`Table` (Markdown, HTML, LaTeX, CSV) and :func:`form_table`,
   :func:`muse_table`, :func:`change_table`, :func:`failures_table`, :func:`distance_fluency_table`
   (rows: :data:`DISTANCE_METRICS`);
+* :mod:`.items` — :func:`~.items.leaked_items_table`: the forget items the unlearned and attacked
+  models still answer and the oracle does not, with the text each generated;
 * :mod:`.figures` — the matplotlib heatmap and curves, and :func:`~.figures.cell_text`;
 * :mod:`.page` — :func:`write_report`: every figure and table as files, plus one ``report.html``
   (``unlearnbench report``).

@@ -37,6 +37,7 @@ from pathlib import Path
 from ..store import ResultStore
 from .figures import curves, heatmap, similarity_scatter
 from .frames import collect, curve_axes, curves_frame, heatmap_frame, similarity_frame
+from .items import leaked_items_table
 from .tables import change_table, distance_fluency_table, failures_table, form_table, muse_table
 
 _EXPLAIN = {
@@ -103,6 +104,7 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
         data = collect(store, metric)
         dt = distance_fluency_table(store)
         failures = failures_table(store)
+        it = leaked_items_table(store, data)
     written: dict[str, str] = {}
 
     def put(name: str, text: str) -> None:
@@ -169,6 +171,7 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
         ("change_table", ct, None),
         ("distance_fluency_table", dt, None),
         ("failures_table", failures, None),
+        ("leaked_items", it, None),
     ):
         put(f"{stem}.md", table.markdown())
         put(f"{stem}.html", table.html())
@@ -222,8 +225,12 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
         "<h2>Change against the unlearned model</h2>",
         _EXPLAIN["change"],
         ct.html(),
+        "<p>The items behind these numbers, with the text each model generated: "
+        "<a href='#items'>items the models still answer</a>.</p>",
         "<h2>Distribution distance and fluency</h2>",
         dt.html(),
+        "<h2 id='items'>Items the models still answer</h2>",
+        it.html(),
         "<h2 id='failures'>Failed and skipped cells</h2>",
         failures.html() if failures.rows else "<p>No cell failed or was skipped.</p>",
         "</body></html>",
