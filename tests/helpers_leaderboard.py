@@ -4,13 +4,15 @@
 runner keys them (same key fields, ids from ``store.cell_id``), with hand-made per-item scores (the
 control cell: the attack on the oracle, whose forget recall rises as :data:`CONTROL_FORGET` says);
 ``make_bundle`` turns them into a bundle with the real bundle writer. A tmp ``tasks/leaderboard``
-folder holds a small matrix (``UNLEARNBENCH_TASKS`` points at it).
+folder holds a small matrix (``UNLEARNBENCH_TASKS`` points at it). ``html_tables`` and
+``empty_columns`` read the tables of a site page back (stdlib ``html.parser``, no browser).
 """
 
 from __future__ import annotations
 
 import json
 import random
+from html.parser import HTMLParser
 from pathlib import Path
 
 import yaml
@@ -26,6 +28,10 @@ TARGET, ORACLE = "a" * 64, "b" * 64
 HELD_OUT_FILE = Path(__file__).resolve().parent / "leaderboard_held_out_example.yaml"
 # the oracle control's forget recall per attack epoch: (bio, qa) at epochs 0, 1, 2
 CONTROL_FORGET = ((0.0, 0.0), (0.0, 0.25), (0.5, 0.25))
+# the attacked model's retain recall on bio and its accuracy on the attack's task (arith, also the
+# utility task) at epochs 0, 1, 2 (unlearned: 1.0 and 0.5)
+RETAIN_BIO = (1.0, 0.75, 0.5)
+ATTACK_FA = (0.5, 0.25, 0.75)
 
 
 def write_matrix(tasks: Path, seeds=(0, 1), harness=(__version__,), held_out: dict | None = None) -> Path:
@@ -154,9 +160,8 @@ def make_store(
         acid = cell_id(akey)
         rows = []
         for ep in range(3):
-            rows += _rows(
-                f"epoch={ep}", ep, {**unlearned, ("forget", "bio"): min(1.0, strength + 0.25 * ep)}, rng, 0.25
-            )
+            moved = {("forget", "bio"): min(1.0, strength + 0.25 * ep), ("retain", "bio"): RETAIN_BIO[ep]}
+            rows += _rows(f"epoch={ep}", ep, {**unlearned, **moved}, rng, ATTACK_FA[ep])
         store.commit_cell(
             run_id,
             acid,
@@ -199,3 +204,70 @@ def refusal_reasons(folder: Path) -> list[str]:
     v = verify(folder)
     assert not v.accepted
     return v.reasons
+
+
+class _Tables(HTMLParser):
+    """The text of every table cell, per table (``id``, header row, body rows); text inside an
+    inline ``<svg>``, ``<script>`` or ``<style>`` is skipped."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: list[tuple[str | None, list[str], list[list[str]]]] = []
+        self.cell: list[str] | None = None
+        self.row: list[str] | None = None
+        self.in_head = False
+        self.hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append((dict(attrs).get("id"), [], []))
+        elif tag == "thead":
+            self.in_head = True
+        elif tag == "tr" and self.tables:
+            self.row = []
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = []
+        elif tag in ("svg", "script", "style"):
+            self.hidden += 1
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.row.append(" ".join("".join(self.cell).split()))
+            self.cell = None
+        elif tag == "tr" and self.row is not None:
+            _tid, head, body = self.tables[-1]
+            head.extend(self.row) if self.in_head else body.append(self.row)
+            self.row = None
+        elif tag == "thead":
+            self.in_head = False
+        elif tag in ("svg", "script", "style"):
+            self.hidden -= 1
+
+    def handle_data(self, data):
+        if self.cell is not None and not self.hidden:
+            self.cell.append(data)
+
+
+def html_tables(text: str) -> list[tuple[str | None, list[str], list[list[str]]]]:
+    """(id, header cells, body rows of cell texts) of every table of an HTML page (a table without
+    ``<thead>`` has no header cells)."""
+    parser = _Tables()
+    parser.feed(text)
+    return parser.tables
+
+
+EMPTY = ("", "n/a", "–")
+
+
+def empty_columns(text: str) -> list[str]:
+    """'table id: column header' of every table column of a page with no number or text in any
+    body row (each cell empty, 'n/a' or '–'), and 'table id: no rows' of a table without any."""
+    out = []
+    for tid, head, body in html_tables(text):
+        if not body:
+            out.append(f"{tid}: no rows")
+            continue
+        for j in range(max(len(head), *(len(r) for r in body))):
+            if all((r[j] if j < len(r) else "") in EMPTY for r in body):
+                out.append(f"{tid}: {head[j] if j < len(head) else j}")
+    return out

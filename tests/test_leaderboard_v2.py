@@ -14,7 +14,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers_leaderboard import ATTACK, CONTROL_FORGET, HELD_OUT_FILE, TARGET, make_bundle, write_matrix
+from helpers_leaderboard import (
+    ATTACK,
+    ATTACK_FA,
+    CONTROL_FORGET,
+    HELD_OUT_FILE,
+    RETAIN_BIO,
+    TARGET,
+    empty_columns,
+    html_tables,
+    make_bundle,
+    write_matrix,
+)
 from helpers_leaderboard import read_manifest as _manifest
 from helpers_leaderboard import refusal_reasons as _reasons
 from helpers_leaderboard import save_manifest as _save
@@ -318,6 +329,175 @@ def test_site_shows_the_worst_case_with_its_step_the_last_checkpoint_and_the_con
     detail = (tmp_path / "site" / "submission-test-mini-npo.html").read_text()
     assert "control cells</th>" in detail and "present: 2 (oracle;" in detail
     assert "<h2>Under attack</h2>" in detail and '0.62 <span class="note">step 1</span>' in detail
+
+
+# -- the site: legend, utility under attack, results first, a curve per cell (issue 13, item 9) --------------
+
+
+def test_site_utility_under_attack_is_at_the_worst_checkpoint_not_after_unlearning_nor_last(tmp_path, tasks):
+    """Retain recall and FA under attack come from the attack cell's aggregates at the worst case's
+    step (epoch 1 in both seeds): retain bio 0.75, qa 1 -> 0.875, arith 0.25; after unlearning
+    they are 1.0 and 0.5, at the last checkpoint 0.75 and 0.75."""
+    from unlearnbench.leaderboard.site import build, summarise
+
+    assert (RETAIN_BIO, ATTACK_FA) == ((1.0, 0.75, 0.5), (0.5, 0.25, 0.75))
+    subs = tmp_path / "subs"
+    m = make_bundle(tmp_path, subs / "npo")
+    s = summarise(m, {"utility_split": "retain", "utility_forms": ["bio", "qa"]})
+    assert s["worst_steps"][ATTACK] == [1, 1]
+    assert s["retain"] == (1.0, 0.0, 2) and s["fa"] == (0.5, 0.0, 2)
+    assert s["retain_at_worst"][ATTACK] == (0.875, 0.0, 2) and s["fa_at_worst"][ATTACK] == (0.25, 0.0, 2)
+    assert s["fa_tasks"][ATTACK] == ["arith"] and s["fa_unlearned_same_tasks"][ATTACK] == (0.5, 0.0, 2)
+    attack = _cell(m, "attack")
+    at = B.at_point(attack["aggregates"], B.attack_headline(attack["aggregates"])["worst"])
+    assert at["checkpoint"] == "epoch=1" and B.utility(at, "retain", ["bio", "qa"])["recall"] == 0.875
+    assert B.utility(attack["aggregates"][-1], "retain", ["bio", "qa"]) == {
+        "recall": 0.75,
+        "fa": 0.75,
+        "fa_tasks": ["arith"],
+    }
+    build(subs, tmp_path / "site")
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert 'id="utility-test-mini"' in index and "retain recall @worst finetune:arith</th>" in index
+    assert "FA arith after unlearning</th>" in index and "FA arith @worst finetune:arith</th>" in index
+    assert '<td data-v="0.875000">0.88 ± 0.00</td>' in index and '<td data-v="0.250000">0.25 ± 0.00</td>' in index
+    assert "<b>worst case's checkpoint</b> of each seed" in index  # the page says which checkpoint
+    detail = (tmp_path / "site" / "submission-test-mini-npo.html").read_text()
+    assert '<td data-v="0.875000">0.88 ± 0.00</td>' in detail  # the headline table
+    assert '0.25 ± 0.00 <span class="note">on arith; after unlearning 0.50 ± 0.00</span>' in detail
+    assert '<td>0.88</td><td>0.25 <span class="note">on arith; after unlearning 0.50</span></td>' in detail
+
+
+def test_site_without_a_utility_task_under_attack_has_no_fa_column_and_says_so(tmp_path, tasks):
+    """An attack whose checkpoints score no utility task (here: its task renamed) gets no FA column
+    on either page, and the note names it; retain recall under attack is still there."""
+    from unlearnbench.leaderboard.site import detail_page, matrix_section, summarise
+    from unlearnbench.leaderboard.verify import Verdict
+
+    m = make_bundle(tmp_path, tmp_path / "subs" / "npo")
+    for c in m["cells"]:
+        if c["kind"] == "attack":
+            for a in c["aggregates"]:
+                a["task_accuracy"] = {"other": a["task_accuracy"]["arith"]}
+    s = summarise(m, {})
+    assert s["fa_tasks"][ATTACK] == [] and s["fa_at_worst"][ATTACK][2] == 0
+    index = matrix_section("test-mini", [("p.html", m, s)], "d", {})
+    assert "@worst finetune:arith</th>" in index and "FA arith" not in index
+    assert "finetune:arith scores no utility task after the attack (no FA column)" in index
+    detail = detail_page(m, Verdict("x", manifest=m), s)
+    assert "FA @worst" not in detail and "retain recall @worst</th>" in detail
+    assert empty_columns(index) == [] and empty_columns(detail) == []
+
+
+def test_site_has_a_legend_no_empty_column_and_results_before_provenance(tmp_path, tasks):
+    from unlearnbench.leaderboard.site import _colour, build
+
+    subs = tmp_path / "subs"
+    for method, strength in (("npo", 0.25), ("graddiff", 0.5), ("rmu", 0.0)):
+        make_bundle(tmp_path, subs / method, method=method, strength=strength)
+    build(subs, tmp_path / "site")
+    index = (tmp_path / "site" / "index.html").read_text()
+    legend = index[index.index('<svg xmlns="http://www.w3.org/2000/svg" class="legend"') :]
+    legend = legend[: legend.index("</svg>")]
+    assert 'aria-label="colour legend of the heatmap"' in legend
+    assert f'fill="{_colour(0.01)}"' in legend and f'fill="{_colour(0.99)}"' in legend  # the cells' own scale
+    assert f'fill="{_colour(float("nan"))}"' in legend and "n/a: no number" in legend
+    assert all(f">{t}</text>" in legend for t in ("0", "0.25", "0.5", "0.75", "1"))
+    assert "1 = like the (attacked) oracle" in legend
+    pages = sorted((tmp_path / "site").glob("*.html"))
+    assert len(pages) == 4
+    for page in pages:
+        assert empty_columns(page.read_text()) == [], page.name
+    detail = (tmp_path / "site" / "submission-test-mini-npo.html").read_text()
+    order = [detail.index(h) for h in ("<h2>Headline</h2>", "<h2>Curves</h2>", "<h2>Cells</h2>", "<h2>Provenance</h2>")]
+    assert order == sorted(order) and detail.index('<section id="results">') < detail.index('<section id="provenance">')
+    assert detail.index("<h2>Environment</h2>") > detail.index("<h2>Cells</h2>")
+
+
+def test_committed_site_has_no_empty_column_a_legend_and_a_curve_per_attack_cell():
+    """The committed pages (leaderboard/site, rebuilt by `leaderboard build`), read as they are."""
+    site = REPO / "leaderboard" / "site"
+    pages = sorted(site.glob("submission-*.html"))
+    assert pages, "no committed site"
+    index = (site / "index.html").read_text()
+    assert index.count('class="legend"') == index.count('class="heatmap"') >= 1
+    assert empty_columns(index) == []
+    for page in pages:
+        text = page.read_text()
+        assert empty_columns(text) == [], page.name
+        attack_rows = [r for tid, _h, body in html_tables(text) if tid == "cells" for r in body if r[1] == "attack"]
+        assert text.count('<svg xmlns="http://www.w3.org/2000/svg" class="curve"') == len(attack_rows) > 0, page.name
+        assert text.index('<section id="results">') < text.index('<section id="provenance">'), page.name
+
+
+def test_a_curve_per_attack_cell_with_its_oracle_control_and_labelled_axes(tmp_path, tasks):
+    from unlearnbench.leaderboard.curve import CONTROL, METHOD, curve_svg
+    from unlearnbench.leaderboard.site import build
+
+    subs = tmp_path / "subs"
+    m = make_bundle(tmp_path, subs / "npo")
+    build(subs, tmp_path / "site")
+    detail = (tmp_path / "site" / "submission-test-mini-npo.html").read_text()
+    attacks = [c for c in m["cells"] if c["kind"] == "attack"]
+    svgs = detail.split('<svg xmlns="http://www.w3.org/2000/svg" class="curve"')[1:]
+    assert len(attacks) == len(svgs) == 2
+    for c, svg in zip(sorted(attacks, key=lambda c: c["seed"]), svgs):
+        svg = svg[: svg.index("</svg>")]
+        assert f'aria-label="curve: {ATTACK} seed {c["seed"]}"' in svg
+        assert svg.count('class="xlabel"') == 2 and svg.count(">epoch</text>") == 2  # finetune by epochs
+        assert ">forget quality (1 = like the oracle)</text>" in svg and ">retain recall (bio/qa)</text>" in svg
+        assert svg.count(f'stroke="{METHOD}"') >= 3 and svg.count(f'stroke="{CONTROL}"') >= 2  # lines + legend
+        assert ">oracle control, FQ (vs oracle)</text>" in svg
+        # seed 0 FQ-AO 0.875, 0.625, 0.75: the worst (0.625, epoch 1) is ringed, every point has a tip
+        if c["seed"] == 0:
+            assert "attacked model, FQ-AO (vs attacked oracle) at epoch 1: 0.62" in svg
+            assert "worst case over the curve: FQ-AO 0.62 at 1" in svg
+            assert "oracle control, retain recall at epoch 2: 1.00" in svg
+            assert "attacked model, retain recall at epoch 2: 0.75" in svg
+    alone = curve_svg(attacks[0], None, "retain", ["bio", "qa"])
+    assert "oracle control" not in alone and CONTROL not in alone and alone.count("<polyline") == 3
+
+
+@pytest.mark.parametrize(
+    "attack, checkpoints, label, ticks",
+    [
+        ("finetune:arith,epochs=2", [("epoch=0", 0), ("epoch=1", 1), ("epoch=2", 2)], "epoch", ["0", "1", "2"]),
+        (
+            "relearn:forget,steps=30",
+            [("step=0", 0), ("step=10", 10), ("step=30", 30)],
+            "optimiser step",
+            ["0", "10", "30"],
+        ),
+        ("quantize:4", [("before", 0), ("quantized", 1)], "quantization", ["before", "after"]),
+        ("other:x", [("a", 0), ("b", 5)], "checkpoint", ["a", "b"]),
+    ],
+)
+def test_curve_axis_unit_follows_the_attack(attack, checkpoints, label, ticks):
+    from unlearnbench.leaderboard.curve import x_axis
+
+    unit, placed = x_axis(attack, [{"checkpoint": c, "step": s} for c, s in checkpoints])
+    assert unit == label and [t for _p, t in placed] == ticks
+    if label in ("epoch", "optimiser step"):  # placed at the step, not evenly
+        assert [p for p, _t in placed] == [float(s) for _c, s in checkpoints]
+
+
+def test_curve_breaks_its_line_at_a_missing_value():
+    from unlearnbench.leaderboard.curve import curve_svg
+
+    aggs = [
+        {
+            "checkpoint": f"step={s}",
+            "step": s,
+            "recall": {"retain/bio": 1.0},
+            "forget_quality_attacked_oracle": {"mean": v},
+        }
+        for s, v in ((0, 0.9), (10, None), (20, 0.5), (30, 0.6))
+    ]
+    svg = curve_svg({"attack": "relearn:forget", "seed": 0, "aggregates": aggs}, None, "retain", ["bio"])
+    fq_ao = [line for line in svg.splitlines() if line.startswith("<polyline") and "stroke-dasharray" not in line]
+    assert len(fq_ao) == 3  # FQ-AO in two runs (0 | 20-30), retain recall in one
+    assert fq_ao[0].count(",") == 1 and fq_ao[1].count(",") == 2
+    assert "worst case over the curve: FQ-AO 0.50 at 20" in svg
 
 
 # -- verify --rerun compares the control cells -----------------------------------------------------------

@@ -14,7 +14,9 @@
   reads JSON and CSV only and never imports code from it;
 * :mod:`.rerun` — ``verify --rerun K [--held-out FILE]``: re-run cells and the held-out attacks here;
 * :mod:`.heldout` — the held-out grid's commit-and-reveal (file format, hash, check);
-* :mod:`.site` — render verified bundles as a static HTML site (works from ``file://``).
+* :mod:`.site` — render verified bundles as a static HTML site (works from ``file://``);
+* :mod:`.curve` — the site's per-cell curve: an attack cell's forget quality and retain recall per
+  checkpoint, its oracle control beside it, as inline SVG.
 
 Nothing here imports torch at module level; only :mod:`.submit` and ``verify --rerun`` run models.
 """

@@ -37,7 +37,8 @@ Aggregates per checkpoint of a cell (what the leaderboard shows):
 
 The headline of an attack cell (:func:`attack_headline`) is derived from these: the lowest
 ``forget_quality_attacked_oracle`` mean over the checkpoints after step 0 (the earliest step on a
-tie), with its step, and the last checkpoint's numbers beside it.
+tie), with its step, and the last checkpoint's numbers beside it; :func:`utility` is the retain
+recall and FA of one checkpoint (the site shows them after unlearning and at that worst step).
 
 Reading a bundle that may be hostile (:class:`Limits`): every file's size is checked before it is
 opened, the manifest's JSON nesting depth before it is parsed (:func:`load_json`), and the scores
@@ -65,6 +66,7 @@ import json
 import math
 import os
 import re
+import statistics
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, fields
@@ -449,6 +451,30 @@ def curve_extreme(aggregates: list[dict], metric: str, lowest: bool = True) -> d
         return None
     v, a = min(pts, key=lambda t: ((t[0] if lowest else -t[0]), t[1]["step"]))
     return {"value": v, "step": a["step"], "checkpoint": a["checkpoint"]}
+
+
+def at_point(aggregates: list[dict], point: dict | None) -> dict | None:
+    """The checkpoint's aggregates that a curve point (:func:`curve_extreme`'s ``step`` and
+    ``checkpoint``) names; None for no point."""
+    if point is None:
+        return None
+    return next((a for a in aggregates if (a["step"], a["checkpoint"]) == (point["step"], point["checkpoint"])), None)
+
+
+def utility(agg: dict | None, split: str, forms: list[str], tasks: list[str] | None = None) -> dict:
+    """Utility at one checkpoint's aggregates, as the leaderboard shows it: ``recall``, the mean of
+    ``recall["<split>/<form>"]`` over ``forms``, and ``fa``, the mean of ``task_accuracy`` over
+    ``tasks`` (every task of the checkpoint when None), each over the ones measured there (None
+    when none is); ``fa_tasks``: the tasks that mean is over."""
+    recall = (agg or {}).get("recall") or {}
+    acc = (agg or {}).get("task_accuracy") or {}
+    rec = [v for f in forms if (v := recall.get(f"{split}/{f}")) is not None]
+    fa_tasks = [t for t, v in acc.items() if v is not None and (tasks is None or t in tasks)]
+    return {
+        "recall": statistics.fmean(rec) if rec else None,
+        "fa": statistics.fmean(acc[t] for t in fa_tasks) if fa_tasks else None,
+        "fa_tasks": fa_tasks,
+    }
 
 
 def attack_headline(aggregates: list[dict]) -> dict:

@@ -1,20 +1,27 @@
 """``unlearnbench leaderboard build``: a static site from the verified submission bundles.
 
 Writes ``index.html`` (one section per matrix: a heatmap as inline SVG, methods x (after unlearning,
-each attack), and a sortable table) and one detail page per submission (provenance: harness version
-and commit, sha256s, environment, whether control cells were present, verification status;
-per-attack worst case and per-cell numbers). No server, no CDN: plain HTML, inline CSS and ~30
-lines of vanilla JS, so the pages work from ``file://``. Every string that comes from a bundle is
-HTML-escaped. The output is deterministic (no build time stamp), so a rebuild of unchanged
-submissions gives identical files.
+each attack), with its colour legend; a sortable table; a sortable utility table) and one detail
+page per submission, results first (the submission's headline row; per attack and seed the worst
+case, the last checkpoint and the utility at the worst case; one curve per attack cell,
+:mod:`.curve`; per-cell numbers), then the verification status and the provenance (harness version
+and commit, sha256s, environment, whether control cells were present). No server, no CDN: plain
+HTML, inline CSS and SVG and ~30 lines of vanilla JS, so the pages work from ``file://``. Every
+string that comes from a bundle is HTML-escaped. The output is deterministic (no build time
+stamp), so a rebuild of unchanged submissions gives identical files.
 
 Numbers shown (all from the bundles' aggregates, which verification recomputed from per-item
 scores), mean ± sample std over seeds: forget quality (1 = like the retrain oracle) after
 unlearning; per attack the **worst case over the curve** — the lowest forget quality against the
-attacked oracle over the checkpoints after step 0, with the step of each seed — and the last
-checkpoint's forget quality against the attacked oracle beside it; the lowest worst case over the
-attacks (the robustness headline the rows are ordered by); retain recall (mean over the matrix's
-headline forms, after unlearning) and FA (mean over the utility tasks, after unlearning).
+attacked oracle over the checkpoints after step 0 (:func:`.bundle.attack_headline`), with the step
+of each seed — and the last checkpoint's forget quality against the attacked oracle beside it; the
+lowest worst case over the attacks (the robustness headline the rows are ordered by); retain recall
+(mean over the matrix's headline forms) and FA (mean over the utility tasks) after unlearning and,
+per attack, at the worst case's checkpoint of each seed (:func:`utility_at_worst`, with
+:func:`.bundle.utility`, the same means as after unlearning). At an attack's checkpoints the
+harness scores only the attack's own task, so FA under attack is over the utility tasks among
+those (for ``finetune:arith``: arith) and is shown beside FA after unlearning on the same tasks;
+attacks that score no utility task get no FA column.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import re
 import statistics
 from pathlib import Path
 
+from ..metrics import MIN_GAP
 from ..report.figures import cell_text
 from . import bundle as B
+from .curve import curve_svg
 from .verify import Verdict, verify
 
 AFTER_UNLEARNING = "after unlearning"
@@ -119,31 +128,41 @@ def short_names(attacks: list[str]) -> dict[str, str]:
     return {a: heads[a] if counts[heads[a]] == 1 else a for a in attacks}
 
 
+def utility_at_worst(cell: dict, unlearned: dict | None, split: str, forms: list[str]) -> dict:
+    """Utility of an attack cell at its worst case's checkpoint (:func:`.bundle.attack_headline`):
+    ``recall`` (``split`` over ``forms``), ``fa`` over the utility tasks (those of ``unlearned``, the
+    seed's unlearn cell's last aggregates) scored there, ``fa_tasks`` those tasks, and
+    ``fa_unlearned`` FA after unlearning on the same tasks (None when there are none)."""
+    tasks = list((unlearned or {}).get("task_accuracy") or {})
+    at = B.utility(B.at_point(cell["aggregates"], B.attack_headline(cell["aggregates"])["worst"]), split, forms, tasks)
+    same = B.utility(unlearned, split, forms, at["fa_tasks"])["fa"] if at["fa_tasks"] else None
+    return {**at, "fa_unlearned": same}
+
+
 def summarise(manifest: dict, headline: dict) -> dict:
     """FQ after unlearning; per attack the worst case over the curve and the last checkpoint (forget
     quality against the attacked oracle), stats over seeds with the worst case's steps; retain
-    recall and FA after unlearning; the controls present."""
+    recall and FA after unlearning and, per attack, at the worst case's checkpoint of each seed
+    (FA over the utility tasks scored there); the controls present."""
     cells = sorted(manifest["cells"], key=lambda c: c["seed"])
-    unl = [B.headline(c["aggregates"]) for c in cells if c["kind"] == "unlearn"]
-    fq = {AFTER_UNLEARNING: _stats([h.get("forget_quality", {}).get("mean") for h in unl])}
-    worst, last, steps = {}, {}, {}
+    split = headline.get("utility_split", "retain")
+    forms = headline.get("utility_forms") or ["bio", "qa", "cloze"]
+    unl = {c["seed"]: B.headline(c["aggregates"]) for c in cells if c["kind"] == "unlearn"}
+    fq = {AFTER_UNLEARNING: _stats([h.get("forget_quality", {}).get("mean") for h in unl.values()])}
+    after = [B.utility(h, split, forms) for h in unl.values()]
+    worst, last, steps, retain_at, fa_at, fa_tasks, fa_same = {}, {}, {}, {}, {}, {}, {}
     for a in manifest["matrix"]["attacks"]:
-        heads = [B.attack_headline(c["aggregates"]) for c in cells if c["kind"] == "attack" and c["attack"] == a]
+        attacked = [c for c in cells if c["kind"] == "attack" and c["attack"] == a]
+        heads = [B.attack_headline(c["aggregates"]) for c in attacked]
         worst[a] = _stats([(h["worst"] or {}).get("value") for h in heads])
         steps[a] = [(h["worst"] or {}).get("step") for h in heads]
         last[a] = _stats([h["last"]["forget_quality_attacked_oracle"] for h in heads])
         fq[a] = worst[a]
-    split = headline.get("utility_split", "retain")
-    forms = headline.get("utility_forms") or ["bio", "qa", "cloze"]
-    retain = _stats(
-        [
-            statistics.fmean(vals)
-            if (vals := [h["recall"].get(f"{split}/{f}") for f in forms if h["recall"].get(f"{split}/{f}") is not None])
-            else None
-            for h in unl
-        ]
-    )
-    fa = _stats([statistics.fmean(h["task_accuracy"].values()) if h.get("task_accuracy") else None for h in unl])
+        at = [utility_at_worst(c, unl.get(c["seed"]), split, forms) for c in attacked]
+        retain_at[a] = _stats([u["recall"] for u in at])
+        fa_at[a] = _stats([u["fa"] for u in at])
+        fa_tasks[a] = sorted({t for u in at for t in u["fa_tasks"]})
+        fa_same[a] = _stats([u["fa_unlearned"] for u in at])
     attack_means = [worst[a][0] for a in manifest["matrix"]["attacks"] if not math.isnan(worst[a][0])]
     controls = sorted({c.get("control") for c in cells if c["kind"] == "control" and c.get("control")})
     return {
@@ -152,8 +171,12 @@ def summarise(manifest: dict, headline: dict) -> dict:
         "worst_steps": steps,
         "last": last,
         "worst": min(attack_means) if attack_means else math.nan,
-        "retain": retain,
-        "fa": fa,
+        "retain": _stats([u["recall"] for u in after]),
+        "fa": _stats([u["fa"] for u in after]),
+        "retain_at_worst": retain_at,  # per attack: at the worst case's checkpoint of each seed
+        "fa_at_worst": fa_at,
+        "fa_tasks": fa_tasks,  # per attack: the utility tasks its checkpoints score (often none)
+        "fa_unlearned_same_tasks": fa_same,  # per attack: FA after unlearning on those tasks
         "split": split,
         "forms": forms,
         "controls": controls,
@@ -221,6 +244,34 @@ def heatmap_svg(rows: list[tuple[str, dict]], columns: list[str], names: dict[st
     return "\n".join(out)
 
 
+def legend_svg() -> str:
+    """The heatmap's colour legend: the scale from 0 to 1 in the cells' own colours, ticks every
+    0.25, what its ends mean, and the grey of a cell with no number."""
+    n, bw, left, top, bh = 50, 6, 10, 22, 14
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="legend" width="{left + n * bw + 360}" height="{top + bh + 34}" '
+        f'role="img" aria-label="colour legend of the heatmap" font-family="sans-serif" font-size="12">',
+        f'<text x="{left}" y="{top - 8}">forget quality (heatmap colour)</text>',
+    ]
+    out += [
+        f'<rect x="{left + i * bw}" y="{top}" width="{bw}" height="{bh}" fill="{_colour((i + 0.5) / n)}"/>'
+        for i in range(n)
+    ]
+    for k in range(5):
+        x = left + n * bw * k / 4
+        out.append(f'<line x1="{x}" y1="{top + bh}" x2="{x}" y2="{top + bh + 4}" stroke="#333"/>')
+        out.append(f'<text x="{x}" y="{top + bh + 16}" text-anchor="middle">{k / 4:g}</text>')
+    out.append(
+        f'<text x="{left}" y="{top + bh + 30}">0 = as far from the oracle as the model before unlearning; '
+        "1 = like the (attacked) oracle</text>"
+    )
+    gx = left + n * bw + 24
+    out.append(f'<rect x="{gx}" y="{top}" width="{bh}" height="{bh}" fill="{_colour(math.nan)}" stroke="#999"/>')
+    out.append(f'<text x="{gx + bh + 6}" y="{top + bh - 2}">n/a: no number (no informative form)</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
 # -- pages -------------------------------------------------------------------------------------------
 
 
@@ -241,6 +292,7 @@ def matrix_section(name: str, entries: list[tuple[str, dict, dict]], description
         + esc(", ".join(first.get("controls") or []) or "none")
         + ".</p>",
         heatmap_svg([(e[1]["method"]["spec"], e[2]) for e in ordered], columns, names),
+        legend_svg(),
         '<p class="note">First column: forget quality after unlearning. Attack columns: the <b>worst case over '
         "the curve</b> — the lowest forget quality against the attacked oracle (the retrain oracle put through "
         "the same attack, same data, seed and budget) over the checkpoints after step 0 — mean ± std over seeds, "
@@ -297,7 +349,47 @@ def matrix_section(name: str, entries: list[tuple[str, dict, dict]], description
         "column header to sort. Rows are ordered by the worst case under attack, the lowest worst FQ-AO over the "
         "attacks (higher is more robust). Methods are run with the options in their detail pages.</p>"
     )
+    parts.append(utility_table(name, ordered, attacks, names))
     return "\n".join(parts)
+
+
+def utility_table(name: str, ordered: list[tuple[str, dict, dict]], attacks: list[str], names: dict[str, str]) -> str:
+    """Retain recall and FA after unlearning and under each attack, at the worst case's checkpoint
+    (the FA columns only for attacks whose checkpoints score a utility task)."""
+    split, forms = ordered[0][2]["split"], ordered[0][2]["forms"]
+    with_fa = [a for a in attacks if any(e[2]["fa_tasks"][a] for e in ordered)]
+    head = ['<th class="l">method</th>', f"<th>{esc(split)} recall {esc(AFTER_UNLEARNING)}</th>"]
+    head += [f'<th title="{esc(a)}">{esc(split)} recall @worst {esc(names[a])}</th>' for a in attacks]
+    head.append(f"<th>FA {esc(AFTER_UNLEARNING)}</th>")
+    for a in with_fa:
+        tasks = esc(", ".join(sorted({t for e in ordered for t in e[2]["fa_tasks"][a]})))
+        head.append(f'<th title="{esc(a)}">FA {tasks} {esc(AFTER_UNLEARNING)}</th>')
+        head.append(f'<th title="{esc(a)}">FA {tasks} @worst {esc(names[a])}</th>')
+    body = []
+    for page, m, s in ordered:
+        row = f'<tr><td class="l"><a href="{esc(page)}">{esc(m["method"]["spec"])}</a></td>' + _td(*s["retain"])
+        row += "".join(_td(*s["retain_at_worst"][a]) for a in attacks) + _td(*s["fa"])
+        row += "".join(_td(*s["fa_unlearned_same_tasks"][a]) + _td(*s["fa_at_worst"][a]) for a in with_fa)
+        body.append(row + "</tr>")
+    without = [names[a] for a in attacks if a not in with_fa]
+    return (
+        f"<h3>Utility after unlearning and under attack</h3>"
+        f'<table class="sortable" id="utility-{esc(slug(name))}"><thead><tr>{"".join(head)}</tr></thead>'
+        f"<tbody>\n{chr(10).join(body)}\n</tbody></table>"
+        f'<p class="note">{esc(split)} recall: mean over the {esc("/".join(forms))} forms; FA: mean accuracy on '
+        "the utility tasks. Under an attack both are taken at the <b>worst case's checkpoint</b> of each seed (the "
+        "step the worst FQ-AO column names), not at the last one, so they describe the model the headline does; "
+        "mean ± std over seeds. At an attack's checkpoints the harness scores only the attack's own task, so FA "
+        "under attack is over the utility tasks among those (named in the column, beside FA after unlearning on the "
+        "same tasks: FA after unlearning is over all the utility tasks)"
+        + (
+            f"; {esc(', '.join(without))} score{'s' if len(without) == 1 else ''} no utility task after the "
+            "attack (no FA column)."
+            if without
+            else "."
+        )
+        + "</p>"
+    )
 
 
 def _kv(rows: list[tuple[str, object]]) -> str:
@@ -312,6 +404,13 @@ def _num(v) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
 
+UNDEFINED_RECOVERY = (
+    '<span class="note" title="recovery, (u_t - u_0) / (b - u_0), is undefined where the method removed less '
+    f'than {MIN_GAP} of the forget recall (b - u_0) on every informative form, or a recall is missing">'
+    "undefined</span>"
+)
+
+
 def _point(p: dict | None) -> str:
     return "n/a" if p is None else f'{_num(p["value"])} <span class="note">step {esc(p["step"])}</span>'
 
@@ -320,6 +419,50 @@ def _curve(aggregates: list[dict], metric: str) -> str:
     if not any(metric in a for a in aggregates):
         return ""
     return " → ".join(_num((a.get(metric) or {}).get("mean")) for a in aggregates)
+
+
+def _fa_td(s: dict, attack: str) -> str:
+    """FA at an attack's worst case, with the tasks it is over and FA after unlearning on them."""
+    mean, std, n = s["fa_at_worst"][attack]
+    if not s["fa_tasks"][attack]:
+        return _td(mean, std, n)
+    v = "" if math.isnan(mean) else f"{mean:.6f}"
+    return (
+        f'<td data-v="{v}">{esc(cell_text(mean, std, n))} <span class="note">on '
+        f"{esc(', '.join(s['fa_tasks'][attack]))}; after unlearning "
+        f"{esc(cell_text(*s['fa_unlearned_same_tasks'][attack]))}</span></td>"
+    )
+
+
+def _headline_table(m: dict, s: dict) -> str:
+    """The submission's leaderboard row, one column per (after unlearning, attack): forget quality
+    (the worst case over each attack's curve, its step per seed, the last checkpoint), retain recall
+    and FA (under an attack: at the worst case's checkpoint)."""
+    attacks = list(m["matrix"]["attacks"])
+    dash = "<td>–</td>"
+    rows = [
+        (
+            "FQ after unlearning / worst FQ-AO",
+            [_td(*s["fq"][AFTER_UNLEARNING])] + [_td(*s["worst_case"][a]) for a in attacks],
+        ),
+        ("worst case at (per seed)", [dash] + [f"<td>{esc(steps_text(s['worst_steps'][a]))}</td>" for a in attacks]),
+        ("last FQ-AO", [dash] + [_td(*s["last"][a]) for a in attacks]),
+        (
+            f"{s['split']} recall ({'/'.join(s['forms'])})",
+            [_td(*s["retain"])] + [_td(*s["retain_at_worst"][a]) for a in attacks],
+        ),
+        ("FA (utility tasks; under attack: those scored)", [_td(*s["fa"])] + [_fa_td(s, a) for a in attacks]),
+    ]
+    head = f'<th class="l">measure</th><th>{esc(AFTER_UNLEARNING)}</th>' + "".join(
+        f'<th title="{esc(a)}">{esc(n)}</th>' for a, n in short_names(attacks).items()
+    )
+    body = "".join(f'<tr><th class="l">{esc(k)}</th>{"".join(v)}</tr>' for k, v in rows)
+    return (
+        f'<table id="headline"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        '<p class="note">Mean ± std over seeds. Under an attack, utility is at the worst case\'s checkpoint of '
+        "each seed; at an attack's checkpoints only the attack's own task is scored, so FA there is n/a unless "
+        "that task is a utility task.</p>"
+    )
 
 
 def detail_page(manifest: dict, verdict: Verdict, summary: dict) -> str:
@@ -381,32 +524,73 @@ def detail_page(manifest: dict, verdict: Verdict, summary: dict) -> str:
         '<th>FQ (last)</th><th class="l">FQ per checkpoint</th><th class="l">FQ-AO per checkpoint</th>'
         '<th class="l">recovery per checkpoint</th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>"
     )
+    split, forms = summary["split"], summary["forms"]
+    unl = {c["seed"]: B.headline(c["aggregates"]) for c in m["cells"] if c["kind"] == "unlearn"}
+    attacked = sorted((c for c in m["cells"] if c["kind"] == "attack"), key=lambda c: (c["attack"], c["seed"]))
+    with_fa = any(summary["fa_tasks"].values())
     under = []
-    for c in sorted((c for c in m["cells"] if c["kind"] == "attack"), key=lambda c: (c["attack"], c["seed"])):
+    for c in attacked:
         hd = B.attack_headline(c["aggregates"])
         last = hd["last"]
+        at = utility_at_worst(c, unl.get(c["seed"]), split, forms)
+        named = (
+            f' <span class="note">on {esc(", ".join(at["fa_tasks"]))}; after unlearning {_num(at["fa_unlearned"])}</span>'
+            if at["fa_tasks"]
+            else ""
+        )
+        fa = f"<td>{_num(at['fa'])}{named}</td>"
         under.append(
             f'<tr><td class="l">{esc(c["attack"])}</td><td>{c["seed"]}</td>'
             f"<td>{_point(hd['worst'])}</td><td>{_num(last['forget_quality_attacked_oracle'])} "
             f'<span class="note">step {esc(last["step"])}</span></td>'
             f"<td>{_point(hd['worst_forget_quality'])}</td><td>{_num(last['forget_quality'])}</td>"
-            f"<td>{_point(hd['max_recovery'])}</td><td>{_num(last['recovery'])}</td></tr>"
+            f"<td>{_point(hd['max_recovery']) if hd['max_recovery'] else UNDEFINED_RECOVERY}</td>"
+            f"<td>{UNDEFINED_RECOVERY if last['recovery'] is None else _num(last['recovery'])}</td>"
+            f"<td>{_num(at['recall'])}</td>{fa if with_fa else ''}</tr>"
         )
     under_table = (
         '<table class="sortable" id="under-attack"><thead><tr><th class="l">attack</th><th>seed</th>'
         "<th>worst FQ-AO (step)</th><th>last FQ-AO</th><th>worst FQ (step)</th><th>last FQ</th>"
-        "<th>max recovery (step)</th><th>last recovery</th></tr></thead><tbody>" + "".join(under) + "</tbody></table>"
+        f"<th>max recovery (step)</th><th>last recovery</th><th>{esc(split)} recall @worst</th>"
+        + ("<th>FA @worst</th>" if with_fa else "")
+        + "</tr></thead><tbody>"
+        + "".join(under)
+        + "</tbody></table>"
     )
-    body = (
-        f'<p><a href="index.html">← leaderboard</a></p><h1>{esc(title)}</h1>'
-        f"<h2>Verification</h2>{status}<h2>Provenance</h2>{_kv(prov)}<h2>Environment</h2>{_kv(env)}"
+    controls = {
+        (c["seed"], c["attack"]): c for c in m["cells"] if c["kind"] == "control" and c.get("control") == "oracle"
+    }
+    curves = "".join(
+        f'<figure class="curve" id="curve-{esc(c["cell_id"])}"><figcaption><code>{esc(c["attack"])}</code>, seed '
+        f"{c['seed']}{'' if (c['seed'], c['attack']) in controls else ' (no oracle control cell)'}</figcaption>"
+        f"{curve_svg(c, controls.get((c['seed'], c['attack'])), split, forms)}</figure>"
+        for c in attacked
+    )
+    results = (
+        f"<h2>Headline</h2>{_headline_table(m, summary)}"
         f'<h2>Under attack</h2><p class="note">Per attack and seed, over the checkpoints after step 0: the worst '
         f"case (lowest forget quality against the attacked oracle, FQ-AO; lowest forget quality against the "
-        f"unattacked oracle, FQ; highest recovery) with its step, and the last checkpoint.</p>{under_table}"
+        f"unattacked oracle, FQ; highest recovery) with its step, and the last checkpoint; {esc(split)} recall "
+        f"({esc('/'.join(forms))})"
+        + (" and FA (the utility tasks scored there)" if with_fa else "")
+        + f" at the worst FQ-AO's checkpoint.</p>{under_table}"
+        f'<h2>Curves</h2><p class="note">One per attack cell: forget quality and {esc(split)} recall at each of '
+        f"the attack's checkpoints (step 0 is the unlearned model), the oracle control (the retrain oracle put "
+        f"through the same attack, same data, seed and budget) beside it; the ring marks the worst case. Hover a "
+        f"point for its value.</p>{curves}"
         f'<h2>Cells</h2><p class="note">FQ: forget quality (1 = like the retrain oracle), mean over the '
         f"informative forms; FQ-AO: against the oracle control at the same step; recovery: share of the "
         f"forget recall the method removed that came back; per checkpoint of the cell (attack and control: "
         f"step 0, then every evaluation).</p>{cells}"
+    )
+    state = '<span class="ok">verified</span>' if verdict.accepted else '<span class="bad">refused</span>'
+    body = (
+        f'<p><a href="index.html">← leaderboard</a></p><h1>{esc(title)}</h1>'
+        f"<p>{state}; "
+        f"results first, then the verification, provenance and environment.</p>"
+        f'<section id="results">{results}</section>'
+        f'<section id="provenance"><h2>Verification</h2>{status}<h2>Provenance</h2>{_kv(prov)}'
+        f"<h2>Environment</h2>{_kv(env)}</section>"
     )
     return _page(title, body)
 
