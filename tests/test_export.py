@@ -82,10 +82,12 @@ def test_export_empty_store(store):
 
 
 def _correct(checkpoint, step, values: dict[str, list[float]]) -> list[ScoreRow]:
+    """Each listed value stands for 5 items (a form needs 10 items to enter the headline)."""
     return [
-        ScoreRow(checkpoint, step, "forget", form, f"{form}{i}", "correct", v)
+        ScoreRow(checkpoint, step, "forget", form, f"{form}{i}-{k}", "correct", v)
         for form, vs in values.items()
         for i, v in enumerate(vs)
+        for k in range(5)
     ]
 
 
@@ -125,7 +127,10 @@ def test_summary_holds_forget_quality_and_recovery_of_every_checkpoint(matrix, t
     )
     assert ("u", "unlearned", "headline", "recovery") not in got  # attack measures on attack rows only
     headline = fq[(fq.form == "headline") & (fq.metric == "forget_quality")]
-    assert set(headline.n) == {2} and set(headline.split) == {"forget"}
+    assert set(headline.n) == {40} and set(headline.split) == {"forget"}  # 20 items in each of the 2 forms
+    lo = got[("a", "step=5", "headline", "forget_quality_ci_low")]
+    hi = got[("a", "step=5", "headline", "forget_quality_ci_high")]
+    assert lo <= (qa_5 + cloze_5) / 2 <= hi
     assert set(headline[headline.cell_id == "a"].attack) == {"relearn:forget"}
     # the same rows through parquet
     export(matrix, "parquet", level="summary", out=tmp_path / "s.parquet")

@@ -10,10 +10,12 @@ Levels:
   (:meth:`ResultStore.summary_frame`), then the forget-quality rows of every unlearn and attack
   checkpoint, computed by the report's one computation (:func:`unlearnbench.report.frames.collect`,
   so the export and report.html never disagree): split ``forget``, metric ``forget_quality`` per
-  informative form and for the headline (form ``headline``), and for attack checkpoints
-  ``forget_quality_ao`` (against the attacked oracle), ``recovery``, ``excess`` and
-  ``control_recovery`` (form ``headline``; see :mod:`unlearnbench.metrics`). On those rows ``n`` is
-  the number of forms the headline averages (1 on a per-form row).
+  informative form, for the headline (form ``headline``, :mod:`unlearnbench.headline`, with
+  ``forget_quality_ci_low``/``_high``, its bootstrap interval over items) and as the plain mean of
+  the informative forms (form ``mean_of_forms``), and for attack checkpoints ``forget_quality_ao``
+  (against the attacked oracle), ``recovery``, ``excess`` and ``control_recovery`` (form
+  ``headline``; see :mod:`unlearnbench.metrics`). On headline rows ``n`` is the number of items
+  behind the headline; on ``mean_of_forms`` the forms averaged; 1 on a per-form row.
 
 Formats: ``csv`` and ``json`` (a list of records; non-finite values are ``null``; floats written
 exactly) as text; ``parquet`` (pyarrow) only to a file, being binary — about 1/100 of the CSV's
@@ -77,14 +79,16 @@ def forget_quality_frame(store: ResultStore, summary=None):
     labels = summary.drop(columns=["split", "form", "metric", "value", "n"]).drop_duplicates(["cell_id", "checkpoint"])
     rows = []
     for r in records.itertuples():
-        per_form = r.per_form or {}
-        rows.append((r.cell_id, r.checkpoint, HEADLINE, "forget_quality", r.fq, len(per_form)))
+        per_form, n = r.per_form or {}, int(r.n_items)
+        rows += [
+            (r.cell_id, r.checkpoint, HEADLINE, "forget_quality", r.fq, n),
+            (r.cell_id, r.checkpoint, HEADLINE, "forget_quality_ci_low", r.fq_lo, n),
+            (r.cell_id, r.checkpoint, HEADLINE, "forget_quality_ci_high", r.fq_hi, n),
+            (r.cell_id, r.checkpoint, "mean_of_forms", "forget_quality", r.fq_forms_mean, len(per_form)),
+        ]
         rows += [(r.cell_id, r.checkpoint, form, "forget_quality", q, 1) for form, q in sorted(per_form.items())]
         if r.kind == "attack":
-            rows += [
-                (r.cell_id, r.checkpoint, HEADLINE, name, getattr(r, col), len(per_form))
-                for col, name in _MEASURES.items()
-            ]
+            rows += [(r.cell_id, r.checkpoint, HEADLINE, name, getattr(r, col), n) for col, name in _MEASURES.items()]
     fq = pd.DataFrame(rows, columns=["cell_id", "checkpoint", "form", "metric", "value", "n"])
     fq["split"] = "forget"
     fq["value"] = fq["value"].astype(float)

@@ -26,6 +26,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from ..headline import headline, weighted_mean
 from ..metrics import excess, forget_quality, forget_quality_attacked, recovery
 from ..store import ResultStore
 from .attack_kinds import attack_identity, curve_axis, post_attack_label
@@ -131,8 +132,14 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
             "seed",
             "checkpoint",
             "step",
+            "attack_row",
             "fq",
+            "fq_lo",
+            "fq_hi",
+            "n_items",
+            "fq_forms_mean",
             "per_form",
+            "retain",
             *ATTACK_MEASURES,
         ]
     )
@@ -163,6 +170,10 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
             sub = sub[sub.step == step]
         return dict(zip(sub.form, sub.value))
 
+    def recall_of(cid, checkpoint, split):
+        sub = recall[(recall.cell_id == cid) & (recall.split == split) & (recall.checkpoint == checkpoint)]
+        return dict(zip(sub.form, sub.value))
+
     controls: dict[tuple, str] = {}
     for r in cells[cells.kind == "control"].itertuples():  # the newest wins, as for base/oracle
         controls[(r.model, r.probe_suite, r.seed, r.attack, _config_text(r.attack_config), r.method)] = r.cell_id
@@ -171,6 +182,20 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
     for kind in ("base", "oracle"):
         for r in cells[cells.kind == kind].itertuples():  # ordered by created_at: the newest wins
             refs.setdefault((r.model, r.probe_suite, r.seed), {})[kind] = r.cell_id
+    forget_rows = scores[(scores.split == "forget") & (scores.item_id != "*")]
+    items_at: dict[tuple, dict[str, dict[str, float]]] = {}  # (cell, checkpoint) -> form -> item -> value
+    step_of: dict[tuple, str] = {}  # (cell, step) -> checkpoint
+    for r in forget_rows[["cell_id", "checkpoint", "step", "form", "item_id", "value"]].itertuples(index=False):
+        items_at.setdefault((r.cell_id, r.checkpoint), {}).setdefault(r.form, {})[r.item_id] = r.value
+        step_of[(r.cell_id, int(r.step))] = r.checkpoint
+
+    def items_of(cid, checkpoint=None, step=None) -> dict:
+        if checkpoint is None:
+            checkpoint = (
+                step_of.get((cid, step)) if step is not None else next((ck for (c, ck) in items_at if c == cid), None)
+            )
+        return items_at.get((cid, checkpoint), {})
+
     records, missing = [], set()
     for cell in cells[cells.kind.isin(["unlearn", "attack"])].itertuples():
         ref = refs.get((cell.model, cell.probe_suite, cell.seed), {})
@@ -185,6 +210,7 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
             )
             continue
         base, oracle = forget_of(ref["base"]), forget_of(ref["oracle"])
+        base_items, oracle_items = items_of(ref["base"]), items_of(ref["oracle"])
         ckpts = recall[recall.cell_id == cell.cell_id][["checkpoint", "step"]].drop_duplicates()
         ctrl = None
         if cell.kind == "attack":
@@ -200,10 +226,15 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
                     q = forget_quality(u, base[form], oracle[form])
                     if not math.isnan(q):
                         per_form[form] = q
+            model_items = items_of(cell.cell_id, ck.checkpoint)
+            h = headline(model_items, base_items, oracle_items)
             measures = dict.fromkeys(ATTACK_MEASURES, float("nan"))
             if cell.kind == "attack":
                 o_t = forget_of(ctrl, step=int(ck.step)) if ctrl else {}
-                measures = _attack_measures(per_form, u_t, u0, o_t, base, oracle)
+                measures = _attack_measures(h["forms"], u_t, u0, o_t, base, oracle)
+                if ctrl:
+                    ctrl_items = items_of(ctrl, step=int(ck.step))
+                    measures["fq_ao"] = headline(model_items, base_items, oracle_items, ctrl_items, n_boot=0)["value"]
             records.append(
                 {
                     "cell_id": cell.cell_id,
@@ -212,11 +243,17 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
                     "method": cell.method_label,
                     "attack": cell.attack_label if cell.kind == "attack" else NO_ATTACK,
                     "attack_task": cell.attack_task if cell.kind == "attack" else None,
+                    "attack_row": cell.attack_row if cell.kind == "attack" else None,
                     "seed": cell.seed,
                     "checkpoint": ck.checkpoint,
                     "step": int(ck.step) if cell.kind == "attack" else AFTER_UNLEARNING,
-                    "fq": sum(per_form.values()) / len(per_form) if per_form else float("nan"),
+                    "fq": h["value"],
+                    "fq_lo": h["ci"][0] if h["ci"] else float("nan"),
+                    "fq_hi": h["ci"][1] if h["ci"] else float("nan"),
+                    "n_items": h["n"],
+                    "fq_forms_mean": sum(per_form.values()) / len(per_form) if per_form else float("nan"),
                     "per_form": per_form,
+                    "retain": _avg(recall_of(cell.cell_id, ck.checkpoint, "retain").values()),
                     **measures,
                 }
             )
@@ -248,18 +285,20 @@ def _avg(values) -> float:
     return sum(vals) / len(vals) if vals else float("nan")
 
 
-def _attack_measures(per_form: dict, u_t: dict, u0: dict, o_t: dict, base: dict, oracle: dict) -> dict:
-    """The means of :data:`ATTACK_MEASURES` over the informative forms (``per_form``'s keys)."""
+def _attack_measures(weights: dict, u_t: dict, u0: dict, o_t: dict, base: dict, oracle: dict) -> dict:
+    """:data:`ATTACK_MEASURES` over the headline's forms, weighted as it is (``weights``: form -> items,
+    :func:`unlearnbench.headline.entering_forms`); ``fq_ao`` is replaced by the caller with the
+    item-level headline against the attacked oracle where there is a control cell."""
     nan = float("nan")
-    forms = list(per_form)
-    fq_ao = [forget_quality_attacked(u_t[f], base[f], o_t.get(f, nan), oracle[f]) for f in forms]
-    rec = [recovery(u_t[f], u0.get(f, nan), base[f]) for f in forms]
-    defined = [f for f, r in zip(forms, rec) if not math.isnan(r)]
+    forms = [f for f in weights if f in u_t and f in base and f in oracle]
+    fq_ao = {f: forget_quality_attacked(u_t[f], base[f], o_t.get(f, nan), oracle[f]) for f in forms}
+    rec = {f: recovery(u_t[f], u0.get(f, nan), base[f]) for f in forms}
+    defined = {f: w for f, w in weights.items() if f in rec and not math.isnan(rec[f])}
     return {
-        "fq_ao": _avg(fq_ao),
-        "recovery": _avg(rec),
-        "excess": _avg(excess(u_t[f], o_t.get(f, nan)) for f in forms),
-        "control_recovery": _avg(recovery(o_t.get(f, nan), u0[f], base[f]) for f in defined),
+        "fq_ao": weighted_mean(fq_ao, weights),
+        "recovery": weighted_mean(rec, weights),
+        "excess": weighted_mean({f: excess(u_t[f], o_t.get(f, nan)) for f in forms}, weights),
+        "control_recovery": weighted_mean({f: recovery(o_t.get(f, nan), u0[f], base[f]) for f in defined}, defined),
     }
 
 

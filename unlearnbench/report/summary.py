@@ -2,12 +2,18 @@
 
 :func:`run_summary` turns the cells of one run into one document — the same document that
 ``unlearnbench run --json`` prints (its schema is in the README) and that the CLI renders as a table.
+
+Forget quality, its attacked-oracle version and recovery have their ``mean`` from the headline rule
+(:mod:`unlearnbench.headline`: forms that enter by item count and gap, weighted by items, with
+``n`` and a bootstrap ``ci`` over items); ``mean_of_forms`` is the plain mean over every informative
+form, which is what the leaderboard bundles' aggregates still hold (``leaderboard/bundle.py``).
 """
 
 from __future__ import annotations
 
 import math
 
+from ..headline import headline, weighted_mean
 from ..metrics import MIN_GAP, excess, forget_quality, forget_quality_attacked, privleak, recovery
 from ..store import ResultStore
 from .tables import DISTANCE_METRICS
@@ -35,7 +41,13 @@ def run_summary(store: ResultStore, cells) -> dict:
     aucs: dict[str, dict[str, float]] = {}  # column -> MUSE privleak aggregates (auc, auc_retrain)
     wmdp: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> wmdp_mcq aggregate
     distance: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> js / fluency means
+    raw: dict[str, dict[str, float]] = {}  # column -> forget-split recall per form, unrounded (forget quality)
+    items: dict[str, dict[str, dict[str, float]]] = {}  # column -> form -> item -> correct (forget split)
     if frame is not None and len(frame):
+        forget = frame[(frame.split == "forget") & (frame.metric == HEADLINE) & (frame.item_id != "*")]
+        by_point: dict[tuple, dict[str, dict[str, float]]] = {}
+        for r in forget[["cell_id", "checkpoint", "form", "item_id", "value"]].itertuples(index=False):
+            by_point.setdefault((r.cell_id, r.checkpoint), {}).setdefault(r.form, {})[r.item_id] = r.value
         g = frame.groupby(["cell_id", "checkpoint", "step", "split", "form", "metric"], dropna=False)["value"].mean()
         g = g.reset_index()
         for c in cells:
@@ -47,6 +59,7 @@ def run_summary(store: ResultStore, cells) -> dict:
                 if c.kind in ("attack", "control") and step == 0:
                     continue  # identical weights to the unlearned column
                 col = _column_name(c, checkpoint)
+                items[col] = by_point.get((c.cell_id, checkpoint), {})
                 rows = sub[(sub.checkpoint == checkpoint)]
                 (control_columns if c.kind == "control" else columns).append(
                     {
@@ -75,12 +88,14 @@ def run_summary(store: ResultStore, cells) -> dict:
                             fa.setdefault(col, {})[r.form] = _clean(r.value)
                     elif r.metric == HEADLINE:
                         recall.setdefault(col, {}).setdefault(r.split, {})[r.form] = _clean(r.value)
+                        if r.split == "forget" and not math.isnan(r.value):
+                            raw.setdefault(col, {})[r.form] = r.value
                     elif r.metric == "prob":
                         probs.setdefault(col, {}).setdefault(r.split, {})[r.form] = _clean(r.value)
                     elif r.form == "privleak" and r.metric in ("auc", "auc_retrain"):
                         aucs.setdefault(col, {})[r.metric] = r.value
-    fq = _forget_quality(columns, recall)
-    robustness, worst, notes = _robustness(cells, columns, control_columns, recall, fq)
+    fq = _forget_quality(columns, raw, items)
+    robustness, worst, notes = _robustness(cells, columns, control_columns, raw, items, fq)
     return {
         "schema": "unlearnbench.run/1",
         "cells": [
@@ -135,19 +150,14 @@ def _column_name(cell, checkpoint: str) -> str:
     return f"[{cell.label.get('method')}] {name}" if cell.kind == "control" else name
 
 
-def _mean(values) -> float | None:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    return _clean(sum(vals) / len(vals)) if vals else None
-
-
-def _robustness(cells, columns, control_columns, recall, fq) -> tuple[dict, dict, list[str]]:
+def _robustness(cells, columns, control_columns, raw, items, fq) -> tuple[dict, dict, list[str]]:
     """Per attack column: forget quality against the attacked oracle at the same step, recovery and
-    excess over the attacked oracle (definitions and NaN rules: :mod:`unlearnbench.metrics`); per
+    excess over the attacked oracle (definitions and NaN rules: :mod:`unlearnbench.metrics`), each
+    per form and as the headline (``mean``: the forms and weights of the column's forget-quality
+    headline, :mod:`unlearnbench.headline`; the attacked-oracle one with its item ``ci``); per
     attack: the last checkpoint and the worst case over its curve. Returns (per column, per attack,
     notes)."""
-    nan = float("nan")
-    forget = {col: recall.get(col, {}).get("forget", {}) for col in recall}
-    b, o0, u0 = forget.get("base"), forget.get("oracle"), forget.get("unlearned")
+    b, o0, u0 = raw.get("base"), raw.get("oracle"), raw.get("unlearned")
     attack_cols = [c for c in columns if c["kind"] == "attack"]
     notes = []
     if not attack_cols or not b or not u0:
@@ -161,32 +171,46 @@ def _robustness(cells, columns, control_columns, recall, fq) -> tuple[dict, dict
             "no attacked-oracle control in this run: forget quality under attack is against the unattacked oracle only"
         )
 
-    def val(x):
-        return nan if x is None else x
-
     out: dict[str, dict] = {}
     for c in attack_cols:
-        u = forget.get(c["column"], {})
+        u = raw.get(c["column"], {})
         ctrl = controls.get(("oracle", c["attack"], c["step"]))
-        ot = forget.get(ctrl, {}) if ctrl else {}
-        informative = [f for f in u if o0 and f in b and f in o0 and abs(val(b[f]) - val(o0[f])) >= MIN_GAP]
+        ot = raw.get(ctrl, {}) if ctrl else {}
+        weights = (fq.get(c["column"]) or {}).get("forms") or {}
         fq_ao, rec, exc = {}, {}, {}
         for f, ut in u.items():
             if f in b and f in u0:
-                rec[f] = _clean(recovery(val(ut), val(u0[f]), val(b[f])))
+                rec[f] = recovery(ut, u0[f], b[f])
             if ctrl and f in ot and f in b and o0 and f in o0:
-                fq_ao[f] = _clean(forget_quality_attacked(val(ut), val(b[f]), val(ot[f]), val(o0[f])))
-                exc[f] = _clean(excess(val(ut), val(ot[f])))
-        # recovery's mean: the forms recovery is defined on, and informative ones where there is an oracle
-        removed = [f for f in rec if rec[f] is not None and (not o0 or f in informative)]
+                fq_ao[f] = forget_quality_attacked(ut, b[f], ot[f], o0[f])
+                exc[f] = excess(ut, ot[f])
+        # without an oracle there is no headline: recovery is then the plain mean of the forms it is defined on
+        rec_weights = weights if o0 else {f: 1 for f in rec if not math.isnan(rec[f])}
+        # the plain means over every informative form (the leaderboard bundles' definition; see the module docstring)
+        informative = [f for f in u if o0 and f in b and f in o0 and abs(b[f] - o0[f]) >= MIN_GAP]
+        removed = [f for f in rec if not math.isnan(rec[f]) and (not o0 or f in informative)]
+        h_ao = (
+            headline(items.get(c["column"], {}), items.get("base", {}), items.get("oracle", {}), items[ctrl])
+            if ctrl
+            else None
+        )
         out[c["column"]] = {
             "attack": c["attack"],
             "step": c["step"],
             "control": ctrl,
             "base_control": controls.get(("base", c["attack"], c["step"])),
-            "forget_quality_attacked_oracle": {"mean": _mean(fq_ao.get(f) for f in informative), "per_form": fq_ao},
-            "recovery": {"mean": _mean(rec[f] for f in removed), "per_form": rec},
-            "excess": {"mean": _mean(exc.get(f) for f in informative), "per_form": exc},
+            "forget_quality_attacked_oracle": {
+                "mean": _clean(h_ao["value"]) if h_ao else None,
+                "ci": [_clean(x) for x in h_ao["ci"]] if h_ao and h_ao["ci"] else None,
+                "mean_of_forms": _plain_mean(fq_ao.get(f) for f in informative),
+                "per_form": {f: _clean(v) for f, v in fq_ao.items()},
+            },
+            "recovery": {
+                "mean": _clean(weighted_mean(rec, rec_weights)),
+                "mean_of_forms": _plain_mean(rec[f] for f in removed),
+                "per_form": {f: _clean(v) for f, v in rec.items()},
+            },
+            "excess": {"mean": _clean(weighted_mean(exc, weights)), "per_form": {f: _clean(v) for f, v in exc.items()}},
         }
     worst: dict[str, dict] = {}
     for attack in dict.fromkeys(c["attack"] for c in attack_cols):
@@ -222,19 +246,32 @@ def _robustness(cells, columns, control_columns, recall, fq) -> tuple[dict, dict
     return out, worst, notes
 
 
-def _forget_quality(columns: list[dict], recall: dict) -> dict:
-    """Per column: forget quality per form and its mean over informative forms."""
-    base, oracle = recall.get("base", {}).get("forget"), recall.get("oracle", {}).get("forget")
+def _plain_mean(values) -> float | None:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    return _clean(sum(vals) / len(vals)) if vals else None
+
+
+def _forget_quality(columns: list[dict], raw: dict, items: dict) -> dict:
+    """Per column: forget quality per form, and the headline (:func:`unlearnbench.headline.headline`:
+    the forms that enter by its rule, weighed by item count, with ``n``, a bootstrap ``ci`` over items
+    and the forms ``left_out``) as ``mean``; ``mean_of_forms`` is the plain mean over every
+    informative form (this document's ``mean`` before the headline rule)."""
+    base, oracle = raw.get("base"), raw.get("oracle")
     out: dict[str, dict] = {}
     if not base or not oracle:
         return out
     for col in (c["column"] for c in columns):
-        forget = recall.get(col, {}).get("forget", {})
-        per_form = {}
-        for form, u in forget.items():
-            if u is None or base.get(form) is None or oracle.get(form) is None:
-                continue
-            per_form[form] = _clean(forget_quality(u, base[form], oracle[form]))
-        vals = [v for v in per_form.values() if v is not None]
-        out[col] = {"mean": _clean(sum(vals) / len(vals)) if vals else None, "per_form": per_form}
+        forget = raw.get(col, {})
+        per_form = {f: forget_quality(u, base[f], oracle[f]) for f, u in forget.items() if f in base and f in oracle}
+        vals = [v for v in per_form.values() if not math.isnan(v)]
+        h = headline(items.get(col, {}), items.get("base", {}), items.get("oracle", {}))
+        out[col] = {
+            "mean": _clean(h["value"]),
+            "ci": [_clean(x) for x in h["ci"]] if h["ci"] else None,
+            "n": h["n"],
+            "forms": h["forms"],
+            "left_out": h["left_out"],
+            "mean_of_forms": _clean(sum(vals) / len(vals)) if vals else None,
+            "per_form": {f: _clean(v) for f, v in per_form.items()},
+        }
     return out
