@@ -1,10 +1,13 @@
-"""unlearnbench.generation: the HF reference backend against model.generate, backend selection,
-and the vLLM backend's plumbing with a fake ``vllm`` module (no GPU or vllm needed)."""
+"""unlearnbench.generation: the HF reference backend against plain per-prompt ``model.generate``
+calls (EOS, stop strings, batch sizes, no warnings), backend selection, and the vLLM backend's
+plumbing with a fake ``vllm`` module (no GPU or vllm needed)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ from unlearnbench import (
     generation,
     inference,  # noqa: E402
 )
-from unlearnbench.batching import collate, encode_example, pad_id_of  # noqa: E402
+from unlearnbench.batching import encode_example, pad_id_of  # noqa: E402
 from unlearnbench.errors import UnlearnbenchError  # noqa: E402
 
 PROMPTS = [
@@ -42,39 +45,101 @@ def _no_backend_env(monkeypatch):
     monkeypatch.delenv(generation.ENV_VAR, raising=False)
 
 
-def _hf_generate_ids(model, tok, prompts, max_new_tokens, eos):
-    """Reference: transformers' model.generate greedy on one left-padded batch; new ids per row
+def _plain_generate_ids(model, tok, ids, max_new_tokens, eos):
+    """Reference: one unpadded prompt through transformers' ``model.generate`` greedy; the new ids
     up to (excluding) the first EOS."""
-    enc = [encode_example(tok, p, "") for p in prompts]
-    batch = collate(enc, pad_id_of(tok), left_pad=True)
     with torch.no_grad():
         gen = model.generate(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
+            input_ids=torch.tensor([list(ids)]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=pad_id_of(tok),
             eos_token_id=sorted(eos),
         )
-    width = batch["input_ids"].shape[1]
-    rows = []
-    for r in gen[:, width:].tolist():
-        cut = next((i for i, t in enumerate(r) if t in eos), len(r))
-        rows.append(r[:cut])
-    return rows
+    row = gen[0, len(ids) :].tolist()
+    return row[: next((i for i, t in enumerate(row) if t in eos), len(row))]
+
+
+def _reference(model, tok, prompts, max_new_tokens, stop=None, eos=None):
+    """Per-prompt ``model.generate`` greedy texts (BOS added as ``encode_example`` does), cut at ``stop``."""
+    eos = generation.eos_ids(model, tok) if eos is None else eos
+    return [
+        generation.cut_at_stop(
+            tok.decode(
+                _plain_generate_ids(model, tok, encode_example(tok, p, "").ids, max_new_tokens, eos),
+                skip_special_tokens=True,
+            ),
+            stop,
+        )
+        for p in prompts
+    ]
 
 
 @pytest.mark.parametrize("tok_fn", [tiny_tokenizer, eos_pad_tokenizer], ids=["pad", "pad=eos"])
-def test_hf_backend_equals_model_generate(tok_fn):
+def test_hf_backend_equals_per_prompt_model_generate(tok_fn):
     tok = tok_fn()
     model = tiny_model(tok, seed=3)
-    eos = generation.eos_ids(model, tok)
-    ref = _hf_generate_ids(model, tok, PROMPTS, 10, eos)
-    got = generation.greedy_tokens(model, [encode_example(tok, p, "").ids for p in PROMPTS], 10, pad_id_of(tok), eos)
-    assert got == ref
-    texts = generation.HFBackend().generate(model, tok, PROMPTS, 10, batch_size=len(PROMPTS))
-    assert texts == [tok.decode(r, skip_special_tokens=True) for r in ref]
+    ref = _reference(model, tok, PROMPTS, 10)
+    for bs in (1, 4, len(PROMPTS)):
+        assert generation.HFBackend().generate(model, tok, PROMPTS, 10, batch_size=bs) == ref
     assert sum(len(r) for r in ref) > len(PROMPTS)  # something was generated
+
+
+@pytest.mark.parametrize("tok_fn", [tiny_tokenizer, eos_pad_tokenizer], ids=["pad", "pad=eos"])
+def test_hf_backend_stop_strings_equal_model_generate_cut(tok_fn):
+    """Stop strings (one or several, MUSE's among them): the text is the plain generation cut at the
+    first stop string, at batch 1 and at one batch of all prompts."""
+    tok = tok_fn()
+    model = tiny_model(tok, seed=3)
+    full = _reference(model, tok, PROMPTS, 24)
+    stops = [[t[i : i + n]] for t in full for i, n in ((3, 1), (5, 2), (8, 3)) if len(t) > i + n]
+    stops += [["\n"], [" "], [full[0][4:6] + " "], [full[1][2:4], full[2][6:9]], ["\n\n", "Question", "Question:"]]
+    assert len(stops) > 10
+    hf = generation.HFBackend()
+    cut_rows = 0
+    for stop in stops:
+        want = [generation.cut_at_stop(g, stop) for g in full]
+        assert hf.generate(model, tok, PROMPTS, 24, batch_size=len(PROMPTS), stop=stop) == want, stop
+        assert hf.generate(model, tok, PROMPTS, 24, batch_size=1, stop=stop) == want, stop
+        cut_rows += sum(w != g for w, g in zip(want, full))
+    assert cut_rows > 10  # the stops did cut rows short
+
+
+def test_stop_string_spanning_the_prompt_does_not_stop(tm):
+    """Only the generated text counts: a stop string made of the prompt's last character and the
+    generation's first one must not stop the row (transformers' criterion alone would)."""
+    model, tok = tm
+    (full,) = _reference(model, tok, [PROMPTS[1]], 12)
+    stop = [PROMPTS[1][-1] + full[:1]]
+    assert stop[0] not in full and len(full) > 3
+    from transformers import StopStringCriteria
+
+    ids = encode_example(tok, PROMPTS[1], "").ids
+    first = _plain_generate_ids(model, tok, ids, 1, {10**6})
+    assert StopStringCriteria(tok, stop)(torch.tensor([ids + first]), None).item()  # on all the ids it fires
+    assert generation.HFBackend().generate(model, tok, [PROMPTS[1]], 12, stop=stop) == [full]
+
+
+def test_stop_criteria_stops_generation_early(tm):
+    """The criterion ends ``model.generate`` itself once every row has its stop string."""
+    model, tok = tm
+    (full,) = _reference(model, tok, [PROMPTS[0]], 24)
+    # an ASCII stop string (the random model also emits broken UTF-8, which token strings do not show)
+    stop = [
+        next(full[i : i + 2] for i in range(len(full) - 1) if full[i : i + 2].isascii() and full[i : i + 2].strip())
+    ]
+    ids = torch.tensor([encode_example(tok, PROMPTS[0], "").ids])
+    with torch.no_grad():
+        gen = model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            generation_config=generation.greedy_config(24, pad_id_of(tok), generation.eos_ids(model, tok)),
+            stopping_criteria=[generation.StopInGenerated(tok, stop, ids.shape[1])],
+        )
+    text = tok.decode(gen[0, ids.shape[1] :].tolist(), skip_special_tokens=True)
+    assert stop[0] in text and text.startswith(generation.cut_at_stop(full, stop) + stop[0])
+    assert gen.shape[1] - ids.shape[1] < 24
 
 
 def test_hf_backend_batch_invariant_float32(tm):
@@ -97,17 +162,60 @@ def test_hf_backend_restores_order_and_handles_edges(tm):
 
 
 def test_eos_stops_a_row_early(tm):
-    """Make EOS the greedy choice after the prompt's first generated token: the row must stop there,
-    while an EOS pad id does not mask the prompt's own tokens."""
-    _, tok = tm
-    model = tiny_model(tok, seed=3)
-    free = generation.greedy_tokens(model, [encode_example(tok, "Q:", "").ids], 6, pad_id_of(tok), {10**6})[0]
-    assert len(free) == 6
-    # declare the second generated token to be an EOS: generation must stop after one token
-    stopped = generation.greedy_tokens(model, [encode_example(tok, "Q:", "").ids], 6, pad_id_of(tok), {free[1]})[0]
-    assert stopped == free[:1]
-    model.generation_config.eos_token_id = free[1]
-    assert free[1] in generation.eos_ids(model, tok)
+    """Declare the second greedy token an EOS (in the model's generation config): the row must stop
+    after one token, as a plain ``model.generate`` with that EOS does; an EOS pad id does not mask
+    the prompt's own tokens."""
+    for tok in (tiny_tokenizer(), eos_pad_tokenizer()):
+        model = tiny_model(tok, seed=3)
+        free = _plain_generate_ids(model, tok, encode_example(tok, "Q:", "").ids, 6, {10**6})
+        assert len(free) == 6 and free[1] != free[0]
+        model.generation_config.eos_token_id = free[1]
+        assert free[1] in generation.eos_ids(model, tok)
+        got = generation.HFBackend().generate(model, tok, ["Q:", PROMPTS[1]], 6, batch_size=2)
+        assert got[0] == tok.decode(free[:1], skip_special_tokens=True)
+        assert got == _reference(model, tok, ["Q:", PROMPTS[1]], 6)
+
+
+def test_model_generation_config_does_not_leak_and_nothing_is_warned(tm):
+    """A model shipped with sampling, a repetition penalty, n-gram blocking, a minimum length and
+    suppressed tokens in its generation config still decodes by plain argmax; and a call warns
+    nothing (no Python warning such as transformers' "`past_key_values` is deprecated", no log
+    record from transformers, e.g. about generation flags or pad_token_id)."""
+    import transformers
+
+    model, tok = tm
+    want = generation.HFBackend().generate(model, tok, PROMPTS, 10, batch_size=3, stop=["\n"])
+    noisy = tiny_model(tok, seed=3)
+    gc = noisy.generation_config
+    gc.do_sample, gc.temperature, gc.top_p, gc.top_k = True, 0.7, 0.9, 5
+    gc.repetition_penalty, gc.no_repeat_ngram_size, gc.min_length = 1.5, 2, 12
+    gc.suppress_tokens = [tok.convert_tokens_to_ids(t) for t in tok.tokenize(want[0])[:1]]
+    torch.manual_seed(0)  # the model config samples
+    with torch.no_grad():  # the model's config matters: with it, generate decodes otherwise
+        leaked = [
+            tok.decode(noisy.generate(input_ids=torch.tensor([e]), max_new_tokens=10)[0, len(e) :].tolist())
+            for e in (encode_example(tok, p, "").ids for p in PROMPTS)
+        ]
+    assert [generation.cut_at_stop(g, ["\n"]) for g in leaked] != want
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep(level=logging.WARNING)
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    transformers.utils.logging.warning_once.cache_clear()  # messages already warned once show again
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for bs in (1, 3, 0):
+                assert generation.HFBackend().generate(noisy, tok, PROMPTS, 10, batch_size=bs, stop=["\n"]) == want
+    finally:
+        logger.removeHandler(handler)
+    assert [str(w.message) for w in caught] == []
+    assert [r.getMessage() for r in records] == []
 
 
 def test_stop_strings_cut_and_equal_full_generation_cut(tm):
@@ -206,7 +314,7 @@ def test_vllm_not_imported_when_hf_or_auto_without_gpu(tm, tmp_path, monkeypatch
 
 def _fake_vllm(log: dict):
     """A stand-in for vllm: LLM(path) loads the saved checkpoint with unlearnbench's loader and
-    generates with the HF backend, honouring max_tokens and stop like vLLM does."""
+    generates with plain per-prompt ``model.generate``, honouring max_tokens and stop like vLLM does."""
     from unlearnbench.models import load_model
 
     mod = types.ModuleType("vllm")
@@ -228,9 +336,7 @@ def _fake_vllm(log: dict):
             eos = generation.eos_ids(self.lm.model, tok)
             out = []
             for r in requests:
-                ids = generation.greedy_tokens(
-                    self.lm.model, [r["prompt_token_ids"]], params.kw["max_tokens"], pad_id_of(tok), eos
-                )[0]
+                ids = _plain_generate_ids(self.lm.model, tok, r["prompt_token_ids"], params.kw["max_tokens"], eos)
                 text = generation.cut_at_stop(tok.decode(ids, skip_special_tokens=True), params.kw["stop"])
                 out.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(text=text)]))
             return out
@@ -307,60 +413,6 @@ def test_weight_fingerprint_tracks_weights(tm):
     with torch.no_grad():
         b.model.norm.weight[0] += 1e-3
     assert generation.weight_fingerprint(a) != generation.weight_fingerprint(b)
-
-
-def _first_stop_step(tok, row, stop):
-    """Brute force: the number of tokens after which the row's decoded text first holds a stop string."""
-    for k in range(1, len(row) + 1):
-        if any(s in tok.decode(row[:k], skip_special_tokens=True) for s in stop):
-            return k
-    return len(row)
-
-
-def test_stop_check_stops_where_decoding_every_step_does(tm):
-    """StopCheck decodes a row only after tokens that can end a stop string; every row must stop
-    after the same token as when the whole row is decoded after every token (the old rule)."""
-    model, tok = tm
-    enc = [encode_example(tok, p, "").ids for p in PROMPTS]
-    free = generation.greedy_tokens(model, enc, 24, pad_id_of(tok), {10**6})
-    texts = [tok.decode(r, skip_special_tokens=True) for r in free]
-    stops = [[t[i : i + n]] for t in texts for i, n in ((3, 1), (5, 2), (8, 3)) if len(t) > i + n]
-    stops += [["\n"], [" "], [texts[0][4:6] + " "], [texts[1][2:4], texts[2][6:9]]]
-    assert len(stops) > 10
-    checked = 0
-    for stop in stops:
-        got = generation.greedy_tokens(model, enc, 24, pad_id_of(tok), {10**6}, check=generation.StopCheck(tok, stop))
-        for row, g in zip(free, got):
-            assert g == row[: _first_stop_step(tok, row, stop)], stop
-            checked += len(g) < len(row)
-    assert checked > 10  # the stops did cut rows short
-
-
-class _BytesTokenizer:
-    """Token i is the bytes ``pieces[i]``; decoding joins them and replaces broken UTF-8; with
-    ``strip_first`` the decoded text loses one leading space (as SentencePiece decoders do)."""
-
-    def __init__(self, pieces, strip_first=False):
-        self.pieces, self.strip_first = pieces, strip_first
-
-    def decode(self, ids, skip_special_tokens=True):
-        text = b"".join(self.pieces[i] for i in ids).decode("utf-8", errors="replace")
-        return text[1:] if self.strip_first and text.startswith(" ") else text
-
-
-def test_stop_check_handles_split_characters_and_stripped_spaces():
-    # "。" is three bytes, one token each: the last one alone decodes to U+FFFD, so it is checked
-    tok = _BytesTokenizer([b"a", b"\xe3", b"\x80", b"\x82", b" b", b" "])
-    check = generation.StopCheck(tok, ["。"])
-    assert [check.stopped([0, 1, 2, 3][:k]) for k in range(1, 5)] == [False, False, False, True]
-    assert not check.may_end(0) and check.may_end(3)
-    # SentencePiece-like: a token's leading space vanishes when it is decoded first; a stop string
-    # ending in a space makes every token a candidate
-    sp = _BytesTokenizer([b"a", b" b", b" "], strip_first=True)
-    assert generation.StopCheck(sp, ["b "]).always
-    assert generation.StopCheck(sp, ["b "]).stopped([0, 1, 2])
-    assert generation.StopCheck(sp, ["a b"]).stopped([0, 1])  # " b" alone decodes to "b": still a candidate
-    assert not generation.StopCheck(sp, ["a b"]).stopped([1, 0])
 
 
 def test_auto_batch_size_follows_the_kv_cache(tm):

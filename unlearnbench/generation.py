@@ -10,13 +10,17 @@ tokenizer's own special tokens such as BOS are added).
 Backends
 --------
 ``hf`` (the reference, the default)
-    Batched, KV-cached greedy decoding with the model's own forward pass: left padding, attention
-    masks and position ids built from sequence lengths (never from ``ids != pad_id``: the pad token
-    may be the EOS token), prompts sorted by length into batches and the caller's order restored.
-    A sequence stops at an EOS token (the tokenizer's and the generation config's) or once a stop
-    string has appeared; the batch stops when every sequence has. It is pure argmax decoding: the
-    logits processors a model's ``generation_config`` may name (repetition penalty, ...) are not
-    applied, as they would not be by ``model.generate(do_sample=False)`` with a plain config.
+    transformers' ``model.generate`` with an explicit greedy :class:`~transformers.GenerationConfig`
+    (:func:`greedy_config`): left padding with attention masks built from sequence lengths (never
+    from ``ids != pad_id``: the pad token may be the EOS token; ``generate`` derives the position
+    ids from the mask), prompts sorted by length into batches and the caller's order restored. A
+    sequence stops at an EOS token (the tokenizer's and the generation config's) or once its
+    generated text holds a stop string (:class:`StopInGenerated`: transformers' ``StopStringCriteria``
+    on the generated tokens, confirmed by decoding them); the batch stops when every sequence has.
+    It is pure argmax decoding: the logits processors a model's ``generation_config`` may name
+    (repetition penalty, n-gram blocking, minimum length, suppressed tokens; sampling is off) are
+    pinned to their neutral values, so they are not applied (:func:`greedy_config` names the few
+    that cannot be), and nothing is warned.
 ``vllm`` (optional, ``pip install 'unlearnbench[vllm]'``, CUDA only)
     The in-memory model is saved (safetensors, :func:`unlearnbench.models.save_model`) to a temporary
     directory keyed by a cheap weight fingerprint, loaded by path with
@@ -34,12 +38,16 @@ Greedy decoding is an argmax at every step, so two numerically different computa
 model agree only up to near-ties: a logit difference in the last bits can flip one token, and the
 continuation diverges from there. What to expect:
 
-* ``hf`` equals ``model.generate(do_sample=False)`` token for token in float32 (tested), and the
-  batch size does not change its outputs in float32 (tested on a tiny model). Measured by
-  ``benchmarks/backend_agreement.py`` on the micro world's 504 generative probe prompts on CPU:
-  100% identical to ``model.generate`` and 100% identical between batch 1 and batch 64, in float32
-  and in bf16. In bf16/fp16 on other hardware, padding changes the shapes of the matrix products,
-  so batch 1 and batch N may differ on near-ties there.
+* ``hf`` equals a plain per-prompt ``model.generate(do_sample=False)`` call token for token in
+  float32, and the batch size does not change its outputs in float32 (both tested on a tiny model).
+  It replaced a hand-written KV-cached loop over the forward pass: on the micro world's 504
+  generative probe prompts (float32, CPU) it gives the same text as that loop on every prompt
+  (no stop, newline and MUSE stops, 12 and 32 tokens, batch 1, 64 and auto), at 1.0-1.4x its wall
+  time at batch 64 (1.6x at batch 1: ``generate``'s per-step overhead on a tiny model).
+  ``benchmarks/backend_agreement.py`` measures batch 1 vs batch 64 and the backend vs
+  ``model.generate`` on each prompt alone (100 % identical in float32 and bf16 on CPU). In
+  bf16/fp16 on other hardware, padding changes the shapes of the matrix products, so batch 1 and
+  batch N may differ on near-ties there.
 * ``vllm`` vs ``hf``: different kernels (paged attention, fused ops), so expect a fraction of
   generations to differ, more in bf16 than in float32. It has not been measured by us (no GPU where
   this was written); ``benchmarks/backend_agreement.py --backend vllm`` measures the fraction of
@@ -100,44 +108,6 @@ def cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
     return text[:cut]
 
 
-class StopCheck:
-    """Whether a row's decoded text contains a stop string, decoding the row only when its newest
-    token can have completed one.
-
-    A stop string that is in the text after token t and was not before ends inside t's contribution,
-    so t's own text contains the stop string's last character. A token's text decoded alone is its
-    text in context, except where it holds part of a UTF-8 character (decoded alone: U+FFFD) and
-    where a SentencePiece decoder strips the leading space of the first token. So a token is
-    checked the full way (the whole row decoded, as before) when its text alone holds a stop
-    string's last character or U+FFFD; every token is when a stop string ends in a space or tab.
-    The answer per token id is cached. Same rows stop at the same step as decoding every row at
-    every step (tested), which cost a decode of the whole row per token: 20 of 77 s of a TOFU
-    evaluation of a tiny GPT-2 (``benchmarks/vs_openunlearning.py``).
-    """
-
-    def __init__(self, tokenizer, stop: Sequence[str]):
-        self.tokenizer = tokenizer
-        self.stop = tuple(s for s in stop if s)
-        self.last = {s[-1] for s in self.stop}
-        self.always = any(c in " \t" for c in self.last)
-        self._may_end: dict[int, bool] = {}
-
-    def may_end(self, tok: int) -> bool:
-        hit = self._may_end.get(tok)
-        if hit is None:
-            text = self.tokenizer.decode([tok], skip_special_tokens=True)
-            hit = self.always or "\ufffd" in text or any(c in text for c in self.last)
-            self._may_end[tok] = hit
-        return hit
-
-    def stopped(self, row: Sequence[int]) -> bool:
-        """Whether ``row`` (token ids, the newest last) contains a stop string now."""
-        if not row or not self.stop or not self.may_end(row[-1]):
-            return False
-        text = self.tokenizer.decode(list(row), skip_special_tokens=True)
-        return any(s in text for s in self.stop)
-
-
 #: Batch size 0 ("auto") sizes generation batches by their KV cache: at most this many bytes ...
 AUTO_KV_BYTES = 1 << 30
 #: ... and at most this many sequences (prefill activations and per-step logits grow with it too).
@@ -194,11 +164,83 @@ def prompt_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
     return [list(ids) for ids in tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
 
 
+def greedy_config(max_new_tokens: int, pad_id: int, eos: set[int]):
+    """The :class:`~transformers.GenerationConfig` of pure greedy decoding.
+
+    ``generate`` fills every field left unset (None) from the model's own ``generation_config``, so
+    each knob that would add a logits processor is set to its neutral value here rather than left
+    out: a model shipped with a repetition penalty, ``no_repeat_ngram_size``, a minimum length or
+    suppressed tokens decodes by plain argmax all the same, and no warning about sampling flags is
+    printed. (Forced BOS/EOS ids, bad words, sequence biases, ``min_new_tokens`` and ``min_p`` have
+    no neutral value that transformers accepts silently and would still come from the model's
+    config; decoder-only models rarely set them.)"""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        max_new_tokens=int(max_new_tokens),
+        do_sample=False,
+        num_beams=1,
+        num_return_sequences=1,
+        # sampling is off; these are pinned only so that a model's own values (temperature 0.6 ...)
+        # are not copied in, which transformers warns about
+        temperature=1.0,
+        top_p=1.0,
+        top_k=50,
+        typical_p=1.0,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+        use_cache=True,
+        pad_token_id=int(pad_id),
+        eos_token_id=sorted(eos),
+        repetition_penalty=1.0,
+        encoder_repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        encoder_no_repeat_ngram_size=0,
+        min_length=0,
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
+        renormalize_logits=False,
+        remove_invalid_values=False,
+        output_scores=False,
+        output_logits=False,
+        return_dict_in_generate=False,
+    )
+
+
+class StopInGenerated:
+    """A stopping criterion for ``model.generate``: a row is done once the text it generated (the
+    tokens after column ``width``, the end of the left-padded prompts) contains a stop string.
+
+    transformers' ``StopStringCriteria`` finds the rows whose generated tokens end with a stop string
+    (vectorised, on the vocabulary's token strings; built once per call, its vocabulary tables
+    cached by transformers); each such row is confirmed by decoding its generated tokens, so a stop
+    string that only spans the prompt's end, or that token strings show but decoding does not, does
+    not stop a row. A row may run past a stop string the token strings do not show (one split
+    inside a UTF-8 character); its text is cut at the stop string all the same (:func:`cut_at_stop`).
+    Set ``width`` for each batch.
+    """
+
+    def __init__(self, tokenizer, stop: Sequence[str], width: int = 0):
+        from transformers import StopStringCriteria
+
+        self.tokenizer, self.stop, self.width = tokenizer, tuple(stop), width
+        self.candidates = StopStringCriteria(tokenizer, list(self.stop))
+
+    def __call__(self, input_ids, scores, **kwargs):
+        generated = input_ids[:, self.width :]
+        done = self.candidates(generated, scores)
+        for row in done.nonzero().flatten().tolist():
+            text = self.tokenizer.decode(generated[row].tolist(), skip_special_tokens=True)
+            if not any(s in text for s in self.stop):
+                done[row] = False
+        return done
+
+
 # -- the reference backend -------------------------------------------------------------------
 
 
 class HFBackend:
-    """Batched KV-cached greedy decoding with the model's forward pass (see the module docstring)."""
+    """Batched greedy decoding with ``model.generate`` (see the module docstring)."""
 
     name = "hf"
 
@@ -211,115 +253,38 @@ class HFBackend:
         batch_size: int = 64,
         stop: Sequence[str] | None = None,
     ) -> list[str]:
-        from .batching import length_batches, pad_id_of
+        import torch
+        from transformers import StoppingCriteriaList
+
+        from .batching import Encoded, collate, length_batches, pad_id_of
 
         stop = tuple(s for s in (stop or ()) if s)
         enc = prompt_ids(tokenizer, prompts)
-        eos = eos_ids(model, tokenizer)
-        pad = pad_id_of(tokenizer)
         out = [""] * len(enc)
-        check = StopCheck(tokenizer, stop) if stop else None  # one per call: its token cache spans batches
-        if batch_size <= 0 and enc:
+        if not enc or max_new_tokens <= 0:
+            return out
+        eos = eos_ids(model, tokenizer)
+        config = greedy_config(max_new_tokens, pad_id_of(tokenizer), eos)
+        if batch_size <= 0:
             batch_size = auto_batch_size(model, max(len(e) for e in enc) + max_new_tokens)
+        device = next(model.parameters()).device
+        criterion = StopInGenerated(tokenizer, stop) if stop else None
         for idx in length_batches([len(e) for e in enc], max(1, batch_size), None):
-            rows = greedy_tokens(model, [enc[i] for i in idx], max_new_tokens, pad, eos, check=check)
-            for i, toks in zip(idx, rows):
-                out[i] = cut_at_stop(tokenizer.decode(toks, skip_special_tokens=True), stop)
+            batch = collate([Encoded(enc[i], len(enc[i])) for i in idx], config.pad_token_id, left_pad=True)
+            width = batch["input_ids"].shape[1]
+            if criterion is not None:
+                criterion.width = width
+            with torch.inference_mode():
+                gen = model.generate(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                    generation_config=config,
+                    stopping_criteria=StoppingCriteriaList([criterion]) if criterion else None,
+                )
+            for i, row in zip(idx, gen[:, width:].tolist()):
+                cut = next((k for k, t in enumerate(row) if t in eos), len(row))  # EOS, then padding
+                out[i] = cut_at_stop(tokenizer.decode(row[:cut], skip_special_tokens=True), stop)
         return out
-
-
-def _keeps_logits_arg(model) -> str | None:
-    """The forward argument that limits logits to the last position, if the model has one."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    params = inspect.signature(base.forward).parameters
-    for name in ("logits_to_keep", "num_logits_to_keep"):
-        if name in params:
-            return name
-    return None
-
-
-def _cache_arg(model) -> str:
-    """The forward argument that takes the KV cache: ``cache`` from transformers 5.x on (which
-    deprecates ``past_key_values``), ``past_key_values`` before."""
-    import inspect
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _cache_of(out):
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
-
-
-def greedy_tokens(
-    model,
-    prompts: Sequence[Sequence[int]],
-    max_new_tokens: int,
-    pad_id: int,
-    eos: set[int],
-    tokenizer=None,
-    stop: Sequence[str] = (),
-    check: StopCheck | None = None,
-) -> list[list[int]]:
-    """Greedy new token ids for one batch of prompt ids (EOS not included).
-
-    A row stops at an EOS token, or (when ``tokenizer`` and ``stop``, or ``check``, are given) once
-    its decoded text contains a stop string; finished rows keep being fed (their outputs are
-    ignored) until all are done.
-    """
-    import torch
-
-    n = len(prompts)
-    generated: list[list[int]] = [[] for _ in range(n)]
-    if n == 0 or max_new_tokens <= 0:
-        return generated
-    device = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
-    ids = torch.full((n, width), pad_id, dtype=torch.long)
-    mask = torch.zeros((n, width), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        ids[row, width - len(p) :] = torch.tensor(list(p), dtype=torch.long)
-        mask[row, width - len(p) :] = 1
-    ids, mask = ids.to(device), mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp_min(0)
-    extra = {}
-    keep = _keeps_logits_arg(model)
-    if keep:
-        extra[keep] = 1
-    cache_arg = _cache_arg(model)
-    if check is None and tokenizer is not None and any(stop):
-        check = StopCheck(tokenizer, stop)
-    done = [False] * n
-    with torch.inference_mode():
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
-        pos = positions[:, -1:]
-        for step in range(max_new_tokens):
-            nxt = out.logits[:, -1, :].argmax(-1)
-            for row, tok in enumerate(nxt.tolist()):
-                if done[row]:
-                    continue
-                if tok in eos:
-                    done[row] = True
-                    continue
-                generated[row].append(tok)
-                if check is not None and check.stopped(generated[row]):
-                    done[row] = True
-            if all(done) or step == max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, mask.new_ones((n, 1))], dim=1)
-            pos = pos + 1
-            out = model(
-                input_ids=nxt[:, None],
-                attention_mask=mask,
-                position_ids=pos,
-                use_cache=True,
-                **{cache_arg: _cache_of(out)},
-                **extra,
-            )
-    return generated
 
 
 # -- the vLLM backend -------------------------------------------------------------------------
