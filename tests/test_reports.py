@@ -187,8 +187,9 @@ def test_write_report_files(store_path, tmp_path):
     svg = (out / "fq_heatmap.svg").read_text()
     assert "0.62 ± 0.18" in svg  # mean ± sample std written in the cell
     page = (out / "report.html").read_text()
-    # heatmap, curves, the worst case (against the oracle: no control cells here) and recovery
-    assert page.count("data:image/png;base64,") == 4
+    # heatmap, its utility companion, fq vs utility, curves, the worst case (against the oracle: no
+    # control cells here) and recovery
+    assert page.count("data:image/png;base64,") == 6
     assert "worst_heatmap.png" in written and "recovery_curves.png" in written
     assert "<table" in page and "Post-finetune on arith" in page and "<b>0.900</b>" in page
 
@@ -300,7 +301,7 @@ def test_report_with_control_and_similarity(control_store, tmp_path):
     for name in ("worst_heatmap.png", "recovery_curves.png", "recovery_similarity.png"):
         assert name in written
     page = (tmp_path / "r" / "report.html").read_text()
-    assert "attacked oracle" in page and page.count("data:image/png;base64,") == 5
+    assert "attacked oracle" in page and page.count("data:image/png;base64,") == 7
     assert "No attacked-oracle control" not in page
     assert similarity_frame(_data(control_store), {"rows": [{"task": "topic"}]}).empty
 
@@ -556,3 +557,21 @@ def test_leaked_items_without_text_have_no_text_columns(store_path):
     with ResultStore(store_path) as store:
         table = leaked_items_table(store, collect(store))
     assert table.rows and len(table.header) == 5 and "--generations" in table.caption
+
+
+def test_utility_companion_frames_and_figures(store_path, tmp_path):
+    from unlearnbench.report.frames import utility_frame
+
+    data = _data(store_path)
+    frame = utility_frame(data)
+    unl = data.fq[data.fq.kind == "unlearn"]
+    for r in frame[frame.attack == "no attack"].itertuples():
+        mine = unl[unl.method == r.method]
+        assert r.fq == pytest.approx(mine.fq.mean()) and r.retain == pytest.approx(mine.retain.mean())
+        assert r.n == len(mine)
+    retain = heatmap_frame(data, "last", "retain")
+    assert set(retain.attack) == set(frame.attack) and retain["mean"].between(0, 1).all()
+    files = write_report(store_path, tmp_path / "r")
+    assert {"retain_heatmap.png", "fq_vs_utility.png", "fq_vs_utility.svg"} <= set(files)
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "Utility after attacks" in page and "Forget quality against utility" in page

@@ -147,6 +147,10 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.2f}"
 
 
+def _interval(ci) -> str:
+    return "–" if not ci or ci[0] is None else f"{ci[0]:.2f}–{ci[1]:.2f}"
+
+
 def _stdout_console(width: int) -> Console:
     """A console for tables; when piped, wide enough not to squeeze them into 80 columns."""
     console = Console()
@@ -196,16 +200,20 @@ def render_run(summary: dict, console: Console | None = None) -> None:
             *[_fmt(fa.get(col, {}).get(t)) for col in cols],
             end_section=(i == len(tasks) - 1),
         )
-    if fq:
-        table.add_row("forget quality", "mean", *[_fmt(fq.get(col, {}).get("mean")) for col in cols])
+    if fq:  # the headline (unlearnbench.headline): its 95% interval over items and the items behind it
+        table.add_row("forget quality", "headline", *[_fmt(fq.get(col, {}).get("mean")) for col in cols])
+        table.add_row("", "95% CI (items)", *[_interval(fq.get(col, {}).get("ci")) for col in cols])
+        table.add_row("", "n items", *[str(fq[col]["n"]) if col in fq else "–" for col in cols])
     rob = summary.get("robustness") or {}
     if rob:  # under attack: against the oracle attacked the same way, and the share of removed recall back
         table.add_row(
             "FQ vs attacked oracle",
-            "mean",
+            "headline",
             *[_fmt(rob.get(c, {}).get("forget_quality_attacked_oracle", {}).get("mean")) for c in cols],
         )
-        table.add_row("recovery", "mean", *[_fmt(rob.get(c, {}).get("recovery", {}).get("mean")) for c in cols])
+        table.add_row(
+            "recovery", "headline forms", *[_fmt(rob.get(c, {}).get("recovery", {}).get("mean")) for c in cols]
+        )
     pl = summary.get("privleak") or {}
     if pl:  # MUSE: (AUC - AUC_retrain) / AUC_retrain x 100; ~0 ideal, negative = still memorised
         table.add_row(
@@ -236,6 +244,11 @@ def render_run(summary: dict, console: Console | None = None) -> None:
             )
     if recall or fa:
         console.print(table)
+        first = next((fq[c] for c in cols if c in fq), None)
+        if first:  # the rule's outcome (the same forms at every column: it is decided by base and oracle)
+            forms = ", ".join(f"{f} ({n})" for f, n in first["forms"].items()) or "none"
+            left = "; ".join(f"{f}: {why}" for f, why in first["left_out"].items())
+            console.print(f"forget quality headline: forms (items) {forms}" + (f"; left out: {left}" if left else ""))
     if summary.get("tofu"):
         console.print(tofu_table(summary["tofu"], cols))
     if summary.get("worst_case"):

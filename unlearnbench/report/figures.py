@@ -174,3 +174,38 @@ def similarity_scatter(frame, stem: Path) -> list[str]:
     )
     fig.tight_layout()
     return _save(fig, stem)
+
+
+def fq_utility(frame, stem: Path, base_retain: float | None = None, oracle_retain: float | None = None) -> list[str]:
+    """Forget quality (y) against retain recall (x) from :func:`unlearnbench.report.frames.utility_frame`:
+    one marker per method after unlearning, an arrow from it to each attack's last checkpoint (mean
+    over seeds); the base model (forget quality 0) and the oracle (1) as references. Up and right is
+    better; an arrow going down is an attack bringing knowledge back, one going left costs utility."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, method in enumerate(dict.fromkeys(frame.method)):
+        rows = frame[frame.method == method]
+        start = rows[rows.attack == "no attack"]
+        color = colors[i % len(colors)]
+        if start.empty:
+            continue
+        x0, y0 = float(start.retain.iloc[0]), float(start.fq.iloc[0])
+        ax.scatter([x0], [y0], color=color, zorder=3, label=method)
+        for r in rows[rows.attack != "no attack"].itertuples():
+            if any(map(math.isnan, (x0, y0, r.retain, r.fq))):
+                continue
+            ax.annotate("", xy=(r.retain, r.fq), xytext=(x0, y0), arrowprops={"arrowstyle": "->", "color": color})
+            ax.annotate(
+                str(r.attack), (r.retain, r.fq), fontsize=7, color=color, xytext=(3, -3), textcoords="offset points"
+            )
+    for value, name, y in ((base_retain, "base", 0.0), (oracle_retain, "oracle", 1.0)):
+        if value is not None and not math.isnan(value):
+            ax.scatter([value], [y], marker="s", color="grey", zorder=2)
+            ax.annotate(name, (value, y), fontsize=8, color="grey", xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("retain recall (utility)")
+    ax.set_ylabel("forget quality (headline)")
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title("Forget quality vs utility: after unlearning (dot) and after each attack (arrow head)")
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, stem)

@@ -307,6 +307,7 @@ MEASURES = {
     "fq": ("forget quality", True),
     "fq_ao": ("forget quality against the attacked oracle", True),
     "recovery": ("recovery", False),
+    "retain": ("retain recall", True),  # the utility companion: mean recall over the retain split's forms
 }
 
 
@@ -354,8 +355,8 @@ def heatmap_frame(data: ReportData, which: str = "last", measure: str = "fq"):
     att = att.assign(value=att[measure])
     parts = [att]
     if measure != "recovery":
-        unl = fq[fq.kind == "unlearn"]
-        parts.insert(0, unl.assign(value=unl["fq"]))
+        unl = fq[fq.kind == "unlearn"]  # after unlearning, forget quality against either oracle is fq
+        parts.insert(0, unl.assign(value=unl["fq" if measure == "fq_ao" else measure]))
     both = pd.concat(parts)
     if both.empty:
         return pd.DataFrame(columns=cols)
@@ -363,6 +364,25 @@ def heatmap_frame(data: ReportData, which: str = "last", measure: str = "fq"):
     out = g["value"].agg(["mean", "std", "min", "max", "count"]).reset_index().rename(columns={"count": "n"})
     steps = g["step"].agg(lambda s: ",".join(str(x) for x in s if x != AFTER_UNLEARNING)).reset_index()
     return out.merge(steps, on=["method", "attack"], how="left")
+
+
+def utility_frame(data: ReportData):
+    """Per method (mean over seeds): forget quality and retain recall after unlearning, and at each
+    attack's last checkpoint (the points and arrows of the forget-quality-vs-utility figure). Rows:
+    method, attack ('no attack' for the unlearned model), fq, retain, n (seeds)."""
+    import pandas as pd
+
+    cols = ["method", "attack", "fq", "retain", "n"]
+    fq = data.fq
+    if fq.empty:
+        return pd.DataFrame(columns=cols)
+    att = fq[fq.kind == "attack"]
+    last = att.loc[att.groupby("cell_id")["step"].idxmax()] if len(att) else att
+    both = pd.concat([fq[fq.kind == "unlearn"], last])
+    g = both.groupby(["method", "attack"], sort=False)
+    out = g[["fq", "retain"]].mean().reset_index()
+    out["n"] = g["fq"].count().values
+    return out[cols]
 
 
 def curves_frame(data: ReportData, measure: str = "fq"):

@@ -35,8 +35,8 @@ import json
 from pathlib import Path
 
 from ..store import ResultStore
-from .figures import curves, heatmap, similarity_scatter
-from .frames import collect, curve_axes, curves_frame, heatmap_frame, similarity_frame
+from .figures import curves, fq_utility, heatmap, similarity_scatter
+from .frames import collect, curve_axes, curves_frame, heatmap_frame, similarity_frame, utility_frame
 from .items import leaked_items_table
 from .tables import change_table, distance_fluency_table, failures_table, form_table, muse_table
 
@@ -52,6 +52,16 @@ _EXPLAIN = {
         "<p>Forget quality after each attack's last epoch (columns) for each unlearning method (rows); "
         "the <i>no attack</i> column is right after unlearning. Each cell shows the mean over seeds "
         "&plusmn; the sample standard deviation (no spread with one seed). Colour scale fixed to 0..1.</p>"
+    ),
+    "utility": (
+        "<p>The utility companion of the heatmap above, same layout: mean recall over the retain split's forms "
+        "(people the method must keep) after unlearning and at each attack's last checkpoint.</p>"
+    ),
+    "scatter": (
+        "<p>Forget quality (headline) against retain recall: a dot per method after unlearning, an arrow to each "
+        "attack's last checkpoint (means over seeds); grey squares: the base model (forget quality 0) and the "
+        "oracle (1). Up and right is better; a downward arrow is knowledge coming back, a leftward one utility "
+        "lost. A method that forgets everything sits high only if it keeps the retain people too.</p>"
     ),
     "curves": (
         "<p>Forget quality along each attack's curve, one panel per attack, one line per method; the line is "
@@ -125,6 +135,19 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
         drawn["heatmap"] = heatmap(hm, out / "fq_heatmap")
     else:
         data.notes.append("No forget-quality heatmap: no unlearn/attack cell has base and oracle references.")
+    uh = heatmap_frame(data, "last", "retain")
+    if not uh.empty and uh["mean"].notna().any():
+        drawn["utility"] = heatmap(
+            uh,
+            out / "retain_heatmap",
+            title="Retain recall (utility), mean ± std over seeds",
+            label="retain recall",
+        )
+        refs = data.recall[(data.recall.split == "retain") & data.recall.kind.isin(["base", "oracle"])]
+        ref = refs.groupby("kind").value.mean().to_dict() if len(refs) else {}
+        drawn["scatter"] = fq_utility(
+            utility_frame(data), out / "fq_vs_utility", base_retain=ref.get("base"), oracle_retain=ref.get("oracle")
+        )
     if not cv.empty and cv["mean"].notna().any():
         drawn["curves"] = curves(cv, out / "fq_curves", x_axes=curve_axes(data))
     else:
@@ -201,12 +224,14 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in data.notes]
     for key, title in (
         ("heatmap", "Forget quality after attacks"),
+        ("utility", "Utility after attacks"),
+        ("scatter", "Forget quality against utility"),
         ("curves", "Robustness curves"),
         ("worst", "Worst case over the curve"),
         ("recovery", "Recovery against the attacked oracle"),
         ("similarity", "Recovery vs similarity"),
     ):
-        if key in ("worst", "recovery", "similarity") and key not in drawn:
+        if key in ("worst", "recovery", "similarity", "utility", "scatter") and key not in drawn:
             continue
         parts.append(f"<h2>{title}</h2>")
         if key in drawn:
