@@ -575,3 +575,22 @@ def test_utility_companion_frames_and_figures(store_path, tmp_path):
     assert {"retain_heatmap.png", "fq_vs_utility.png", "fq_vs_utility.svg"} <= set(files)
     page = (tmp_path / "r" / "report.html").read_text()
     assert "Utility after attacks" in page and "Forget quality against utility" in page
+
+
+def test_headline_table_puts_seed_spread_item_interval_n_and_utility_side_by_side(store_path):
+    from unlearnbench.report.tables import headline_table
+
+    data = _data(store_path)
+    table = headline_table(data)
+    assert table.header[2:8] == ["forget quality", "± seeds", "95% CI (items)", "n items", "retain recall", "FA"]
+    assert any(r[-1] > 1 for r in table.rows)  # this store has two seeds
+    unl = data.fq[data.fq.kind == "unlearn"]
+    for row in (r for r in table.rows if r[1] == "no attack"):
+        mine = unl[unl.method == row[0]]
+        assert row[2] == pytest.approx(mine.fq.mean())
+        if len(mine) > 1:
+            assert row[3] == pytest.approx(mine.fq.std())
+        lo, hi = (float(x) for x in row[4].split("–"))
+        assert lo <= row[2] + 0.01 and hi >= row[2] - 0.01
+        assert row[5] == "/".join(str(n) for n in sorted(set(mine.n_items.astype(int))))
+        assert row[6] == pytest.approx(mine.retain.mean()) and 0 <= row[7] <= 1

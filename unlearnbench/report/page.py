@@ -38,7 +38,7 @@ from ..store import ResultStore
 from .figures import curves, fq_utility, heatmap, similarity_scatter
 from .frames import collect, curve_axes, curves_frame, heatmap_frame, similarity_frame, utility_frame
 from .items import leaked_items_table
-from .tables import change_table, distance_fluency_table, failures_table, form_table, muse_table
+from .tables import change_table, distance_fluency_table, failures_table, form_table, headline_table, muse_table
 
 _EXPLAIN = {
     "fq": (
@@ -188,10 +188,12 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
     ft, best = form_table(data)
     mt = muse_table(data)
     ct = change_table(data)
+    ht = headline_table(data)
     for stem, table, extra in (
         ("form_table", ft, {"best": best}),
         ("muse_table", mt, None),
         ("change_table", ct, None),
+        ("headline_table", ht, None),
         ("distance_fluency_table", dt, None),
         ("failures_table", failures, None),
         ("leaked_items", it, None),
@@ -241,6 +243,8 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
         else:
             parts.append("<p class='note'>Not available (see the notes above).</p>")
     parts += [
+        "<h2>Forget quality, its uncertainty and utility</h2>",
+        ht.html(),
         "<h2>Recall per form after unlearning</h2>",
         _EXPLAIN["forms"],
         ft.html(),

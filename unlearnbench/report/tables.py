@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import html
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -398,4 +399,48 @@ def failures_table(store: ResultStore) -> Table:
         "Cells that failed (the store keeps their reason and no scores; a re-run retries them) and the attack "
         "cells not run because the unlearning they attack failed. The figures and tables above leave them out."
     )
+    return Table(header, rows, caption=caption)
+
+
+def headline_table(data: ReportData) -> Table:
+    """The headline forget quality with both of its uncertainties and its utility companion, per
+    (method, attack): after unlearning and at each attack's worst checkpoint (lowest forget quality
+    after step 0). Per cell: mean over seeds, the sample std over seeds, the item interval (the mean
+    over seeds of each seed's 95% bootstrap bounds, :mod:`unlearnbench.headline`), the items behind
+    it, and at the same checkpoint the retain recall and FA (mean over the task rows scored there:
+    the benchmark's utility tasks after unlearning, the attacked task under attack)."""
+    header = ["method", "attack", "forget quality", "± seeds", "95% CI (items)", "n items", "retain recall", "FA"]
+    header.append("seeds")
+    fq, rec = data.fq, data.recall
+    if fq.empty:
+        return Table(header[:2], [], caption="No unlearned or attacked model with forget quality.")
+    points = list(fq[fq.kind == "unlearn"].itertuples()) + list(worst_points(fq, "fq").itertuples())
+
+    def fa_of(cid, checkpoint) -> float:
+        sub = rec[(rec.cell_id == cid) & (rec.checkpoint == checkpoint) & (rec.split == "task")]
+        return float(sub.value.mean()) if len(sub) else float("nan")
+
+    groups: dict[tuple, list] = {}
+    for p in points:
+        groups.setdefault((p.method, p.attack), []).append(p)
+    rows = []
+    for (method, attack), ps in groups.items():
+        values = [p.fq for p in ps if not math.isnan(p.fq)]
+        std = float(statistics.stdev(values)) if len(values) > 1 else float("nan")
+        lo, hi = _nanmean(p.fq_lo for p in ps), _nanmean(p.fq_hi for p in ps)
+        ci = "–" if math.isnan(lo) else f"{lo:.2f}–{hi:.2f}"
+        n = sorted({int(p.n_items) for p in ps})
+        rows.append(
+            [method, attack, _nanmean(p.fq for p in ps), std, ci, "/".join(map(str, n)),
+             _nanmean(p.retain for p in ps), _nanmean(fa_of(p.cell_id, p.checkpoint) for p in ps), len(ps)]
+        )  # fmt: skip
+    caption = (
+        "Headline forget quality (forms with >= 10 items and a base-oracle gap of >= 3 items, weighted by "
+        "items) after unlearning ('no attack') and at each attack's worst checkpoint; mean over seeds, the "
+        "spread over seeds and the 95% bootstrap interval over items (mean of the seeds' bounds) side by side; "
+        "retain recall and FA of the same checkpoint beside it."
+    )
+    if all(r[-1] < 2 for r in rows):  # one seed everywhere: no spread over seeds to show
+        header, rows = header[:3] + header[4:], [r[:3] + r[4:] for r in rows]
+        caption += " One seed per cell: no spread over seeds."
     return Table(header, rows, caption=caption)
