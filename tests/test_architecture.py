@@ -103,7 +103,20 @@ def test_no_import_loops():
 
 
 PLUGINS = ("methods", "attacks", "probes", "benchmarks", "tasks")
-HARNESS = ("runner", "store", "cli", "report", "export", "sweep", "study", "regress", "leaderboard", "taskvec")
+HARNESS = (
+    "runner",
+    "store",
+    "cli",
+    "report",
+    "export",
+    "sweep",
+    "study",
+    "regress",
+    "leaderboard",
+    "taskvec",
+    "trackers",
+    "tracking",
+)
 
 
 @pytest.mark.parametrize(

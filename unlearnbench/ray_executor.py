@@ -200,9 +200,11 @@ def run_sweep_ray(
     argv: tuple[str, ...] = (),
     planned: list[tuple] | None = None,
     options: RayOptions | None = None,
+    track=None,
 ):
     """Run (or resume) the whole matrix on Ray; the driver writes ``store``. Same result type and
-    state updates as :func:`unlearnbench.sweep.run_sweep`."""
+    state updates as :func:`unlearnbench.sweep.run_sweep`; ``track`` as there, but a run's cells
+    are heard when the run's results reach the driver (the workers report no progress)."""
     try:
         import ray
     except ImportError:
@@ -219,7 +221,7 @@ def run_sweep_ray(
     # Ray's driver threads print worker deaths and the like ("(raylet) A worker died ...") on
     # stdout, which belongs to the sweep's output (--json): send them to stderr while Ray runs.
     with contextlib.redirect_stdout(sys.stderr):
-        runs = _drive(ray, experiment, store, state, argv, planned, options)
+        runs = _drive(ray, experiment, store, state, argv, planned, options, track)
     result.runs = [runs[(r.method, r.seed)] for r, _ in planned if (r.method, r.seed) in runs]
     for (method, seed, column), status in list(state.status.items()):
         if status == RUNNING:
@@ -228,7 +230,7 @@ def run_sweep_ray(
     return result
 
 
-def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[str, int], list]:
+def _drive(ray, experiment, store, state, argv, planned, options, track=None) -> dict[tuple[str, int], list]:
     """Submit the runs, commit each as it returns, start a seed's other methods after its first."""
     from .runner import CellResult, commit_collected, failure_reason
     from .sweep import RUNNING
@@ -287,6 +289,10 @@ def _drive(ray, experiment, store, state, argv, planned, options) -> dict[tuple[
                 cells = commit_collected(store, argv, out["meta"], out["commits"], out["cells"])
             runs[(req.method, req.seed)] = cells
             _show(state, experiment, req, cells)
+            if track is not None:
+                with track(req) as heard:
+                    for cell in cells:
+                        heard(cell)
             reqs = by_seed[req.seed]
             if req is reqs[0]:
                 for other in reqs[1:]:

@@ -366,11 +366,19 @@ class Evaluator:
         return rows
 
 
+def _begin(progress: Progress, kind: str, label: dict) -> None:
+    """Tell ``progress`` which cell comes next (a Progress of its own making may lack the hook)."""
+    begin = getattr(progress, "begin_cell", None)
+    if begin is not None:
+        begin(kind, label)
+
+
 def _attack_cell(store, run_id, kind, key, label, attack, task, model, tokenizer, evaluate, progress, bench):
     """Run (or reuse) one attack curve on ``model`` as a cell of ``kind`` (attack or control)."""
     cid = cell_id(key)
     if store.is_finished(cid):
         return CellResult(kind, cid, label, "cached")
+    _begin(progress, kind, label)
     task_data = task.obj.load() if task else None
     rows: list[ScoreRow] = []
     t0 = time.time()
@@ -548,6 +556,7 @@ def run(
             if store.is_finished(cid):
                 results.append(CellResult(kind, cid, label, "cached"))
                 continue
+            _begin(progress, kind, label)
             rows = evaluate(lm.model, lm.tokenizer, kind, -1, utility_tasks)
             won = store.commit_cell(run_id, cid, key, kind, label, rows, {"model_source": str(lm.source)})
             results.append(CellResult(kind, cid, label, "finished" if won else "cached"))
@@ -589,6 +598,7 @@ def run(
         if store.is_finished(ucid):
             results.append(CellResult("unlearn", ucid, ulabel, "cached", meta=store.get_cell(ucid)["meta"]))
         else:
+            _begin(progress, "unlearn", ulabel)
             try:
                 model = copy.deepcopy(target.model)
                 stats = m.obj.unlearn(model, bench.unlearn_data(target.tokenizer), progress)

@@ -25,6 +25,7 @@ spec, so ``--methods npo,beta=0.1,rmu`` is the two specs ``npo,beta=0.1`` and ``
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -320,9 +321,12 @@ def run_sweep(
     state: SweepState | None = None,
     argv: tuple[str, ...] = (),
     planned: list[tuple] | None = None,
+    track: Callable | None = None,
 ) -> SweepResult:
     """Run (or resume) the whole matrix into ``store``. ``state`` is updated live as cells finish.
-    ``planned``: :func:`plan_sweep`'s result when the caller validated the matrix already."""
+    ``planned``: :func:`plan_sweep`'s result when the caller validated the matrix already.
+    ``track(request)``: a context manager around each (method, seed) run that yields a callable to
+    hear each of its cells as it is decided (:meth:`unlearnbench.tracking.Tracking.for_request`)."""
     from .runner import run
 
     planned = planned or plan_sweep(experiment, device)
@@ -333,24 +337,27 @@ def run_sweep(
         method, seed = req.method, req.seed
         state.set(method, seed, "unlearn", RUNNING)
         attack_iter = iter(experiment.attacks)
+        with track(req) if track else contextlib.nullcontext() as heard:
 
-        def on_cell(cell, _m=method, _s=seed, _it=attack_iter) -> None:
-            if not show_cell(state, _m, _s, cell, _it) or (cell.kind == "unlearn" and cell.status == "failed"):
-                return
-            nxt = [a for a in experiment.attacks if state.status[(_m, _s, a)] == PENDING]
-            if nxt:
-                state.set(_m, _s, nxt[0], RUNNING)
+            def on_cell(cell, _m=method, _s=seed, _it=attack_iter, _heard=heard) -> None:
+                if _heard is not None:
+                    _heard(cell)
+                if not show_cell(state, _m, _s, cell, _it) or (cell.kind == "unlearn" and cell.status == "failed"):
+                    return
+                nxt = [a for a in experiment.attacks if state.status[(_m, _s, a)] == PENDING]
+                if nxt:
+                    state.set(_m, _s, nxt[0], RUNNING)
 
-        try:
-            result.runs.append(run(req, store, progress, argv=argv, on_cell=on_cell, planned=req_plan))
-        except UnlearnbenchError as e:
-            # the benchmark or model could not be loaded: nothing of this request ran
-            for column in state.columns:
-                if state.status[(method, seed, column)] in (PENDING, RUNNING):
-                    state.set(method, seed, column, FAILED, str(e))
-            from .runner import CellResult
+            try:
+                result.runs.append(run(req, store, progress, argv=argv, on_cell=on_cell, planned=req_plan))
+            except UnlearnbenchError as e:
+                # the benchmark or model could not be loaded: nothing of this request ran
+                for column in state.columns:
+                    if state.status[(method, seed, column)] in (PENDING, RUNNING):
+                        state.set(method, seed, column, FAILED, str(e))
+                from .runner import CellResult
 
-            result.runs.append([CellResult("unlearn", "", {"method": method, "seed": seed}, "failed", str(e))])
+                result.runs.append([CellResult("unlearn", "", {"method": method, "seed": seed}, "failed", str(e))])
     result.seconds = round(time.time() - t0, 1)
     return result
 

@@ -6,6 +6,7 @@ Rich) are imported inside the handlers, so building the parser stays light.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -13,7 +14,17 @@ import sys
 from . import leaderboard
 
 #: Libraries whose log records --quiet raises to errors only (their warnings and load reports).
-QUIET_LOGGERS = ("transformers", "datasets", "peft", "huggingface_hub", "accelerate", "torch", "ray")
+QUIET_LOGGERS = (
+    "transformers",
+    "datasets",
+    "peft",
+    "huggingface_hub",
+    "accelerate",
+    "torch",
+    "ray",
+    "mlflow",
+    "alembic",
+)
 
 
 def quiet_libraries() -> None:
@@ -25,6 +36,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore")
     os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # read when transformers sets its logging up
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("WANDB_SILENT", "true")  # the trackers set their loggers up on import: tell them first
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     if "transformers" in sys.modules:
@@ -35,6 +48,7 @@ def quiet_libraries() -> None:
 
 def cmd_run(args) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tracking = _tracking(args)  # before anything: a tracker that is not installed is one line, exit 2
     _select_backend(args)
     from .. import runner
     from ..report import run_summary
@@ -59,7 +73,9 @@ def cmd_run(args) -> int:
 
     progress = RichProgress(enabled=not (args.quiet or args.json))
     with ResultStore(args.store) as store, progress:
-        cells = runner.run(request, store, progress, argv=tuple(sys.argv), planned=planned)
+        with tracking.for_request(store, request) if tracking else contextlib.nullcontext() as heard:
+            shown = tracking.progress(progress) if tracking else progress
+            cells = runner.run(request, store, shown, argv=tuple(sys.argv), on_cell=heard, planned=planned)
         summary = run_summary(store, cells)
     if args.json:
         print(json.dumps(summary, indent=1))
@@ -75,13 +91,17 @@ def cmd_sweep(args) -> int:
     from .render import SweepView, render_sweep
 
     execute = _executor(args)  # before anything is planned: a bad option is one line, exit 2
+    tracking = _tracking(args)
     exp = _experiment_from_args(args)
     _select_backend(args)
     planned = plan_sweep(exp, args.device)  # every spec validated before the store is opened
     state = SweepState(exp.methods, exp.attacks, exp.seeds)
     with ResultStore(args.store) as store:
         with SweepView(state, enabled=not (args.quiet or args.json)) as view:
-            result = execute(exp, store, view, args.device, state, argv=tuple(sys.argv), planned=planned)
+            # one tracker run per (method, seed) run, grouped under the experiment's name
+            track = (lambda req: tracking.for_request(store, req, group=exp.name)) if tracking else None
+            shown = tracking.progress(view) if tracking else view
+            result = execute(exp, store, shown, args.device, state, argv=tuple(sys.argv), planned=planned, track=track)
         summaries = run_summaries(store, result.runs)
     summary = sweep_summary(result, summaries)
     if args.json:
@@ -258,6 +278,23 @@ COMMANDS = {
 
 
 # -- arguments to library inputs -------------------------------------------------------------------
+
+
+def _tracking(args):
+    """The experiment tracking ``--log`` asks for (None without it); every tracker's library must
+    be installed (checked here, before anything runs)."""
+    from ..trackers import check, parse
+
+    names = parse(args.log)
+    if not names:
+        return None
+    check(names)
+    from pathlib import Path
+
+    from ..tracking import Tracking
+
+    store = Path(args.store)
+    return Tracking(names, args.log_dir or store.with_name(store.stem + "-logs"), args.log_project)
 
 
 def _executor(args):

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="print one JSON document (schema in the README) instead of tables"
     )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_tracking_args(r)
     r.add_argument(
         "--backend",
         choices=("hf", "vllm", "auto"),
@@ -117,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_args(sw)
     sw.add_argument("--json", action="store_true", help="print the sweep summary as JSON")
     sw.add_argument("--quiet", action="store_true", help="no live view")
+    _add_tracking_args(sw)
 
     st = sub.add_parser(
         "study",
@@ -267,6 +269,32 @@ def _add_model_args(p) -> None:
         metavar="DIR",
         help="a checkpoint unlearned elsewhere, from --model: evaluated and attacked as method none "
         "against its original (--model) and the oracle (--oracle)",
+    )
+
+
+def _add_tracking_args(p) -> None:
+    """--log, --log-dir, --log-project (run, sweep)."""
+    p.add_argument(
+        "--log",
+        action="append",
+        default=[],
+        metavar="TRACKER",
+        help="also log to an experiment tracker: wandb, mlflow or tensorboard (repeatable or comma-separated; "
+        "optional extras, e.g. pip install 'unlearnbench[wandb]'): per-step losses of unlearning and attacks, "
+        "every evaluation, the run's config; wandb's mode is its own (WANDB_MODE=offline: no network)",
+    )
+    p.add_argument(
+        "--log-dir",
+        default=None,
+        metavar="DIR",
+        help="where the trackers write (wandb's run folders, mlflow.db, tensorboard/; default: "
+        "STORE-logs beside the store)",
+    )
+    p.add_argument(
+        "--log-project",
+        default="unlearnbench",
+        metavar="NAME",
+        help="wandb project, MLflow experiment, TensorBoard folder (default unlearnbench)",
     )
 
 
