@@ -212,7 +212,7 @@ def render_run(summary: dict, console: Console | None = None) -> None:
             *[_fmt(rob.get(c, {}).get("forget_quality_attacked_oracle", {}).get("mean")) for c in cols],
         )
         table.add_row(
-            "recovery", "headline forms", *[_fmt(rob.get(c, {}).get("recovery", {}).get("mean")) for c in cols]
+            "recovery", "headline", *[_fmt(rob.get(c, {}).get("recovery", {}).get("mean")) for c in cols]
         )
     pl = summary.get("privleak") or {}
     if pl:  # MUSE: (AUC - AUC_retrain) / AUC_retrain x 100; ~0 ideal, negative = still memorised
