@@ -120,24 +120,28 @@ def test_plain_sweep_view_writes_one_line_per_decided_cell():
     assert lines[2].endswith("npo seed 0 finetune:arith: failed (NaN loss)")
 
 
-def test_quiet_silences_library_warnings_and_logs(monkeypatch):
+def test_quiet_silences_library_warnings_and_logs_for_the_command_only(monkeypatch):
+    import os
+
+    from transformers.utils import logging as hf_logging
+
     from unlearnbench.cli.commands import QUIET_LOGGERS, quiet_libraries
 
+    monkeypatch.delenv("TRANSFORMERS_NO_ADVISORY_WARNINGS", raising=False)
     levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
-    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "warning")
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            quiet_libraries()
+    verbosity = hf_logging.get_verbosity()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_libraries():
             warnings.warn("`past_key_values` is deprecated", FutureWarning, stacklevel=2)
+            assert all(logging.getLogger(n).getEffectiveLevel() >= logging.ERROR for n in QUIET_LOGGERS)
+            assert hf_logging.get_verbosity() == logging.ERROR
+            assert os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] == "1"
         assert caught == []
-        assert all(logging.getLogger(n).getEffectiveLevel() >= logging.ERROR for n in QUIET_LOGGERS)
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_warning()
+        warnings.warn("after the command", FutureWarning, stacklevel=2)  # put back: this one shows
+        assert len(caught) == 1
+    assert {name: logging.getLogger(name).level for name in QUIET_LOGGERS} == levels
+    assert hf_logging.get_verbosity() == verbosity and "TRANSFORMERS_NO_ADVISORY_WARNINGS" not in os.environ
 
 
 @pytest.mark.parametrize("seconds, text", [(5, "5s"), (75, "1m15s"), (3 * 3600 + 120, "3h02m")])

@@ -31,10 +31,12 @@ U, A = "unlearn npo_beta_0_1", "attack npo_beta_0_1 relearn:forget"  # the cells
 
 
 def _correct(checkpoint, step, values: dict[str, list[float]]) -> list[ScoreRow]:
+    """Each listed value stands for 5 items (a form needs 10 items to enter the headline)."""
     return [
-        ScoreRow(checkpoint, step, "forget", form, f"{form}{i}", "correct", v)
+        ScoreRow(checkpoint, step, "forget", form, f"{form}{i}-{k}", "correct", v)
         for form, vs in values.items()
         for i, v in enumerate(vs)
+        for k in range(5)
     ]
 
 
@@ -77,21 +79,26 @@ def _expected() -> dict[str, list[tuple[int, float]]]:
         f"{U}/eval/task/arith/correct": [(0, 0.5)],
         f"{U}/eval/forget/qa/forget_quality": [(0, fq_u["qa"])],
         f"{U}/eval/forget/cloze/forget_quality": [(0, fq_u["cloze"])],
-        f"{U}/eval/forget/headline/forget_quality": [(0, mean(fq_u))],
+        f"{U}/eval/forget/headline/forget_quality": [(0, mean(fq_u))],  # qa and cloze: 20 items each
+        f"{U}/eval/forget/mean_of_forms/forget_quality": [(0, mean(fq_u))],
         # the attack cell's curve: steps 0 and 5
         f"{A}/eval/forget/qa/correct": [(0, 0.25), (5, 0.75)],
         f"{A}/eval/forget/cloze/correct": [(0, 0.0), (5, 0.25)],
         f"{A}/eval/forget/qa/forget_quality": [(0, fq_u["qa"]), (5, fq_5["qa"])],
         f"{A}/eval/forget/cloze/forget_quality": [(0, fq_u["cloze"]), (5, fq_5["cloze"])],
         f"{A}/eval/forget/headline/forget_quality": [(0, mean(fq_u)), (5, mean(fq_5))],
+        f"{A}/eval/forget/mean_of_forms/forget_quality": [(0, mean(fq_u)), (5, mean(fq_5))],
         f"{A}/eval/forget/headline/forget_quality_ao": [(0, mean(ao_0)), (5, mean(ao_5))],
         f"{A}/eval/forget/headline/recovery": [(0, 0.0), (5, rec_5)],
     }
 
 
 #: measures export_frame adds whose value depends on the report's own formulas (excess,
-#: control_recovery): their names and steps are checked, their values are the export's
-OTHER = {f"{A}/eval/forget/headline/excess", f"{A}/eval/forget/headline/control_recovery"}
+#: control_recovery, the headline's bootstrap interval): their names and steps are checked, their
+#: values are the export's
+OTHER = {f"{A}/eval/forget/headline/excess", f"{A}/eval/forget/headline/control_recovery"} | {
+    f"{cell}/eval/forget/headline/forget_quality_ci_{end}" for cell in (U, A) for end in ("low", "high")
+}
 
 
 class Recorder(Progress):
@@ -162,8 +169,8 @@ def _check(got: dict[str, list[tuple[int, float]]]) -> None:
     for name, points in expected.items():
         assert [s for s, _ in got[name]] == [s for s, _ in points], name
         assert [v for _, v in got[name]] == pytest.approx([v for _, v in points]), name
-    for name in OTHER:
-        assert [s for s, _ in got[name]] == [0, 5], name
+    for name in OTHER:  # the unlearn cell has its one checkpoint (0), the attack cell steps 0 and 5
+        assert [s for s, _ in got[name]] == ([0] if name.startswith(U) else [0, 5]), name
     assert got["control oracle relearn:forget/eval/forget/qa/correct"] == [(0, 0.0), (5, 0.25)]
 
 

@@ -27,11 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..errors import UnlearnbenchError
     from .commands import COMMANDS, quiet_libraries
 
-    if getattr(args, "quiet", False):
-        quiet_libraries()
-
     try:
-        return COMMANDS[args.command](args)
+        with quiet_libraries(getattr(args, "quiet", False)):
+            return COMMANDS[args.command](args)
     except UnlearnbenchError as e:
         print(f"unlearnbench: error: {e}", file=sys.stderr)
         return 2

@@ -27,23 +27,61 @@ QUIET_LOGGERS = (
 )
 
 
-def quiet_libraries() -> None:
-    """--quiet: no warnings from the libraries underneath (deprecations, load reports, generation
-    flags); errors still print, and the harness's own warnings (e.g. prompts cut to fit) still log."""
+#: Environment variables --quiet sets while a command runs (read by the libraries as they set up logging).
+QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "WANDB_SILENT": "true",  # the trackers set their loggers up on import: tell them first
+    "MLFLOW_LOGGING_LEVEL": "ERROR",
+}
+
+
+@contextlib.contextmanager
+def quiet_libraries(enabled: bool = True):
+    """--quiet, for the duration of one command: no warnings from the libraries underneath
+    (deprecations, load reports, generation flags); errors still print, and the harness's own
+    warnings (e.g. prompts cut to fit) still log. Everything is put back afterwards, so a caller of
+    :func:`unlearnbench.cli.main` in a longer-lived process (a test, a notebook) keeps its logging."""
+    if not enabled:
+        yield
+        return
     import logging
     import warnings
 
-    warnings.filterwarnings("ignore")
-    os.environ["TRANSFORMERS_VERBOSITY"] = "error"  # read when transformers sets its logging up
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("WANDB_SILENT", "true")  # the trackers set their loggers up on import: tell them first
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    if "transformers" in sys.modules:
-        from transformers.utils import logging as hf_logging
+    env = {k: os.environ.get(k) for k in QUIET_ENV}
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    hf_before = _hf_verbosity()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        os.environ.update(QUIET_ENV)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        if "transformers" in sys.modules:
+            from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
+            hf_logging.set_verbosity_error()
+        try:
+            yield
+        finally:
+            for k, v in env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+            if "transformers" in sys.modules:  # imported before or during the command
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.set_verbosity(hf_before if hf_before is not None else logging.WARNING)
+
+
+def _hf_verbosity() -> int | None:
+    if "transformers" not in sys.modules:
+        return None
+    from transformers.utils import logging as hf_logging
+
+    return hf_logging.get_verbosity()
 
 
 def cmd_run(args) -> int:
