@@ -211,9 +211,7 @@ def render_run(summary: dict, console: Console | None = None) -> None:
             "headline",
             *[_fmt(rob.get(c, {}).get("forget_quality_attacked_oracle", {}).get("mean")) for c in cols],
         )
-        table.add_row(
-            "recovery", "headline", *[_fmt(rob.get(c, {}).get("recovery", {}).get("mean")) for c in cols]
-        )
+        table.add_row("recovery", "headline", *[_fmt(rob.get(c, {}).get("recovery", {}).get("mean")) for c in cols])
     pl = summary.get("privleak") or {}
     if pl:  # MUSE: (AUC - AUC_retrain) / AUC_retrain x 100; ~0 ideal, negative = still memorised
         table.add_row(
