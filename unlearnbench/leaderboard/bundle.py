@@ -27,13 +27,18 @@ Aggregates per checkpoint of a cell (what the leaderboard shows):
   in :func:`unlearnbench.report.run_summary`;
 * ``task_accuracy[task]``: mean ``correct`` on the task split (FA);
 * ``forget_quality``: :func:`unlearnbench.metrics.forget_quality` per form on the forget split,
-  against the base and oracle cells of the same seed, and its mean over the informative forms;
+  against the base and oracle cells of the same seed; ``mean`` is the headline
+  (:func:`unlearnbench.headline.headline`, from the per-item scores: the forms that enter by item
+  count and gap, weighted by items) with its ``ci``, ``n`` and ``forms``, as in ``run --json``;
+  ``mean_of_forms`` is the plain mean over the informative forms (the ``mean`` of bundles made
+  before the headline; ``leaderboard reaggregate`` re-derives a bundle's aggregates);
 * attack cells only, at each checkpoint t (definitions and NaN rules in :mod:`unlearnbench.metrics`,
   the same numbers as ``run --json``'s ``robustness``):
   ``forget_quality_attacked_oracle`` (:func:`~unlearnbench.metrics.forget_quality_attacked`, against
-  the same seed's oracle control cell at the same step; mean over the forms where base and oracle
-  differ by at least ``MIN_GAP``) and ``recovery`` (:func:`~unlearnbench.metrics.recovery`, against
-  the same seed's unlearn cell; mean over those informative forms where it is defined).
+  the same seed's oracle control cell at the same step) and ``recovery``
+  (:func:`~unlearnbench.metrics.recovery`, against the same seed's unlearn cell), each with the
+  headline's forms and weights as ``mean`` and the plain mean over the informative forms as
+  ``mean_of_forms``.
 
 The headline of an attack cell (:func:`attack_headline`) is derived from these: the lowest
 ``forget_quality_attacked_oracle`` mean over the checkpoints after step 0 (the earliest step on a
