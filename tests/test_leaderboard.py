@@ -93,23 +93,23 @@ def test_aggregates_agree_with_run_summary(tmp_path, tasks):
                 for key, value in agg["recall"].items():
                     split, form = key.split("/")
                     assert summary["recall"][col][split][form] == pytest.approx(value, abs=1e-4)
-                # the bundles keep the plain mean over informative forms: run --json's mean_of_forms
-                fq = summary["forget_quality"][col]
-                assert fq["mean_of_forms"] == pytest.approx(agg["forget_quality"]["mean"], abs=1e-3)
+                fq = summary["forget_quality"][col]  # the headline, and the plain mean over forms
+                assert fq["mean"] == pytest.approx(agg["forget_quality"]["mean"], abs=1e-3)
+                assert fq["mean_of_forms"] == pytest.approx(agg["forget_quality"]["mean_of_forms"], abs=1e-3)
+                assert (
+                    fq["ci"] == pytest.approx(agg["forget_quality"]["ci"], abs=1e-3)
+                    and fq["n"] == agg["forget_quality"]["n"]
+                )
                 assert summary["task_accuracy"][col]["arith"] == pytest.approx(agg["task_accuracy"]["arith"])
                 rob = summary["robustness"][col]
                 for name in ("forget_quality_attacked_oracle", "recovery"):
-                    assert rob[name]["mean_of_forms"] == pytest.approx(agg[name]["mean"], abs=1e-3), (name, col)
+                    for which in ("mean", "mean_of_forms"):
+                        assert rob[name][which] == pytest.approx(agg[name][which], abs=1e-3), (name, col, which)
                     for form, value in agg[name]["per_form"].items():
                         assert rob[name]["per_form"][form] == pytest.approx(value, abs=1e-3), (name, col, form)
+            worst = summary["worst_case"][ATTACK]["min_forget_quality_attacked_oracle"]
             head = B.attack_headline(attack["aggregates"])["worst"]
-            curve = [
-                (summary["robustness"][c["column"]]["forget_quality_attacked_oracle"]["mean_of_forms"], c["step"])
-                for c in summary["columns"]
-                if c["kind"] == "attack"
-            ]
-            value, step = min(curve)
-            assert (step, value) == (head["step"], pytest.approx(head["value"], abs=1e-3))
+            assert (worst["step"], worst["value"]) == (head["step"], pytest.approx(head["value"], abs=1e-3))
     unlearn = next(c for c in m["cells"] if c["kind"] == "unlearn" and c["seed"] == 0)
     # forget recall 0.25 (bio) and 0.125 -> rounds to 0.0 or 0.25 of 4 items (qa); base 1, oracle 0
     fq = unlearn["aggregates"][0]["forget_quality"]
@@ -350,3 +350,25 @@ def test_submit_refuses_unknown_matrix_and_a_busy_out_folder(tmp_path, tasks):
     (busy / "weights.safetensors").write_bytes(b"x")
     with pytest.raises(UnlearnbenchError, match="holds other files"):
         make_bundle(tmp_path, busy)
+
+
+def test_reaggregate_rederives_the_aggregates_from_the_scores_and_refuses_changed_scores(tmp_path, tasks):
+    import gzip
+
+    from unlearnbench.errors import UnlearnbenchError
+    from unlearnbench.leaderboard.reaggregate import reaggregate
+
+    out = tmp_path / "b"
+    make_bundle(tmp_path, out)
+    m = _manifest(out)
+    cell = next(c for c in m["cells"] if c["kind"] == "attack")
+    cell["aggregates"][-1]["forget_quality"]["mean"] = 0.123  # an aggregate of an older definition
+    (out / B.MANIFEST).write_text(json.dumps(m, indent=1, sort_keys=True) + "\n")
+    assert not verify(out).accepted
+    assert reaggregate(out) == 1
+    assert verify(out).accepted
+    assert reaggregate(out) == 0  # idempotent
+    raw = gzip.decompress((out / B.SCORES).read_bytes()).replace(b",1.0\n", b",0.0\n", 1)
+    (out / B.SCORES).write_bytes(gzip.compress(raw, mtime=0))
+    with pytest.raises(UnlearnbenchError, match="does not match the manifest's sha256"):
+        reaggregate(out)

@@ -266,8 +266,14 @@ def test_attacked_oracle_and_recovery_aggregates_are_the_hand_computed_numbers(g
         aggs = _cell(m, "attack", seed)["aggregates"]
         assert [a["step"] for a in aggs] == [0, 1, 2]
         for agg, (fq_forms, fq_mean, rec_forms, rec_mean) in zip(aggs, rows):
-            assert agg["forget_quality_attacked_oracle"] == {"mean": fq_mean, "per_form": fq_forms}
-            assert agg["recovery"] == {"mean": rec_mean, "per_form": rec_forms}
+            # bio and qa have 16 items each: the headline's item weights equal the plain mean's
+            assert agg["forget_quality_attacked_oracle"] == {
+                "mean": fq_mean,
+                "mean_of_forms": fq_mean,
+                "per_form": fq_forms,
+            }
+            assert agg["recovery"] == {"mean": rec_mean, "mean_of_forms": rec_mean, "per_form": rec_forms}
+            assert agg["forget_quality"]["forms"] == {"bio": 16, "qa": 16} and agg["forget_quality"]["n"] == 32
     for kind in ("base", "oracle", "unlearn", "control"):  # only attack cells carry them
         assert all("recovery" not in a for a in _cell(m, kind)["aggregates"])
 

@@ -1,4 +1,4 @@
-"""The ``submit`` and ``leaderboard {verify,build,held-out-hash}`` handlers: thin calls into
+"""The ``submit`` and ``leaderboard {verify,build,held-out-hash,reaggregate}`` handlers: thin calls into
 :mod:`unlearnbench.leaderboard` (their parsers are in :mod:`unlearnbench.cli.parser`). Nothing heavy
 is imported until a handler runs.
 """
@@ -58,6 +58,12 @@ def cmd_leaderboard(args) -> int:
             )
         print("# paste into tasks/leaderboard/<matrix>.yaml; keep the file itself out of the repository")
         print(f'held_out: {{sha256: "{held.sha256}", count: {len(held.attacks)}}}')
+        return 0
+    if args.leaderboard_command == "reaggregate":
+        from ..leaderboard.reaggregate import reaggregate
+
+        for folder in args.bundles:
+            print(f"{folder}: {reaggregate(folder)} cell(s) re-aggregated")
         return 0
     from ..leaderboard.site import build
 

@@ -392,3 +392,10 @@ def _add_leaderboard_parsers(sub) -> None:
         "checks it: sha256 of the canonical JSON of {attacks: [canonical specs], salt}.",
     )
     h.add_argument("file", help="held-out file (YAML or JSON with 'attacks' and 'salt')")
+    r = lsub.add_parser(
+        "reaggregate",
+        help="maintainers: re-derive bundles' aggregates from their own per-item scores (after a definition change)",
+        description="Check each bundle's scores against its manifest's hashes, recompute every cell's aggregates "
+        "with this harness's definitions and rewrite manifest.json; the scores are not touched.",
+    )
+    r.add_argument("bundles", nargs="+", help="bundle folders")

@@ -27,13 +27,18 @@ Aggregates per checkpoint of a cell (what the leaderboard shows):
   in :func:`unlearnbench.report.run_summary`;
 * ``task_accuracy[task]``: mean ``correct`` on the task split (FA);
 * ``forget_quality``: :func:`unlearnbench.metrics.forget_quality` per form on the forget split,
-  against the base and oracle cells of the same seed, and its mean over the informative forms;
+  against the base and oracle cells of the same seed; ``mean`` is the headline
+  (:func:`unlearnbench.headline.headline`, from the per-item scores: the forms that enter by item
+  count and gap, weighted by items) with its ``ci``, ``n`` and ``forms``, as in ``run --json``;
+  ``mean_of_forms`` is the plain mean over the informative forms (the ``mean`` of bundles made
+  before the headline; ``leaderboard reaggregate`` re-derives a bundle's aggregates);
 * attack cells only, at each checkpoint t (definitions and NaN rules in :mod:`unlearnbench.metrics`,
   the same numbers as ``run --json``'s ``robustness``):
   ``forget_quality_attacked_oracle`` (:func:`~unlearnbench.metrics.forget_quality_attacked`, against
-  the same seed's oracle control cell at the same step; mean over the forms where base and oracle
-  differ by at least ``MIN_GAP``) and ``recovery`` (:func:`~unlearnbench.metrics.recovery`, against
-  the same seed's unlearn cell; mean over those informative forms where it is defined).
+  the same seed's oracle control cell at the same step) and ``recovery``
+  (:func:`~unlearnbench.metrics.recovery`, against the same seed's unlearn cell), each with the
+  headline's forms and weights as ``mean`` and the plain mean over the informative forms as
+  ``mean_of_forms``.
 
 The headline of an attack cell (:func:`attack_headline`) is derived from these: the lowest
 ``forget_quality_attacked_oracle`` mean over the checkpoints after step 0 (the earliest step on a
@@ -73,6 +78,7 @@ from dataclasses import dataclass, fields
 from itertools import accumulate, count
 from pathlib import Path
 
+from .. import headline as headline_rule
 from ..errors import UnlearnbenchError
 from ..metrics import MIN_GAP, forget_quality, forget_quality_attacked, recovery
 
@@ -333,7 +339,21 @@ def checkpoint_means(rows) -> list[dict]:
     return out
 
 
-def _fq(u_recall: dict, base: dict, oracle: dict) -> dict:
+def checkpoint_items(rows) -> dict[int, dict[str, dict[str, float]]]:
+    """Per checkpoint step: form -> item -> ``correct`` on the forget split (NaN items dropped): what
+    the headline (:mod:`unlearnbench.headline`) is computed from."""
+    out: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for _c, s, sp, f, i, m, v in rows:
+        if m == HEADLINE and sp == "forget" and i != "*" and not math.isnan(v):
+            out[int(s)][f][i] = v
+    return {step: dict(forms) for step, forms in out.items()}
+
+
+def _fq(u_recall: dict, base: dict, oracle: dict, items: dict | None = None) -> dict:
+    """Forget quality per form and the headline (``mean``, with ``ci`` and ``n``; ``items``: the
+    model's, base's and oracle's forget items), and ``mean_of_forms``, the plain mean over every
+    informative form (these bundles' ``mean`` before the headline rule, format 2 up to harness
+    0.1; ``run --json`` has the same fields)."""
     per_form = {}
     for key, u in u_recall.items():
         split, form = key.split("/", 1)
@@ -341,18 +361,33 @@ def _fq(u_recall: dict, base: dict, oracle: dict) -> dict:
             continue
         per_form[form] = forget_quality(u, base[form], oracle[form])
     vals = [v for v in per_form.values() if not math.isnan(v)]
+    h = headline_rule.headline(items["model"], items["base"], items["oracle"]) if items else None
     return {
-        "mean": _round(sum(vals) / len(vals)) if vals else None,
+        "mean": _round(h["value"]) if h else None,
+        "ci": [_round(x) for x in h["ci"]] if h and h["ci"] else None,
+        "n": h["n"] if h else 0,
+        "forms": h["forms"] if h else {},
+        "mean_of_forms": _round(sum(vals) / len(vals)) if vals else None,
         "per_form": {k: _round(v) for k, v in per_form.items()},
     }
 
 
-def under_attack(u: dict, base: dict, oracle: dict, unlearned: dict | None, attacked_oracle: dict | None) -> dict:
-    """Forget quality against the attacked oracle and recovery at one checkpoint, per form and their
-    means, from forget-split recall per form: ``u`` the attacked model, ``base``/``oracle`` (o_0),
+def under_attack(
+    u: dict,
+    base: dict,
+    oracle: dict,
+    unlearned: dict | None,
+    attacked_oracle: dict | None,
+    weights: dict | None = None,
+    items: dict | None = None,
+) -> dict:
+    """Forget quality against the attacked oracle and recovery at one checkpoint, per form and as the
+    headline, from forget-split recall per form: ``u`` the attacked model, ``base``/``oracle`` (o_0),
     ``unlearned`` (u_0, the unlearn cell) and ``attacked_oracle`` (o_t, the control at the same
-    step). The rules of :func:`unlearnbench.report.summary._robustness`: means over the forms where
-    base and oracle differ by at least ``MIN_GAP``, NaN forms skipped."""
+    step). ``mean``: the headline's forms and weights (``weights``; the attacked-oracle one from the
+    items, ``items`` holding ``model``, ``base``, ``oracle`` and ``control``), as
+    :func:`unlearnbench.report.summary._robustness`; ``mean_of_forms``: the plain mean over the forms
+    where base and oracle differ by at least ``MIN_GAP`` (recovery: those where it is defined)."""
     informative = [f for f in u if f in base and f in oracle and abs(base[f] - oracle[f]) >= MIN_GAP]
     fq_ao, rec = {}, {}
     for f, ut in u.items():
@@ -361,13 +396,24 @@ def under_attack(u: dict, base: dict, oracle: dict, unlearned: dict | None, atta
         if attacked_oracle and f in attacked_oracle and f in base and f in oracle:
             fq_ao[f] = forget_quality_attacked(ut, base[f], attacked_oracle[f], oracle[f])
 
-    def mean(d):
+    def plain(d):
         vals = [d[f] for f in informative if f in d and not math.isnan(d[f])]
         return _round(sum(vals) / len(vals)) if vals else None
 
+    h_ao = None
+    if items and items.get("control"):
+        h_ao = headline_rule.headline(items["model"], items["base"], items["oracle"], items["control"], n_boot=0)
     return {
-        "forget_quality_attacked_oracle": {"mean": mean(fq_ao), "per_form": {k: _round(v) for k, v in fq_ao.items()}},
-        "recovery": {"mean": mean(rec), "per_form": {k: _round(v) for k, v in rec.items()}},
+        "forget_quality_attacked_oracle": {
+            "mean": _round(h_ao["value"]) if h_ao else None,
+            "mean_of_forms": plain(fq_ao),
+            "per_form": {k: _round(v) for k, v in fq_ao.items()},
+        },
+        "recovery": {
+            "mean": _round(headline_rule.weighted_mean(rec, weights or {})),
+            "mean_of_forms": plain(rec),
+            "per_form": {k: _round(v) for k, v in rec.items()},
+        },
     }
 
 
@@ -375,15 +421,31 @@ def _forget(recall: dict) -> dict[str, float]:
     return {k.split("/", 1)[1]: v for k, v in recall.items() if k.startswith("forget/") and v is not None}
 
 
-def cell_aggregates(rows, reference: dict | None, control_steps: dict[int, dict] | None = None) -> list[dict]:
+def cell_aggregates(
+    rows,
+    reference: dict | None,
+    control_steps: dict[int, dict] | None = None,
+    reference_items: dict | None = None,
+    control_items: dict[int, dict] | None = None,
+) -> list[dict]:
     """Aggregates of one cell; ``reference`` = {"base": {form: recall}, "oracle": {...}, "unlearned":
-    {...}} on the forget split of the same seed (no base or oracle: no forget quality).
-    ``control_steps``: for an attack cell, step -> forget recall per form of its oracle control
-    cell (given, even empty, only for attack cells: they get the under-attack numbers)."""
+    {...}} on the forget split of the same seed (no base or oracle: no forget quality), and
+    ``reference_items`` their forget items ({"base": {form: {item: correct}}, "oracle": ...}: the
+    headline). ``control_steps`` / ``control_items``: for an attack cell, step -> forget recall per
+    form / forget items of its oracle control cell (given, even empty, only for attack cells: they
+    get the under-attack numbers)."""
     out = []
     base, oracle = (reference or {}).get("base"), (reference or {}).get("oracle")
+    by_step = checkpoint_items(rows)
     for cp in checkpoint_means(rows):
-        fq = _fq(cp["recall"], base, oracle) if base and oracle else {"mean": None, "per_form": {}}
+        items = None
+        if reference_items and reference_items.get("base") and reference_items.get("oracle"):
+            items = {
+                "model": by_step.get(cp["step"], {}),
+                "base": reference_items["base"],
+                "oracle": reference_items["oracle"],
+            }
+        fq = _fq(cp["recall"], base, oracle, items) if base and oracle else {"mean": None, "per_form": {}}
         agg = {
             "checkpoint": cp["checkpoint"],
             "step": cp["step"],
@@ -392,6 +454,7 @@ def cell_aggregates(rows, reference: dict | None, control_steps: dict[int, dict]
             "forget_quality": fq,
         }
         if control_steps is not None:
+            control = (control_items or {}).get(cp["step"])
             agg.update(
                 under_attack(
                     _forget(cp["recall"]),
@@ -399,6 +462,8 @@ def cell_aggregates(rows, reference: dict | None, control_steps: dict[int, dict]
                     oracle or {},
                     (reference or {}).get("unlearned"),
                     control_steps.get(cp["step"]),
+                    weights=fq.get("forms"),
+                    items={**items, "control": control} if items and control else None,
                 )
             )
         out.append(agg)
@@ -416,21 +481,32 @@ def all_aggregates(cells: list[dict], scores: dict[str, list[tuple]]) -> dict[st
     ``cell_id``, ``kind``, ``seed``, ``attack`` and, for control cells, ``control``). An attack
     cell's under-attack numbers use the oracle control cell of its seed and attack."""
     refs: dict[int, dict] = defaultdict(dict)
+    ref_items: dict[int, dict] = defaultdict(dict)
     controls: dict[tuple, dict[int, dict]] = {}
+    control_items: dict[tuple, dict[int, dict]] = {}
     for c in cells:
         rows = scores.get(c["cell_id"], [])
         if c["kind"] in ("base", "oracle"):
             refs[c["seed"]][c["kind"]] = forget_recall(rows)
+            ref_items[c["seed"]][c["kind"]] = next(iter(checkpoint_items(rows).values()), {})
         elif c["kind"] == "unlearn":
             refs[c["seed"]]["unlearned"] = forget_recall(rows)
         elif c["kind"] == "control" and c.get("control") == "oracle":
             controls[(c["seed"], c.get("attack"))] = {
                 cp["step"]: _forget(cp["recall"]) for cp in checkpoint_means(rows)
             }
+            control_items[(c["seed"], c.get("attack"))] = checkpoint_items(rows)
     out = {}
     for c in cells:
-        steps = controls.get((c["seed"], c.get("attack")), {}) if c["kind"] == "attack" else None
-        out[c["cell_id"]] = cell_aggregates(scores.get(c["cell_id"], []), refs.get(c["seed"]), steps)
+        attack = c["kind"] == "attack"
+        key = (c["seed"], c.get("attack"))
+        out[c["cell_id"]] = cell_aggregates(
+            scores.get(c["cell_id"], []),
+            refs.get(c["seed"]),
+            controls.get(key, {}) if attack else None,
+            ref_items.get(c["seed"]),
+            control_items.get(key, {}) if attack else None,
+        )
     return out
 
 

@@ -267,7 +267,7 @@ def legend_svg() -> str:
     )
     gx = left + n * bw + 24
     out.append(f'<rect x="{gx}" y="{top}" width="{bh}" height="{bh}" fill="{_colour(math.nan)}" stroke="#999"/>')
-    out.append(f'<text x="{gx + bh + 6}" y="{top + bh - 2}">n/a: no number (no informative form)</text>')
+    out.append(f'<text x="{gx + bh + 6}" y="{top + bh - 2}">n/a: no number (no form enters the headline)</text>')
     out.append("</svg>")
     return "\n".join(out)
 
@@ -578,8 +578,8 @@ def detail_page(manifest: dict, verdict: Verdict, summary: dict) -> str:
         f"the attack's checkpoints (step 0 is the unlearned model), the oracle control (the retrain oracle put "
         f"through the same attack, same data, seed and budget) beside it; the ring marks the worst case. Hover a "
         f"point for its value.</p>{curves}"
-        f'<h2>Cells</h2><p class="note">FQ: forget quality (1 = like the retrain oracle), mean over the '
-        f"informative forms; FQ-AO: against the oracle control at the same step; recovery: share of the "
+        f'<h2>Cells</h2><p class="note">FQ: forget quality (1 = like the retrain oracle), the headline: '
+        f"forms with at least 10 items and a base-oracle gap of at least 3 items, weighted by items; FQ-AO: against the oracle control at the same step; recovery: share of the "
         f"forget recall the method removed that came back; per checkpoint of the cell (attack and control: "
         f"step 0, then every evaluation).</p>{cells}"
     )

@@ -6,7 +6,7 @@
 Forget quality, its attacked-oracle version and recovery have their ``mean`` from the headline rule
 (:mod:`unlearnbench.headline`: forms that enter by item count and gap, weighted by items, with
 ``n`` and a bootstrap ``ci`` over items); ``mean_of_forms`` is the plain mean over every informative
-form, which is what the leaderboard bundles' aggregates still hold (``leaderboard/bundle.py``).
+form. The leaderboard bundles' aggregates (``leaderboard/bundle.py``) hold the same two.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def _robustness(cells, columns, control_columns, raw, items, fq) -> tuple[dict, 
                 exc[f] = excess(ut, ot[f])
         # without an oracle there is no headline: recovery is then the plain mean of the forms it is defined on
         rec_weights = weights if o0 else {f: 1 for f in rec if not math.isnan(rec[f])}
-        # the plain means over every informative form (the leaderboard bundles' definition; see the module docstring)
+        # the plain means over every informative form (mean_of_forms; see the module docstring)
         informative = [f for f in u if o0 and f in b and f in o0 and abs(b[f] - o0[f]) >= MIN_GAP]
         removed = [f for f in rec if not math.isnan(rec[f]) and (not o0 or f in informative)]
         h_ao = (
