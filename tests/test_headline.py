@@ -74,3 +74,11 @@ def test_no_entering_form_gives_nan_and_no_interval():
     del base["bio"]
     h = headline(model, base, oracle)
     assert math.isnan(h["value"]) and h["ci"] is None and h["n"] == 0
+
+
+def test_group_items_keys_by_point_and_leaves_out_aggregates_and_nan():
+    from unlearnbench.headline import group_items
+
+    rows = [(("c", "base"), "qa", "q0", 1.0), (("c", "base"), "qa", "*", 0.5), (("c", "base"), "qa", "q1", math.nan),
+            (0, "bio", "b0", 0.0)]  # fmt: skip
+    assert group_items(rows) == {("c", "base"): {"qa": {"q0": 1.0}}, 0: {"bio": {"b0": 0.0}}}

@@ -32,7 +32,7 @@ The same forms and weights give the attacked-oracle forget quality (against o_t,
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Hashable, Iterable, Mapping
 
 import numpy as np
 
@@ -44,6 +44,17 @@ N_BOOTSTRAP = 1000
 CI = 0.95
 
 Items = Mapping[str, Mapping[str, Mapping[str, float]]]  # form -> item_id -> value ('correct')
+
+
+def group_items(rows: Iterable[tuple[Hashable, str, str, float]]) -> dict[Hashable, dict[str, dict[str, float]]]:
+    """``(point, form, item_id, value)`` rows -> point -> form -> item -> value: the per-item input of
+    :func:`headline` (``point`` names a model's checkpoint, e.g. (cell, checkpoint) or a step).
+    Aggregate rows (item ``*``) and NaN values are left out (:func:`headline` skips NaN items anyway)."""
+    out: dict[Hashable, dict[str, dict[str, float]]] = {}
+    for point, form, item, value in rows:
+        if item != "*" and not math.isnan(value):
+            out.setdefault(point, {}).setdefault(form, {})[item] = value
+    return out
 
 
 def entering_forms(base: Items, oracle: Items) -> tuple[dict[str, int], dict[str, str]]:

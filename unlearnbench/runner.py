@@ -54,14 +54,8 @@ class RunRequest:
     generations: int = 1000
 
 
-#: The benchmark options the run's model flags set (flag -> option of the benchmark's Config).
-MODEL_OPTIONS = {
-    "model": "model",
-    "oracle": "oracle",
-    "dtype": "dtype",
-    "revision": "revision",
-    "trust_remote_code": "trust_remote_code",
-}
+#: The run's model flags (``--model`` ... ``--trust-remote-code``): each sets the benchmark option of its name.
+MODEL_OPTIONS = ("model", "oracle", "dtype", "revision", "trust_remote_code")
 
 #: Control kinds: ``oracle`` (the retrain oracle attacked the same way: the floor an attack should
 #: be measured against; the default), ``base`` (the base model attacked too: the ceiling; implies
@@ -182,23 +176,21 @@ def benchmark_spec(text: str, model: dict | None) -> Spec:
     if unknown:
         raise UnlearnbenchError(f"unknown model option {unknown[0]!r} (options: {', '.join(MODEL_OPTIONS)})")
     fields = set(getattr(BENCHMARKS.get(spec.name).Config, "__dataclass_fields__", {}))
-    flag = "--" + next(iter(given)).replace("_", "-")
     if "model" not in fields:
+        first = "--" + next(iter(given)).replace("_", "-")
         raise UnlearnbenchError(
-            f"{flag} does not apply to benchmark {spec.name}: its probes ask about the embedded world's fictitious "
+            f"{first} does not apply to benchmark {spec.name}: its probes ask about the embedded world's fictitious "
             "people, which only its own models were trained on, so any other model scores zero for reasons that "
             "have nothing to do with unlearning. Use a benchmark on real data (tofu, muse, wmdp, ort) with --model, "
             f"or --unlearned DIR for a checkpoint unlearned elsewhere from the {spec.name} target"
         )
     options = dict(spec.options)
-    for flag_name, value in given.items():
-        option = MODEL_OPTIONS[flag_name]
+    for option, value in given.items():
+        flag = "--" + option.replace("_", "-")
         if option not in fields:
-            raise UnlearnbenchError(f"--{flag_name.replace('_', '-')}: benchmark {spec.name} has no {option} option")
+            raise UnlearnbenchError(f"{flag}: benchmark {spec.name} has no {option} option")
         if option in options:
-            raise UnlearnbenchError(
-                f"--{flag_name.replace('_', '-')} and {spec.name},{option}= both name the {option}: give it once"
-            )
+            raise UnlearnbenchError(f"{flag} and {spec.name},{option}= both name the {option}: give it once")
         options[option] = "true" if value is True else str(value)
     return Spec(spec.name, spec.arg, options)
 

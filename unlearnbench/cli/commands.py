@@ -429,13 +429,9 @@ def _method_arg(args) -> str:
 
 def _model_args(args) -> dict:
     """The model flags that were given, as runner.RunRequest.model (benchmark options)."""
-    flags = {
-        "model": args.model,
-        "oracle": args.oracle,
-        "dtype": args.dtype,
-        "revision": args.revision,
-        "trust_remote_code": args.trust_remote_code,
-    }
+    from ..runner import MODEL_OPTIONS
+
+    flags = {name: getattr(args, name) for name in MODEL_OPTIONS}
     return {k: v for k, v in flags.items() if v not in (None, "", False)}
 
 

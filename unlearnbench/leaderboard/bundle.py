@@ -342,11 +342,9 @@ def checkpoint_means(rows) -> list[dict]:
 def checkpoint_items(rows) -> dict[int, dict[str, dict[str, float]]]:
     """Per checkpoint step: form -> item -> ``correct`` on the forget split (NaN items dropped): what
     the headline (:mod:`unlearnbench.headline`) is computed from."""
-    out: dict[int, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
-    for _c, s, sp, f, i, m, v in rows:
-        if m == HEADLINE and sp == "forget" and i != "*" and not math.isnan(v):
-            out[int(s)][f][i] = v
-    return {step: dict(forms) for step, forms in out.items()}
+    return headline_rule.group_items(
+        (int(s), f, i, v) for _c, s, sp, f, i, m, v in rows if m == HEADLINE and sp == "forget"
+    )
 
 
 def _fq(u_recall: dict, base: dict, oracle: dict, items: dict | None = None) -> dict:

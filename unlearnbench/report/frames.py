@@ -26,7 +26,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from ..headline import headline, weighted_mean
+from ..headline import group_items, headline, weighted_mean
 from ..metrics import excess, forget_quality, forget_quality_attacked, recovery
 from ..store import ResultStore
 from .attack_kinds import attack_identity, curve_axis, post_attack_label
@@ -182,12 +182,16 @@ def collect(store: ResultStore, metric: str = "correct") -> ReportData:
     for kind in ("base", "oracle"):
         for r in cells[cells.kind == kind].itertuples():  # ordered by created_at: the newest wins
             refs.setdefault((r.model, r.probe_suite, r.seed), {})[kind] = r.cell_id
-    forget_rows = scores[(scores.split == "forget") & (scores.item_id != "*")]
-    items_at: dict[tuple, dict[str, dict[str, float]]] = {}  # (cell, checkpoint) -> form -> item -> value
-    step_of: dict[tuple, str] = {}  # (cell, step) -> checkpoint
-    for r in forget_rows[["cell_id", "checkpoint", "step", "form", "item_id", "value"]].itertuples(index=False):
-        items_at.setdefault((r.cell_id, r.checkpoint), {}).setdefault(r.form, {})[r.item_id] = r.value
-        step_of[(r.cell_id, int(r.step))] = r.checkpoint
+    forget_rows = scores[scores.split == "forget"]
+    # (cell, checkpoint) -> form -> item -> value
+    items_at = group_items(
+        ((r.cell_id, r.checkpoint), r.form, r.item_id, r.value)
+        for r in forget_rows[["cell_id", "checkpoint", "form", "item_id", "value"]].itertuples(index=False)
+    )
+    step_of = {  # (cell, step) -> checkpoint
+        (r.cell_id, int(r.step)): r.checkpoint
+        for r in forget_rows[["cell_id", "step", "checkpoint"]].itertuples(index=False)
+    }
 
     def items_of(cid, checkpoint=None, step=None) -> dict:
         if checkpoint is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from ..headline import headline, weighted_mean
+from ..headline import group_items, headline, weighted_mean
 from ..metrics import MIN_GAP, excess, forget_quality, forget_quality_attacked, privleak, recovery
 from ..store import ResultStore
 from .tables import DISTANCE_METRICS
@@ -44,10 +44,11 @@ def run_summary(store: ResultStore, cells) -> dict:
     raw: dict[str, dict[str, float]] = {}  # column -> forget-split recall per form, unrounded (forget quality)
     items: dict[str, dict[str, dict[str, float]]] = {}  # column -> form -> item -> correct (forget split)
     if frame is not None and len(frame):
-        forget = frame[(frame.split == "forget") & (frame.metric == HEADLINE) & (frame.item_id != "*")]
-        by_point: dict[tuple, dict[str, dict[str, float]]] = {}
-        for r in forget[["cell_id", "checkpoint", "form", "item_id", "value"]].itertuples(index=False):
-            by_point.setdefault((r.cell_id, r.checkpoint), {}).setdefault(r.form, {})[r.item_id] = r.value
+        forget = frame[(frame.split == "forget") & (frame.metric == HEADLINE)]
+        by_point = group_items(
+            ((r.cell_id, r.checkpoint), r.form, r.item_id, r.value)
+            for r in forget[["cell_id", "checkpoint", "form", "item_id", "value"]].itertuples(index=False)
+        )
         g = frame.groupby(["cell_id", "checkpoint", "step", "split", "form", "metric"], dropna=False)["value"].mean()
         g = g.reset_index()
         for c in cells:
