@@ -1,0 +1,103 @@
+"""Reading a decoder's residual stream, one batch at a time (a helper of the white-box probes and
+attacks; no plugin).
+
+- :func:`blocks`: the decoder blocks of a Llama-style (``model.model.layers``) or GPT-2-style
+  (``model.transformer.h``) causal LM, in order.
+- :func:`final_norm`: the norm applied before the unembedding (``model.model.norm`` /
+  ``model.transformer.ln_f``).
+- :func:`last_prompt_states`: for each (prompt, continuation) pair, the output of every block at
+  the last prompt token — the position whose next-token prediction is the answer's first token.
+  Forward hooks keep only that position's vector per block, so a batch's full activations are
+  never held beyond the forward that makes them, and the caller gets one batch at a time.
+
+Block ``i``'s output is the residual stream after ``i + 1`` blocks (HF's ``hidden_states[i + 1]``,
+but before the final norm for the last block, which ``output_hidden_states`` returns normed in
+Llama and GPT-2). Why hooks, not ``output_hidden_states=True``: that keeps every position of every
+layer of the batch, and its last entry is normed while the others are not.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+
+from .batching import collate, encode_example, length_batches, pad_id_of
+from .errors import UnlearnbenchError
+
+
+def blocks(model) -> list[torch.nn.Module]:
+    """The decoder blocks, first to last; a one-line error for a model of another layout."""
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "layers"):
+        return list(inner.layers)
+    tr = getattr(model, "transformer", None)
+    if tr is not None and hasattr(tr, "h"):
+        return list(tr.h)
+    raise UnlearnbenchError(
+        f"cannot find the decoder blocks of {type(model).__name__} (expected model.model.layers or model.transformer.h)"
+    )
+
+
+def final_norm(model) -> torch.nn.Module:
+    """The norm between the last block and the unembedding."""
+    inner = getattr(model, "model", None)
+    if inner is not None and hasattr(inner, "norm"):
+        return inner.norm
+    tr = getattr(model, "transformer", None)
+    if tr is not None and hasattr(tr, "ln_f"):
+        return tr.ln_f
+    raise UnlearnbenchError(f"cannot find the final norm of {type(model).__name__} (model.norm or transformer.ln_f)")
+
+
+def n_blocks(model) -> int:
+    return len(blocks(model))
+
+
+def last_prompt_states(
+    model,
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 64,
+    layers: Sequence[int] | None = None,
+    max_length: int = 512,
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield ``(indices, states)`` per batch: ``states[l, r]`` is block ``layers[l]``'s output
+    (float32, on the model's device) at the last prompt token of pair ``indices[r]``.
+
+    ``pairs`` are (prompt, continuation); the continuation only fixes where the prompt ends, as in
+    :func:`unlearnbench.inference.score_targets` (the same tokens are scored there). A pair whose
+    prompt is empty uses the first token (BOS where the tokenizer adds one). ``layers``: the block
+    indices (default all)."""
+    bl = blocks(model)
+    want = list(range(len(bl))) if layers is None else list(layers)
+    if any(not 0 <= i < len(bl) for i in want):
+        raise UnlearnbenchError(f"layers {want} out of range: the model has {len(bl)} blocks")
+    enc = [encode_example(tokenizer, p, t, max_length=max_length) for p, t in pairs]
+    pos_of = [max(e.n_prompt - 1, 0) for e in enc]
+    device = next(model.parameters()).device
+    pad = pad_id_of(tokenizer)
+    rec: dict[int, torch.Tensor] = {}
+    rows: dict[str, torch.Tensor] = {}
+
+    def hook(layer):
+        def fn(_module, _args, out):
+            h = out[0] if isinstance(out, tuple) else out
+            rec[layer] = h[rows["r"], rows["p"]].detach().float()
+
+        return fn
+
+    handles = [bl[i].register_forward_hook(hook(i)) for i in sorted(set(want))]
+    try:
+        with torch.inference_mode():
+            for idx in length_batches([len(e.ids) for e in enc], batch_size, None):
+                batch = collate([enc[i] for i in idx], pad)
+                rows["r"] = torch.arange(len(idx), device=device)
+                rows["p"] = torch.tensor([pos_of[i] for i in idx], device=device)
+                rec.clear()
+                model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+                yield list(idx), torch.stack([rec[i] for i in want])
+    finally:
+        for h in handles:
+            h.remove()
+        rec.clear()
