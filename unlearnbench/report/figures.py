@@ -209,3 +209,55 @@ def fq_utility(frame, stem: Path, base_retain: float | None = None, oracle_retai
     ax.set_title("Forget quality vs utility: after unlearning (dot) and after each attack (arrow head)")
     ax.legend(fontsize=8, loc="best")
     return _save(fig, stem)
+
+
+def layer_profiles(frame, stem: Path, chance: dict[str, float] | None = None, split: str = "forget") -> list[str]:
+    """What each layer's hidden state still holds about the ``split`` people, from
+    :func:`unlearnbench.report.layers.layer_frame`: one panel per white-box probe (logit lens,
+    linear probe), x = decoder block, one line per column (base, oracle, each method after
+    unlearning; mean over seeds, band = min–max); the linear probe's chance floor dashed."""
+    from matplotlib.ticker import MaxNLocator
+
+    from .layers import LAYER_METRICS
+
+    plt = _plt()
+    frame = frame[frame.split == split]
+    probes = [p for p in LAYER_METRICS if p in set(frame.probe)]
+    columns = list(dict.fromkeys(frame.column))
+    styles = {"base": ("black", "-"), "oracle": ("#888888", "--")}
+    others = [c for c in columns if c not in styles]
+    colours = {c: plt.get_cmap("tab10")(k % 10) for k, c in enumerate(others)}
+    fig, axes = plt.subplots(1, len(probes), figsize=(4.6 * len(probes), 3.6), squeeze=False, sharey=True)
+    for ax, probe in zip(axes[0], probes):
+        sub = frame[frame.probe == probe]
+        for c in columns:
+            s = sub[sub.column == c].sort_values("layer")
+            if s.empty:
+                continue
+            colour, ls = styles.get(c, (colours.get(c), "-"))
+            ax.plot(s.layer, s["mean"], marker="o", ms=3, ls=ls, color=colour, label=c)
+            if (s.n > 1).any():
+                ax.fill_between(s.layer, s["min"], s["max"], color=colour, alpha=0.15, lw=0)
+        if probe == "linear" and chance and split in chance:
+            ax.axhline(chance[split], color="#cc7700", ls=":", lw=1, label="chance (majority value)")
+        ax.set_title(LAYER_METRICS[probe][1], fontsize=9)
+        ax.set_xlabel("decoder block (output)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"fraction of {split} items")
+    seen: dict = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.legend(
+        seen.values(),
+        seen.keys(),
+        loc="lower center",
+        ncol=min(4, len(seen)),
+        fontsize=8,
+        bbox_to_anchor=(0.5, -0.02 - 0.05 * math.ceil(len(seen) / 4)),
+    )
+    fig.suptitle(f"What the hidden states hold about the {split} people, per layer (after unlearning)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, stem)

@@ -11,6 +11,9 @@
   (where the store has control cells);
 * ``recovery_similarity.png/.svg`` — worst-case recovery vs the attack task's similarity to the
   forget set (only with ``similarity=``, a ``benchmarks/task_similarity.py`` JSON);
+* ``layer_profiles.png/.svg`` — per decoder block, what the hidden states hold about the forget
+  people: the logit lens's top-1 rate and the linear probe's accuracy, base, oracle and each method
+  after unlearning (only where the lens/linear probes ran; :mod:`.layers`);
 * ``form_table.{md,csv,html,tex}`` — recall after unlearning per form, forget and neighbour splits,
   with base and oracle columns; best method per row in bold (ORT style);
 * ``muse_table.{md,csv,html,tex}`` — MUSE-style rows (original, retrain, unlearned, post-attack by
@@ -35,9 +38,10 @@ import json
 from pathlib import Path
 
 from ..store import ResultStore
-from .figures import curves, fq_utility, heatmap, similarity_scatter
+from .figures import curves, fq_utility, heatmap, layer_profiles, similarity_scatter
 from .frames import collect, curve_axes, curves_frame, heatmap_frame, similarity_frame, utility_frame
 from .items import leaked_items_table
+from .layers import chance_levels, layer_frame
 from .tables import change_table, distance_fluency_table, failures_table, form_table, headline_table, muse_table
 
 _EXPLAIN = {
@@ -89,6 +93,16 @@ _EXPLAIN = {
         "looks like the forget set (template 3-gram overlap with names and numbers masked; cosine of "
         "mean hidden states under the target model; <code>unlearnbench.similarity</code>).</p>"
     ),
+    "layers": (
+        "<p>White-box probes of the forget people, per decoder block (the x-axis; the last block's output "
+        "through the final norm is the model's own prediction). Left: the <b>logit lens</b>, the share of "
+        "items whose answer's first token the final norm and unembedding rank first when applied to that "
+        "block's residual stream at the answer position. Right: a <b>linear probe</b> per block (logistic "
+        "regression trained on the retain people's hidden states to predict the attribute's value), its "
+        "accuracy on the forget people; dotted: always guessing the most common value. The oracle never saw "
+        "the forget people, so its line is the floor that 'the knowledge is gone' means: a method whose line "
+        "stays above it still holds the facts inside, whatever its outputs say.</p>"
+    ),
     "forms": "<p>Recall (mean of the headline metric) after unlearning, per probe form.</p>",
     "muse": (
         "<p>A MUSE-style table: MUSE's own metrics where the store holds the verbmem/knowmem/privleak "
@@ -115,6 +129,7 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
         dt = distance_fluency_table(store)
         failures = failures_table(store)
         it = leaked_items_table(store, data)
+        lf = layer_frame(store)
     written: dict[str, str] = {}
 
     def put(name: str, text: str) -> None:
@@ -181,6 +196,8 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
             data.notes.append(
                 "No recovery-vs-similarity figure: no attack task of the store is in the similarity file."
             )
+    if not lf.empty and (lf.split == "forget").any():
+        drawn["layers"] = layer_profiles(lf, out / "layer_profiles", chance_levels(data.aggregates))
     for paths in drawn.values():
         for p in paths:
             written[Path(p).name] = str(p)
@@ -232,8 +249,9 @@ def write_report(store_path, out_dir, *, metric: str = "correct", similarity: di
         ("worst", "Worst case over the curve"),
         ("recovery", "Recovery against the attacked oracle"),
         ("similarity", "Recovery vs similarity"),
+        ("layers", "What the hidden states still hold"),
     ):
-        if key in ("worst", "recovery", "similarity", "utility", "scatter") and key not in drawn:
+        if key in ("worst", "recovery", "similarity", "utility", "scatter", "layers") and key not in drawn:
             continue
         parts.append(f"<h2>{title}</h2>")
         if key in drawn:
