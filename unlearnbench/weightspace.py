@@ -1,8 +1,10 @@
 """Weight-space diagnostics of unlearning: how far the weights moved, whether the unlearned model
 sits in the original's basin, and whether either predicts how easily relearning undoes it.
 
-The question is the one of "From Dormant to Deleted" (arXiv 2505.22310): do weight-space figures of
-an unlearned model tell how much of the forgotten knowledge a relearning attack brings back? With
+The question is the one of "From Dormant to Deleted" (Siddiqui et al., arXiv 2505.22310): do
+weight-space figures of an unlearned model tell how much of the forgotten knowledge a relearning
+attack brings back? (Its abstract: resistance to relearning "can be predicted by" the L2 distance
+and the linear mode connectivity between the original and the unlearned model.) With
 θ_o the original (pre-unlearning) target model, θ_u an unlearned checkpoint of a stored unlearning
 cell and θ_r the retrain oracle (where the benchmark has one):
 
@@ -17,11 +19,12 @@ cell and θ_r the retrain oracle (where the benchmark has one):
   a little past θ_u, where unlearning "goes on"), the mean NLL per target token of the benchmark's
   forget and retain unlearning examples, and forget / retain recall (mean ``correct`` of the ``qa``
   probe on the forget and retain splits). ``torch.lerp`` writes θ(α) into one working copy of the
-  model; it is exact at both ends (θ(0) = θ_o, θ(1) = θ_u bit for bit). The loss barrier
-  (Frankle et al., arXiv 1912.05671) of a loss L is
+  model; it is exact at both ends (θ(0) = θ_o, θ(1) = θ_u bit for bit). The loss barrier of a
+  loss L, as Entezari et al. (arXiv 2110.06296) define it, is
   ``B = max over grid α in [0, 1] of L(α) − ((1 − α) L(0) + α L(1))``, the largest excess of the
   path over the straight line between its ends (0: the two models are linearly connected; it is
-  never negative since the grid holds both ends). Reported for the forget and the retain loss.
+  never negative since the grid holds both ends; Frankle et al., arXiv 1912.05671, subtract the
+  mean of the ends instead). Reported for the forget and the retain loss.
 * correlation: per unlearning cell, the worst-case recovery of its relearning attack cells (the
   highest ``recovery`` over the curve after step 0, as the report's
   :func:`~unlearnbench.report.frames.worst_points` finds it; the highest over several relearning
@@ -29,11 +32,12 @@ cell and θ_r the retrain oracle (where the benchmark has one):
   between it and each weight-space figure, with n and the p-value (exact, by permutation, for up
   to 8 cells); fewer than 3 cells: no number.
 
-Deviations: 2505.22310 asks the question with its own attacks and models; here the figures are
-the benchmark's own (its forget / retain examples, the ``qa`` probe, the report's recovery), the
-barrier is on a grid, not a continuous maximum, and nothing is fitted. Memory: θ_o, θ_u and the
-working copy are held at once (three models). Nothing is written to the results store; a θ_o or
-θ_r that is not a local safetensors folder (a hub id, a GGUF file) is saved once under the cache.
+Deviations: 2505.22310 studies example-level unlearning in vision classifiers, with its own
+attacks; here the models are the benchmark's language models and the figures its own (its forget /
+retain examples, the ``qa`` probe, the report's recovery). The barrier is on the α grid, not a
+continuous maximum, and nothing is fitted. Memory: θ_o, θ_u and the working copy are held at once
+(three models). Nothing is written to the results store; a θ_o or θ_r that is not a local
+safetensors folder (a hub id, a GGUF file) is saved once under the cache folder.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ EXACT_UP_TO = 8
 SCHEMA = "unlearnbench.weightspace/1"
 
 _BLOCK = re.compile(r"(?:^|\.)(?:layers|h|blocks)\.(\d+)\.")
-_EMBED = re.compile(r"(?:^|\.)(?:embed_tokens|embed_positions|wte|wpe|embeddings?)(?:\.|$)")
+_EMBED = re.compile(r"(?:^|\.)(?:embed_tokens|embed_positions|embed_in|wte|wpe|embeddings?)(?:\.|$)")
 _HEAD = re.compile(r"(?:^|\.)(?:lm_head|embed_out)(?:\.|$)")
 
 
