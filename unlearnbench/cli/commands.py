@@ -178,6 +178,8 @@ def cmd_analyze(args) -> int:
 
     if not os.path.exists(args.store):
         raise UnlearnbenchError(f"no results store at '{args.store}' (run `unlearnbench run` or `sweep` first)")
+    if args.analysis == "weightspace":
+        return _analyze_weightspace(args)
     with ResultStore(args.store) as store, RichProgress(enabled=not (args.quiet or args.json)) as progress:
         rows = analyze_store(store, args.benchmark, args.attack, args.method, progress, args.device)
     summary = summarize(rows)
@@ -197,6 +199,26 @@ def cmd_analyze(args) -> int:
         )
     else:
         render_taskvec(summary)
+    return 0
+
+
+def _analyze_weightspace(args) -> int:
+    from .. import weightspace
+    from ..store import ResultStore
+    from .render import RichProgress, render_weightspace
+
+    alphas = weightspace.parse_alphas(args.alphas)
+    with ResultStore(args.store) as store, RichProgress(enabled=not (args.quiet or args.json)) as progress:
+        doc = weightspace.analyze_store(
+            store, args.benchmark, args.method, args.cell, alphas, args.attack, args.probe, progress, args.device
+        )
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(doc, f, indent=1)
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    else:
+        render_weightspace(doc)
     return 0
 
 

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_args(st)
     st.add_argument("--quiet", action="store_true")
 
-    an = sub.add_parser("analyze", help="analyses of stored results (taskvec)")
+    an = sub.add_parser("analyze", help="analyses of stored results (taskvec, weightspace)")
     an_sub = an.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     tv = an_sub.add_parser(
         "taskvec",
@@ -160,6 +160,28 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--out", default=None, help="also write the per-seed rows as JSON here")
     tv.add_argument("--json", action="store_true")
     tv.add_argument("--quiet", action="store_true")
+    ws = an_sub.add_parser(
+        "weightspace",
+        help="weight distances, linear mode connectivity, and their correlation with relearning recovery",
+        description="For every finished unlearning cell in the store: the distance of its weights to the "
+        "original (L2 and relative, per layer and in total) and to the retrain oracle; loss and forget / "
+        "retain recall along original + alpha (unlearned - original) with the loss barrier; and across "
+        "cells the Spearman / Pearson correlation of these figures with the worst-case recovery of the "
+        "cells' relearning attacks (arXiv 2505.22310's question). Reads the store, never writes it.",
+    )
+    ws.add_argument("--benchmark", default=None, help="benchmark spec (default: the one of the store's cells)")
+    ws.add_argument("--method", default=None, help="only this method (label or name)")
+    ws.add_argument("--cell", default=None, help="only this unlearning cell (its id or a prefix)")
+    ws.add_argument(
+        "--alphas", default="0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1,1.1,1.2", help="interpolation grid (holds 0 and 1)"
+    )
+    ws.add_argument("--attack", default="relearn", help="attack whose recovery is correlated (default relearn)")
+    ws.add_argument("--probe", default="qa", help="probe whose 'correct' is the recall along the path (default qa)")
+    ws.add_argument("--store", default=DEFAULT_STORE)
+    ws.add_argument("--device", default="cpu")
+    ws.add_argument("--out", default=None, help="also write the full result (per layer, per alpha) as JSON here")
+    ws.add_argument("--json", action="store_true")
+    ws.add_argument("--quiet", action="store_true")
 
     ls = sub.add_parser("list", help="list registered plugins")
     ls.add_argument("kind", choices=KINDS)

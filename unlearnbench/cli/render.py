@@ -542,3 +542,75 @@ def render_study(study) -> None:
         f"wrote {study.files[0]}, {study.files[1]} and {len(study.report_files)} report files to {study.report_dir}/ "
         f"({study.sweep.seconds:.0f} s)"
     )
+
+
+def render_weightspace(doc: dict, console: Console | None = None) -> None:
+    """An ``analyze weightspace`` result: distances and barriers per cell, relative distance per
+    layer, the interpolation path, and the correlations with the worst-case recovery."""
+    rows = doc["rows"]
+    console = console or _stdout_console(40 + 24 * len(rows))
+    seeds = {r["seed"] for r in rows}
+    names = [r["method"] + (f" s{r['seed']}" if len(seeds) > 1 else "") for r in rows]
+
+    def num(v, spec=".3f") -> str:
+        return "–" if v is None or v != v else format(v, spec)
+
+    t = Table(title=f"weight space: θ_u − θ_o (original), θ_u − θ_r (oracle); {doc['benchmark']}")
+    heads = ("method", "‖θ_u−θ_o‖", "relative", "‖θ_u−θ_r‖", "÷ ‖θ_o−θ_r‖", "barrier forget", "barrier retain")
+    for name in (*heads, f"worst recovery ({doc['attack']})"):
+        t.add_column(name, justify="left" if name == "method" else "right")
+    for name, r in zip(names, rows):
+        t.add_row(
+            name,
+            num(r["l2"]),
+            num(r["relative"], ".4f"),
+            num(r["oracle_l2"]),
+            num(r["oracle_ratio"], ".4f"),
+            num(r["barrier_forget"], ".4f"),
+            num(r["barrier_retain"], ".4f"),
+            num(r["worst_recovery"]),
+        )
+    console.print(t)
+
+    t = Table(title="relative distance ‖θ_u−θ_o‖ / ‖θ_o‖ per layer")
+    t.add_column("group")
+    for name in names:
+        t.add_column(name, justify="right")
+    groups = list(dict.fromkeys(g["group"] for r in rows for g in r["per_layer"]))
+    for g in groups:
+        cells = [next((x["relative"] for x in r["per_layer"] if x["group"] == g), None) for r in rows]
+        t.add_row(g, *(num(v, ".4f") for v in cells))
+    console.print(t)
+
+    t = Table(title=f"θ_o + α (θ_u − θ_o): {doc['probe']} recall forget/retain, NLL forget/retain")
+    t.add_column("α", justify="right")
+    for name in names:
+        t.add_column(f"{name} recall", justify="right")
+        t.add_column(f"{name} NLL", justify="right")
+    for i, a in enumerate(doc["alphas"]):
+        cells = []
+        for r in rows:
+            p = r["lmc"][i]
+            cells += [
+                f"{num(p['forget_recall'], '.2f')}/{num(p['retain_recall'], '.2f')}",
+                f"{num(p['forget_loss'], '.2f')}/{num(p['retain_loss'], '.2f')}",
+            ]
+        t.add_row(f"{a:g}", *cells)
+    console.print(t)
+
+    t = Table(title="correlation with the worst-case recovery across cells")
+    for name in ("figure", "n", "spearman (p)", "pearson (p)"):
+        t.add_column(name, justify="left" if name == "figure" else "right")
+    for c in doc["correlations"]:
+        if c["note"]:
+            t.add_row(c["figure"], str(c["n"]), c["note"], c["note"])
+        else:
+            t.add_row(
+                c["figure"],
+                str(c["n"]),
+                f"{c['spearman']:+.2f} ({c['spearman_p']:.2g})",
+                f"{c['pearson']:+.2f} ({c['pearson_p']:.2g})",
+            )
+    console.print(t)
+    ps = {c["p_method"] for c in doc["correlations"] if c["p_method"]}
+    console.print(f"p-values: {', '.join(sorted(ps)) or '–'}; {len(rows)} cell(s) in {doc['seconds']} s.")
