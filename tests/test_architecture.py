@@ -114,6 +114,7 @@ HARNESS = (
     "regress",
     "leaderboard",
     "taskvec",
+    "weightspace",
     "trackers",
     "tracking",
 )
