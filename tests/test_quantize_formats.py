@@ -297,7 +297,9 @@ def test_attack_end_to_end_on_the_tiny_llama():
 def test_matrices_off_the_block_stay_full_precision_and_are_listed():
     model = tiny_model()  # hidden 32, intermediate 64: every matrix has rows of 32 or 64
     rec = Recorder()
-    with pytest.raises(UnlearnbenchError, match="no weight matrix fits"):
+    with pytest.raises(
+        UnlearnbenchError, match="no weight matrix fits the format .* not a multiple of TQ1_0.s block of 256"
+    ):
         QuantizeAttack(QuantizeConfig(), arg="tq1_0").run(model, None, None, rec)
     out = QuantizeAttack(QuantizeConfig(embeddings=True), arg="q4_0").run(
         nn.Sequential(nn.Linear(32, 8), nn.Linear(8, 4)), None, None, rec

@@ -50,6 +50,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..errors import UnlearnbenchError
+
 
 class Unquantizable(ValueError):
     """This matrix does not fit the format (kept in full precision by the attack)."""
@@ -92,7 +94,9 @@ def _gguf(qname: str, scale_bytes: slice | None, signed_levels: tuple[float, ...
         import gguf
         import numpy as np
 
-        qt = gguf.GGMLQuantizationType[qname]
+        qt = getattr(gguf.GGMLQuantizationType, qname, None)
+        if qt is None or (qname not in ("F16", "BF16") and qt not in gguf.quants._type_traits):
+            raise UnlearnbenchError(f"this gguf cannot quantize {qname}: pip install -U gguf")
         block, type_size = gguf.GGML_QUANT_SIZES[qt]
         if m.shape[1] % block:
             raise Unquantizable(f"{m.shape[1]} columns are not a multiple of {qname}'s block of {block}")

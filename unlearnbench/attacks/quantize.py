@@ -311,8 +311,9 @@ class QuantizeAttack:
                 ref = m.float()
                 try:
                     q, width = quantize(ref, cfg.group_size)
-                except Unquantizable:
+                except Unquantizable as e:
                     kept.append(name)
+                    why = str(e)
                     bar.advance()
                     continue
                 errors.append(((q.float() - ref).norm() / ref.norm().clamp_min(1e-12)).item())
@@ -329,7 +330,8 @@ class QuantizeAttack:
                 bar.advance()
         if not errors:
             raise UnlearnbenchError(
-                f"quantize:{self.label}: no weight matrix fits the format's block (kept all: {', '.join(kept)})"
+                f"quantize:{self.label}: no weight matrix fits the format ({len(kept)} kept in full precision; "
+                f"{kept[-1]}: {why})"
             )
         evaluate("quantized", 1, work)
         stats = {
