@@ -10,8 +10,8 @@ import logging
 import numpy as np
 import pytest
 import torch
-
 from helpers_tiny import state_copy, states_equal, tiny_model, tiny_tokenizer, tiny_world
+
 from unlearnbench.batching import encode_example
 from unlearnbench.data.types import ProbeItem
 from unlearnbench.errors import UnlearnbenchError
@@ -153,7 +153,16 @@ def test_lens_on_gpt2():
 
     tok = tiny_tokenizer()
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=256, n_embd=32, n_layer=3, n_head=2, initializer_range=0.2)
+    cfg = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=256,
+        n_embd=32,
+        n_layer=3,
+        n_head=2,
+        initializer_range=0.2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     model = GPT2LMHeadModel(cfg).eval()
     items = qa_items()
     rows = LogitLensProbe().score(model, tok, items)
