@@ -299,3 +299,21 @@ def test_linear_runs_on_llama_from_disk(saved_llama):
         assert all(v in (0.0, 1.0) for s in scores[split] for v in s.values())
     metrics = {(s, m) for s, m, _ in probe.aggregate(scores)}
     assert metrics == {(s, m) for s in bench.splits for m in ("best_layer", "best_acc", "majority", "coverage")}
+
+
+def test_items_default_form_falls_back_to_text_items_but_a_named_form_does_not():
+    from types import SimpleNamespace
+
+    class Muse:  # lists its forms, has no qa form, has text items
+        forms = ("verbmem", "knowmem")
+
+        def probe_items(self, form, split):
+            raise AssertionError("the default form must not be asked of a benchmark without it")
+
+        def text_items(self, split):
+            return [SimpleNamespace(item_id="t0", prompt="Q?", answer="A")]
+
+    assert [it.item_id for it in LogitLensProbe().items(Muse(), "forget")] == ["t0"]
+    with pytest.raises(UnlearnbenchError, match="probe lens: unknown form 'qaa'"):
+        LogitLensProbe(LensConfig(form="qaa")).items(WorldBench(), "forget")
+    assert all(it.form == "cloze" for it in LogitLensProbe(LensConfig(form="cloze")).items(WorldBench(), "forget"))

@@ -28,8 +28,8 @@ the answer's first token is read (as in Patil et al.). Models with extra logit t
 unembedding (e.g. Gemma 2's soft-capping) are read without them: ranks are unchanged, ``prob@L``
 is not theirs.
 
-Items: ``benchmark.probe_items(form, split)`` (default form ``qa``) where the benchmark has that
-form, else ``benchmark.text_items(split)``, generative items only (choice forms are refused: their
+Items: ``benchmark.probe_items(form, split)`` (default form ``qa``); for the default form on a
+benchmark without it, ``benchmark.text_items(split)``; generative items only (choice forms are refused: their
 answer is a letter or a word among given choices). The continuation is ``answer_prefix`` (a space
 where the item has none) + ``answer``, tokenised as in :func:`unlearnbench.inference.score_targets`.
 Memory: one batch's answer-position vectors per layer, and one layer's logits at a time.
@@ -44,6 +44,7 @@ from ..registry import register_probe
 from .fluency import text_items_of
 
 CHOICE_FORMS = ("mcq", "tf")
+DEFAULT_FORM = "qa"
 
 
 def check_form(form: str) -> None:
@@ -55,11 +56,15 @@ def check_form(form: str) -> None:
 
 
 def items_of(benchmark, split: str, form: str, probe: str) -> list:
-    """Generative items of ``split``: the benchmark's ``form`` items where it has that form, else its
-    text items (see the module docstring)."""
+    """Generative items of ``split``: the benchmark's ``form`` items; for the default form (``qa``)
+    on a benchmark that lists its forms without it (MUSE, TOFU, WMDP), its text items instead. A
+    form named explicitly is the benchmark's to refuse (a typo must not silently read qa items)."""
     forms = getattr(benchmark, "forms", None)
-    if hasattr(benchmark, "probe_items") and (forms is None or form in forms):
-        items = benchmark.probe_items(form, split)
+    if hasattr(benchmark, "probe_items") and (forms is None or form in forms or form != DEFAULT_FORM):
+        try:
+            items = benchmark.probe_items(form, split)
+        except ValueError as e:  # the embedded world's "unknown form"
+            raise UnlearnbenchError(f"probe {probe}: {e}") from None
     else:
         items = text_items_of(benchmark, split, probe)
     return [it for it in items if not getattr(it, "choices", ())]
@@ -92,7 +97,9 @@ def unembed(model, states):
 
 @dataclass(frozen=True)
 class LensConfig:
-    form: str = field(default="qa", metadata={"help": "probe form whose items are read (generative forms only)"})
+    form: str = field(
+        default=DEFAULT_FORM, metadata={"help": "probe form whose items are read (generative forms only)"}
+    )
     batch_size: int = field(default=32, metadata={"help": "items per forward pass"})
     max_length: int = field(default=512, metadata={"help": "tokens per prompt+answer (longer are cut)"})
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 from ..errors import UnlearnbenchError
 from ..registry import register_probe
-from .lens import best_layer_rows, check_form, continuation, items_of
+from .lens import DEFAULT_FORM, best_layer_rows, check_form, continuation, items_of
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,9 @@ def majority_value(values: list[str]) -> str:
 
 @dataclass(frozen=True)
 class LinearConfig:
-    form: str = field(default="qa", metadata={"help": "probe form whose items are read (generative forms only)"})
+    form: str = field(
+        default=DEFAULT_FORM, metadata={"help": "probe form whose items are read (generative forms only)"}
+    )
     batch_size: int = field(default=32, metadata={"help": "items per forward pass"})
     max_length: int = field(default=512, metadata={"help": "tokens per prompt+answer (longer are cut)"})
     c: float = field(default=1.0, metadata={"help": "inverse L2 strength of the logistic regression (sklearn's C)"})
