@@ -64,9 +64,9 @@ class SoftPromptConfig:
             "help": "draw the examples from this many seeded-random forget people, holding the others out (-1: all)"
         },
     )
-    steps: int = field(default=40, metadata={"help": "Adam steps"})
-    eval_every: int = field(default=20, metadata={"help": "evaluate every this many steps (and at the last)"})
-    lr: float = field(default=1e-2, metadata={"help": "Adam learning rate (constant)"})
+    steps: int = field(default=100, metadata={"help": "Adam steps"})
+    eval_every: int = field(default=50, metadata={"help": "evaluate every this many steps (and at the last)"})
+    lr: float = field(default=5e-2, metadata={"help": "Adam learning rate (constant)"})
     batch_size: int = field(default=8, metadata={"help": "examples per step"})
     max_length: int = field(default=256, metadata={"help": "tokens per example"})
     seed: int = field(default=0, metadata={"help": "example draw, data order and initial tokens"})
