@@ -101,3 +101,56 @@ def last_prompt_states(
         for h in handles:
             h.remove()
         rec.clear()
+
+
+def token_states(
+    model,
+    tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    batch_size: int = 32,
+    layers: Sequence[int] | None = None,
+    max_length: int = 512,
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield ``(indices, states)`` per batch: ``states[l]`` holds block ``layers[l]``'s output
+    (float32) at every token of the batch's pairs, ``[layers, n_tokens, d]``, rows in the order of
+    ``indices`` and positions in order within a row — the token positions that means over a text
+    set are taken of (difference-of-means directions).
+
+    Every position of prompt + continuation counts except padding and a leading BOS (a BOS's
+    residual stream is the same large vector in every text, an attention sink, and would weigh
+    on a mean by how short the texts are). As in :func:`last_prompt_states`, forward hooks keep
+    only those positions and the caller gets one batch at a time."""
+    bl = blocks(model)
+    want = list(range(len(bl))) if layers is None else list(layers)
+    if any(not 0 <= i < len(bl) for i in want):
+        raise UnlearnbenchError(f"layers {want} out of range: the model has {len(bl)} blocks")
+    enc = [encode_example(tokenizer, p, t, max_length=max_length) for p, t in pairs]
+    bos = tokenizer.bos_token_id
+    device = next(model.parameters()).device
+    pad = pad_id_of(tokenizer)
+    rec: dict[int, torch.Tensor] = {}
+    keep: dict[str, torch.Tensor] = {}
+
+    def hook(layer):
+        def fn(_module, _args, out):
+            h = out[0] if isinstance(out, tuple) else out
+            rec[layer] = h[keep["m"]].detach().float()
+
+        return fn
+
+    handles = [bl[i].register_forward_hook(hook(i)) for i in sorted(set(want))]
+    try:
+        with torch.inference_mode():
+            for idx in length_batches([len(e.ids) for e in enc], batch_size, None):
+                batch = collate([enc[i] for i in idx], pad)
+                mask = batch["attention_mask"].bool()
+                if bos is not None:
+                    mask[:, 0] &= batch["input_ids"][:, 0] != bos
+                keep["m"] = mask.to(device)
+                rec.clear()
+                model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+                yield list(idx), torch.stack([rec[i] for i in want])
+    finally:
+        for h in handles:
+            h.remove()
+        rec.clear()
