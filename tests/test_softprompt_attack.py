@@ -115,11 +115,29 @@ def test_zero_soft_tokens_scores_and_generates_like_the_plain_model():
     assert inference.greedy_generate(w, tok, PROMPTS, 8, 3) == inference.greedy_generate(model, tok, PROMPTS, 8, 3)
 
 
-def test_hidden_state_readers_refuse_the_wrapper_in_one_line():
-    from unlearnbench.hidden import last_prompt_states
+@torch.no_grad()
+def test_hidden_state_readers_see_the_real_tokens_through_the_wrapper():
+    """last_prompt_states / token_states of the wrapper are the frozen model's block outputs at the
+    real tokens, fed [soft; embed(ids)] by hand (shifted by k), on a padded batch."""
+    from unlearnbench.hidden import last_prompt_states, token_states
 
-    with pytest.raises(UnlearnbenchError, match="decoder blocks of SoftPromptLM"):
-        next(last_prompt_states(_wrapper(), tiny_tokenizer(), PAIRS[:1]))
+    w, tok = _wrapper(), tiny_tokenizer()
+    k, n_layers = w.prefix_length, w.lm.config.num_hidden_layers
+    by_hand = {}
+    for i, (p, t) in enumerate(PAIRS):
+        e = encode_example(tok, p, t)
+        emb = w.lm.get_input_embeddings()(torch.tensor([e.ids]))
+        hs = w.lm(inputs_embeds=torch.cat([w.soft.unsqueeze(0), emb], 1), output_hidden_states=True).hidden_states
+        # hidden_states[l + 1] is block l's output, but the last one has the final norm applied: hook it instead
+        by_hand[i] = (e, [hs[layer + 1][0] for layer in range(n_layers - 1)])
+    for idx, states in last_prompt_states(w, tok, PAIRS, batch_size=3):
+        for r, i in enumerate(idx):
+            e, layers = by_hand[i]
+            for layer, h in enumerate(layers):
+                assert torch.allclose(states[layer, r], h[k + e.n_prompt - 1], atol=1e-5), (i, layer)
+    plain_tokens = sum(len(by_hand[i][0].ids) - 1 for i in by_hand)  # every token but the leading BOS
+    got = sum(states.shape[1] for _idx, states in token_states(w, tok, PAIRS, batch_size=3))
+    assert got == plain_tokens
 
 
 class Recorder:

@@ -26,8 +26,20 @@ from .batching import collate, encode_example, length_batches, pad_id_of
 from .errors import UnlearnbenchError
 
 
+def unwrap(model) -> tuple[torch.nn.Module, int]:
+    """(the causal LM, the number of positions prepended before the input's tokens): a wrapper that
+    prepends embeddings (the ``softprompt`` attack's ``SoftPromptLM``) says so with ``lm`` and
+    ``prefix_length``, and its blocks see ``prefix_length`` more positions than the input has;
+    ``(model, 0)`` for a plain model."""
+    k, inner = getattr(model, "prefix_length", None), getattr(model, "lm", None)
+    if isinstance(k, int) and isinstance(inner, torch.nn.Module):
+        return inner, k
+    return model, 0
+
+
 def blocks(model) -> list[torch.nn.Module]:
     """The decoder blocks, first to last; a one-line error for a model of another layout."""
+    model = unwrap(model)[0]
     inner = getattr(model, "model", None)
     if inner is not None and hasattr(inner, "layers"):
         return list(inner.layers)
@@ -41,6 +53,7 @@ def blocks(model) -> list[torch.nn.Module]:
 
 def final_norm(model) -> torch.nn.Module:
     """The norm between the last block and the unembedding."""
+    model = unwrap(model)[0]
     inner = getattr(model, "model", None)
     if inner is not None and hasattr(inner, "norm"):
         return inner.norm
@@ -74,7 +87,8 @@ def last_prompt_states(
     if any(not 0 <= i < len(bl) for i in want):
         raise UnlearnbenchError(f"layers {want} out of range: the model has {len(bl)} blocks")
     enc = [encode_example(tokenizer, p, t, max_length=max_length) for p, t in pairs]
-    pos_of = [max(e.n_prompt - 1, 0) for e in enc]
+    offset = unwrap(model)[1]  # positions a wrapper prepends (its blocks see them first)
+    pos_of = [offset + max(e.n_prompt - 1, 0) for e in enc]
     device = next(model.parameters()).device
     pad = pad_id_of(tokenizer)
     rec: dict[int, torch.Tensor] = {}
@@ -126,6 +140,7 @@ def token_states(
         raise UnlearnbenchError(f"layers {want} out of range: the model has {len(bl)} blocks")
     enc = [encode_example(tokenizer, p, t, max_length=max_length) for p, t in pairs]
     bos = tokenizer.bos_token_id
+    offset = unwrap(model)[1]
     device = next(model.parameters()).device
     pad = pad_id_of(tokenizer)
     rec: dict[int, torch.Tensor] = {}
@@ -146,6 +161,8 @@ def token_states(
                 mask = batch["attention_mask"].bool()
                 if bos is not None:
                     mask[:, 0] &= batch["input_ids"][:, 0] != bos
+                if offset:  # the prepended positions are no token of the text
+                    mask = torch.cat([mask.new_zeros((mask.shape[0], offset)), mask], dim=1)
                 keep["m"] = mask.to(device)
                 rec.clear()
                 model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))

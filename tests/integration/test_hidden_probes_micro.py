@@ -6,13 +6,12 @@ Measured (CPU, float32, these shipped weights, form qa, default options):
 
 * lens ``best_top1`` on forget: micro base 1.000, oracle 0.125; small base 1.000, oracle 0.181.
   Asserted: base >= 0.8, oracle <= 0.4.
-* linear ``best_acc`` on forget: micro base 0.250 = its ``coverage`` 0.250, oracle 0.167 (= the
-  ``majority`` floor 0.167); small base 0.403 (coverage 0.556), oracle 0.208. The micro world's
-  retain split has 4 people, and 18 of the 24 forget items have a value none of them has, so no
-  probe can score above 0.25 there: on micro the test asserts that the base model decodes every
-  value it can (best_acc == coverage) and the oracle less; the margin is asserted on the small
-  world (12 retain people): base >= 0.6 x coverage (measured 0.72 x) and base - oracle >= 0.1
-  (measured 0.19).
+* linear ``best_acc`` on forget, trained on every person the models keep
+  (``ToyBenchmark.training_items``): micro base 0.667 (``coverage`` 0.750, ``majority`` 0.250),
+  oracle 0.167; small base 0.806 (coverage 0.833), oracle 0.194. Asserted on both worlds: base >=
+  0.5, oracle <= 0.3, oracle at most the majority floor + 0.1. (Trained on the probed retain split
+  alone, 4 people on micro, only 6 of the 24 forget items had a value any of them has: coverage
+  0.25, no margin possible; hence ``training_items``.)
 """
 
 from __future__ import annotations
@@ -63,21 +62,16 @@ def test_lens_last_layer_is_the_greedy_first_token(micro):
                     assert row[f"top1@{last}"] == float(greedy == e.ids[e.n_prompt]), it.item_id
 
 
-def test_linear_micro_base_decodes_every_learnable_value(micro):
-    bench, base, oracle = micro
+@pytest.mark.parametrize("size", ["micro", "small"])
+def test_linear_base_high_oracle_low_on_forget(micro, size):
+    bench = micro[0] if size == "micro" else ToyBenchmark(ToyConfig(size="small"))
+    base, oracle = (micro[1], micro[2]) if size == "micro" else (bench.load("target"), bench.load("oracle"))
     b = aggregates(LinearProbe(), bench, base)
     o = aggregates(LinearProbe(), bench, oracle)
-    assert b["forget", "coverage"] == o["forget", "coverage"] < 0.5
-    assert b["forget", "best_acc"] == pytest.approx(b["forget", "coverage"])
-    assert o["forget", "best_acc"] < b["forget", "best_acc"]
-
-
-def test_linear_small_base_high_oracle_low_on_forget(micro_cache):
-    bench = ToyBenchmark(ToyConfig(size="small"))
-    b = aggregates(LinearProbe(), bench, bench.load("target"))
-    o = aggregates(LinearProbe(), bench, bench.load("oracle"))
-    assert b["forget", "best_acc"] >= 0.6 * b["forget", "coverage"], b
-    assert b["forget", "best_acc"] - o["forget", "best_acc"] >= 0.1, (b, o)
+    assert b["forget", "coverage"] == o["forget", "coverage"] >= 0.7  # the training people hold most values
+    assert b["forget", "best_acc"] >= 0.5, b
+    assert o["forget", "best_acc"] <= 0.3, o
+    assert o["forget", "best_acc"] <= o["forget", "majority"] + 0.1, o
 
 
 def test_runner_stores_layer_and_aggregate_rows(micro_cache, tmp_path):

@@ -62,7 +62,7 @@ from ..errors import UnlearnbenchError
 from ..hidden import blocks, token_states
 from ..progress import SILENT, Progress
 from ..registry import register_attack
-from .relearn import _owners
+from .relearn import owners_of
 
 LAYERS_RE = re.compile(r"^(all|\d+(-\d+)?(\+\d+(-\d+)?)*)$")
 #: a layer's direction exists when ||mean_f - mean_r|| exceeds this fraction of the larger mean's norm
@@ -278,7 +278,7 @@ class AblateAttack:
         stats: dict = {"n_forget_examples": len(pool), "n_retain_examples": len(retain)}
         if cfg.people == -1:
             return pool, retain, stats
-        owner, people = _owners(pool, data)
+        owner, people = owners_of(pool, data)
         if not people:
             raise UnlearnbenchError("ablate,people=...: the benchmark does not say whose the forget examples are")
         rng = random.Random(f"ablate-people:{cfg.seed}")

@@ -302,8 +302,7 @@ class QuantizeAttack:
         original = self._original_model(benchmark)
         ref_modules = dict(original.named_modules()) if original is not None else {}
         quantize = self._quantizer()
-        evaluate("before", 0, work)
-        errors, n_params, kept, figures, unmatched = [], 0, [], {}, []
+        errors, n_params, kept, figures, unmatched, writes = [], 0, [], {}, [], []
         with progress.task(f"attack quantize:{self.label}", len(chosen)) as bar, torch.no_grad():
             for name, mod, transposed in chosen:
                 w = mod.weight
@@ -325,14 +324,19 @@ class QuantizeAttack:
                         unmatched.append(name)
                     else:
                         figures[name] = update_vs_bin(ref, o, q.float(), quantize(o, cfg.group_size)[0].float(), width)
-                m.copy_(q.to(w.dtype))  # a transposed view writes through to the weight
+                writes.append((m, q.to(w.dtype)))
                 n_params += w.numel()
                 bar.advance()
-        if not errors:
+        if not errors:  # refused before anything is evaluated
             raise UnlearnbenchError(
                 f"quantize:{self.label}: no weight matrix fits the format ({len(kept)} kept in full precision; "
                 f"{kept[-1]}: {why})"
             )
+        evaluate("before", 0, work)
+        with torch.no_grad():
+            for m, q in writes:
+                m.copy_(q)  # a transposed view writes through to the weight
+        del writes
         evaluate("quantized", 1, work)
         stats = {
             "bits": self.bits,

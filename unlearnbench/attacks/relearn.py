@@ -156,7 +156,7 @@ class RelearnAttack:
         pool = list(data.forget)
         if not pool:
             raise UnlearnbenchError("relearn:forget: the benchmark's forget set is empty")
-        owner, people = _owners(pool, data)  # index -> person key; key -> (name, world id)
+        owner, people = owners_of(pool, data)  # index -> person key; key -> (name, world id)
         candidates = range(len(pool))
         if cfg.people != -1:
             if not people:
@@ -235,7 +235,7 @@ def _count(n: int, available: int) -> int:
     return available if n < 0 else min(n, available)
 
 
-def _owners(pool: list, data) -> tuple[dict[int, str], dict[str, tuple[str, int | None]]]:
+def owners_of(pool: list, data) -> tuple[dict[int, str], dict[str, tuple[str, int | None]]]:
     """Whose each forget example is: (index -> person key, person key -> (name, benchmark id)).
 
     Exact when the benchmark says so (``UnlearnData.forget_owners``, e.g. the embedded world: each

@@ -29,10 +29,12 @@ criteria see the same ids. The prompt sits before everything, BOS included.
 Deviations and limits: Schwinn et al. optimise one prompt per question with a target answer;
 here one universal prompt is trained on the unlearning texts (no per-item optimisation, no
 access to the evaluation items). peft's prompt tuning is not used: its forward returns the
-virtual tokens' logits too, which every scorer here would misalign. The wrapper has no
-``model``/``transformer`` attribute, so residual-stream readers (:mod:`unlearnbench.hidden`)
-refuse it in one line instead of reading positions shifted by ``k``; the vLLM backend cannot run
-it either (refused before training). The model handed in is never modified: gradients are taken
+virtual tokens' logits too, which every scorer here would misalign. Residual-stream readers
+(:mod:`unlearnbench.hidden`, hence the ``lens`` and ``linear`` probes) see through the wrapper
+(``lm``, ``prefix_length``): they read the frozen model's blocks at the real tokens' positions,
+shifted by ``k``, so a hidden-state probe of a soft-prompted model reads what the soft prompt
+makes the model compute about the question. The vLLM backend cannot run it (refused before
+training). The model handed in is never modified: gradients are taken
 with respect to ``P`` alone (``torch.autograd.grad``), so no weight gets a ``.grad``.
 """
 
@@ -51,7 +53,7 @@ from ..batching import collate, encode_example, pad_id_of, shuffled_batches
 from ..errors import UnlearnbenchError
 from ..progress import SILENT, Progress
 from ..registry import register_attack
-from .relearn import _owners
+from .relearn import owners_of
 
 
 @dataclass(frozen=True)
@@ -187,7 +189,7 @@ class SoftPromptAttack:
         if not pool:
             raise UnlearnbenchError("softprompt: the benchmark's forget set is empty")
         rng = random.Random(f"softprompt-draw:{cfg.seed}")
-        owner, people = _owners(pool, data)
+        owner, people = owners_of(pool, data)
         candidates = list(range(len(pool)))
         if cfg.people != -1:
             if not people:

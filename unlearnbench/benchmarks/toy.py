@@ -56,6 +56,15 @@ class ToyBenchmark:
         distance to the oracle)."""
         return self.world.probe_items("qa", self.world.split_ids(split))
 
+    def training_items(self, form: str):
+        """Items of ``form`` about every person the models keep (all non-forget people, the probed
+        neighbour and retain people included), for probes that learn from hidden states (``linear``
+        trains on them, leaving out whichever people it is scoring). The probed retain split alone
+        has too few people: most forget values never occur among them."""
+        if form in EXTRA_FORMS:
+            return extra_probe_items(self.world, form, self.world.retain_ids)
+        return self.world.probe_items(form, self.world.retain_ids)
+
     def unlearn_data(self, tokenizer):
         from ..toy import preset
 

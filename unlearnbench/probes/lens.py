@@ -89,9 +89,9 @@ def answer_first_tokens(tokenizer, items, max_length: int, probe: str) -> list[i
 
 def unembed(model, states):
     """Logits (float32) of the final norm + unembedding applied to residual-stream ``states`` [.., d]."""
-    from ..hidden import final_norm
+    from ..hidden import final_norm, unwrap
 
-    head = model.get_output_embeddings()
+    head = unwrap(model)[0].get_output_embeddings()
     return head(final_norm(model)(states.to(head.weight.dtype))).float()
 
 

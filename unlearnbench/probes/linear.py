@@ -2,17 +2,21 @@
 
 For every decoder block ``L`` and every attribute ``a`` (city, employer, ...) a multinomial logistic
 regression (scikit-learn ``LogisticRegression``, L2, lbfgs, on standardised features,
-``random_state=seed``) is trained on the retain people's items of attribute ``a``,
+``random_state=seed``) is trained on the retained people's items of attribute ``a`` — every
+person the models keep where the benchmark offers them (``benchmark.training_items(form)``; the
+embedded world: all non-forget people), else the retain split's —,
 
     x = standardise(h_L),   P(v | x) = softmax_v(W_v · x + b_v),   loss = CE + ||W||² / (2C),
 
 where ``h_L`` is block L's output at the last prompt token (the position that predicts the
 answer; :func:`unlearnbench.hidden.last_prompt_states`) and the classes ``v`` are the values of
-``a`` seen among the retain people. It then predicts the value of each item of the split being
-scored: ``acc@L`` = 1 if the prediction is the item's answer, else 0. Scoring the retain split
-itself, the probe is trained and tested across ``folds`` grouped folds over people (scikit-learn
-``GroupKFold`` by ``entity_id``), so every figure is held out: no person is ever in both the
-training and the test part. Aggregates per split (item ``*``): ``best_layer`` (argmax over L of
+``a`` seen among the training people. It then predicts the value of each item of the split being
+scored: ``acc@L`` = 1 if the prediction is the item's answer, else 0. The people being scored
+are always left out of training (scoring the neighbour or retain split trains on the other kept
+people); where the training items are the scored split itself (a benchmark without
+``training_items``), the probe is trained and tested across ``folds`` grouped folds over people
+(scikit-learn ``GroupKFold`` by ``entity_id``). Every figure is held out: no person is ever in
+both the training and the test part. Aggregates per split (item ``*``): ``best_layer`` (argmax over L of
 mean ``acc@L``, ties: the earliest), ``best_acc`` (that mean), ``majority`` (accuracy of always
 predicting the most frequent training value of the item's attribute, ties: the alphabetically
 first: the chance floor) and ``coverage`` (the fraction of items whose value occurs among the
@@ -28,11 +32,11 @@ deleted answers from intermediate layers.
 Deviations and limits: Alain & Bengio train on the task's labels directly; here the labels are
 attribute values, so the probe needs a benchmark whose items name a person (``entity_id`` >= 0) and
 an attribute (the embedded world): items without them give no rows (one log line says so). With
-few retain people many forget values never occur among them (``coverage``): ``best_acc`` is then
+few training people many forget values never occur among them (``coverage``): ``best_acc`` is then
 bounded by ``coverage``, the same for every model on one benchmark, so compare models, not
 absolute figures. The probe is retrained at every call (no cache: the runner keeps training the
 same model object in place between checkpoints, so neither ``id(model)`` nor the item list can
-key one), and the retain people's states are read again for every split scored.
+key one), and the training people's states are read again for every split scored.
 
 Memory: only the answer-position vector per item per layer is kept (float32, [layers, items, d]
 for the training and the scored items), never a full sequence; extraction holds one batch.
@@ -85,16 +89,16 @@ class LinearConfig:
 
 @register_probe()
 class LinearProbe:
-    """Per-layer logistic-regression probes of attribute values, trained on the retain people."""
+    """Per-layer logistic-regression probes of attribute values, trained on the people the models keep."""
 
     name = "linear"
     version = "1"
     Config = LinearConfig
-    description = "per-layer logistic-regression probe of attribute values (trained on retain people, held out)"
+    description = "per-layer logistic-regression probe of attribute values (trained on kept people, held out by person)"
 
     def __init__(self, config: LinearConfig | None = None):
         self.config = config or LinearConfig()
-        self._train: list | None = None  # the retain people's items
+        self._train: list | None = None  # the training people's items
         self._floors: dict[str, tuple[float, float]] = {}  # split -> (majority, coverage)
         self._warned = False
 
@@ -115,7 +119,9 @@ class LinearProbe:
             if "retain" not in getattr(benchmark, "splits", ()):
                 self._say_once("linear: the benchmark has no retain split to train on; no linear rows are stored")
                 return []
-            self._train = [it for it in items_of(benchmark, "retain", form, self.name) if has_fact(it)]
+            pool = getattr(benchmark, "training_items", None)
+            train = pool(form) if pool is not None else items_of(benchmark, "retain", form, self.name)
+            self._train = [it for it in train if has_fact(it)]
         if not items:
             return []
         folds = self._folds(items)

@@ -68,11 +68,13 @@ def attack_identity(key_json, attack_text) -> AttackIdentity:
 
 def post_attack_label(identity: AttackIdentity) -> str:
     """'Post-finetune on arith', 'Post-relearn on forget', 'Post-quantize to 4 bits'; another attack:
-    'Post-<name>' with its argument in brackets."""
+    'Post-<name>' with its argument in brackets ('Post-quantize to q4_0' for a deployment format)."""
     name, arg = identity.name, identity.arg
     if identity.task:
         return f"Post-{name} " + ARG_PHRASES["task"].format(arg=identity.task)
     word = ARG_WORDS.get(name)
+    if word == "bits" and arg and not arg.isdigit():  # a deployment format (quantize:q4_0): no bit count
+        return f"Post-{name} to {arg}"
     if word in ARG_PHRASES and word != "task" and arg:
         return f"Post-{name} " + ARG_PHRASES[word].format(arg=arg)
     return f"Post-{name}" + (f" ({arg})" if arg else "")
