@@ -13,10 +13,10 @@ class _Result:
         self.experiment = Experiment(name="t", methods=["npo", "ilu"], attacks=["finetune:arith"])
 
 
-def _numbers(monkeypatch, fq, recall, worst=None):
+def _numbers(monkeypatch, fq, recall, worst=None, hidden=None):
     def fake_init(self, store, result):
         self.attacks = ["finetune:arith"]
-        self.fq, self.recall, self.worst = fq, recall, worst or {}
+        self.fq, self.recall, self.worst, self.hidden = fq, recall, worst or {}, hidden or {}
 
     monkeypatch.setattr(_Numbers, "__init__", fake_init)
 
@@ -139,3 +139,33 @@ def test_significance_over_seeds():
     assert sig is True and se == pytest.approx(0.0082, abs=1e-3)
     assert significance({0: 0.9, 1: 0.7}, {0: 0.85, 1: 0.75})[1] is False
     assert significance({0: 0.9}, {0: 0.5}) == (None, None)
+
+
+def _hid(acc):
+    return {"forget": {"linear.best_acc": acc, "lens.best_top1": 1.0}}
+
+
+HIDDEN = {  # method -> column -> [per seed summary["hidden"][column]]
+    "npo": {"base": [_hid(0.8)], "oracle": [_hid(0.2), _hid(0.2)], "unlearned": [_hid(0.6), _hid(0.5)]},
+    "rmu": {"base": [_hid(0.8)], "oracle": [_hid(0.2)], "unlearned": [_hid(0.25)]},
+}
+
+
+def test_hidden_gap(monkeypatch):
+    _numbers(monkeypatch, FQ, RECALL, hidden=HIDDEN)
+    expected = [
+        {
+            "claim": "npo holds",
+            "check": {"kind": "hidden_gap", "methods": ["npo"], "key": "linear.best_acc", "min": 0.2},
+        },
+        {
+            "claim": "both",
+            "check": {"kind": "hidden_gap", "methods": ["npo", "rmu"], "key": "linear.best_acc", "min": 0.1},
+        },
+        {"claim": "lens", "check": {"kind": "hidden_gap", "methods": ["npo"], "key": "lens.best_top1"}},
+        {"claim": "none", "check": {"kind": "hidden_gap", "methods": ["ilu"], "key": "linear.best_acc"}},
+    ]
+    f = check_findings(expected, None, _Result())
+    assert [x.holds for x in f] == [True, False, False, None]  # rmu 0.25 - 0.2 < 0.1; lens gap 0 is not > 0
+    assert f[0].measured["npo"] == {"base": 0.8, "unlearned": 0.55, "oracle": 0.2, "gap": pytest.approx(0.35)}
+    assert "holds for 1/2" in f[1].detail and "not measured" in f[3].detail

@@ -16,6 +16,10 @@ holds here — with the numbers — whether it holds or not. Check kinds:
                     ``others`` (relative, because the base model knows some forms far less well).
 ``form_even``       {method, forms, tol}: the method's relative recall drops over ``forms`` span <= tol.
 ``neighbour_kept``  {methods, form, tol}: |unlearned - base| recall on the neighbour split <= tol.
+``hidden_gap``      {methods, key, split, min}: per method, a white-box probe's aggregate ``key``
+                    (``linear.best_acc`` or ``lens.best_top1``; ``split`` default forget) after
+                    unlearning minus the same run's oracle exceeds ``min``: the hidden states still hold
+                    what the outputs no longer say (Łucki et al., arXiv 2409.18025).
 ``matched``         {methods, tol}: the methods' mean forget quality after unlearning spans <= tol, so
                     their robustness is compared at matched forget quality (a method that forgot less
                     has less to recover; comparing unmatched methods mixes the two).
@@ -44,7 +48,7 @@ from pathlib import Path
 
 from .errors import UnlearnbenchError
 
-CHECK_KINDS = ("drop", "compare", "close", "form_gap", "form_even", "neighbour_kept", "matched")
+CHECK_KINDS = ("drop", "compare", "close", "form_gap", "form_even", "neighbour_kept", "matched", "hidden_gap")
 #: A check's ``measure`` -> the sweep's ``worst_matrix`` measure an attack column reads (None: fq_matrix).
 MEASURES = {
     "last": None,
@@ -79,11 +83,16 @@ class _Numbers:
         self.fq = fq_matrix(summaries)
         self.worst = worst_matrix(summaries)
         self.recall: dict[str, dict[str, list[dict]]] = {}  # method -> column -> [per seed recall dicts]
+        self.hidden: dict[str, dict[str, list[dict]]] = {}  # method -> column -> [per seed white-box aggregates]
         for r in summaries:
             rec = r["summary"]["recall"]
             for col in ("base", "unlearned"):
                 if col in rec:
                     self.recall.setdefault(r["method"], {}).setdefault(col, []).append(rec[col])
+            hid = r["summary"].get("hidden", {})
+            for col in ("base", "oracle", "unlearned"):
+                if col in hid:
+                    self.hidden.setdefault(r["method"], {}).setdefault(col, []).append(hid[col])
 
     def columns(self, columns) -> list[str]:
         """A check's ``columns``: 'attacks' (or absent) means every attack of the study; attack specs
@@ -120,6 +129,9 @@ class _Numbers:
 
     def recall_mean(self, method: str, column: str, split: str, form: str) -> float | None:
         return _mean([d.get(split, {}).get(form) for d in self.recall.get(method, {}).get(column, [])])
+
+    def hidden_mean(self, method: str, column: str, split: str, key: str) -> float | None:
+        return _mean([d.get(split, {}).get(key) for d in self.hidden.get(method, {}).get(column, [])])
 
     def drop(self, method: str, split: str, form: str) -> float | None:
         b, u = self.recall_mean(method, "base", split, form), self.recall_mean(method, "unlearned", split, form)
@@ -325,7 +337,32 @@ def _check_matched(claim, c, n: _Numbers) -> Finding:
     )
 
 
+def _check_hidden_gap(claim, c, n: _Numbers) -> Finding:
+    key, split, floor = c["key"], c.get("split", "forget"), float(c.get("min", 0.0))
+    measured, verdicts, lines = {}, [], []
+    for m in c["methods"]:
+        u, o = n.hidden_mean(m, "unlearned", split, key), n.hidden_mean(m, "oracle", split, key)
+        if u is None or o is None:
+            continue
+        b = n.hidden_mean(m, "base", split, key)
+        measured[m] = {"base": _r(b), "unlearned": _r(u), "oracle": _r(o), "gap": _r(u - o)}
+        verdicts.append(u - o > floor)
+        lines.append(f"{m} {u:.3f} vs oracle {o:.3f}")
+    if not verdicts:
+        return _missing(claim, c, f"{key} on the {split} split (run the lens/linear probes)")
+    return Finding(
+        claim,
+        c,
+        all(verdicts),
+        measured,
+        f"{key} on {split} after unlearning: "
+        + "; ".join(lines)
+        + f" (gap > {floor}: holds for {sum(verdicts)}/{len(verdicts)})",
+    )
+
+
 _CHECKS = {
+    "hidden_gap": _check_hidden_gap,
     "matched": _check_matched,
     "drop": _check_drop,
     "compare": _check_compare,

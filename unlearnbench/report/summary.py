@@ -22,6 +22,15 @@ from .tables import DISTANCE_METRICS
 HEADLINE = "correct"
 # Distribution-level numbers shown beside recall (JS to the oracle, fluency): the report's distance table's metrics
 _DISTANCE_KEYS = {(probe, metric) for probe, metric, _label in DISTANCE_METRICS}
+#: The white-box probes' aggregates the summary keeps (``hidden``: column -> split -> "probe.metric").
+_HIDDEN_KEYS = {
+    ("lens", "best_top1"),
+    ("lens", "best_layer"),
+    ("linear", "best_acc"),
+    ("linear", "best_layer"),
+    ("linear", "majority"),
+    ("linear", "coverage"),
+}
 
 
 def _clean(x: float) -> float | None:
@@ -41,6 +50,7 @@ def run_summary(store: ResultStore, cells) -> dict:
     aucs: dict[str, dict[str, float]] = {}  # column -> MUSE privleak aggregates (auc, auc_retrain)
     wmdp: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> wmdp_mcq aggregate
     distance: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> js / fluency means
+    hidden: dict[str, dict[str, dict[str, float | None]]] = {}  # column -> split -> lens / linear aggregates
     raw: dict[str, dict[str, float]] = {}  # column -> forget-split recall per form, unrounded (forget quality)
     items: dict[str, dict[str, dict[str, float]]] = {}  # column -> form -> item -> correct (forget split)
     if frame is not None and len(frame):
@@ -82,6 +92,8 @@ def run_summary(store: ResultStore, cells) -> dict:
                         )
                     if r.form == "wmdp_mcq" and r.metric not in (HEADLINE, "prob"):  # forget_quality, acc_<subset>
                         wmdp.setdefault(col, {}).setdefault(r.split, {})[r.metric] = _clean(r.value)
+                    if (r.form, r.metric) in _HIDDEN_KEYS:
+                        hidden.setdefault(col, {}).setdefault(r.split, {})[f"{r.form}.{r.metric}"] = _clean(r.value)
                     if (r.form, r.metric) in _DISTANCE_KEYS:
                         distance.setdefault(col, {}).setdefault(r.split, {})[f"{r.form}.{r.metric}"] = _clean(r.value)
                     if r.split == "task":
@@ -122,6 +134,7 @@ def run_summary(store: ResultStore, cells) -> dict:
         **({"wmdp": wmdp} if wmdp else {}),
         **({"privleak": _privleak(aucs)} if aucs else {}),
         **({"distance": distance} if distance else {}),
+        **({"hidden": hidden} if hidden else {}),
     }
 
 
