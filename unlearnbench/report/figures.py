@@ -235,7 +235,18 @@ def layer_profiles(frame, stem: Path, chance: dict[str, float] | None = None, sp
             if s.empty:
                 continue
             colour, ls = styles.get(c, (colours.get(c), "-"))
-            ax.plot(s.layer, s["mean"], marker="o", ms=3, ls=ls, color=colour, label=c)
+            ref = c in styles  # base and oracle on top, thicker: methods often sit on them
+            ax.plot(
+                s.layer,
+                s["mean"],
+                marker="o",
+                ms=3,
+                ls=ls,
+                color=colour,
+                label=c,
+                lw=2.2 if ref else 1.3,
+                zorder=3 if ref else 2,
+            )
             if (s.n > 1).any():
                 ax.fill_between(s.layer, s["min"], s["max"], color=colour, alpha=0.15, lw=0)
         if probe == "linear" and chance and split in chance:

@@ -23,7 +23,7 @@ from .frames import label_cells
 #: probe -> the per-layer metric's stem (``stem@L``) and what it means, for axis labels.
 LAYER_METRICS = {
     "lens": ("top1", "logit lens: answer's first token ranked first"),
-    "linear": ("acc", "linear probe accuracy (trained on retain people)"),
+    "linear": ("acc", "linear probe accuracy (trained on the kept people)"),
 }
 _LAYER = re.compile(r"^(?P<stem>[a-z0-9_]+)@(?P<layer>\d+)$")
 COLUMNS = ["probe", "split", "column", "layer", "mean", "min", "max", "n"]
