@@ -114,7 +114,7 @@ def test_presets_declare_valid_checks():
     from unlearnbench.study import CHECK_KINDS, MEASURES
     from unlearnbench.sweep import load_experiment
 
-    for name in ("ilu-robustness", "form-dependence"):
+    for name in ("ilu-robustness", "form-dependence", "whitebox"):
         exp = load_experiment(name)
         assert exp.expected and all(e["check"]["kind"] in CHECK_KINDS and e["claim"] for e in exp.expected)
         attacks = {canonical_spec(a) for a in exp.attacks} | {"unlearned"}

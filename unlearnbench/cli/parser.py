@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a seed paper's experiment end to end: sweep, report, findings",
         description="Run a study preset (tasks/experiments/NAME.yaml with expected findings): the "
         "sweep, the report, and findings.md stating for every expected finding whether "
-        "it holds here, with the numbers. Presets: ilu-robustness, form-dependence.",
+        "it holds here, with the numbers. Presets: ilu-robustness, form-dependence, whitebox.",
     )
     st.add_argument("experiment", metavar="NAME_OR_YAML", help="e.g. ilu-robustness or form-dependence")
     st.add_argument(
