@@ -67,6 +67,45 @@ def n_blocks(model) -> int:
     return len(blocks(model))
 
 
+def _block_outputs(model, tokenizer, pairs, batch_size, layers, max_length, where):
+    """The one hooked reader behind :func:`last_prompt_states` and :func:`token_states`: per
+    length-sorted batch of ``pairs``, yield ``(indices, states)`` with ``states`` the stacked
+    outputs of blocks ``layers`` (float32) indexed by ``where(batch, indices, encoded, offset)``
+    (the positions to keep, on the model's device; ``offset``: the positions a wrapper prepends).
+    Forward hooks keep only those positions; the hooks are removed whatever happens."""
+    bl = blocks(model)
+    want = list(range(len(bl))) if layers is None else list(layers)
+    if any(not 0 <= i < len(bl) for i in want):
+        raise UnlearnbenchError(f"layers {want} out of range: the model has {len(bl)} blocks")
+    enc = [encode_example(tokenizer, p, t, max_length=max_length) for p, t in pairs]
+    offset = unwrap(model)[1]  # positions a wrapper prepends (its blocks see them first)
+    device = next(model.parameters()).device
+    pad = pad_id_of(tokenizer)
+    rec: dict[int, torch.Tensor] = {}
+    keep: dict[str, object] = {}
+
+    def hook(layer):
+        def fn(_module, _args, out):
+            h = out[0] if isinstance(out, tuple) else out
+            rec[layer] = h[keep["at"]].detach().float()
+
+        return fn
+
+    handles = [bl[i].register_forward_hook(hook(i)) for i in sorted(set(want))]
+    try:
+        with torch.inference_mode():
+            for idx in length_batches([len(e.ids) for e in enc], batch_size, None):
+                batch = collate([enc[i] for i in idx], pad)
+                keep["at"] = where(batch, idx, enc, offset, device)
+                rec.clear()
+                model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+                yield list(idx), torch.stack([rec[i] for i in want])
+    finally:
+        for h in handles:
+            h.remove()
+        rec.clear()
+
+
 def last_prompt_states(
     model,
     tokenizer,
@@ -82,39 +121,12 @@ def last_prompt_states(
     :func:`unlearnbench.inference.score_targets` (the same tokens are scored there). A pair whose
     prompt is empty uses the first token (BOS where the tokenizer adds one). ``layers``: the block
     indices (default all)."""
-    bl = blocks(model)
-    want = list(range(len(bl))) if layers is None else list(layers)
-    if any(not 0 <= i < len(bl) for i in want):
-        raise UnlearnbenchError(f"layers {want} out of range: the model has {len(bl)} blocks")
-    enc = [encode_example(tokenizer, p, t, max_length=max_length) for p, t in pairs]
-    offset = unwrap(model)[1]  # positions a wrapper prepends (its blocks see them first)
-    pos_of = [offset + max(e.n_prompt - 1, 0) for e in enc]
-    device = next(model.parameters()).device
-    pad = pad_id_of(tokenizer)
-    rec: dict[int, torch.Tensor] = {}
-    rows: dict[str, torch.Tensor] = {}
 
-    def hook(layer):
-        def fn(_module, _args, out):
-            h = out[0] if isinstance(out, tuple) else out
-            rec[layer] = h[rows["r"], rows["p"]].detach().float()
+    def last_prompt_token(_batch, idx, enc, offset, device):
+        rows = torch.arange(len(idx), device=device)
+        return rows, torch.tensor([offset + max(enc[i].n_prompt - 1, 0) for i in idx], device=device)
 
-        return fn
-
-    handles = [bl[i].register_forward_hook(hook(i)) for i in sorted(set(want))]
-    try:
-        with torch.inference_mode():
-            for idx in length_batches([len(e.ids) for e in enc], batch_size, None):
-                batch = collate([enc[i] for i in idx], pad)
-                rows["r"] = torch.arange(len(idx), device=device)
-                rows["p"] = torch.tensor([pos_of[i] for i in idx], device=device)
-                rec.clear()
-                model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-                yield list(idx), torch.stack([rec[i] for i in want])
-    finally:
-        for h in handles:
-            h.remove()
-        rec.clear()
+    return _block_outputs(model, tokenizer, pairs, batch_size, layers, max_length, last_prompt_token)
 
 
 def token_states(
@@ -134,40 +146,14 @@ def token_states(
     residual stream is the same large vector in every text, an attention sink, and would weigh
     on a mean by how short the texts are). As in :func:`last_prompt_states`, forward hooks keep
     only those positions and the caller gets one batch at a time."""
-    bl = blocks(model)
-    want = list(range(len(bl))) if layers is None else list(layers)
-    if any(not 0 <= i < len(bl) for i in want):
-        raise UnlearnbenchError(f"layers {want} out of range: the model has {len(bl)} blocks")
-    enc = [encode_example(tokenizer, p, t, max_length=max_length) for p, t in pairs]
     bos = tokenizer.bos_token_id
-    offset = unwrap(model)[1]
-    device = next(model.parameters()).device
-    pad = pad_id_of(tokenizer)
-    rec: dict[int, torch.Tensor] = {}
-    keep: dict[str, torch.Tensor] = {}
 
-    def hook(layer):
-        def fn(_module, _args, out):
-            h = out[0] if isinstance(out, tuple) else out
-            rec[layer] = h[keep["m"]].detach().float()
+    def text_tokens(batch, _idx, _enc, offset, device):
+        mask = batch["attention_mask"].bool()
+        if bos is not None:
+            mask[:, 0] &= batch["input_ids"][:, 0] != bos
+        if offset:  # the prepended positions are no token of the text
+            mask = torch.cat([mask.new_zeros((mask.shape[0], offset)), mask], dim=1)
+        return mask.to(device)
 
-        return fn
-
-    handles = [bl[i].register_forward_hook(hook(i)) for i in sorted(set(want))]
-    try:
-        with torch.inference_mode():
-            for idx in length_batches([len(e.ids) for e in enc], batch_size, None):
-                batch = collate([enc[i] for i in idx], pad)
-                mask = batch["attention_mask"].bool()
-                if bos is not None:
-                    mask[:, 0] &= batch["input_ids"][:, 0] != bos
-                if offset:  # the prepended positions are no token of the text
-                    mask = torch.cat([mask.new_zeros((mask.shape[0], offset)), mask], dim=1)
-                keep["m"] = mask.to(device)
-                rec.clear()
-                model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
-                yield list(idx), torch.stack([rec[i] for i in want])
-    finally:
-        for h in handles:
-            h.remove()
-        rec.clear()
+    return _block_outputs(model, tokenizer, pairs, batch_size, layers, max_length, text_tokens)

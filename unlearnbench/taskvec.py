@@ -56,21 +56,29 @@ def _tensor_files(path: Path) -> dict[str, Path]:
     return out
 
 
-def cosines(base: Path, unlearned: Path, unlearned_ft: Path, base_ft: Path, per_tensor: int = 12) -> TaskVectorResult:
-    """Stream the four checkpoints tensor by tensor; see the module docstring."""
-    import torch
-    from safetensors import safe_open
-
-    paths = {"o": Path(base), "u": Path(unlearned), "u_ft_model": Path(unlearned_ft), "ft_model": Path(base_ft)}
+def same_tensors(paths: dict[str, Path], reference: str, purpose: str) -> tuple[dict[str, dict[str, Path]], list[str]]:
+    """(key -> tensor name -> file, the sorted tensor names) of the checkpoints ``paths``, whose key
+    ``"o"`` is the reference; a checkpoint holding other tensors is one line naming a few of them
+    (``reference``: how the message calls ``paths["o"]``, ``purpose``: what needs one architecture)."""
     index = {k: _tensor_files(p) for k, p in paths.items()}
     names = sorted(index["o"])
     for k, idx in index.items():
         if set(idx) != set(names):
             missing = sorted(set(names) ^ set(idx))[:3]
             raise UnlearnbenchError(
-                f"checkpoint '{paths[k]}' holds other tensors than the base model (e.g. {missing}): "
-                "task vectors need one architecture"
+                f"checkpoint '{paths[k]}' holds other tensors than {reference} (e.g. {missing}): "
+                f"{purpose} need one architecture"
             )
+    return index, names
+
+
+def cosines(base: Path, unlearned: Path, unlearned_ft: Path, base_ft: Path, per_tensor: int = 12) -> TaskVectorResult:
+    """Stream the four checkpoints tensor by tensor; see the module docstring."""
+    import torch
+    from safetensors import safe_open
+
+    paths = {"o": Path(base), "u": Path(unlearned), "u_ft_model": Path(unlearned_ft), "ft_model": Path(base_ft)}
+    index, names = same_tensors(paths, "the base model", "task vectors")
     dots: dict[tuple[str, str], float] = {}
     sq = {"u": 0.0, "ft": 0.0, "u_ft": 0.0}
     per: list[tuple[int, str, dict]] = []

@@ -52,7 +52,7 @@ from pathlib import Path
 
 from .errors import UnlearnbenchError
 from .progress import SILENT, Progress
-from .taskvec import _tensor_files
+from .taskvec import same_tensors
 
 #: The default α grid of the interpolation path.
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(13))
@@ -109,15 +109,7 @@ def distances(base: Path, unlearned: Path, oracle: Path | None = None) -> Distan
     paths = {"o": Path(base), "u": Path(unlearned)}
     if oracle is not None:
         paths["r"] = Path(oracle)
-    index = {k: _tensor_files(p) for k, p in paths.items()}
-    names = sorted(index["o"])
-    for k, idx in index.items():
-        if set(idx) != set(names):
-            missing = sorted(set(names) ^ set(idx))[:3]
-            raise UnlearnbenchError(
-                f"checkpoint '{paths[k]}' holds other tensors than the original model (e.g. {missing}): "
-                "weight distances need one architecture"
-            )
+    index, names = same_tensors(paths, "the original model", "weight distances")
     handles: dict[Path, object] = {}
 
     def get(which: str, name: str):
